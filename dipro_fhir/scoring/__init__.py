@@ -1,0 +1,1 @@
+"""Scoring: turn mapped timelines into per-patient, per-task scores with DiPro."""
