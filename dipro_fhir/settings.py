@@ -1,0 +1,152 @@
+"""One settings tree for the whole product, built once at the edge.
+
+Entry points (the CLI, or an Airflow task from its Connections) build :class:`Settings` and
+pass it down; library code never reads ``os.environ``. From the environment every field is
+``DIPRO_<SECTION>__<FIELD>`` (for example ``DIPRO_FHIR__BASE_URL``,
+``DIPRO_FHIR__PASSWORD``, ``DIPRO_STORE__URL``). Credentials are ``SecretStr`` so they never
+show in a ``repr`` or a log line.
+
+Each source has two real implementations: a server (``base_url``) or local files
+(``ndjson_dir`` / ``folder``), which is what the embedded demo uses. With nothing configured,
+:func:`embedded_settings` points everything at a working folder on this machine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from dipro_fhir.errors import ConfigError
+
+AuthKind = Literal["none", "basic", "bearer", "smart"]
+
+
+class FhirSettings(BaseModel):
+    """Where FHIR resources come from: a FHIR R4 server, or a folder of NDJSON files."""
+
+    base_url: str | None = None
+    ndjson_dir: Path | None = None
+    auth: AuthKind = "none"
+    username: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    smart_client_id: str | None = None
+    smart_token_url: str | None = None
+    smart_private_key_path: Path | None = None
+    smart_key_id: str | None = None
+    smart_scope: str = "system/*.read system/RiskAssessment.write"
+    timeout_s: float = 30.0
+    max_retries: int = 5
+    verify_tls: bool = True
+    page_size: int = Field(default=200, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> FhirSettings:
+        if self.base_url and self.ndjson_dir:
+            raise ValueError("set either fhir.base_url or fhir.ndjson_dir, not both")
+        return self
+
+
+class DicomWebSettings(BaseModel):
+    """Where images come from: a DICOMweb server (QIDO/WADO-RS), or a folder of DICOM files."""
+
+    base_url: str | None = None
+    folder: Path | None = None
+    auth: AuthKind = "none"
+    username: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    timeout_s: float = 60.0
+    max_retries: int = 5
+    verify_tls: bool = True
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DicomWebSettings:
+        if self.base_url and self.folder:
+            raise ValueError("set either dicomweb.base_url or dicomweb.folder, not both")
+        return self
+
+
+class StoreSettings(BaseModel):
+    """The results database (SQLAlchemy URL). PostgreSQL in production, SQLite for the demo."""
+
+    url: SecretStr = SecretStr("sqlite:///var/dipro-results.sqlite")
+
+
+class ModelSettings(BaseModel):
+    """The checkpoint to score with and how to run it."""
+
+    checkpoint: Path = Path("var/checkpoints/demo")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    batch_size: int = Field(default=16, ge=1)
+
+
+class WriteBackSettings(BaseModel):
+    """Where RiskAssessments go and how they are expressed.
+
+    ``probability_scale``: the FHIR R4 element comment on ``RiskAssessment.prediction.
+    probability[x]`` says decimal probabilities are percentages (invariant ras-2: <= 100),
+    while HL7's own examples use fractions. We default to the specification.
+    """
+
+    target: Literal["fhir", "ndjson", "none"] = "fhir"
+    ndjson_dir: Path = Path("var/results")
+    transaction_size: int = Field(default=100, ge=1, le=1000)
+    probability_scale: Literal["percent", "fraction"] = "percent"
+    moderate_risk_at: float = Field(default=0.2, ge=0.0, le=1.0)
+    high_risk_at: float = Field(default=0.5, ge=0.0, le=1.0)
+    max_basis: int = Field(default=50, ge=0)
+
+
+class RunSettings(BaseModel):
+    """How a scoring run plans, extracts and tolerates failures."""
+
+    window_hours: int = Field(default=48, ge=1)
+    chunk_size: int = Field(default=50, ge=1)
+    max_failed_share: float = Field(default=0.2, ge=0.0, le=1.0)
+    site_timezone: str = "UTC"
+    staging_dir: Path = Path("var/staging")
+    log_salt: SecretStr = SecretStr("dipro-fhir")
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Build it once per process, at the entry point."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DIPRO_", env_nested_delimiter="__", extra="ignore", frozen=True
+    )
+
+    fhir: FhirSettings = FhirSettings()
+    dicomweb: DicomWebSettings = DicomWebSettings()
+    store: StoreSettings = StoreSettings()
+    model: ModelSettings = ModelSettings()
+    writeback: WriteBackSettings = WriteBackSettings()
+    run: RunSettings = RunSettings()
+
+    def require_sources(self) -> None:
+        """Raise :class:`ConfigError` unless a FHIR and an image source are configured."""
+        if not (self.fhir.base_url or self.fhir.ndjson_dir):
+            raise ConfigError(
+                "no FHIR source: set DIPRO_FHIR__BASE_URL (a FHIR R4 server) or "
+                "DIPRO_FHIR__NDJSON_DIR (a folder of NDJSON files)"
+            )
+        if not (self.dicomweb.base_url or self.dicomweb.folder):
+            raise ConfigError(
+                "no image source: set DIPRO_DICOMWEB__BASE_URL (a DICOMweb server) or "
+                "DIPRO_DICOMWEB__FOLDER (a folder of DICOM files)"
+            )
+
+
+def embedded_settings(workdir: Path) -> Settings:
+    """Settings for the embedded default: everything as files and SQLite under ``workdir``."""
+    return Settings(
+        fhir=FhirSettings(ndjson_dir=workdir / "cohort" / "fhir"),
+        dicomweb=DicomWebSettings(folder=workdir / "cohort" / "dicom"),
+        store=StoreSettings(url=SecretStr(f"sqlite:///{(workdir / 'results.sqlite').resolve()}")),
+        model=ModelSettings(checkpoint=workdir / "checkpoint"),
+        writeback=WriteBackSettings(target="ndjson", ndjson_dir=workdir / "results"),
+        run=RunSettings(staging_dir=workdir / "staging"),
+    )
