@@ -1,0 +1,387 @@
+"""A small, careful FHIR R4 REST client over one pooled ``requests.Session``.
+
+Why not a FHIR client library: we need exact control of retries (only idempotent requests,
+``Retry-After`` honoured and capped), of paging (``Bundle.link`` ``next`` followed as an
+opaque URL, FHIR R4 section 3.1.1.3 "Paging", never built by the client) and of logging:
+search URLs carry patient ids, so only the method, resource type, status, duration and
+retry count are logged, never URLs with queries, headers or bodies.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from dipro_fhir.errors import InvalidResource, SourceUnavailable
+from dipro_fhir.fhir.auth import FhirAuth
+from dipro_fhir.fhir.retry import RETRYABLE_STATUSES, RetryPolicy
+from dipro_fhir.fhir.status import error_for_status
+
+log = logging.getLogger(__name__)
+
+FHIR_JSON = "application/fhir+json"
+SearchParams = Mapping[str, str | Sequence[str]]
+TRANSIENT_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+)
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
+
+
+class FhirClient:
+    """FHIR R4 REST client: read, search with paging, count, put, create, transaction, batch.
+
+    Args:
+        base_url: The FHIR base, e.g. ``https://fhir.example.org/r4``.
+        session: A session to use (the caller closes it); by default the client makes one
+            with a connection pool of ``pool_size`` and closes it in :meth:`close`.
+        auth: How to authenticate; ``None`` sends no credentials.
+        timeout_s: Connect and read timeout of every request.
+        retry: Retry policy for 429/502/503/504 and connection failures.
+        verify_tls: ``requests``' ``verify``: ``True``, ``False`` or a CA bundle path.
+        page_size: ``_count`` sent with searches that do not set one.
+        pool_size: Connections kept open to the server.
+        max_pages: Upper bound of pages followed by one search (loop guard).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        session: requests.Session | None = None,
+        auth: FhirAuth | None = None,
+        timeout_s: float = 30.0,
+        retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - frozen, so sharing is safe
+        verify_tls: bool | str = True,
+        page_size: int = 200,
+        pool_size: int = 10,
+        max_pages: int = 100_000,
+    ) -> None:
+        self.base_url = base_url.rstrip("/") + "/"
+        self.auth = auth
+        self.timeout_s = timeout_s
+        self.retry = retry
+        self.verify_tls = verify_tls
+        self.page_size = page_size
+        self.max_pages = max_pages
+        self._owns_session = session is None
+        self._session = session if session is not None else _pooled_session(pool_size)
+
+    # -- reading --------------------------------------------------------------------------
+
+    def capabilities(self) -> dict[str, Any]:
+        """Return the server's CapabilityStatement (``GET [base]/metadata``)."""
+        return self._call("GET", "metadata", label="CapabilityStatement")
+
+    def read(self, resource_type: str, resource_id: str) -> dict[str, Any]:
+        """Return one resource (``GET [base]/Type/id``).
+
+        Raises:
+            ResourceNotFound: The server answered 404 or 410.
+        """
+        return self._call("GET", f"{resource_type}/{resource_id}", label=resource_type)
+
+    def search(self, resource_type: str, params: SearchParams) -> Iterator[dict[str, Any]]:
+        """Yield every matching resource over all pages (``search.mode`` match or absent).
+
+        Included resources (``search.mode`` include) and server warnings (outcome) are
+        skipped; use :meth:`search_pages` to see them.
+        """
+        for page in self.search_pages(resource_type, params):
+            for entry in page.get("entry") or []:
+                resource = entry.get("resource") if isinstance(entry, dict) else None
+                mode = (entry.get("search") or {}).get("mode", "match") if resource else None
+                if isinstance(resource, dict) and mode == "match":
+                    yield resource
+
+    def search_pages(self, resource_type: str, params: SearchParams) -> Iterator[dict[str, Any]]:
+        """Yield each searchset Bundle, following ``next`` links as opaque URLs.
+
+        Raises:
+            SourceUnavailable: A ``next`` link repeats (a paging loop), ``max_pages`` is
+                exceeded, or a page could not be fetched after retries.
+        """
+        query = _encode_params(params)
+        if not any(name == "_count" for name, _ in query):
+            query.append(("_count", str(self.page_size)))
+        page = self._call("GET", resource_type, params=query, label=resource_type)
+        seen: set[str] = set()
+        while True:
+            yield page
+            link = next_link(page)
+            if link is None:
+                return
+            url = self._check_page_link(link, seen)
+            page = self._call("GET", url, label=resource_type)
+
+    def count(self, resource_type: str, params: SearchParams) -> int:
+        """Return how many resources match (``_summary=count``, ``Bundle.total``)."""
+        query = [*_encode_params(params), ("_summary", "count")]
+        bundle = self._call("GET", resource_type, params=query, label=resource_type)
+        total = bundle.get("total")
+        if not isinstance(total, int):
+            raise InvalidResource(f"count of {resource_type}: the Bundle has no total")
+        return total
+
+    # -- writing --------------------------------------------------------------------------
+
+    def put(self, resource: dict[str, Any], *, if_match: str | None = None) -> dict[str, Any]:
+        """Create or update a resource at its client-assigned id (``PUT [base]/Type/id``).
+
+        Args:
+            resource: The resource, with ``resourceType`` and ``id``.
+            if_match: A version id (``"3"`` or ``W/"3"``) for a version-aware update; the
+                server answers 412 (``PublishConflict``) when the resource has moved on.
+
+        Returns:
+            The stored resource as the server returned it (with ``meta.versionId``).
+        """
+        resource_type, resource_id = _type_and_id(resource)
+        headers = {"If-Match": _weak_etag(if_match)} if if_match else {}
+        return self._call(
+            "PUT",
+            f"{resource_type}/{resource_id}",
+            json_body=resource,
+            headers=headers,
+            label=resource_type,
+        )
+
+    def create(self, resource: dict[str, Any]) -> dict[str, Any]:
+        """Create a resource with a server-assigned id (``POST``); never retried."""
+        resource_type = resource.get("resourceType")
+        if not isinstance(resource_type, str):
+            raise ValueError("resource has no resourceType")
+        return self._call("POST", resource_type, json_body=resource, label=resource_type)
+
+    def transaction(self, bundle: dict[str, Any], *, idempotent: bool = False) -> dict[str, Any]:
+        """Post a transaction Bundle (all or nothing) and return the transaction-response.
+
+        Args:
+            bundle: A Bundle with ``type`` ``transaction``.
+            idempotent: Retry transient failures. Allowed only when every entry is a
+                ``PUT``/``GET``/``DELETE`` of a client-assigned ``Type/id`` (so repeating
+                the whole bundle cannot create duplicates).
+        """
+        return self._post_bundle(bundle, "transaction", idempotent)
+
+    def batch(self, bundle: dict[str, Any], *, idempotent: bool = False) -> dict[str, Any]:
+        """Post a batch Bundle (entries succeed or fail one by one); see :meth:`transaction`."""
+        return self._post_bundle(bundle, "batch", idempotent)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection pool if the client made it."""
+        if self._owns_session:
+            self._session.close()
+
+    def __enter__(self) -> FhirClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _post_bundle(self, bundle: dict[str, Any], kind: str, idempotent: bool) -> dict[str, Any]:
+        if bundle.get("resourceType") != "Bundle" or bundle.get("type") != kind:
+            raise ValueError(f"expected a Bundle of type {kind}")
+        if idempotent and not bundle_is_idempotent(bundle):
+            raise ValueError(f"{kind} has entries that are not PUT/GET/DELETE of Type/id")
+        return self._call(
+            "POST", "", json_body=bundle, label=f"Bundle/{kind}", retryable=idempotent
+        )
+
+    def _check_page_link(self, link: str, seen: set[str]) -> str:
+        url = urljoin(self.base_url, link)
+        if _origin(url) != _origin(self.base_url):
+            raise SourceUnavailable("search: the next link points to another server")
+        if url in seen:
+            raise SourceUnavailable("search: the server repeated a next link (paging loop)")
+        if len(seen) >= self.max_pages:
+            raise SourceUnavailable(f"search: more than {self.max_pages} pages")
+        seen.add(url)
+        return url
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        label: str,
+        params: list[tuple[str, str]] | None = None,
+        json_body: dict[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        retryable: bool | None = None,
+    ) -> dict[str, Any]:
+        url = path if path.startswith(("http://", "https://")) else self.base_url + path
+        may_retry = method in IDEMPOTENT_METHODS if retryable is None else retryable
+        response, attempts = self._send(
+            method,
+            url,
+            label,
+            may_retry,
+            params=params,
+            json=json_body,
+            headers={**_default_headers(json_body), **(headers or {})},
+        )
+        return _read_body(response, action=f"{method} {label}", attempts=attempts)
+
+    def _send(
+        self, method: str, url: str, label: str, may_retry: bool, **kwargs: Any
+    ) -> tuple[requests.Response, int]:
+        attempts = self.retry.max_attempts if may_retry else 1
+        refreshed = False
+        attempt = 0
+        while True:
+            attempt += 1
+            started = time.monotonic()
+            try:
+                response = self._session.request(
+                    method,
+                    url,
+                    auth=self.auth,
+                    timeout=self.timeout_s,
+                    verify=self.verify_tls,
+                    **kwargs,
+                )
+            except TRANSIENT_ERRORS as exc:
+                _log_attempt(method, label, None, started, attempt, type(exc).__name__)
+                if attempt >= attempts:
+                    raise SourceUnavailable(
+                        f"{method} {label}: {type(exc).__name__} after {attempt} attempts"
+                    ) from exc
+                time.sleep(self.retry.delay_s(attempt))
+                continue
+            status = response.status_code
+            _log_attempt(method, label, status, started, attempt, None)
+            if status == 401 and not refreshed and self.auth is not None:
+                refreshed = self.auth.refresh_after_unauthorized()
+                if refreshed:
+                    continue
+            if status in RETRYABLE_STATUSES and attempt < attempts:
+                time.sleep(self.retry.delay_s(attempt, response.headers.get("Retry-After")))
+                continue
+            return response, attempt
+
+
+def next_link(bundle: Mapping[str, Any]) -> str | None:
+    """Return the Bundle's ``link`` with relation ``next`` (FHIR R4 ``Bundle.link``)."""
+    for link in bundle.get("link") or []:
+        if isinstance(link, dict) and link.get("relation") == "next":
+            url = link.get("url")
+            return url if isinstance(url, str) and url else None
+    return None
+
+
+def bundle_is_idempotent(bundle: Mapping[str, Any]) -> bool:
+    """True when repeating the Bundle cannot duplicate anything: every entry's
+    ``request`` is a PUT, GET or DELETE of ``Type/id`` (no conditional URLs, no POST)."""
+    for entry in bundle.get("entry") or []:
+        request = entry.get("request") if isinstance(entry, dict) else None
+        if not isinstance(request, dict):
+            return False
+        method, url = request.get("method"), request.get("url")
+        if method not in ("PUT", "GET", "DELETE") or not isinstance(url, str):
+            return False
+        if method != "GET" and ("?" in url or url.count("/") != 1):
+            return False
+    return True
+
+
+def _read_body(response: requests.Response, *, action: str, attempts: int) -> dict[str, Any]:
+    status = response.status_code
+    body = _json_object(response)
+    if status >= 300:
+        outcome = body if body and body.get("resourceType") == "OperationOutcome" else None
+        raise error_for_status(status, outcome, action=action, attempts=attempts)
+    if body is None:
+        kind = response.headers.get("Content-Type", "no content type")
+        raise SourceUnavailable(
+            f"{action}: HTTP {status} with a body that is not a JSON object "
+            f"({kind}, {len(response.content)} bytes)",
+            status=status,
+        )
+    if not isinstance(body.get("resourceType"), str):
+        raise InvalidResource(f"{action}: HTTP {status} with JSON that is no FHIR resource")
+    return body
+
+
+def _json_object(response: requests.Response) -> dict[str, Any] | None:
+    if not response.content:
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _encode_params(params: SearchParams) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    for name, value in params.items():
+        values = [value] if isinstance(value, str) else list(value)
+        pairs.extend((name, str(item)) for item in values)
+    return pairs
+
+
+def _type_and_id(resource: Mapping[str, Any]) -> tuple[str, str]:
+    resource_type, resource_id = resource.get("resourceType"), resource.get("id")
+    if not isinstance(resource_type, str) or not isinstance(resource_id, str):
+        raise ValueError("PUT needs a resource with resourceType and id")
+    return resource_type, resource_id
+
+
+def _weak_etag(version: str) -> str:
+    return version if version.startswith(("W/", '"')) else f'W/"{version}"'
+
+
+def _default_headers(json_body: dict[str, Any] | None) -> dict[str, str]:
+    headers = {"Accept": FHIR_JSON}
+    if json_body is not None:
+        headers["Content-Type"] = FHIR_JSON
+        headers["Prefer"] = "return=representation"
+    return headers
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
+
+
+def _pooled_session(pool_size: int) -> requests.Session:
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def _log_attempt(
+    method: str, label: str, status: int | None, started: float, attempt: int, error: str | None
+) -> None:
+    duration_ms = (time.monotonic() - started) * 1000
+    level = logging.DEBUG if status is not None and status < 400 else logging.WARNING
+    log.log(
+        level,
+        "fhir %s %s status=%s error=%s duration_ms=%d attempt=%d",
+        method,
+        label,
+        status,
+        error,
+        duration_ms,
+        attempt,
+    )
