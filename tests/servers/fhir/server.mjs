@@ -113,10 +113,15 @@ async function route(method, url, body, query, headers) {
 }
 
 /** Adds ETag/Last-Modified/_history Location to batch and transaction entry responses. */
-function decorateBundleResponse(bundle) {
-  for (const entry of bundle.entry ?? []) {
+function decorateBundleResponse(bundle, request) {
+  for (const [i, entry] of (bundle.entry ?? []).entries()) {
     const resource = entry?.resource;
+    const method = request.entry?.[i]?.request?.method;
     if (!entry?.response || !resource?.meta?.versionId) continue;
+    // HAPI answers 201 for an update that created the resource (http.html#upsert).
+    if (method === 'PUT' && entry.response.status === '200' && resource.meta.versionId === '1') {
+      entry.response.status = '201';
+    }
     entry.response.etag = `W/"${resource.meta.versionId}"`;
     entry.response.lastModified = resource.meta.lastUpdated;
     if (entry.response.location) {
@@ -142,7 +147,7 @@ async function handleBundle(res, body, headers) {
     send(res, status, failure);
     return;
   }
-  send(res, 200, decorateBundleResponse(bundle));
+  send(res, 200, decorateBundleResponse(bundle, body));
 }
 
 /** Applies the Prefer header (FHIR R4 http.html#ops) to a write's response body. */
