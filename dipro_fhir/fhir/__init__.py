@@ -17,7 +17,9 @@ from dipro_fhir.fhir.auth import (
     discover_smart_configuration,
 )
 from dipro_fhir.fhir.client import FhirClient, bundle_is_idempotent, next_link
+from dipro_fhir.fhir.ndjson_source import NdjsonFhirSource
 from dipro_fhir.fhir.retry import RetryPolicy
+from dipro_fhir.fhir.source import FhirSource, HttpFhirSource
 from dipro_fhir.fhir.status import error_for_status
 
 __all__ = [
@@ -25,6 +27,9 @@ __all__ = [
     "BearerTokenAuth",
     "FhirAuth",
     "FhirClient",
+    "FhirSource",
+    "HttpFhirSource",
+    "NdjsonFhirSource",
     "NoAuth",
     "RetryPolicy",
     "SmartBackendAuth",

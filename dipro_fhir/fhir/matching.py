@@ -1,0 +1,138 @@
+"""FHIR search semantics for the few parameters extraction uses, evaluated on raw JSON.
+
+The NDJSON source has no server to search for it, and the HTTP source re-checks what a
+server returned (servers differ on ``Period`` edge cases), so both apply these rules:
+
+- ``date`` on a date/dateTime/instant/Period (FHIR R4 search, section 3.1.1.5.5 "date"):
+  a value stands for the range its precision implies (``2024-03`` is the whole month);
+  ``ge X`` matches when the range ends after X, ``lt Y`` when it starts before Y.
+- ``code`` tokens: ``system|code`` matches that exact coding, a bare ``code`` any system.
+- the cohort rule of :func:`is_active_encounter`.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+ACTIVE_ENCOUNTER_CLASSES = frozenset({"IMP", "ACUTE", "ICU"})
+INACTIVE_ENCOUNTER_STATUSES = frozenset({"planned", "cancelled", "entered-in-error"})
+OPEN = datetime.max.replace(tzinfo=UTC)
+
+
+def reference_id(reference: object, resource_type: str) -> str | None:
+    """Return the id in ``Type/id`` or ``http://.../Type/id[/_history/n]``, else ``None``."""
+    if not isinstance(reference, str):
+        return None
+    parts = reference.split("/")
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    if len(parts) >= 2 and parts[-2] == resource_type and parts[-1]:
+        return parts[-1]
+    return None
+
+
+def subject_id(resource: Mapping[str, Any]) -> str | None:
+    """Return the Patient id of a resource: its own id, or ``subject`` (R4 path)."""
+    if resource.get("resourceType") == "Patient":
+        value = resource.get("id")
+        return value if isinstance(value, str) else None
+    subject = resource.get("subject")
+    return reference_id(subject.get("reference"), "Patient") if isinstance(subject, dict) else None
+
+
+def time_range(value: object) -> tuple[datetime, datetime] | None:
+    """Return ``[start, end)`` a FHIR date, dateTime or instant stands for (UTC)."""
+    if not isinstance(value, str) or len(value) < 4:
+        return None
+    try:
+        if len(value) == 4:
+            start = datetime(int(value), 1, 1, tzinfo=UTC)
+            return start, start.replace(year=start.year + 1)
+        if len(value) == 7:
+            year, month = int(value[:4]), int(value[5:7])
+            start = datetime(year, month, 1, tzinfo=UTC)
+            return start, start + timedelta(days=calendar.monthrange(year, month)[1])
+        if len(value) == 10:
+            start = datetime.fromisoformat(value).replace(tzinfo=UTC)
+            return start, start + timedelta(days=1)
+        start = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if start.tzinfo is None:  # FHIR dateTime with time requires a zone; be lenient
+        start = start.replace(tzinfo=UTC)
+    return start, start + timedelta(seconds=1)
+
+
+def period_range(period: object) -> tuple[datetime, datetime] | None:
+    """Return ``[start, end)`` of a FHIR Period; a missing end means ongoing."""
+    if not isinstance(period, dict):
+        return None
+    start = time_range(period.get("start"))
+    end = time_range(period.get("end"))
+    if start is None and end is None:
+        return None
+    low = start[0] if start else datetime.min.replace(tzinfo=UTC)
+    return low, end[1] if end else OPEN
+
+
+def effective_range(observation: Mapping[str, Any]) -> tuple[datetime, datetime] | None:
+    """Return the range of ``Observation.effective[x]`` (dateTime, instant or Period)."""
+    for key in ("effectiveDateTime", "effectiveInstant"):
+        if key in observation:
+            return time_range(observation[key])
+    return period_range(observation.get("effectivePeriod"))
+
+
+def overlaps(span: tuple[datetime, datetime] | None, since: datetime, until: datetime) -> bool:
+    """True when ``date=ge{since}&date=lt{until}`` matches a value spanning ``span``."""
+    return span is not None and span[1] > since and span[0] < until
+
+
+def matches_codes(resource: Mapping[str, Any], codes: Sequence[str] | None) -> bool:
+    """True when ``code`` has a coding matching one token (``system|code`` or ``code``)."""
+    if codes is None:
+        return True
+    concept = resource.get("code")
+    codings = concept.get("coding") if isinstance(concept, dict) else None
+    for coding in codings if isinstance(codings, list) else []:
+        if isinstance(coding, dict) and any(_token_matches(t, coding) for t in codes):
+            return True
+    return False
+
+
+def _token_matches(token: str, coding: Mapping[str, Any]) -> bool:
+    if "|" not in token:
+        return coding.get("code") == token
+    system, code = token.split("|", 1)
+    return coding.get("code") == code and (coding.get("system") or "") == system
+
+
+def is_active_encounter(encounter: Mapping[str, Any], as_of: datetime) -> bool:
+    """The cohort rule: an inpatient (``class`` IMP, ACUTE or ICU) encounter under way at
+    ``as_of``.
+
+    Under way means: not planned, cancelled or entered in error, and either its
+    ``period`` covers ``as_of`` (start <= as_of < end, a missing end meaning ongoing), or,
+    without a usable period, its ``status`` is ``in-progress``. The period decides when it
+    exists, so a backfill for a past ``as_of`` sees the encounters of that night.
+    """
+    status = encounter.get("status")
+    if status in INACTIVE_ENCOUNTER_STATUSES:
+        return False
+    klass = encounter.get("class")  # R4: Encounter.class is one Coding
+    if not isinstance(klass, dict) or klass.get("code") not in ACTIVE_ENCOUNTER_CLASSES:
+        return False
+    span = period_range(encounter.get("period"))
+    if span is None:
+        return status == "in-progress"
+    return span[0] <= as_of < span[1]
+
+
+def last_updated(resource: Mapping[str, Any]) -> datetime | None:
+    """Return ``meta.lastUpdated`` as a UTC datetime, or ``None``."""
+    meta = resource.get("meta")
+    span = time_range(meta.get("lastUpdated")) if isinstance(meta, dict) else None
+    return span[0] if span else None

@@ -1,0 +1,164 @@
+"""A :class:`~dipro_fhir.fhir.source.FhirSource` over FHIR Bulk Data NDJSON files.
+
+The layout is what a Bulk Data ``$export`` leaves behind (https://hl7.org/fhir/uv/bulkdata/):
+one folder with ``Patient.ndjson``, ``Encounter.ndjson``, ``Observation.ndjson``,
+``ImagingStudy.ndjson``, ``Group.ndjson`` (or numbered parts ``Observation.1.ndjson``), one
+resource per line. Files are never loaded whole: the first per-patient question about a
+type scans its files once and keeps only byte offsets per patient; answers then seek to
+those lines. Cohort questions stream the files. Lines that are not JSON objects of the
+expected type, or that name no patient, become ``MappingIssue`` records (line numbers only,
+no content) instead of errors.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from dipro_fhir.errors import ResourceNotFound
+from dipro_fhir.fhir.matching import (
+    effective_range,
+    is_active_encounter,
+    last_updated,
+    matches_codes,
+    overlaps,
+    subject_id,
+)
+from dipro_fhir.fhir.source import DATA_TYPES, encounter_pair, group_patient_ids
+from dipro_fhir.timeline import MappingIssue
+
+log = logging.getLogger(__name__)
+
+Location = tuple[Path, int]  # a file and the byte offset of one line in it
+
+
+class NdjsonFhirSource:
+    """Read FHIR resources from Bulk Data NDJSON files in ``directory``."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        if not self.directory.is_dir():
+            raise FileNotFoundError(f"NDJSON folder not found: {self.directory}")
+        self._index: dict[str, dict[str, list[Location]]] = {}
+        self._issues: list[MappingIssue] = []
+        self._reported: set[Location] = set()
+
+    def patient(self, patient_id: str) -> dict[str, Any]:
+        for resource in self._by_patient("Patient", patient_id):
+            return resource
+        raise ResourceNotFound("Patient not in the NDJSON export", status=404)
+
+    def encounters(self, patient_id: str) -> Iterator[dict[str, Any]]:
+        yield from self._by_patient("Encounter", patient_id)
+
+    def observations(
+        self,
+        patient_id: str,
+        *,
+        since: datetime,
+        until: datetime,
+        codes: Sequence[str] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        for resource in self._by_patient("Observation", patient_id):
+            if overlaps(effective_range(resource), since, until) and matches_codes(resource, codes):
+                yield resource
+
+    def imaging_studies(self, patient_id: str) -> Iterator[dict[str, Any]]:
+        yield from self._by_patient("ImagingStudy", patient_id)
+
+    def active_encounter_patients(self, as_of: datetime) -> Iterator[tuple[str, str]]:
+        found: set[tuple[str, str]] = set()
+        for _, encounter in self._stream("Encounter"):
+            pair = encounter_pair(encounter)
+            if pair is not None and is_active_encounter(encounter, as_of):
+                found.add(pair)
+        yield from sorted(found)
+
+    def patients_with_data_since(self, since: datetime, until: datetime) -> Iterator[str]:
+        found: set[str] = set()
+        for resource_type in DATA_TYPES:
+            for _, resource in self._stream(resource_type):
+                stamp, patient_id = last_updated(resource), subject_id(resource)
+                if patient_id and stamp is not None and since <= stamp < until:
+                    found.add(patient_id)
+        yield from sorted(found)
+
+    def group_members(self, group_id: str) -> list[str]:
+        for _, group in self._stream("Group"):
+            if group.get("id") == group_id:
+                return group_patient_ids(group)
+        raise ResourceNotFound("Group not in the NDJSON export", status=404)
+
+    def take_issues(self) -> list[MappingIssue]:
+        issues, self._issues = self._issues, []
+        return issues
+
+    # -- files ----------------------------------------------------------------------------
+
+    def files(self, resource_type: str) -> list[Path]:
+        """Return the NDJSON files of one type: ``Type.ndjson`` and ``Type.<part>.ndjson``."""
+        single = self.directory / f"{resource_type}.ndjson"
+        parts = sorted(self.directory.glob(f"{resource_type}.*.ndjson"))
+        return ([single] if single.is_file() else []) + parts
+
+    def _by_patient(self, resource_type: str, patient_id: str) -> Iterator[dict[str, Any]]:
+        index = self._index.get(resource_type)
+        if index is None:
+            index = self._build_index(resource_type)
+            self._index[resource_type] = index
+        for path, offset in index.get(patient_id, []):
+            with path.open("rb") as handle:
+                handle.seek(offset)
+                resource = json.loads(handle.readline())
+            yield resource
+
+    def _build_index(self, resource_type: str) -> dict[str, list[Location]]:
+        index: defaultdict[str, list[Location]] = defaultdict(list)
+        count = 0
+        for (path, offset), resource in self._stream(resource_type):
+            patient_id = subject_id(resource)
+            if patient_id is None:
+                self._report("no-subject", resource_type, path, offset, "names no Patient")
+                continue
+            index[patient_id].append((path, offset))
+            count += 1
+        log.info("indexed %s: resources=%d patients=%d", resource_type, count, len(index))
+        return dict(index)
+
+    def _stream(self, resource_type: str) -> Iterator[tuple[Location, dict[str, Any]]]:
+        for path in self.files(resource_type):
+            with path.open("rb") as handle:
+                offset = 0
+                for line in handle:
+                    here, offset = offset, offset + len(line)
+                    if not line.strip():
+                        continue
+                    resource = self._decode(line, resource_type, path, here)
+                    if resource is not None:
+                        yield (path, here), resource
+
+    def _decode(
+        self, line: bytes, resource_type: str, path: Path, offset: int
+    ) -> dict[str, Any] | None:
+        try:
+            resource = json.loads(line)
+        except ValueError:
+            self._report("invalid-json", resource_type, path, offset, "line is not JSON")
+            return None
+        if not isinstance(resource, dict) or resource.get("resourceType") != resource_type:
+            self._report("invalid-resource", resource_type, path, offset, "not a " + resource_type)
+            return None
+        return resource
+
+    def _report(self, code: str, resource_type: str, path: Path, offset: int, what: str) -> None:
+        if (path, offset) in self._reported:
+            return  # each bad line is reported once, however often it is streamed
+        self._reported.add((path, offset))
+        detail = f"{path.name} at byte {offset}: {what}"
+        self._issues.append(MappingIssue(code, resource_type, detail))
+        log.warning("ndjson %s: %s in %s", code, resource_type, path.name)
