@@ -1,1 +1,107 @@
-"""Placeholder until the fixture module lands."""
+"""PostgreSQL fixtures: the real server on loopback and a fresh database per test.
+
+``pg_server`` (session) checks that PostgreSQL answers on 127.0.0.1:5432 as user ``postgres``
+and starts the local cluster with ``pg_ctlcluster`` if it does not. ``fresh_pg_url``
+(function) creates a uniquely named empty database, yields its SQLAlchemy URL and drops it
+after the test, so every test starts from nothing (``alembic upgrade head`` is the test's
+job, or use ``migrated_pg_url``).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+PG_HOST = "127.0.0.1"
+PG_PORT = 5432
+PG_USER = "postgres"
+
+
+@dataclass(frozen=True, slots=True)
+class PgServer:
+    """A running PostgreSQL server reachable with trust auth."""
+
+    host: str
+    port: int
+    user: str
+
+    def url(self, database: str = "postgres") -> str:
+        """SQLAlchemy URL of ``database`` on this server (psycopg2 driver)."""
+        return f"postgresql+psycopg2://{self.user}@{self.host}:{self.port}/{database}"
+
+
+def _answers(server: PgServer) -> bool:
+    engine = sa.create_engine(server.url(), poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        return True
+    except sa.exc.OperationalError:
+        return False
+    finally:
+        engine.dispose()
+
+
+def _start_cluster() -> None:
+    versions = sorted(p.name for p in Path("/etc/postgresql").iterdir())
+    if not versions:
+        return
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "start"],
+        check=False,
+        capture_output=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> PgServer:
+    """The PostgreSQL server on loopback; started if it is down, skipped if it cannot be."""
+    server = PgServer(PG_HOST, PG_PORT, PG_USER)
+    if _answers(server):
+        return server
+    if Path("/etc/postgresql").is_dir():
+        _start_cluster()
+        for _ in range(50):
+            if _answers(server):
+                return server
+            time.sleep(0.2)
+    pytest.skip("PostgreSQL does not answer on 127.0.0.1:5432 and could not be started")
+
+
+def _admin(server: PgServer, statement: str) -> None:
+    engine = sa.create_engine(
+        server.url(), isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool
+    )
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text(statement))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def fresh_pg_url(pg_server: PgServer) -> Iterator[str]:
+    """A new empty database for this test; dropped (with any open sessions) afterwards."""
+    name = f"dipro_test_{uuid.uuid4().hex[:16]}"
+    _admin(pg_server, f'CREATE DATABASE "{name}"')
+    try:
+        yield pg_server.url(name)
+    finally:
+        _admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def migrated_pg_url(fresh_pg_url: str) -> str:
+    """A fresh database brought to ``alembic upgrade head``."""
+    from dipro_fhir.store import upgrade_database
+
+    upgrade_database(fresh_pg_url)
+    return fresh_pg_url

@@ -1,0 +1,80 @@
+"""Bring a results database to the newest schema with Alembic, programmatically.
+
+The Alembic scripts live in the repository's top-level ``migrations/`` (DESIGN.md's fixed
+layout), next to ``alembic.ini``, so ``alembic upgrade head`` works from the repository root.
+:func:`upgrade_database` finds them relative to this package (``<repo>/migrations``), which
+holds for a checkout and an editable install. The trade-off: a wheel built from
+``pyproject.toml`` does not ship ``migrations/``; such a deployment passes
+``script_location`` (for instance the folder of a source checkout or of the sdist).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, inspect
+
+from dipro_fhir.errors import ConfigError
+
+_LOG = logging.getLogger(__name__)
+
+#: ``<repo>/migrations``: two levels above ``dipro_fhir/store/``.
+DEFAULT_SCRIPT_LOCATION = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def alembic_config(url: str, script_location: Path | None = None) -> Config:
+    """Return an Alembic :class:`Config` for ``url`` without reading ``alembic.ini``.
+
+    Raises:
+        ConfigError: The migration scripts are not where expected.
+    """
+    location = script_location or DEFAULT_SCRIPT_LOCATION
+    if not (location / "env.py").is_file():
+        raise ConfigError(
+            f"Alembic scripts not found at {location}; pass script_location "
+            "(the repository's migrations/ folder)"
+        )
+    config = Config()
+    config.set_main_option("script_location", str(location))
+    # '%' is Alembic's interpolation character; a URL-encoded password may contain it.
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def upgrade_database(
+    url: str | Engine, revision: str = "head", script_location: Path | None = None
+) -> None:
+    """Run ``alembic upgrade <revision>`` on ``url`` (a URL string or an engine).
+
+    Raises:
+        ConfigError: The migration scripts are not found.
+    """
+    engine = create_engine(url) if isinstance(url, str) else url
+    config = alembic_config(engine.url.render_as_string(hide_password=False), script_location)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+    _LOG.info("results database at revision %s", revision)
+    if isinstance(url, str):
+        engine.dispose()
+
+
+def downgrade_database(
+    url: str | Engine, revision: str = "base", script_location: Path | None = None
+) -> None:
+    """Run ``alembic downgrade <revision>`` on ``url`` (used by tests and rollbacks)."""
+    engine = create_engine(url) if isinstance(url, str) else url
+    config = alembic_config(engine.url.render_as_string(hide_password=False), script_location)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+    if isinstance(url, str):
+        engine.dispose()
+
+
+def table_names(engine: Engine) -> set[str]:
+    """Return the tables present in the database (for checks and tests)."""
+    return set(inspect(engine).get_table_names())

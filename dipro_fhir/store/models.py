@@ -1,0 +1,138 @@
+"""The results schema as SQLAlchemy 2 typed ORM models.
+
+Tables: ``runs`` (one row per pipeline run), ``scores`` (one row per predicted outcome, natural
+key ``(model_version, task, patient_id, as_of, outcome)``), ``patient_failures`` and
+``data_problems`` (both keyed per run so re-recording a chunk is idempotent) and
+``watermarks`` (the as-of time of the last successful run per pipeline and model).
+
+The Alembic migrations in the repository's ``migrations/`` create exactly this schema; a test
+compares the two (``alembic.autogenerate.compare_metadata``). Patient ids are stored as given:
+the database is a clinical system (logs are not).
+
+All timestamps are ``TIMESTAMP WITH TIME ZONE`` on PostgreSQL. SQLite (embedded demo only)
+stores them without an offset, so the store always writes UTC and reads naive values as UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+#: Constraint names are fixed so migrations and the ORM agree across dialects.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ID_LENGTH = 64
+PATIENT_ID_LENGTH = 64  # FHIR R4 id datatype: [A-Za-z0-9\-\.]{1,64}
+CODE_LENGTH = 64
+RUN_ID_LENGTH = 250
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the results schema."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Run(Base):
+    """One pipeline run (a night, or one backfill date)."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(RUN_ID_LENGTH), primary_key=True)
+    dag_run_id: Mapped[str | None] = mapped_column(String(RUN_ID_LENGTH))
+    pipeline: Mapped[str] = mapped_column(String(CODE_LENGTH))
+    as_of: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    model_name: Mapped[str] = mapped_column(String(CODE_LENGTH))
+    model_version: Mapped[str] = mapped_column(String(CODE_LENGTH))
+    status: Mapped[str] = mapped_column(String(16))
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON)
+    timings: Mapped[dict[str, Any]] = mapped_column(JSON)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ScoreRow(Base):
+    """One predicted outcome; written once per natural key, whatever the number of runs."""
+
+    __tablename__ = "scores"
+    __table_args__ = (
+        UniqueConstraint("model_version", "task", "patient_id", "as_of", "outcome"),
+        Index(None, "patient_id"),
+        Index(None, "run_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    patient_id: Mapped[str] = mapped_column(String(PATIENT_ID_LENGTH))
+    encounter_id: Mapped[str | None] = mapped_column(String(PATIENT_ID_LENGTH))
+    task: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str] = mapped_column(String(CODE_LENGTH))
+    probability: Mapped[float] = mapped_column(Float)
+    risk_level: Mapped[str | None] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(String(16))
+    fhir_resource_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+    model_name: Mapped[str] = mapped_column(String(CODE_LENGTH))
+    model_version: Mapped[str] = mapped_column(String(CODE_LENGTH))
+    as_of: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PatientFailureRow(Base):
+    """A patient a run could not finish, with the stage and a stable reason code."""
+
+    __tablename__ = "patient_failures"
+    __table_args__ = (UniqueConstraint("run_id", "patient_id", "stage", "reason"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    patient_id: Mapped[str] = mapped_column(String(PATIENT_ID_LENGTH))
+    stage: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(CODE_LENGTH))
+    detail: Mapped[str] = mapped_column(Text)
+    retriable: Mapped[bool] = mapped_column(Boolean)
+
+
+class DataProblemRow(Base):
+    """A data problem met while mapping a patient (a ``MappingIssue``)."""
+
+    __tablename__ = "data_problems"
+    __table_args__ = (UniqueConstraint("run_id", "patient_id", "code", "resource", "detail"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    patient_id: Mapped[str] = mapped_column(String(PATIENT_ID_LENGTH))
+    code: Mapped[str] = mapped_column(String(CODE_LENGTH))
+    # '' rather than NULL when there is no resource: NULLs never collide in a unique key.
+    resource: Mapped[str] = mapped_column(String(200))
+    detail: Mapped[str] = mapped_column(Text)
+
+
+class Watermark(Base):
+    """The as-of time of the last successful run, per pipeline and model."""
+
+    __tablename__ = "watermarks"
+
+    pipeline: Mapped[str] = mapped_column(String(CODE_LENGTH), primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(CODE_LENGTH), primary_key=True)
+    as_of: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    run_id: Mapped[str] = mapped_column(String(RUN_ID_LENGTH))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

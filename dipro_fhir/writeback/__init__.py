@@ -1,0 +1,1 @@
+"""Write-back of scores: FHIR RiskAssessments (plus Device and Provenance) to a sink."""
