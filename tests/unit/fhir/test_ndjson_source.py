@@ -1,0 +1,108 @@
+"""NdjsonFhirSource on Bulk Data style files: lazy per-patient index, bad lines reported."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dipro_fhir.errors import ResourceNotFound
+from dipro_fhir.fhir import FhirSource, NdjsonFhirSource
+
+T0 = datetime(2024, 3, 1, tzinfo=UTC)
+
+
+def _obs(oid: str, patient: str, when: datetime, code: str = "8867-4") -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "id": oid,
+        "meta": {"lastUpdated": when.isoformat()},
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+        "subject": {"reference": f"Patient/{patient}"},
+        "effectiveDateTime": when.isoformat(),
+    }
+
+
+def _write(path: Path, lines: list[Any]) -> None:
+    path.write_text(
+        "".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines)
+    )
+
+
+@pytest.fixture
+def export_dir(tmp_path: Path) -> Path:
+    _write(tmp_path / "Patient.ndjson", [{"resourceType": "Patient", "id": p} for p in "ab"])
+    _write(
+        tmp_path / "Observation.ndjson",
+        [
+            _obs("o1", "a", T0),
+            "{not json",
+            _obs("o2", "b", T0 + timedelta(hours=1)),
+            {"resourceType": "Observation", "id": "orphan"},
+            _obs("o3", "a", T0 + timedelta(hours=30), code="59408-5"),
+        ],
+    )
+    _write(tmp_path / "Observation.2.ndjson", [_obs("o4", "a", T0 + timedelta(hours=2))])
+    _write(
+        tmp_path / "Group.ndjson",
+        [
+            {
+                "resourceType": "Group",
+                "id": "g",
+                "type": "person",
+                "actual": True,
+                "member": [
+                    {"entity": {"reference": "Patient/b"}},
+                    {"entity": {"reference": "Patient/a"}, "inactive": True},
+                ],
+            }
+        ],
+    )
+    return tmp_path
+
+
+def test_ndjson_source_satisfies_the_protocol(export_dir: Path) -> None:
+    assert isinstance(NdjsonFhirSource(export_dir), FhirSource)
+
+
+def test_observations_come_from_every_part_file_within_the_window(export_dir: Path) -> None:
+    source = NdjsonFhirSource(export_dir)
+    found = source.observations("a", since=T0, until=T0 + timedelta(days=1))
+    assert sorted(o["id"] for o in found) == ["o1", "o4"]
+    coded = source.observations("a", since=T0, until=T0 + timedelta(days=2), codes=["59408-5"])
+    assert [o["id"] for o in coded] == ["o3"]
+
+
+def test_bad_lines_are_reported_once_and_never_raised(export_dir: Path) -> None:
+    source = NdjsonFhirSource(export_dir)
+    list(source.observations("a", since=T0, until=T0 + timedelta(days=9)))
+    list(source.patients_with_data_since(T0, T0 + timedelta(days=9)))
+    issues = source.take_issues()
+    assert sorted(i.code for i in issues) == ["invalid-json", "no-subject"]
+    assert all("Observation.ndjson" in i.detail for i in issues)
+    assert source.take_issues() == []
+
+
+def test_patient_lookup_and_missing_patient(export_dir: Path) -> None:
+    source = NdjsonFhirSource(export_dir)
+    assert source.patient("b")["id"] == "b"
+    with pytest.raises(ResourceNotFound):
+        source.patient("zzz")
+
+
+def test_patients_with_data_since_is_sorted_and_deduplicated(export_dir: Path) -> None:
+    source = NdjsonFhirSource(export_dir)
+    assert list(source.patients_with_data_since(T0, T0 + timedelta(days=3))) == ["a", "b"]
+    later = T0 + timedelta(hours=3)
+    assert list(source.patients_with_data_since(later, T0 + timedelta(days=3))) == ["a"]
+
+
+def test_group_members_skip_inactive_and_missing_types_yield_nothing(export_dir: Path) -> None:
+    source = NdjsonFhirSource(export_dir)
+    assert source.group_members("g") == ["b"]
+    assert list(source.imaging_studies("a")) == []
+    assert list(source.active_encounter_patients(T0)) == []
