@@ -40,7 +40,8 @@ export class HarnessRepository extends MemoryRepository {
       );
     }
     try {
-      validateResource(resource);
+      // Medplum caps base64Binary at 1 MB by default; DICOM-sized attachments exceed it.
+      validateResource(resource, { base64BinaryMaxBytes: 256 * 1024 * 1024 });
     } catch (err) {
       throw new OperationOutcomeError(normalizeOperationOutcome(err));
     }
