@@ -1,0 +1,226 @@
+"""Find the ten DiPro regions on a frontal chest radiograph without a trained detector.
+
+The paper takes its boxes from Chest ImaGenome scene graphs, which exist only for MIMIC
+(reference §1.6, §7.2). :class:`RegionLocator` is the seam where a trained detector (the
+paper's DiPro⁻ uses RGRG) plugs in; :class:`GeometricRegionLocator` is the dependency-free
+default:
+
+1. downsample to about 160 px on the long side (area mean) and normalise to the 1st/99th
+   percentiles;
+2. threshold dark pixels with Otsu's method and drop every dark component connected to the
+   image border (air outside the body), leaving the lung fields;
+3. take the mediastinal midline as the centre of the least-lung column band between the
+   two lung-column peaks; split the lung mask there;
+4. each lung's box is the extent of its rows/columns holding at least 5 % of the peak
+   count (drops speckle); if one lung's base is much higher than the other's (effusion or
+   collapse hides the costophrenic angle), its base is taken from the other lung;
+5. the cardiac silhouette spans the gap between the two lungs' medial borders in the rows
+   where that gap is wider than the upper mediastinum;
+6. :func:`~dipro_fhir.imaging.boxes.place_regions` derives the ten boxes.
+
+All ten regions are missing when the lungs cannot be found or their boxes are degenerate
+(too small, or wildly different heights). The image must be display-oriented (bright =
+dense, patient's left on the image right), as :func:`~dipro_fhir.imaging.decode.
+decode_radiograph` returns it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from dipro_fhir.imaging.boxes import Box, RegionBoxes, ThoraxLandmarks, place_regions
+
+Image = npt.NDArray[np.floating]
+Mask = npt.NDArray[np.bool_]
+
+
+class RegionLocator(Protocol):
+    """Anything that places the ten regions on a display-oriented frontal image."""
+
+    def locate(self, image: Image) -> RegionBoxes:
+        """Return the ten region boxes in pixel coordinates of ``image`` (``[H, W]``)."""
+        ...
+
+
+def box_blur(img: npt.NDArray[np.float64], radius: int) -> npt.NDArray[np.float64]:
+    """Separable box filter of half-width ``radius`` (edge-replicated), via cumulative sums."""
+    out = np.asarray(img, dtype=np.float64)
+    for axis in (0, 1):
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (radius + 1, radius)
+        c = np.cumsum(np.pad(out, pad, mode="edge"), axis=axis)
+        n = out.shape[axis]
+        hi = np.take(c, np.arange(2 * radius + 1, 2 * radius + 1 + n), axis=axis)
+        lo = np.take(c, np.arange(0, n), axis=axis)
+        out = (hi - lo) / (2 * radius + 1)
+    return out
+
+
+def otsu_threshold(values: npt.NDArray[np.float64], bins: int = 64) -> float:
+    """Otsu's threshold of values in ``[0, 1]`` (maximises between-class variance)."""
+    hist, edges = np.histogram(values, bins=bins, range=(0.0, 1.0))
+    p = hist.astype(np.float64) / max(1, hist.sum())
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    w0 = np.cumsum(p)
+    mu = np.cumsum(p * centres)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (mu[-1] * w0 - mu) ** 2 / (w0 * (1.0 - w0))
+    return float(edges[1:][int(np.nanargmax(np.nan_to_num(between, nan=-1.0)))])
+
+
+def _downsample(image: Image, target: int) -> tuple[npt.NDArray[np.float64], int]:
+    f = max(1, round(max(image.shape) / target))
+    h, w = (image.shape[0] // f) * f, (image.shape[1] // f) * f
+    small = np.asarray(image[:h, :w], dtype=np.float64).reshape(h // f, f, w // f, f)
+    return small.mean(axis=(1, 3)), f
+
+
+def _border_connected(mask: Mask) -> Mask:
+    """Pixels of ``mask`` 4-connected to the image border (geodesic reconstruction)."""
+    reach = np.zeros_like(mask)
+    reach[0, :], reach[-1, :], reach[:, 0], reach[:, -1] = (
+        mask[0, :],
+        mask[-1, :],
+        mask[:, 0],
+        mask[:, -1],
+    )
+    while True:
+        grown = reach.copy()
+        grown[1:, :] |= reach[:-1, :]
+        grown[:-1, :] |= reach[1:, :]
+        grown[:, 1:] |= reach[:, :-1]
+        grown[:, :-1] |= reach[:, 1:]
+        grown &= mask
+        if np.array_equal(grown, reach):
+            return reach
+        reach = grown
+
+
+def _extent(counts: npt.NDArray[np.int64], fraction: float = 0.05) -> tuple[int, int] | None:
+    idx = np.flatnonzero(counts >= max(1.0, fraction * float(counts.max(initial=0))))
+    return (int(idx[0]), int(idx[-1]) + 1) if idx.size else None
+
+
+def _lung_box(mask: Mask) -> Box | None:
+    cols, rows = _extent(mask.sum(axis=0)), _extent(mask.sum(axis=1))
+    if cols is None or rows is None:
+        return None
+    return (float(cols[0]), float(rows[0]), float(cols[1]), float(rows[1]))
+
+
+def _midline(lungs: Mask) -> float | None:
+    counts = box_blur(lungs.sum(axis=0, dtype=np.float64)[None, :], 1)[0]
+    if counts.sum() <= 0:
+        return None
+    centre = int(np.average(np.arange(counts.size), weights=counts))
+    if centre < 2 or centre > counts.size - 3:
+        return None
+    lp = int(np.argmax(counts[:centre]))
+    rp = centre + int(np.argmax(counts[centre:]))
+    valley = counts[lp : rp + 1]
+    low = np.flatnonzero(valley <= valley.min() + 0.05 * (valley.max() - valley.min()))
+    return float(lp + low.mean() + 0.5)
+
+
+@dataclass(frozen=True, slots=True)
+class GeometricRegionLocator:
+    """Threshold-and-projection lung finder plus fixed region fractions (module docstring).
+
+    Attributes:
+        target_px: Long side of the working image.
+        min_lung_area: Smallest lung field, as a fraction of the image area.
+        max_base_gap: Base difference (fraction of lung height) beyond which the higher
+            base is replaced by the lower one.
+    """
+
+    target_px: int = 160
+    min_lung_area: float = 0.02
+    max_base_gap: float = 0.12
+
+    def locate(self, image: Image) -> RegionBoxes:
+        """Place the ten regions on ``image`` (``[H, W]``, bright = dense)."""
+        height, width = int(image.shape[0]), int(image.shape[1])
+        small, f = _downsample(image, self.target_px)
+        lo, hi = np.percentile(small, [1.0, 99.0])
+        if not np.isfinite(hi - lo) or hi - lo <= 1e-6:
+            return RegionBoxes.missing(width, height)
+        norm = box_blur(np.clip((small - lo) / (hi - lo), 0.0, 1.0), 1)
+        dark = norm < otsu_threshold(norm.ravel())
+        lungs = dark & ~_border_connected(dark)
+        marks = self._landmarks(lungs)
+        if marks is None:
+            return RegionBoxes.missing(width, height)
+        return place_regions(_scale(marks, f), width, height)
+
+    def _landmarks(self, lungs: Mask) -> ThoraxLandmarks | None:
+        mid = _midline(lungs)
+        if mid is None:
+            return None
+        cols = np.arange(lungs.shape[1])[None, :]
+        right_mask, left_mask = lungs & (cols < mid), lungs & (cols >= mid)
+        min_area = self.min_lung_area * lungs.size
+        if right_mask.sum() < min_area or left_mask.sum() < min_area:
+            return None
+        right, left = _lung_box(right_mask), _lung_box(left_mask)
+        if right is None or left is None or not _plausible(right, left, lungs.shape):
+            return None
+        right, left = self._even_bases(right, left)
+        heart = _heart_box(right_mask, left_mask, right, left)
+        return ThoraxLandmarks(right_lung=right, left_lung=left, midline_x=mid, heart=heart)
+
+    def _even_bases(self, right: Box, left: Box) -> tuple[Box, Box]:
+        height = max(right[3] - right[1], left[3] - left[1])
+        if abs(right[3] - left[3]) <= self.max_base_gap * height:
+            return right, left
+        base = max(right[3], left[3])
+        return (right[0], right[1], right[2], base), (left[0], left[1], left[2], base)
+
+
+def _plausible(right: Box, left: Box, shape: tuple[int, ...]) -> bool:
+    h, w = shape[0], shape[1]
+    for x0, y0, x1, y1 in (right, left):
+        if x1 - x0 < 0.06 * w or y1 - y0 < 0.15 * h:
+            return False
+    hr, hl = right[3] - right[1], left[3] - left[1]
+    return min(hr, hl) / max(hr, hl) > 0.4 and right[2] <= left[0] + 1
+
+
+def _heart_box(right_mask: Mask, left_mask: Mask, right: Box, left: Box) -> Box | None:
+    """Gap between the medial lung borders, in the rows where it is wider than above."""
+    top, bottom = int(min(right[1], left[1])), int(max(right[3], left[3]))
+    gaps: list[tuple[int, float, float]] = []
+    for row in range(top, bottom):
+        r_cols, l_cols = np.flatnonzero(right_mask[row]), np.flatnonzero(left_mask[row])
+        if r_cols.size and l_cols.size:
+            gaps.append((row, float(r_cols[-1] + 1), float(l_cols[0])))
+    if len(gaps) < 8:
+        return None
+    widths = np.array([g[2] - g[1] for g in gaps])
+    rows = np.array([g[0] for g in gaps])
+    upper = widths[(rows - top) < 0.4 * (bottom - top)]
+    ref = float(np.median(upper)) if upper.size else float(np.median(widths))
+    wide = [g for g in gaps if g[2] - g[1] > 1.3 * ref and g[0] - top > 0.3 * (bottom - top)]
+    if len(wide) < 3:
+        return None
+    return (
+        min(g[1] for g in wide),
+        float(wide[0][0]),
+        max(g[2] for g in wide),
+        float(bottom),
+    )
+
+
+def _scale(marks: ThoraxLandmarks, f: int) -> ThoraxLandmarks:
+    def up(box: Box) -> Box:
+        return (box[0] * f, box[1] * f, box[2] * f, box[3] * f)
+
+    return ThoraxLandmarks(
+        right_lung=up(marks.right_lung),
+        left_lung=up(marks.left_lung),
+        midline_x=marks.midline_x * f,
+        heart=None if marks.heart is None else up(marks.heart),
+    )
