@@ -1,0 +1,191 @@
+"""The DiPro network: regions -> STD -> PAE -> MMF -> static fusion -> task heads.
+
+Paper: Liu et al., "Multimodal Disease Progression Modeling via Spatiotemporal Disentanglement
+and Multiscale Alignment", NeurIPS 2025 (reference §2). The constructor takes a config, never a
+dataset. A patient with fewer than two CXRs runs through the same network with every pair
+masked (the paper's EHR-only variant, Table 2), and ``DiproOutput.used_pairs`` says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from dipro.backbone import backbone_input_channels, build_backbone
+from dipro.batch import DiproBatch
+from dipro.config import DiproConfig
+from dipro.disentangle import Disentangled, RegionFeatureAdapter, SpatiotemporalDisentanglement
+from dipro.fusion import EHRCrossAttention, GlobalEHREncoder, IntervalEHREncoder
+from dipro.fusion import RegionAwareAttention
+from dipro.heads import TaskHeads
+from dipro.padding import LearnableRegionPadding
+from dipro.pae import ProgressionHeads
+from dipro.static import StaticFusion
+
+
+@dataclass(frozen=True, slots=True)
+class DiproOutput:
+    """What one forward pass returns.
+
+    Attributes:
+        progression: float [B, K, 3] logits or None when the task is not configured.
+        mortality: float [B] logit or None.
+        los: float [B, 4] logits or None.
+        used_pairs: bool [B]; False = no valid CXR pair, the EHR-only path produced it.
+        pair_valid: bool [B, P] valid consecutive pairs (P >= 1).
+        parts: STD features (reversed ones only when requested) for the losses.
+    """
+
+    progression: torch.Tensor | None
+    mortality: torch.Tensor | None
+    los: torch.Tensor | None
+    used_pairs: torch.Tensor
+    pair_valid: torch.Tensor
+    parts: Disentangled
+
+
+def _pad_cxr_slots(batch: DiproBatch, slots: int) -> DiproBatch:
+    """Append padded CXR slots so that N >= ``slots`` (one pair must exist as a tensor)."""
+    missing = slots - batch.cxr_crops.shape[1]
+    if missing <= 0:
+        return batch
+    crops = batch.cxr_crops
+    b, _, r, c, h, w = crops.shape
+    return DiproBatch(
+        batch.ehr_values,
+        batch.ehr_mask,
+        batch.ehr_hours,
+        batch.ehr_row_mask,
+        batch.demographics,
+        torch.cat([crops, crops.new_zeros(b, missing, r, c, h, w)], dim=1),
+        torch.cat([batch.region_mask, batch.region_mask.new_zeros(b, missing, r)], dim=1),
+        torch.cat([batch.cxr_mask, batch.cxr_mask.new_zeros(b, missing)], dim=1),
+        torch.cat([batch.cxr_hours, batch.cxr_hours.new_zeros(b, missing)], dim=1),
+    )
+
+
+class DiPro(nn.Module):
+    """DiPro for the tasks in ``config.tasks``."""
+
+    def __init__(self, config: DiproConfig) -> None:
+        super().__init__()
+        self.config = config
+        d, h, drop = config.d_model, config.heads, config.dropout
+        self.backbone = build_backbone(config)
+        self.padding = LearnableRegionPadding(
+            config.num_regions, backbone_input_channels(config), config.crop_size
+        )
+        self.adapter = RegionFeatureAdapter(self.backbone.out_dim, d, drop)
+        self.std = SpatiotemporalDisentanglement(d, drop)
+        self.pae_heads = ProgressionHeads(d, config.num_findings)
+        ehr_in = config.num_variables * (2 if config.ehr_mask_channels else 1)
+        self.ehr_encoder = GlobalEHREncoder(ehr_in, d, h, config.ffn_mult * d, drop)
+        self.interval_encoder = IntervalEHREncoder(d, h, drop)
+        self.region_layers = nn.ModuleList(
+            RegionAwareAttention(d, h, drop) for _ in range(config.local_fusion_layers)
+        )
+        self.ehr_cross = EHRCrossAttention(d, h, drop)
+        self.final_layer = nn.TransformerEncoderLayer(
+            d, h, config.ffn_mult * d, drop, batch_first=True
+        )
+        self.heads = TaskHeads(config)
+        self.class_tokens = nn.Parameter(torch.randn(self.heads.num_tokens, d))
+        self.static_fusion = StaticFusion(d, config.num_demographics, config.group_num, h, drop)
+        # Marks the region tokens of the most recent valid pair, which the progression task
+        # is about (the paper's DP samples have exactly one pair, so it needs no marker).
+        self.latest_pair: nn.Parameter | None = None
+        if "progression" in config.tasks:
+            self.latest_pair = nn.Parameter(torch.zeros(d))
+
+    def encode_regions(self, batch: DiproBatch) -> torch.Tensor:
+        """Return region features F [B, N, R, D]; only real CXRs go through the backbone."""
+        b, n, r = batch.region_mask.shape
+        real = batch.cxr_mask  # [B, N]
+        features = batch.cxr_crops.new_zeros(b, n, r, self.config.d_model)
+        if not bool(real.any()):
+            return features
+        crops = self.padding(batch.cxr_crops[real], batch.region_mask[real])  # [M, R, C, H, W]
+        encoded = self.adapter(self.backbone(crops.flatten(0, 1)))  # [M * R, D]
+        features = features.to(encoded.dtype)
+        features[real] = encoded.reshape(-1, r, self.config.d_model)
+        return features
+
+    def forward(self, batch: DiproBatch, with_reversed: bool | None = None) -> DiproOutput:
+        """Score a batch.
+
+        Args:
+            batch: The inputs; N may be 0..config.max_cxrs.
+            with_reversed: Compute the PAE reversed-pair features (default: in training).
+        """
+        if batch.cxr_crops.shape[1] > self.config.max_cxrs:
+            raise ValueError(
+                f"{batch.cxr_crops.shape[1]} CXR slots exceed max_cxrs={self.config.max_cxrs}"
+            )
+        batch = _pad_cxr_slots(batch, 2)
+        reverse = self.training if with_reversed is None else with_reversed
+        b, _, r = batch.region_mask.shape
+        features = self.encode_regions(batch)  # [B, N, R, D]
+        pair_valid = batch.cxr_mask[:, :-1] & batch.cxr_mask[:, 1:]  # [B, P]
+        parts = self.std(features, pair_valid, reverse)
+        ehr_in = batch.ehr_values
+        if self.config.ehr_mask_channels:
+            ehr_in = torch.cat([ehr_in, batch.ehr_mask.to(ehr_in.dtype)], dim=-1)
+        ehr = self.ehr_encoder(ehr_in, batch.ehr_hours, batch.ehr_row_mask)  # [B, T, D]
+        local = self.interval_encoder(
+            ehr,
+            batch.ehr_hours,
+            batch.ehr_row_mask,
+            batch.cxr_hours[:, :-1],
+            batch.cxr_hours[:, 1:],
+            pair_valid,
+        )  # [B, P, T, D]
+        regions = self._fuse_locally(parts.dynamic, local, batch.ehr_row_mask)  # [B, P, R, D]
+        regions = self._mark_latest_pair(regions, pair_valid)
+        region_tokens = regions.flatten(1, 2)  # [B, P*R, D], pair-major
+        token_valid = pair_valid.repeat_interleave(r, dim=1)  # [B, P*R]
+        history = self.ehr_cross(ehr, region_tokens, token_valid)  # H_global [B, T, D]
+        cls = self.class_tokens.to(ehr.dtype).expand(b, -1, -1)
+        tokens = torch.cat([cls, region_tokens.to(ehr.dtype), history], dim=1)
+        valid = torch.cat([token_valid.new_ones(b, cls.shape[1]), token_valid,
+                           batch.ehr_row_mask], dim=1)
+        fused = self.final_layer(tokens, src_key_padding_mask=~valid)[:, : cls.shape[1]]
+        fused = self.static_fusion(
+            fused, parts.static.flatten(1, 2).to(fused.dtype), token_valid, batch.demographics
+        )
+        logits = self.heads(fused)
+        return DiproOutput(
+            progression=logits.get("progression"),
+            mortality=logits.get("mortality"),
+            los=logits.get("los"),
+            used_pairs=pair_valid.any(dim=1),
+            pair_valid=pair_valid,
+            parts=parts,
+        )
+
+    def _fuse_locally(
+        self, dynamic: torch.Tensor, local: torch.Tensor, row_valid: torch.Tensor
+    ) -> torch.Tensor:
+        """Region-aware attention per interval (§2.6c): [B, P, R, D] -> [B, P, R, D]."""
+        b, p, r, d = dynamic.shape
+        x = dynamic.reshape(b * p, r, d).to(local.dtype)
+        ehr = local.reshape(b * p, -1, d)
+        rows = row_valid.repeat_interleave(p, dim=0)  # [B*P, T]
+        for layer in self.region_layers:
+            x = layer(x, ehr, rows)
+        return x.reshape(b, p, r, d)
+
+    def _mark_latest_pair(self, regions: torch.Tensor, pair_valid: torch.Tensor) -> torch.Tensor:
+        """Add ``latest_pair`` to the region tokens of each patient's most recent valid pair."""
+        if self.latest_pair is None:
+            return regions
+        last = pair_valid.sum(dim=1) - 1  # [B], -1 when no pair
+        index = torch.arange(pair_valid.shape[1], device=pair_valid.device)
+        is_last = (index[None, :] == last[:, None]).to(regions.dtype)  # [B, P]
+        return regions + is_last[:, :, None, None] * self.latest_pair.to(regions.dtype)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters of ``module``."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

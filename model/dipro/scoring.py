@@ -1,0 +1,101 @@
+"""Inference: probabilities per task from a ``DiproBatch``.
+
+Runs under ``torch.inference_mode`` on the model's device (CUDA when the caller put it there),
+with bf16 (or fp16 where bf16 is unsupported) autocast on CUDA and plain fp32 on CPU. Results
+come back as float32 CPU tensors so callers never touch devices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from dipro.batch import DiproBatch
+from dipro.network import DiPro
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreResult:
+    """Probabilities for one batch (CPU, float32).
+
+    Attributes:
+        progression: [B, K=7, 3] softmax over (worsened, improved, no change) or None.
+        mortality: [B] probability of in-hospital death or None.
+        los: [B, 4] softmax over ``vocab.LOS_BINS`` or None.
+        used_pairs: bool [B]; False = fewer than two CXRs, scored by the EHR-only path.
+    """
+
+    progression: torch.Tensor | None
+    mortality: torch.Tensor | None
+    los: torch.Tensor | None
+    used_pairs: torch.Tensor
+
+
+def select_device() -> torch.device:
+    """CUDA when present, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """bf16 on CUDA that supports it, fp16 on other CUDA, None (fp32) on CPU."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _model_device(model: DiPro) -> torch.device:
+    return next(model.parameters()).device
+
+
+def score(model: DiPro, batch: DiproBatch, *, mixed_precision: bool = True) -> ScoreResult:
+    """Score one batch with ``model`` in eval mode.
+
+    Args:
+        model: The network, already on its device (see ``select_device``).
+        batch: Inputs on any device; moved to the model's.
+        mixed_precision: Use autocast on CUDA (ignored on CPU).
+
+    Returns:
+        Probabilities per configured task and the path flag.
+    """
+    device = _model_device(model)
+    dtype = autocast_dtype(device) if mixed_precision else None
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(), torch.autocast(
+            device.type, dtype=dtype or torch.float32, enabled=dtype is not None
+        ):
+            out = model(batch.to(device), with_reversed=False)
+    finally:
+        model.train(was_training)
+
+    def to_cpu(x: torch.Tensor | None, fn: str) -> torch.Tensor | None:
+        if x is None:
+            return None
+        x = x.float()
+        x = torch.sigmoid(x) if fn == "sigmoid" else torch.softmax(x, dim=-1)
+        return x.cpu()
+
+    return ScoreResult(
+        progression=to_cpu(out.progression, "softmax"),
+        mortality=to_cpu(out.mortality, "sigmoid"),
+        los=to_cpu(out.los, "softmax"),
+        used_pairs=out.used_pairs.cpu(),
+    )
+
+
+def score_batches(
+    model: DiPro, batches: Iterable[DiproBatch], *, mixed_precision: bool = True
+) -> Iterator[ScoreResult]:
+    """Score each batch in turn (lazily), e.g. chunks read from a staging area.
+
+    Args:
+        model: The network, already on its device.
+        batches: Any iterable of batches.
+        mixed_precision: Use autocast on CUDA.
+    """
+    for batch in batches:
+        yield score(model, batch, mixed_precision=mixed_precision)
