@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Set up a development/test machine for dipro-fhir. Idempotent: safe to run again; steps that
+# are already done are skipped.
+#
+# Expects Debian with python3.11 and Node 20+. Installs:
+#   - .venv with torch 2.13.0 (CPU wheel; pinned FIRST so nothing pulls the CUDA build), then the
+#     project editable with extras [dev,airflow];
+#   - Orthanc + its DICOMweb plugin (Debian packages) if the plugin is missing; the tests run
+#     their own Orthanc process, so any service the package starts is stopped and disabled;
+#   - the FHIR test server's pinned npm packages (tests/servers/fhir, `npm ci`);
+#   - makes sure PostgreSQL answers on 127.0.0.1:5432.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+REPO_ROOT=$(pwd)
+VENV="$REPO_ROOT/.venv"
+TORCH_VERSION=2.13.0
+ORTHANC_PLUGIN=/usr/share/orthanc/plugins/libOrthancDicomWeb.so
+
+say() { printf 'install: %s\n' "$*"; }
+
+# Run as root, or through sudo when we are not root and sudo exists.
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo "$@"
+  else
+    say "need root for: $* (no sudo available)" >&2
+    return 1
+  fi
+}
+
+python_venv() {
+  local python
+  python=$(command -v python3.11 || command -v python3)
+  if [ ! -x "$VENV/bin/python" ]; then
+    say "creating .venv with $python"
+    "$python" -m venv "$VENV"
+  fi
+  local have_torch
+  have_torch=$("$VENV/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])' 2>/dev/null || true)
+  if [ "$have_torch" != "$TORCH_VERSION" ]; then
+    # An unpinned torch resolves to the CUDA build (GBs); the CPU wheel is found via find-links.
+    say "installing torch==$TORCH_VERSION"
+    "$VENV/bin/pip" install -q "torch==$TORCH_VERSION"
+  fi
+  # Reinstall the project only when its dependency list changed since the last run.
+  local stamp="$VENV/.dipro-install-stamp" digest
+  digest=$(sha256sum pyproject.toml | cut -d' ' -f1)
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$digest" ]; then
+    say "installing the project: pip install -e '.[dev,airflow]'"
+    local constraints
+    constraints=$(mktemp)
+    echo "torch==$TORCH_VERSION" >"$constraints"
+    "$VENV/bin/pip" install -q -c "$constraints" -e '.[dev,airflow]'
+    rm -f "$constraints"
+    echo "$digest" >"$stamp"
+  else
+    say "python packages up to date"
+  fi
+}
+
+stop_orthanc_service() {
+  # The tests start their own Orthanc with a per-run config; a packaged service would hold
+  # port 8042 and a shared database.
+  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+    as_root systemctl disable --now orthanc >/dev/null 2>&1 || true
+  elif [ -x /etc/init.d/orthanc ]; then
+    as_root /etc/init.d/orthanc stop >/dev/null 2>&1 || true
+    as_root update-rc.d orthanc disable >/dev/null 2>&1 || true
+  fi
+}
+
+orthanc() {
+  if [ -f "$ORTHANC_PLUGIN" ]; then
+    say "orthanc + DICOMweb plugin present"
+    return
+  fi
+  say "installing orthanc orthanc-dicomweb (apt)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc orthanc-dicomweb >/dev/null
+  stop_orthanc_service
+}
+
+fhir_harness() {
+  local dir="$REPO_ROOT/tests/servers/fhir"
+  if [ -f "$dir/node_modules/.package-lock.json" ] && [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]; then
+    say "FHIR test server npm packages up to date"
+    return
+  fi
+  command -v npm >/dev/null 2>&1 || { say "npm not found: install Node 20+" >&2; return 1; }
+  say "npm ci in tests/servers/fhir"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+}
+
+postgres() {
+  if pg_isready -q -h 127.0.0.1 -p 5432; then
+    say "postgresql answers on 127.0.0.1:5432"
+    return
+  fi
+  local version
+  version=$(ls /etc/postgresql | sort -V | tail -n1)
+  say "starting postgresql $version"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start
+  for _ in $(seq 1 50); do
+    pg_isready -q -h 127.0.0.1 -p 5432 && return
+    sleep 0.2
+  done
+  say "postgresql did not come up on 127.0.0.1:5432" >&2
+  return 1
+}
+
+python_venv
+orthanc
+fhir_harness
+postgres
+say "done"
