@@ -1,0 +1,300 @@
+"""Scores become FHIR R4 ``RiskAssessment``, ``Device`` and ``Provenance`` resources (raw JSON).
+
+One RiskAssessment per patient, task, model version and as-of time, with one
+``prediction`` per outcome of the task. Choices, each with the element it concerns:
+
+* ``RiskAssessment.prediction.probabilityDecimal``: the R4 element comment says a decimal
+  probability is a percentage (invariant ras-2: ``<= 100``) while HL7's examples use
+  fractions. ``probability_scale`` chooses; the default ``percent`` follows the specification.
+  ras-2 is checked here because fhir.resources checks no invariants.
+* ``prediction.qualitativeRisk``: ``risk-probability`` low/moderate/high by thresholds.
+* ``prediction.whenPeriod``: mortality is *in-hospital* mortality, so the period starts at the
+  as-of time and stays open (ends at discharge, unknown yet). Length of stay concerns the
+  stay: the period starts at the stay's start when known, else at the as-of time.
+  Progression is about the latest CXR pair already taken: no ``when``.
+* ``basis``: at most ``max_basis`` references: every ImagingStudy first (most recent first),
+  then the most recent Observations. ``Score.basis`` lists resources in the order they were
+  used, oldest first, so "most recent" is "last listed". A shortened basis is said in ``note``.
+* ``method``: the model, as text and a coding in the project's model CodeSystem; the
+  ``performer`` is the model's ``Device``.
+* ``meta.security``: HL7 AI-transparency label ``AIAST``.
+* Fewer than two CXRs (``Score.path == "ehr_only"``): ``note`` says "scored without CXR
+  pairs (EHR-only path)".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from dipro_fhir.errors import InvalidResource
+from dipro_fhir.fhir.resources import validate_resource
+from dipro_fhir.scoring.score import ModelInfo, Score, outcomes_for
+from dipro_fhir.settings import WriteBackSettings
+from dipro_fhir.timeline import ResourceRef
+from dipro_fhir.writeback import codes
+from dipro_fhir.writeback.risk import RISK_DISPLAY, RISK_PROBABILITY_SYSTEM, RiskThresholds
+from dipro_fhir.writeback.risk import classify_risk as _classify
+
+EHR_ONLY_NOTE = "scored without CXR pairs (EHR-only path)"
+AI_LABEL = {
+    "system": codes.AI_LABEL_SYSTEM,
+    "code": codes.AI_LABEL_CODE,
+    "display": codes.AI_LABEL_DISPLAY,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AssessmentOptions:
+    """How RiskAssessments are expressed and sent (mirrors ``settings.WriteBackSettings``)."""
+
+    probability_scale: Literal["percent", "fraction"] = "percent"
+    thresholds: RiskThresholds = field(default_factory=RiskThresholds)
+    max_basis: int = 50
+    transaction_size: int = 100
+
+    @classmethod
+    def from_settings(cls, settings: WriteBackSettings) -> AssessmentOptions:
+        """Build the options from the write-back settings."""
+        return cls(
+            probability_scale=settings.probability_scale,
+            thresholds=RiskThresholds(settings.moderate_risk_at, settings.high_risk_at),
+            max_basis=settings.max_basis,
+            transaction_size=settings.transaction_size,
+        )
+
+
+def select_basis(refs: Sequence[ResourceRef], limit: int) -> list[ResourceRef]:
+    """Return at most ``limit`` refs: ImagingStudies (latest first), then latest Observations."""
+    unique = list(dict.fromkeys(ResourceRef(r.resource_type, r.id) for r in refs))
+    studies = [r for r in reversed(unique) if r.resource_type == "ImagingStudy"]
+    observations = [r for r in reversed(unique) if r.resource_type == "Observation"]
+    return (studies + observations)[:limit]
+
+
+def _outcome_concept(task: str, outcome: str) -> dict[str, Any]:
+    if task == "mortality":
+        code, display = codes.DEAD
+        return {"coding": [{"system": codes.SNOMED, "code": code, "display": display}]}
+    if task == "los":
+        display = codes.LOS_DISPLAY[outcome]
+        coding = {"system": codes.LOS_SYSTEM, "code": outcome, "display": display}
+        return {"coding": [coding], "text": display}
+    finding, change = outcome.split(":")
+    change_code, change_display = codes.CHANGE_CODE[change]
+    display = f"{codes.FINDING_DISPLAY[finding]}: {change_display.lower()}"
+    coding = {"system": codes.PROGRESSION_SYSTEM, "code": f"{finding}-{change_code}"}
+    return {"coding": [{**coding, "display": display}], "text": display}
+
+
+def _progression_extensions(outcome: str) -> list[dict[str, Any]]:
+    finding, change = outcome.split(":")
+    change_code, change_display = codes.CHANGE_CODE[change]
+    finding_coding = {
+        "system": codes.FINDING_SYSTEM,
+        "code": finding,
+        "display": codes.FINDING_DISPLAY[finding],
+    }
+    change_coding = {"system": codes.CHANGE_SYSTEM, "code": change_code, "display": change_display}
+    return [
+        {"url": codes.FINDING_EXTENSION, "valueCoding": finding_coding},
+        {"url": codes.CHANGE_EXTENSION, "valueCoding": change_coding},
+    ]
+
+
+def _probability(value: float, scale: str) -> float:
+    return round(value * 100.0, 4) if scale == "percent" else round(value, 6)
+
+
+def _prediction(
+    score: Score, options: AssessmentOptions, when: Mapping[str, str] | None
+) -> dict[str, Any]:
+    level = _classify(score.probability, options.thresholds)
+    prediction: dict[str, Any] = {
+        "outcome": _outcome_concept(score.task, score.outcome),
+        "probabilityDecimal": _probability(score.probability, options.probability_scale),
+        "qualitativeRisk": {
+            "coding": [
+                {"system": RISK_PROBABILITY_SYSTEM, "code": level, "display": RISK_DISPLAY[level]}
+            ]
+        },
+    }
+    if when:
+        prediction["whenPeriod"] = dict(when)
+    if score.task == "progression":
+        prediction["extension"] = _progression_extensions(score.outcome)
+    return prediction
+
+
+def _when(task: str, as_of: datetime, stay_start: datetime | None) -> dict[str, str] | None:
+    if task == "mortality":
+        return {"start": codes.utc_instant(as_of)}
+    if task == "los":
+        return {"start": codes.utc_instant(stay_start or as_of)}
+    return None
+
+
+def _check_group(scores: Sequence[Score]) -> Score:
+    if not scores:
+        raise ValueError("no scores to assess")
+    first = scores[0]
+    key = (first.patient_id, first.task, first.model_version, first.as_of, first.encounter_id)
+    for s in scores:
+        if (s.patient_id, s.task, s.model_version, s.as_of, s.encounter_id) != key:
+            raise ValueError("scores of one RiskAssessment must share patient, task, model, as-of")
+    outcomes = [s.outcome for s in scores]
+    if len(set(outcomes)) != len(outcomes):
+        raise ValueError("an outcome appears twice in one RiskAssessment")
+    return first
+
+
+def _notes(scores: Sequence[Score], shown: int, total: int) -> list[dict[str, str]]:
+    notes: list[dict[str, str]] = []
+    if any(s.path == "ehr_only" for s in scores):
+        notes.append({"text": EHR_ONLY_NOTE})
+    if shown < total:
+        notes.append({"text": f"basis lists {shown} of {total} resources used"})
+    return notes
+
+
+def to_risk_assessment(
+    scores: Sequence[Score],
+    options: AssessmentOptions | None = None,
+    *,
+    stay_start: datetime | None = None,
+) -> dict[str, Any]:
+    """Build the RiskAssessment of one patient, task, model version and as-of time.
+
+    Args:
+        scores: The scores of one patient and task (one per outcome); outcomes are written
+            in the task's canonical order (``outcomes_for``).
+        options: Probability scale, risk thresholds, basis bound.
+        stay_start: Start of the encounter, for the length-of-stay ``whenPeriod``.
+
+    Raises:
+        ValueError: The scores do not belong to one RiskAssessment.
+    """
+    opts = options or AssessmentOptions()
+    first = _check_group(scores)
+    order = {o: i for i, o in enumerate(outcomes_for(first.task))}
+    ordered = sorted(scores, key=lambda s: order[s.outcome])
+    used = [ref for s in scores for ref in s.basis]
+    basis = select_basis(used, opts.max_basis)
+    total = len({(r.resource_type, r.id) for r in used if r.resource_type in _BASIS_TYPES})
+    when = _when(first.task, first.as_of, stay_start)
+    label = f"{first.model_name} {first.model_version}"
+    resource: dict[str, Any] = {
+        "resourceType": "RiskAssessment",
+        "id": codes.assessment_id(first.model_version, first.task, first.patient_id, first.as_of),
+        "meta": {"security": [dict(AI_LABEL)]},
+        "identifier": [
+            {
+                "system": codes.ASSESSMENT_ID_SYSTEM,
+                "value": codes.assessment_key(
+                    first.model_version, first.task, first.patient_id, first.as_of
+                ),
+            }
+        ],
+        "status": "final",
+        "method": {
+            "coding": [{"system": codes.MODEL_SYSTEM, "code": first.model_name, "display": label}],
+            "text": label,
+        },
+        "code": {
+            "coding": [
+                {
+                    "system": codes.TASK_SYSTEM,
+                    "code": first.task,
+                    "display": codes.TASK_DISPLAY[first.task],
+                }
+            ]
+        },
+        "subject": {"reference": f"Patient/{first.patient_id}"},
+        "occurrenceDateTime": codes.utc_instant(first.as_of),
+        "performer": {
+            "reference": f"Device/{codes.device_id(first.model_name, first.model_version)}"
+        },
+        "prediction": [_prediction(s, opts, when) for s in ordered],
+    }
+    if first.encounter_id is not None:
+        resource["encounter"] = {"reference": f"Encounter/{first.encounter_id}"}
+    if basis:
+        resource["basis"] = [{"reference": r.reference} for r in basis]
+    notes = _notes(scores, len(basis), total)
+    if notes:
+        resource["note"] = notes
+    return resource
+
+
+_BASIS_TYPES = frozenset({"ImagingStudy", "Observation"})
+
+
+def check_risk_assessment(resource: Mapping[str, Any], scale: str = "percent") -> None:
+    """Validate a RiskAssessment structurally (R4B) and check invariant ras-2 and the scale.
+
+    Raises:
+        InvalidResource: The resource is not a valid R4 RiskAssessment, or a probability
+            is out of range for the scale (ras-2: a decimal probability is ``<= 100``).
+    """
+    validate_resource(resource)
+    top = 100.0 if scale == "percent" else 1.0
+    for index, prediction in enumerate(resource.get("prediction") or []):
+        value = prediction.get("probabilityDecimal")
+        if value is not None and not 0.0 <= float(value) <= top:
+            raise InvalidResource(
+                f"RiskAssessment.prediction[{index}].probabilityDecimal out of range "
+                f"(ras-2, scale {scale})"
+            )
+
+
+def to_device(model: ModelInfo) -> dict[str, Any]:
+    """Build the ``Device`` that stands for one model version (deterministic id)."""
+    return {
+        "resourceType": "Device",
+        "id": codes.device_id(model.name, model.version),
+        "meta": {"security": [dict(AI_LABEL)]},
+        "identifier": [
+            {"system": codes.MODEL_ID_SYSTEM, "value": f"{model.name}|{model.version}"},
+            {"system": codes.MODEL_CARD_SYSTEM, "value": model.card_hash},
+        ],
+        "status": "active",
+        "deviceName": [{"name": model.name, "type": "model-name"}],
+        "type": {"text": "AI/ML prediction model"},
+        "version": [{"value": model.version}],
+        "note": [{"text": f"model card sha256 {model.card_hash}"}],
+    }
+
+
+def to_provenance(
+    run_id: str,
+    targets: Sequence[str],
+    device_reference: str,
+    sources: Sequence[ResourceRef],
+    recorded: datetime,
+    max_sources: int = 50,
+) -> dict[str, Any]:
+    """Build the ``Provenance`` tying a chunk's RiskAssessments to the run and the model.
+
+    ``entity`` (role ``source``) lists at most ``max_sources`` inputs, chosen as for basis.
+    """
+    provenance: dict[str, Any] = {
+        "resourceType": "Provenance",
+        "id": codes.provenance_id(run_id, list(targets)),
+        "target": [{"reference": t} for t in targets],
+        "recorded": codes.utc_instant(recorded),
+        "activity": {"text": f"dipro-fhir scoring run {run_id}"},
+        "agent": [
+            {
+                "type": {"coding": [{"system": codes.PARTICIPANT_SYSTEM, "code": "performer"}]},
+                "who": {"reference": device_reference},
+            }
+        ],
+    }
+    chosen = select_basis(sources, max_sources)
+    if chosen:
+        provenance["entity"] = [
+            {"role": "source", "what": {"reference": r.reference}} for r in chosen
+        ]
+    return provenance

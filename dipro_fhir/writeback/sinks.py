@@ -1,0 +1,231 @@
+"""Where results go: a FHIR server or NDJSON files, behind one :class:`ResultSink` protocol.
+
+A sink is deliberately simple: it reads back what exists (:meth:`ResultSink.existing`) and
+writes resources at their client-assigned ids (:meth:`ResultSink.write`), one outcome per
+resource. Deciding *what* to write (skip identical content, Provenance for what changed)
+is :func:`dipro_fhir.writeback.write.write_scores`'s job, so both sinks behave the same.
+
+:class:`FhirResultSink` writes one transaction Bundle of ``PUT Type/id`` entries (FHIR R4
+3.1.0.11 "transaction"; update-as-create with client ids, never conditional create, which
+races). When the server refuses the transaction as a whole (4xx), it falls back to one
+``PUT`` per entry so that one bad entry fails alone. :class:`NdjsonResultSink` keeps one
+``<Type>.ndjson`` file per resource type and rewrites it by id (atomic replace under a file
+lock), so it is idempotent too.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from dipro_fhir.errors import (
+    DiproFhirError,
+    InvalidResource,
+    PublishConflict,
+    RequestRejected,
+    ResourceNotFound,
+    SourceUnavailable,
+)
+from dipro_fhir.fhir.client import FhirClient
+from dipro_fhir.fhir.status import describe_outcome
+
+_LOG = logging.getLogger(__name__)
+READ_BATCH = 50
+
+
+@dataclass(frozen=True, slots=True)
+class EntryOutcome:
+    """What happened to one resource handed to a sink.
+
+    Attributes:
+        reference: ``Type/id``.
+        ok: Whether the server (or file) now holds the resource.
+        reason: A stable code when not ok: ``rejected``, ``conflict``,
+            ``source-unavailable``, ``invalid-response``.
+        detail: A short explanation without patient data (status codes, outcome codes).
+        retriable: Whether writing again later may succeed.
+    """
+
+    reference: str
+    ok: bool
+    reason: str = ""
+    detail: str = ""
+    retriable: bool = False
+
+
+class ResultSink(Protocol):
+    """A place results are written to, idempotently, at client-assigned ids."""
+
+    def existing(self, resource_type: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Return the stored resources among ``ids``, by id (absent ids are left out)."""
+        ...
+
+    def write(self, resources: Sequence[Mapping[str, Any]]) -> list[EntryOutcome]:
+        """Write resources (as one unit where the sink can), one outcome per resource."""
+        ...
+
+
+def _reference(resource: Mapping[str, Any]) -> str:
+    return f"{resource['resourceType']}/{resource['id']}"
+
+
+def _failure(reference: str, exc: DiproFhirError) -> EntryOutcome:
+    status = getattr(exc, "status", None)
+    detail = f"status {status}: {describe_outcome(getattr(exc, 'outcome', None))}"
+    if isinstance(exc, SourceUnavailable):
+        return EntryOutcome(reference, False, "source-unavailable", detail, retriable=True)
+    if isinstance(exc, PublishConflict):
+        return EntryOutcome(reference, False, "conflict", detail, retriable=True)
+    return EntryOutcome(reference, False, "rejected", detail, retriable=False)
+
+
+class FhirResultSink:
+    """Writes to a FHIR R4 server through :class:`~dipro_fhir.fhir.client.FhirClient`.
+
+    Args:
+        client: The FHIR client (its retry policy covers transient failures).
+    """
+
+    def __init__(self, client: FhirClient) -> None:
+        self.client = client
+
+    def existing(self, resource_type: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Search ``Type?_id=a,b,...`` in batches of 50 ids."""
+        found: dict[str, dict[str, Any]] = {}
+        unique = list(dict.fromkeys(ids))
+        for start in range(0, len(unique), READ_BATCH):
+            part = unique[start : start + READ_BATCH]
+            params = {"_id": ",".join(part), "_count": str(len(part))}
+            for resource in self.client.search(resource_type, params):
+                if isinstance(resource.get("id"), str):
+                    found[resource["id"]] = resource
+        return found
+
+    def write(self, resources: Sequence[Mapping[str, Any]]) -> list[EntryOutcome]:
+        """One transaction of PUTs; per-entry PUTs when the server refuses the whole."""
+        if not resources:
+            return []
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {
+                    "resource": dict(r),
+                    "request": {"method": "PUT", "url": _reference(r)},
+                }
+                for r in resources
+            ],
+        }
+        references = [_reference(r) for r in resources]
+        try:
+            response = self.client.transaction(bundle, idempotent=True)
+        except (RequestRejected, PublishConflict, ResourceNotFound, InvalidResource) as exc:
+            _LOG.warning(
+                "transaction of %d entries refused (%s); writing entries one by one",
+                len(resources),
+                type(exc).__name__,
+            )
+            return [self._put_one(r) for r in resources]
+        except SourceUnavailable as exc:
+            return [_failure(ref, exc) for ref in references]
+        return _transaction_outcomes(references, response)
+
+    def _put_one(self, resource: Mapping[str, Any]) -> EntryOutcome:
+        reference = _reference(resource)
+        try:
+            self.client.put(dict(resource))
+        except (RequestRejected, PublishConflict, ResourceNotFound, SourceUnavailable) as exc:
+            return _failure(reference, exc)
+        except InvalidResource as exc:
+            return EntryOutcome(reference, False, "invalid-response", str(exc), retriable=True)
+        return EntryOutcome(reference, True)
+
+
+def _transaction_outcomes(
+    references: Sequence[str], response: Mapping[str, Any]
+) -> list[EntryOutcome]:
+    entries = response.get("entry") or []
+    if len(entries) != len(references):
+        detail = f"{len(entries)} response entries for {len(references)} requests"
+        return [EntryOutcome(r, False, "invalid-response", detail, True) for r in references]
+    outcomes = []
+    for reference, entry in zip(references, entries, strict=True):
+        status = str((entry.get("response") or {}).get("status", ""))
+        if status[:1] == "2":
+            outcomes.append(EntryOutcome(reference, True))
+        else:
+            outcomes.append(EntryOutcome(reference, False, "rejected", f"status {status}"))
+    return outcomes
+
+
+class NdjsonResultSink:
+    """Writes FHIR NDJSON files, one ``<Type>.ndjson`` per resource type, rewritten by id.
+
+    Used by the embedded demo. Writers of the same folder are serialised with a file lock;
+    each file is replaced atomically, so a reader never sees half a file.
+
+    Args:
+        directory: The folder (created when missing).
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def path(self, resource_type: str) -> Path:
+        """Return the NDJSON file of a resource type."""
+        return self.directory / f"{resource_type}.ndjson"
+
+    def existing(self, resource_type: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Read the type's file and return the resources among ``ids``."""
+        wanted = set(ids)
+        return {k: v for k, v in self.read_all(resource_type).items() if k in wanted}
+
+    def read_all(self, resource_type: str) -> dict[str, dict[str, Any]]:
+        """Return every resource of a type in the folder, by id."""
+        path = self.path(resource_type)
+        if not path.exists():
+            return {}
+        found: dict[str, dict[str, Any]] = {}
+        with path.open(encoding="utf-8") as stream:
+            for line in stream:
+                if line.strip():
+                    resource = json.loads(line)
+                    found[resource["id"]] = resource
+        return found
+
+    def write(self, resources: Sequence[Mapping[str, Any]]) -> list[EntryOutcome]:
+        """Merge the resources into their files by id, under the folder's lock."""
+        by_type: dict[str, list[Mapping[str, Any]]] = {}
+        for resource in resources:
+            by_type.setdefault(str(resource["resourceType"]), []).append(resource)
+        with self._locked():
+            for resource_type, group in by_type.items():
+                merged = self.read_all(resource_type)
+                merged.update({str(r["id"]): dict(r) for r in group})
+                self._replace(resource_type, merged)
+        return [EntryOutcome(_reference(r), True) for r in resources]
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        with (self.directory / ".lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _replace(self, resource_type: str, resources: Mapping[str, Mapping[str, Any]]) -> None:
+        handle, temp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            for resource_id in sorted(resources):
+                stream.write(json.dumps(resources[resource_id], separators=(",", ":")) + "\n")
+        os.replace(temp, self.path(resource_type))
