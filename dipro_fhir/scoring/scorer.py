@@ -1,0 +1,132 @@
+"""Score mapped timelines with a DiPro checkpoint and turn probabilities into :class:`Score`.
+
+The checkpoint is loaded once per process (an Airflow task is one process, so once per chunk)
+with memory-mapped weights; batches go to CUDA when present, else the CPU. A patient with
+fewer than two CXRs is scored by the EHR-only path (every pair masked, reference §7.2); its
+mortality and length-of-stay scores say so (``path="ehr_only"``) and it gets no progression
+scores, because progression is defined for the most recent consecutive CXR pair.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from dipro.checkpoint import CheckpointMismatch, ModelCard, load_checkpoint
+from dipro.network import DiPro
+from dipro.scoring import ScoreResult, score, select_device
+from dipro.vocab import FINDINGS, LOS_BINS, PROGRESSION_CLASSES
+from dipro_fhir.errors import ModelContractError
+from dipro_fhir.scoring.preprocess import Preprocessing, collate
+from dipro_fhir.scoring.score import MORTALITY_OUTCOME, ModelInfo, Score
+from dipro_fhir.timeline import PatientTimeline, ResourceRef, RunId
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedModel:
+    """A checkpoint ready to score: the network on its device, its card and preprocessing."""
+
+    network: DiPro
+    card: ModelCard
+    preprocessing: Preprocessing
+    info: ModelInfo
+    load_seconds: float
+
+
+def load_model(checkpoint: Path, device: str = "auto") -> LoadedModel:
+    """Load a checkpoint for scoring.
+
+    Args:
+        checkpoint: The checkpoint folder (``weights.pt`` + ``model_card.json``).
+        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+
+    Raises:
+        ModelContractError: The checkpoint is missing, or does not match this code.
+    """
+    started = time.perf_counter()
+    target = select_device() if device == "auto" else torch.device(device)
+    if not checkpoint.is_dir():
+        raise ModelContractError(f"no checkpoint folder at {checkpoint}")
+    try:
+        network, card = load_checkpoint(checkpoint, map_location=target)
+    except CheckpointMismatch as exc:
+        raise ModelContractError(f"checkpoint {checkpoint} refused: {exc}") from exc
+    prep = Preprocessing.from_json(card.preprocessing)
+    seconds = time.perf_counter() - started
+    logger.info("model %s %s loaded on %s in %.2fs", card.name, card.version, target, seconds)
+    info = ModelInfo(card.name, card.version, card.weights_sha256)
+    return LoadedModel(network, card, prep, info, seconds)
+
+
+def _batches(
+    timelines: Sequence[PatientTimeline], size: int
+) -> Iterator[Sequence[PatientTimeline]]:
+    for start in range(0, len(timelines), size):
+        yield timelines[start : start + size]
+
+
+def score_timelines(
+    model: LoadedModel,
+    timelines: Sequence[PatientTimeline],
+    *,
+    run_id: RunId,
+    batch_size: int = 16,
+) -> list[Score]:
+    """Score timelines in batches; one :class:`Score` per patient, task and outcome."""
+    config = model.network.config
+    scores: list[Score] = []
+    for group in _batches(timelines, batch_size):
+        batch = collate(
+            group, model.preprocessing, max_cxrs=config.max_cxrs, crop_size=config.crop_size
+        )
+        result = score(model.network, batch)
+        for i, tl in enumerate(group):
+            scores.extend(_scores_of(model.info, tl, result, i, run_id))
+    return scores
+
+
+def _basis(tl: PatientTimeline) -> tuple[ResourceRef, ...]:
+    studies = {img.imaging_study for img in tl.images if img.imaging_study is not None}
+    return tuple(sorted(studies, key=lambda r: r.id)) + tuple(
+        r for r in tl.provenance if r.resource_type == "Observation"
+    )
+
+
+def _scores_of(
+    info: ModelInfo, tl: PatientTimeline, result: ScoreResult, i: int, run_id: RunId
+) -> Iterator[Score]:
+    used_pairs = bool(result.used_pairs[i])
+    path = "pairs" if used_pairs else "ehr_only"
+    basis = _basis(tl)
+
+    def make(task: str, outcome: str, p: float) -> Score:
+        return Score(
+            patient_id=tl.patient_id,
+            encounter_id=tl.encounter_id,
+            task=task,
+            outcome=outcome,
+            probability=min(max(p, 0.0), 1.0),
+            model_name=info.name,
+            model_version=info.version,
+            as_of=tl.as_of,
+            run_id=run_id,
+            basis=basis,
+            path=path,
+        )
+
+    if result.mortality is not None:
+        yield make("mortality", MORTALITY_OUTCOME, float(result.mortality[i]))
+    if result.los is not None:
+        for k, name in enumerate(LOS_BINS):
+            yield make("los", name, float(result.los[i, k]))
+    if result.progression is not None and used_pairs:
+        for f, finding in enumerate(FINDINGS):
+            for c, cls in enumerate(PROGRESSION_CLASSES):
+                yield make("progression", f"{finding}:{cls}", float(result.progression[i, f, c]))
