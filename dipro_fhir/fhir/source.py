@@ -80,7 +80,7 @@ class FhirSource(Protocol):
 class HttpFhirSource:
     """A :class:`FhirSource` over a FHIR R4 REST server.
 
-    Server-side filters (``patient``, ``date=ge..&date=lt..``, ``code``, ``class``,
+    Server-side filters (``subject=Patient/id``, ``date=ge..&date=lt..``, ``code``, ``class``,
     ``_lastUpdated``) keep transfers small; results are re-checked with the same rules as
     the NDJSON source, so a lenient server cannot widen what extraction sees.
     """
@@ -93,7 +93,7 @@ class HttpFhirSource:
         return self.client.read("Patient", patient_id)
 
     def encounters(self, patient_id: str) -> Iterator[dict[str, Any]]:
-        yield from self._owned("Encounter", patient_id, {"patient": patient_id})
+        yield from self._owned("Encounter", patient_id, {"subject": f"Patient/{patient_id}"})
 
     def observations(
         self,
@@ -104,7 +104,7 @@ class HttpFhirSource:
         codes: Sequence[str] | None = None,
     ) -> Iterator[dict[str, Any]]:
         params: dict[str, str | list[str]] = {
-            "patient": patient_id,
+            "subject": f"Patient/{patient_id}",
             "date": [f"ge{_instant(since)}", f"lt{_instant(until)}"],
         }
         if codes is not None:
@@ -116,7 +116,7 @@ class HttpFhirSource:
                 yield resource
 
     def imaging_studies(self, patient_id: str) -> Iterator[dict[str, Any]]:
-        yield from self._owned("ImagingStudy", patient_id, {"patient": patient_id})
+        yield from self._owned("ImagingStudy", patient_id, {"subject": f"Patient/{patient_id}"})
 
     def active_encounter_patients(self, as_of: datetime) -> Iterator[tuple[str, str]]:
         # Two searches, because servers differ on Periods without an end: the live

@@ -118,7 +118,9 @@ def test_body_cut_short_of_content_length_is_retried(proxy: Any, make_client: Ma
 
 def test_a_failing_page_is_retried_mid_search(proxy: Any, make_client: MakeClient) -> None:
     proxy.inject("503", times=1, method="GET", skip=1)  # the 2nd page
-    found = list(make_client(proxy.base_url, page_size=1).search("Observation", {"patient": "p1"}))
+    found = list(
+        make_client(proxy.base_url, page_size=1).search("Observation", {"subject": "Patient/p1"})
+    )
     assert len(found) == 3
     assert [r.fault for r in proxy.requests] == [None, "503", None, None]
 
@@ -128,7 +130,7 @@ def test_logs_carry_no_query_or_patient_id(
 ) -> None:
     proxy.inject("503", times=1, match="/Observation")
     with caplog.at_level(logging.DEBUG, logger="dipro_fhir"):
-        list(make_client(proxy.base_url).search("Observation", {"patient": "p1"}))
+        list(make_client(proxy.base_url).search("Observation", {"subject": "Patient/p1"}))
         with pytest.raises(Exception, match="404"):
             make_client(proxy.base_url).read("Patient", "secret-id-42")
     text = caplog.text

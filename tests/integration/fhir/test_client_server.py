@@ -76,7 +76,7 @@ def test_search_follows_every_next_link_exactly_once(
     )
     proxy = fault_proxy(fhir_base_url)
     client = make_client(proxy.base_url)  # type: ignore[attr-defined]
-    found = list(client.search("Observation", {"patient": "p1", "_count": "50"}))
+    found = list(client.search("Observation", {"subject": "Patient/p1", "_count": "50"}))
     assert len(found) == 450
     assert len({o["id"] for o in found}) == 450
     gets = [(r.path, r.query) for r in proxy.requests]  # type: ignore[attr-defined]
@@ -91,10 +91,10 @@ def test_search_pages_yields_bundles_and_count_matches(
     client.transaction(
         transaction([patient("p1"), *hourly_observations("p1", 45)]), idempotent=True
     )
-    pages = list(client.search_pages("Observation", {"patient": "p1"}))
+    pages = list(client.search_pages("Observation", {"subject": "Patient/p1"}))
     assert [len(p.get("entry", [])) for p in pages] == [20, 20, 5]
     assert all(p["type"] == "searchset" for p in pages)
-    assert client.count("Observation", {"patient": "p1"}) == 45
+    assert client.count("Observation", {"subject": "Patient/p1"}) == 45
 
 
 def test_date_filters_are_half_open(fhir_base_url: str, make_client: MakeClient) -> None:
@@ -103,7 +103,7 @@ def test_date_filters_are_half_open(fhir_base_url: str, make_client: MakeClient)
         transaction([patient("p1"), *hourly_observations("p1", 10)]), idempotent=True
     )
     start, end = T0 + timedelta(hours=2), T0 + timedelta(hours=5)
-    params = {"patient": "p1", "date": [f"ge{start.isoformat()}", f"lt{end.isoformat()}"]}
+    params = {"subject": "Patient/p1", "date": [f"ge{start.isoformat()}", f"lt{end.isoformat()}"]}
     assert sorted(o["id"] for o in client.search("Observation", params)) == [
         "p1-o2",
         "p1-o3",
