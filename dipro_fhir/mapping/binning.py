@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 import numpy as np
-from dipro.vocab import VARIABLES
 
+from dipro.vocab import VARIABLES
 from dipro_fhir.mapping.times import require_aware
 from dipro_fhir.timeline import BoolArray, FloatArray, ObservationEvent
 

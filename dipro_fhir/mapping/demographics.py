@@ -33,8 +33,8 @@ from datetime import date, datetime
 from typing import Any, Final
 
 import numpy as np
-from dipro.vocab import DEMOGRAPHIC_COLUMNS
 
+from dipro.vocab import DEMOGRAPHIC_COLUMNS
 from dipro_fhir.mapping.observations import resource_ref
 from dipro_fhir.mapping.times import parse_fhir_time, require_aware
 from dipro_fhir.timeline import FloatArray, MappingIssue
