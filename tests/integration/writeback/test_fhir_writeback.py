@@ -1,0 +1,231 @@
+"""Write-back to the real FHIR server and PostgreSQL: exactly once, races, rescoring, faults.
+
+The FHIR server is the test harness (Medplum's FHIR router behind a HAPI-like HTTP layer);
+faults come from the fault-injecting proxy in front of it; the store is a fresh PostgreSQL
+database migrated with Alembic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from dipro_fhir.fhir.client import FhirClient
+from dipro_fhir.fhir.resources import validate_resource
+from dipro_fhir.scoring.score import Score
+from dipro_fhir.store import ResultStore
+from dipro_fhir.timeline import PatientId, RunId
+from dipro_fhir.writeback import codes
+from dipro_fhir.writeback.assessment import AssessmentOptions
+from dipro_fhir.writeback.sinks import FhirResultSink
+from dipro_fhir.writeback.write import publish_chunk, write_scores
+from tests.servers.fault_proxy import FaultProxy
+from tests.unit.writeback.scores import AS_OF, MODEL, cohort_scores
+
+pytestmark = pytest.mark.integration
+N_PATIENTS = 5
+N_ASSESSMENTS = 3 * N_PATIENTS
+N_ROWS = 26 * N_PATIENTS
+OPTIONS = AssessmentOptions(transaction_size=4)
+
+
+@pytest.fixture
+def client(fhir_base_url: str) -> Iterator[FhirClient]:
+    """A client of the emptied FHIR server."""
+    with FhirClient(fhir_base_url) as fhir:
+        yield fhir
+
+
+@pytest.fixture
+def store(migrated_pg_url: str) -> Iterator[ResultStore]:
+    """A store on a fresh, migrated PostgreSQL database, with run ``run-1`` started."""
+    engine = sa.create_engine(migrated_pg_url)
+    result = ResultStore(engine)
+    result.start_run(RunId("run-1"), as_of=AS_OF, model_name="dipro", model_version="1.0.0")
+    yield result
+    engine.dispose()
+
+
+def _assessments(client: FhirClient) -> list[dict[str, Any]]:
+    return list(client.search("RiskAssessment", {"_count": "500"}))
+
+
+def _per_identifier(client: FhirClient) -> Counter[str]:
+    return Counter(
+        i["value"]
+        for ra in _assessments(client)
+        for i in ra["identifier"]
+        if i["system"] == codes.ASSESSMENT_ID_SYSTEM
+    )
+
+
+def _versions(client: FhirClient) -> dict[str, str]:
+    return {ra["id"]: ra["meta"]["versionId"] for ra in _assessments(client)}
+
+
+def _score_rows(store: ResultStore) -> int:
+    with store.engine.connect() as conn:
+        return int(conn.execute(sa.text("SELECT count(*) FROM scores")).scalar_one())
+
+
+def test_rerun_of_same_night_writes_nothing_new(client: FhirClient, store: ResultStore) -> None:
+    scores = cohort_scores(N_PATIENTS)
+    sink = FhirResultSink(client)
+    first, _ = publish_chunk(sink, store, RunId("run-1"), scores, MODEL, options=OPTIONS)
+    assert (first.written, first.unchanged, first.failures) == (N_ASSESSMENTS, 0, ())
+    versions = _versions(client)
+    store.start_run(RunId("run-2"), as_of=AS_OF, model_name="dipro", model_version="1.0.0")
+    again, _ = publish_chunk(sink, store, RunId("run-2"), scores, MODEL, options=OPTIONS)
+    assert (again.written, again.unchanged) == (0, N_ASSESSMENTS)
+    assert _versions(client) == versions
+    assert set(versions.values()) == {"1"}
+    assert set(_per_identifier(client).values()) == {1}
+    assert len(list(client.search("Provenance", {}))) == 4  # 15 assessments / 4 per bundle
+    assert _score_rows(store) == N_ROWS
+    stored = {(r.patient_id, r.task): r.fhir_resource_id for r in store.scores()}
+    assert stored == dict(first.resource_ids)
+
+
+def test_two_concurrent_runs_leave_no_duplicates(fhir_base_url: str, migrated_pg_url: str) -> None:
+    scores = cohort_scores(N_PATIENTS)
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def run(run_id: str) -> None:
+        engine = sa.create_engine(migrated_pg_url)
+        try:
+            store = ResultStore(engine)
+            store.start_run(RunId(run_id), as_of=AS_OF, model_name="dipro", model_version="1.0.0")
+            mine = [dataclasses.replace(s, run_id=RunId(run_id)) for s in scores]
+            with FhirClient(fhir_base_url) as fhir:
+                barrier.wait(timeout=30)
+                publish_chunk(FhirResultSink(fhir), store, RunId(run_id), mine, MODEL)
+        except BaseException as exc:  # collected and re-raised by the test thread
+            errors.append(exc)
+        finally:
+            engine.dispose()
+
+    threads = [threading.Thread(target=run, args=(f"run-{i}",)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    with FhirClient(fhir_base_url) as fhir:
+        per_identifier = _per_identifier(fhir)
+    assert len(per_identifier) == N_ASSESSMENTS
+    assert set(per_identifier.values()) == {1}
+    engine = sa.create_engine(migrated_pg_url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT count(*), count(DISTINCT (patient_id, task, outcome)) FROM scores")
+        ).one()
+    engine.dispose()
+    assert tuple(rows) == (N_ROWS, N_ROWS)
+
+
+def test_rescoring_with_new_model_version_creates_new_and_keeps_old(
+    client: FhirClient, store: ResultStore
+) -> None:
+    sink = FhirResultSink(client)
+    publish_chunk(sink, store, RunId("run-1"), cohort_scores(N_PATIENTS), MODEL)
+    old = {ra["id"]: ra for ra in _assessments(client)}
+    v2 = dataclasses.replace(MODEL, version="2.0.0")
+    store.start_run(RunId("run-v2"), as_of=AS_OF, model_name="dipro", model_version="2.0.0")
+    report, _ = publish_chunk(
+        sink, store, RunId("run-v2"), cohort_scores(N_PATIENTS, model=v2, run_id="run-v2"), v2
+    )
+    assert report.written == N_ASSESSMENTS
+    now = {ra["id"]: ra for ra in _assessments(client)}
+    assert len(now) == 2 * N_ASSESSMENTS
+    assert all(now[k] == v for k, v in old.items())  # same versionId, same content
+    assert len(list(client.search("Device", {}))) == 2
+    assert _score_rows(store) == 2 * N_ROWS
+
+
+def test_rejected_entry_fails_only_its_patient(
+    fhir_base_url: str,
+    fault_proxy: Callable[[str], FaultProxy],
+    store: ResultStore,
+) -> None:
+    scores = cohort_scores(3)
+    victim = [s for s in scores if s.patient_id == "pat-0001" and s.task == "mortality"]
+    victim_id = codes.assessment_id("1.0.0", "mortality", "pat-0001", AS_OF)
+    proxy = fault_proxy(fhir_base_url)
+    # The first transaction writes the Device; the second (the assessments) is refused whole,
+    # then the per-entry PUT of one assessment is refused.
+    proxy.inject("status", times=1, match=r"/fhir/?$", method="POST", skip=1, status=400)
+    proxy.inject("status", times=1, match=f"/RiskAssessment/{victim_id}$", method="PUT", status=422)
+    with FhirClient(proxy.base_url) as fhir:
+        report, _ = publish_chunk(FhirResultSink(fhir), store, RunId("run-1"), scores, MODEL)
+    assert [(f.patient_id, f.stage, f.reason) for f in report.failures] == [
+        (PatientId("pat-0001"), "writeback", "rejected")
+    ]
+    assert report.written == 8
+    assert victim
+    assert (PatientId("pat-0001"), "mortality") not in report.resource_ids
+    assert [f.patient_id for f in store.failures(RunId("run-1"))] == ["pat-0001"]
+    with FhirClient(fhir_base_url) as fhir:
+        held = {ra["id"] for ra in _assessments(fhir)}
+        assert victim_id not in held
+        assert len(held) == 8
+        retry = write_scores(FhirResultSink(fhir), scores, MODEL)
+    assert (retry.written, retry.unchanged, retry.failures) == (1, 8, ())
+
+
+def test_crash_between_fhir_write_and_db_commit_then_rerun_completes(
+    client: FhirClient, migrated_pg_url: str
+) -> None:
+    scores = cohort_scores(N_PATIENTS)
+    crashing = sa.create_engine(migrated_pg_url)
+    store = ResultStore(crashing)
+    store.start_run(RunId("run-1"), as_of=AS_OF, model_name="dipro", model_version="1.0.0")
+
+    def crash(conn: sa.Connection) -> None:
+        raise RuntimeError("worker killed before the chunk's commit")
+
+    sa.event.listen(crashing, "commit", crash)
+    with pytest.raises(RuntimeError, match="killed"):
+        publish_chunk(FhirResultSink(client), store, RunId("run-1"), scores, MODEL)
+    crashing.dispose()
+    assert len(_assessments(client)) == N_ASSESSMENTS
+    engine = sa.create_engine(migrated_pg_url)
+    fresh = ResultStore(engine)
+    assert fresh.scores() == []
+    report, _ = publish_chunk(FhirResultSink(client), fresh, RunId("run-1"), scores, MODEL)
+    assert (report.written, report.unchanged) == (0, N_ASSESSMENTS)
+    rows = fresh.scores()
+    engine.dispose()
+    assert len(rows) == N_ROWS
+    assert {(r.patient_id, r.task): r.fhir_resource_id for r in rows} == dict(report.resource_ids)
+    assert set(_per_identifier(client).values()) == {1}
+    assert set(_versions(client).values()) == {"1"}
+
+
+def test_assessments_read_back_by_subject_and_identifier_and_validate(
+    client: FhirClient,
+) -> None:
+    scores: list[Score] = cohort_scores(2)
+    write_scores(FhirResultSink(client), scores, MODEL)
+    by_subject = list(client.search("RiskAssessment", {"subject": "Patient/pat-0001"}))
+    assert sorted(ra["code"]["coding"][0]["code"] for ra in by_subject) == [
+        "los",
+        "mortality",
+        "progression",
+    ]
+    key = codes.assessment_key("1.0.0", "los", "pat-0001", AS_OF)
+    (by_identifier,) = client.search(
+        "RiskAssessment", {"identifier": f"{codes.ASSESSMENT_ID_SYSTEM}|{key}"}
+    )
+    assert by_identifier["subject"] == {"reference": "Patient/pat-0001"}
+    for ra in by_subject:
+        validate_resource(ra)
+        assert codes.AI_LABEL_CODE in {s["code"] for s in ra["meta"]["security"]}
+        assert all(0 <= p["probabilityDecimal"] <= 100 for p in ra["prediction"])  # ras-2
+    assert len(list(client.search("Device", {}))) == 1
