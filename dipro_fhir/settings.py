@@ -102,12 +102,18 @@ class WriteBackSettings(BaseModel):
 
 
 class RunSettings(BaseModel):
-    """How a scoring run plans, extracts and tolerates failures."""
+    """How a scoring run plans, extracts and tolerates failures.
+
+    ``availability`` decides when a resource counts as known (no look-ahead): ``strict``
+    takes the later of ``issued`` and ``meta.lastUpdated``; ``issued`` prefers ``issued``,
+    for data loaded into a server after the fact, whose ``lastUpdated`` is the load time.
+    """
 
     window_hours: int = Field(default=48, ge=1)
     chunk_size: int = Field(default=50, ge=1)
     max_failed_share: float = Field(default=0.2, ge=0.0, le=1.0)
     site_timezone: str = "UTC"
+    availability: Literal["strict", "issued"] = "strict"
     staging_dir: Path = Path("var/staging")
     log_salt: SecretStr = SecretStr("dipro-fhir")
 

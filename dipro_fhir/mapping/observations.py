@@ -140,18 +140,28 @@ def effective_time(resource: Mapping[str, Any]) -> tuple[datetime | None, str]:
     return parsed.value, parsed.precision
 
 
-def available_at(resource: Mapping[str, Any]) -> datetime | None:
-    """Return when the value became known: the later of ``issued`` and ``meta.lastUpdated``.
+#: How the time a resource became known is read (``RunSettings.availability``).
+#: ``strict``: the later of ``issued`` and ``meta.lastUpdated`` (any later edit counts);
+#: ``issued``: ``issued`` when present, else ``meta.lastUpdated``. Use ``issued`` for data
+#: loaded into a server after the fact (a sandbox, a migration), where every
+#: ``lastUpdated`` is the load time and ``strict`` would hide everything from a backfill.
+AVAILABILITY_RULES: Final[tuple[str, ...]] = ("strict", "issued")
 
-    ``None`` when neither is present and parseable. Used to forbid look-ahead: a resource
-    known only after ``as_of`` must not reach a timeline built as of then.
+
+def available_at(resource: Mapping[str, Any], rule: str = "strict") -> datetime | None:
+    """Return when the value became known, by ``rule`` (see :data:`AVAILABILITY_RULES`).
+
+    ``None`` when neither time is present and parseable. Used to forbid look-ahead: a
+    resource known only after ``as_of`` must not reach a timeline built as of then.
     """
+    if rule not in AVAILABILITY_RULES:
+        raise ValueError(f"availability rule {rule!r} is not one of {AVAILABILITY_RULES}")
     if not isinstance(resource, Mapping):
         return None
-    times = [
-        parse_fhir_time(resource.get("issued")),
-        parse_fhir_time(_dict(resource.get("meta")).get("lastUpdated")),
-    ]
+    issued = parse_fhir_time(resource.get("issued"))
+    if rule == "issued" and issued is not None:
+        return issued.value
+    times = [issued, parse_fhir_time(_dict(resource.get("meta")).get("lastUpdated"))]
     known = [t.value for t in times if t is not None]
     return max(known) if known else None
 

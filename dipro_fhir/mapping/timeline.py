@@ -49,13 +49,14 @@ def window_start_for(as_of: datetime, window_hours: int = 48) -> datetime:
 
 
 def split_known(
-    resources: Iterable[Mapping[str, Any]], as_of: datetime
+    resources: Iterable[Mapping[str, Any]], as_of: datetime, availability: str = "strict"
 ) -> tuple[list[Mapping[str, Any]], int]:
     """Keep the resources known at ``as_of``; return them and how many were excluded.
 
     A resource is excluded when its effective time is ``>= as_of`` or its availability time
-    is ``> as_of``. A resource whose effective time cannot be read is kept so that the mapper
-    records it as ``invalid-resource``.
+    is ``> as_of`` (read by the ``availability`` rule of
+    :func:`~dipro_fhir.mapping.observations.available_at`). A resource whose effective
+    time cannot be read is kept so that the mapper records it as ``invalid-resource``.
     """
     require_aware(as_of, "as_of")
     kept: list[Mapping[str, Any]] = []
@@ -65,7 +66,7 @@ def split_known(
             kept.append(resource)
             continue
         when, _ = effective_time(resource)
-        known = available_at(resource)
+        known = available_at(resource, availability)
         if (when is not None and when >= as_of) or (known is not None and known > as_of):
             excluded += 1
         else:
@@ -108,6 +109,7 @@ def build_timeline(
     *,
     window_hours: int = 48,
     extra_issues: Iterable[MappingIssue] = (),
+    availability: str = "strict",
 ) -> PatientTimeline:
     """Build one patient's timeline as of ``as_of`` from raw FHIR JSON; pure, no I/O.
 
@@ -120,13 +122,14 @@ def build_timeline(
         images: CXRs already located and cropped, with offsets from ``window_start``.
         window_hours: Length of the EHR window (rows of the grid).
         extra_issues: Issues found upstream (extraction, imaging); they come first.
+        availability: How the time a resource became known is read (``strict``/``issued``).
 
     Raises:
         ValueError: ``as_of`` is naive.
         ModelContractError: An image is after ``as_of`` or its window offset is wrong.
     """
     window_start = window_start_for(as_of, window_hours)
-    kept, _excluded = split_known(observation_resources, as_of)
+    kept, _excluded = split_known(observation_resources, as_of, availability)
     events: list[ObservationEvent] = []
     issues: list[MappingIssue] = list(extra_issues)
     for resource in kept:

@@ -140,3 +140,17 @@ def test_no_look_ahead_property(effective: list[int], issued_delay: list[int]) -
             assert (timeline.ehr_values[:, HR] != 60 + n).all()
         elif effective_at >= timeline.window_start:
             assert resource["id"] in used  # known in time: it must not be lost either
+
+
+def test_issued_rule_keeps_data_loaded_after_the_fact_but_strict_rule_hides_it() -> None:
+    from dipro_fhir.mapping.observations import available_at
+
+    late_load = {
+        "resourceType": "Observation",
+        "issued": "2026-11-20T10:05:00Z",
+        "meta": {"lastUpdated": "2026-11-25T09:00:00Z"},
+    }
+    assert available_at(late_load, "strict") == datetime(2026, 11, 25, 9, tzinfo=UTC)
+    assert available_at(late_load, "issued") == datetime(2026, 11, 20, 10, 5, tzinfo=UTC)
+    no_issued = {"resourceType": "Observation", "meta": {"lastUpdated": "2026-11-25T09:00:00Z"}}
+    assert available_at(no_issued, "issued") == datetime(2026, 11, 25, 9, tzinfo=UTC)
