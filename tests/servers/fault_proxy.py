@@ -214,6 +214,9 @@ class _ProxyServer(ThreadingHTTPServer):
 
 class _ProxyHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; with Nagle's algorithm and delayed ACKs each
+    # response would wait about 40 ms for the client's ACK.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silence per-request logging (URLs may carry identifiers)."""
@@ -289,6 +292,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             proxy.target_host, proxy.target_port, timeout=UPSTREAM_TIMEOUT_S
         )
         try:
+            upstream.connect()
+            assert upstream.sock is not None
+            upstream.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
             if body is not None:
                 headers["Content-Length"] = str(len(body))
