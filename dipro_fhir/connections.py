@@ -1,0 +1,141 @@
+"""Settings become connected sources, sinks and stores here, and nowhere else.
+
+Each kind of endpoint has two real implementations (a server, or local files for the embedded
+mode); which one a run gets depends only on :class:`~dipro_fhir.settings.Settings`. Secrets
+are revealed at the last moment, into the client that needs them.
+"""
+
+from __future__ import annotations
+
+import requests
+from sqlalchemy import Engine, create_engine
+
+from dipro_fhir.dicomweb.client import DicomWebClient
+from dipro_fhir.dicomweb.source import DicomWebImageSource, FolderImageSource, ImageSource
+from dipro_fhir.errors import ConfigError
+from dipro_fhir.fhir.auth import BasicAuth, BearerTokenAuth, FhirAuth, SmartBackendAuth
+from dipro_fhir.fhir.client import FhirClient
+from dipro_fhir.fhir.ndjson_source import NdjsonFhirSource
+from dipro_fhir.fhir.retry import RetryPolicy
+from dipro_fhir.fhir.source import FhirSource, HttpFhirSource
+from dipro_fhir.settings import DicomWebSettings, FhirSettings, Settings
+from dipro_fhir.store.results import ResultStore
+from dipro_fhir.writeback.risk import RiskThresholds
+from dipro_fhir.writeback.sinks import FhirResultSink, NdjsonResultSink, ResultSink
+
+
+def fhir_auth(fhir: FhirSettings) -> FhirAuth | None:
+    """The auth scheme the FHIR settings ask for.
+
+    Raises:
+        ConfigError: A scheme is chosen but its credentials are missing.
+    """
+    if fhir.auth == "none":
+        return None
+    if fhir.auth == "basic":
+        if not fhir.username or fhir.password is None:
+            raise ConfigError("fhir.auth=basic needs fhir.username and fhir.password")
+        return BasicAuth(fhir.username, fhir.password.get_secret_value())
+    if fhir.auth == "bearer":
+        if fhir.token is None:
+            raise ConfigError("fhir.auth=bearer needs fhir.token")
+        return BearerTokenAuth(fhir.token.get_secret_value())
+    missing = [
+        name
+        for name in ("smart_client_id", "smart_token_url", "smart_private_key_path", "smart_key_id")
+        if getattr(fhir, name) is None
+    ]
+    if missing:
+        raise ConfigError(f"fhir.auth=smart needs {', '.join('fhir.' + m for m in missing)}")
+    assert fhir.smart_private_key_path is not None  # checked above, for mypy
+    return SmartBackendAuth(
+        token_url=str(fhir.smart_token_url),
+        client_id=str(fhir.smart_client_id),
+        private_key=fhir.smart_private_key_path.read_bytes(),
+        key_id=str(fhir.smart_key_id),
+        scope=fhir.smart_scope,
+        verify_tls=fhir.verify_tls,
+    )
+
+
+def fhir_client(fhir: FhirSettings) -> FhirClient:
+    """A pooled FHIR client for ``fhir.base_url``.
+
+    Raises:
+        ConfigError: No base URL is configured.
+    """
+    if not fhir.base_url:
+        raise ConfigError("no FHIR server: set DIPRO_FHIR__BASE_URL")
+    return FhirClient(
+        fhir.base_url,
+        auth=fhir_auth(fhir),
+        timeout_s=fhir.timeout_s,
+        retry=RetryPolicy(max_attempts=fhir.max_retries + 1),
+        verify_tls=fhir.verify_tls,
+        page_size=fhir.page_size,
+    )
+
+
+def fhir_source(settings: Settings) -> FhirSource:
+    """The FHIR source: a server when ``fhir.base_url`` is set, else the NDJSON folder."""
+    settings.require_sources()
+    if settings.fhir.base_url:
+        return HttpFhirSource(fhir_client(settings.fhir))
+    assert settings.fhir.ndjson_dir is not None  # require_sources checked it
+    return NdjsonFhirSource(settings.fhir.ndjson_dir)
+
+
+def image_source(dicomweb: DicomWebSettings) -> ImageSource:
+    """The image source: a DICOMweb server when ``dicomweb.base_url`` is set, else a folder.
+
+    Raises:
+        ConfigError: Neither is configured.
+    """
+    if dicomweb.base_url:
+        session = requests.Session()
+        session.verify = dicomweb.verify_tls
+        client = DicomWebClient(
+            dicomweb.base_url,
+            session=session,
+            timeout_s=dicomweb.timeout_s,
+            retry=RetryPolicy(max_attempts=dicomweb.max_retries + 1),
+            username=dicomweb.username if dicomweb.auth == "basic" else None,
+            password=dicomweb.password.get_secret_value() if dicomweb.password else None,
+            token=(
+                dicomweb.token.get_secret_value()
+                if dicomweb.auth == "bearer" and dicomweb.token
+                else None
+            ),
+        )
+        return DicomWebImageSource(client)
+    if dicomweb.folder is not None:
+        return FolderImageSource(dicomweb.folder)
+    raise ConfigError("no image source: set DIPRO_DICOMWEB__BASE_URL or DIPRO_DICOMWEB__FOLDER")
+
+
+def result_sink(settings: Settings) -> ResultSink | None:
+    """Where RiskAssessments go: the FHIR server, an NDJSON folder, or nowhere (``none``)."""
+    target = settings.writeback.target
+    if target == "none":
+        return None
+    if target == "ndjson":
+        return NdjsonResultSink(settings.writeback.ndjson_dir)
+    return FhirResultSink(fhir_client(settings.fhir))
+
+
+def engine(settings: Settings) -> Engine:
+    """A SQLAlchemy engine for the results database (``pool_pre_ping`` for long DAGs)."""
+    url = settings.store.url.get_secret_value()
+    if url.startswith("sqlite:///"):
+        from pathlib import Path
+
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return create_engine(url, pool_pre_ping=True)
+
+
+def result_store(settings: Settings) -> ResultStore:
+    """The results store with the configured risk thresholds."""
+    thresholds = RiskThresholds(
+        moderate_at=settings.writeback.moderate_risk_at, high_at=settings.writeback.high_risk_at
+    )
+    return ResultStore(engine(settings), thresholds)

@@ -1,0 +1,181 @@
+"""Extraction: one patient's FHIR resources and chest radiographs become a timeline.
+
+This is the only place where the data plane's parts meet: a :class:`FhirSource` for
+``Patient``, ``Encounter``, ``Observation`` and ``ImagingStudy``, an :class:`ImageSource` for
+the pixels, the imaging chain (frontal view, regions, crops) and the pure mapper.
+
+No look-ahead (DESIGN.md): Observations are searched in ``[window_start, as_of)`` and the
+mapper drops any that became available after ``as_of``; an ImagingStudy that started at or
+after ``as_of``, or whose ``meta.lastUpdated`` is after it, is never opened, and a radiograph
+acquired at or after ``as_of`` is dropped.
+
+Failures are sorted by what the run does next: a server that stays unavailable after retries
+or a missing Patient fails *this patient* (:class:`PatientFailure`); refused credentials and
+model-contract problems stop the run (they would fail every patient).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from typing import Any
+
+from dipro_fhir.dicomweb.source import ImageSource
+from dipro_fhir.errors import InvalidResource, ResourceNotFound, SourceUnavailable
+from dipro_fhir.fhir.matching import is_active_encounter
+from dipro_fhir.fhir.source import FhirSource
+from dipro_fhir.imaging.events import fetch_image_events
+from dipro_fhir.imaging.regions import RegionLocator
+from dipro_fhir.log import patient_tag
+from dipro_fhir.mapping.imaging_study import StudyRef, read_imaging_study
+from dipro_fhir.mapping.observations import available_at
+from dipro_fhir.mapping.timeline import build_timeline, window_start_for
+from dipro_fhir.scoring.score import PatientFailure
+from dipro_fhir.timeline import (
+    EncounterId,
+    ImageEvent,
+    MappingIssue,
+    PatientId,
+    PatientTimeline,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractOptions:
+    """How a patient is extracted: window, image geometry and site conventions."""
+
+    window_hours: int
+    crop_size: int
+    max_cxrs: int
+    locator: RegionLocator
+    site_tz: tzinfo
+    availability: str = "strict"
+
+
+def extract_patient(
+    fhir: FhirSource,
+    images: ImageSource,
+    patient_id: PatientId,
+    encounter_id: EncounterId | None,
+    as_of: datetime,
+    options: ExtractOptions,
+) -> PatientTimeline | PatientFailure:
+    """Extract and map one patient as of ``as_of``; a per-patient failure is returned.
+
+    Raises:
+        AuthError: Credentials were refused (stop the run).
+        ModelContractError: The mapped data cannot fit the model (stop the run).
+    """
+    try:
+        return _extract(fhir, images, patient_id, encounter_id, as_of, options)
+    except SourceUnavailable as exc:
+        reason, retriable, detail = "source-unavailable", True, f"status {exc.status}"
+    except ResourceNotFound as exc:
+        reason, retriable, detail = "not-found", False, f"status {exc.status}"
+    except InvalidResource as exc:
+        reason, retriable, detail = "invalid-resource", False, type(exc).__name__
+    logger.warning("patient %s failed in extract: %s", patient_tag(patient_id), reason)
+    return PatientFailure(patient_id, "extract", reason, detail, retriable)
+
+
+def _extract(
+    fhir: FhirSource,
+    images: ImageSource,
+    patient_id: PatientId,
+    encounter_id: EncounterId | None,
+    as_of: datetime,
+    options: ExtractOptions,
+) -> PatientTimeline:
+    window_start = window_start_for(as_of, options.window_hours)
+    patient = fhir.patient(patient_id)
+    if encounter_id is None:
+        encounter_id = _active_encounter(fhir.encounters(patient_id), as_of)
+    observations = list(fhir.observations(patient_id, since=window_start, until=as_of))
+    studies = _known_studies(
+        fhir.imaging_studies(patient_id), encounter_id, as_of, options.availability
+    )
+    cxrs, image_issues = _recent_cxrs(images, studies, window_start, as_of, options)
+    return build_timeline(
+        patient_id,
+        encounter_id,
+        as_of,
+        patient,
+        observations,
+        cxrs,
+        window_hours=options.window_hours,
+        extra_issues=[*fhir.take_issues(), *image_issues],
+        availability=options.availability,
+    )
+
+
+def _active_encounter(encounters: Iterator[dict[str, Any]], as_of: datetime) -> EncounterId | None:
+    """The encounter under way at ``as_of`` (latest id wins a tie), if any."""
+    active = sorted(
+        str(e["id"]) for e in encounters if is_active_encounter(e, as_of) and e.get("id")
+    )
+    return EncounterId(active[-1]) if active else None
+
+
+def _known_studies(
+    studies: Iterator[dict[str, Any]],
+    encounter_id: EncounterId | None,
+    as_of: datetime,
+    availability: str,
+) -> list[StudyRef]:
+    """ImagingStudies known at ``as_of`` (started and recorded before it), newest first.
+
+    When the stay is known, only its studies count (longitudinal context within the
+    encounter, DESIGN.md "Observation window").
+    """
+    kept = []
+    for study in studies:
+        ref, known = read_imaging_study(study), available_at(study, availability)
+        if ref.started is None or ref.started >= as_of or (known is not None and known > as_of):
+            continue
+        if encounter_id is not None and ref.encounter_id not in (None, encounter_id):
+            continue
+        kept.append(ref)
+    return sorted(kept, key=lambda r: (r.started, r.resource.id), reverse=True)
+
+
+def _recent_cxrs(
+    images: ImageSource,
+    studies: Sequence[StudyRef],
+    window_start: datetime,
+    as_of: datetime,
+    options: ExtractOptions,
+) -> tuple[list[ImageEvent], list[MappingIssue]]:
+    """Up to ``max_cxrs`` frontal radiographs, newest fetched first, returned oldest first."""
+    events: list[ImageEvent] = []
+    issues: list[MappingIssue] = []
+    for study in studies:
+        if len(events) >= options.max_cxrs:
+            break
+        if study.study_uid is None:
+            issues.append(
+                MappingIssue("no-study-uid", study.resource.reference, "no urn:dicom:uid")
+            )
+            continue
+        found, problems = fetch_image_events(
+            images,
+            study.study_uid,
+            window_start=window_start,
+            crop_size=options.crop_size,
+            locator=options.locator,
+            imaging_study_ref=study.resource,
+            site_tz=options.site_tz,
+        )
+        issues.extend(problems)
+        for event in found:
+            if event.acquired < as_of:
+                events.append(event)
+            else:
+                issues.append(
+                    MappingIssue("after-as-of", study.resource.reference, "acquired after as-of")
+                )
+    events.sort(key=lambda e: (e.acquired, e.instance_uid))
+    return events[-options.max_cxrs :], issues

@@ -1,0 +1,124 @@
+"""Read what extraction needs from an ImagingStudy: DICOM UIDs, times, endpoints.
+
+FHIR R4 keeps the Study Instance UID in ``ImagingStudy.identifier`` with system
+``urn:dicom:uid`` and value ``urn:oid:<uid>`` (R4 §ImagingStudy "notes": the R3 element
+``uid`` is gone), series UIDs in ``series.uid`` and SOP Instance UIDs in
+``series.instance.uid``. Endpoints (``ImagingStudy.endpoint`` and ``series.endpoint``) name
+where the images can be fetched (``Endpoint.address``, connection type ``dicom-wado-rs``).
+Pure: raw JSON in, frozen dataclasses out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from dipro_fhir.mapping.times import parse_fhir_time
+from dipro_fhir.timeline import ResourceRef
+
+DICOM_UID_SYSTEM: Final[str] = "urn:dicom:uid"
+WADO_RS: Final[str] = "dicom-wado-rs"
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesRef:
+    """One series of a study as the ImagingStudy describes it."""
+
+    uid: str
+    modality: str | None
+    instance_uids: tuple[str, ...]
+    endpoints: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StudyRef:
+    """The parts of an ImagingStudy extraction uses.
+
+    Attributes:
+        resource: The ImagingStudy itself (with its version, for provenance).
+        study_uid: The DICOM Study Instance UID, or None when the study names none.
+        started: ``ImagingStudy.started`` (timezone-aware), or None.
+        encounter_id: The Encounter the study belongs to, if referenced.
+        series: The series it lists (may be empty: a study need not list them).
+        endpoints: Endpoint references (``Endpoint/id``) of the study and its series.
+    """
+
+    resource: ResourceRef
+    study_uid: str | None
+    started: datetime | None
+    encounter_id: str | None
+    series: tuple[SeriesRef, ...]
+    endpoints: tuple[str, ...]
+
+
+def _refs(items: object) -> tuple[str, ...]:
+    if not isinstance(items, list):
+        return ()
+    return tuple(
+        str(x["reference"])
+        for x in items
+        if isinstance(x, dict) and isinstance(x.get("reference"), str)
+    )
+
+
+def study_uid(study: Mapping[str, Any]) -> str | None:
+    """The Study Instance UID from ``identifier`` (system ``urn:dicom:uid``)."""
+    for ident in study.get("identifier") or []:
+        if isinstance(ident, dict) and ident.get("system") == DICOM_UID_SYSTEM:
+            value = ident.get("value")
+            if isinstance(value, str) and value:
+                return value.removeprefix("urn:oid:")
+    return None
+
+
+def _series(item: Mapping[str, Any]) -> SeriesRef | None:
+    uid = item.get("uid")
+    if not isinstance(uid, str) or not uid:
+        return None
+    modality = item.get("modality")
+    code = modality.get("code") if isinstance(modality, dict) else None
+    instances = tuple(
+        str(i["uid"]) for i in item.get("instance") or [] if isinstance(i, dict) and i.get("uid")
+    )
+    return SeriesRef(
+        uid, code if isinstance(code, str) else None, instances, _refs(item.get("endpoint"))
+    )
+
+
+def read_imaging_study(study: Mapping[str, Any]) -> StudyRef:
+    """Read an ImagingStudy's UIDs, start time, encounter and endpoints."""
+    meta = study.get("meta") if isinstance(study.get("meta"), dict) else {}
+    version = meta.get("versionId") if isinstance(meta, dict) else None
+    started = parse_fhir_time(study.get("started"))
+    encounter = study.get("encounter")
+    enc_ref = encounter.get("reference") if isinstance(encounter, dict) else None
+    series = tuple(
+        s for s in (_series(x) for x in study.get("series") or [] if isinstance(x, dict)) if s
+    )
+    endpoints = dict.fromkeys(
+        _refs(study.get("endpoint")) + tuple(e for s in series for e in s.endpoints)
+    )
+    return StudyRef(
+        resource=ResourceRef("ImagingStudy", str(study.get("id")), version),
+        study_uid=study_uid(study),
+        started=None if started is None else started.value,
+        encounter_id=(
+            enc_ref.removeprefix("Encounter/")
+            if isinstance(enc_ref, str) and enc_ref.startswith("Encounter/")
+            else None
+        ),
+        series=series,
+        endpoints=tuple(endpoints),
+    )
+
+
+def wado_rs_address(endpoint: Mapping[str, Any]) -> str | None:
+    """``Endpoint.address`` when the Endpoint is an active DICOM WADO-RS endpoint."""
+    kind = endpoint.get("connectionType")
+    code = kind.get("code") if isinstance(kind, dict) else None
+    address = endpoint.get("address")
+    if code != WADO_RS or endpoint.get("status") not in (None, "active"):
+        return None
+    return address if isinstance(address, str) and address else None

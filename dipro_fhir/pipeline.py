@@ -1,0 +1,422 @@
+"""The task bodies of a scoring run: plain functions over small, JSON-able manifests.
+
+The Airflow DAGs only decorate and wire these; the CLI calls them in a loop. Each step reads
+what the previous one left in the staging area and returns a manifest (a dict small enough for
+XCom). Steps of one chunk are idempotent: a retried task overwrites its staging file, and
+write-back skips what is already on the server and upserts the database.
+
+    plan_run -> [chunk manifests] -> extract_chunk -> score_chunk -> write_back_chunk
+             -> finalize_run (summary, watermark, clean-up; fails past the failure limit)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from dipro_fhir import connections, staging
+from dipro_fhir.errors import ConfigError, DiproFhirError
+from dipro_fhir.scoring.score import PatientFailure, Score
+from dipro_fhir.settings import Settings
+from dipro_fhir.timeline import EncounterId, PatientId, RunId
+
+logger = logging.getLogger(__name__)
+
+PIPELINE = "dipro_nightly"
+Cohort = Literal["active", "new_data"]
+
+
+class RunFailed(DiproFhirError):
+    """The run's share of failed patients exceeded the configured limit."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    """What to score: the as-of time and, optionally, an explicit cohort.
+
+    Attributes:
+        as_of: The scoring time (timezone-aware); nothing dated after it is used.
+        dag_run_id: The scheduler's run id (or a CLI label).
+        cohort: ``active`` (encounters under way at ``as_of``) or ``new_data`` (patients with
+            data since the last successful run's watermark).
+        patient_ids: Score exactly these patients (overrides ``cohort``).
+        group_id: Score the members of this FHIR ``Group`` (overrides ``cohort``).
+        dry_run: Extract and score, but write nothing to FHIR or the database.
+        model_version: Refuse to run unless the checkpoint has this version.
+    """
+
+    as_of: datetime
+    dag_run_id: str
+    cohort: Cohort = "active"
+    patient_ids: tuple[str, ...] = ()
+    group_id: str | None = None
+    dry_run: bool = False
+    model_version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkManifest:
+    """One chunk of a run; travels through XCom as a dict (:meth:`to_xcom`)."""
+
+    run_id: str
+    index: int
+    as_of: str
+    patients: tuple[tuple[str, str | None], ...]
+    dry_run: bool = False
+    timelines_path: str | None = None
+    scores_path: str | None = None
+    failures: tuple[tuple[str, str, str, str, bool], ...] = ()
+    counts: Mapping[str, int] = field(default_factory=dict)
+    timings_s: Mapping[str, float] = field(default_factory=dict)
+
+    def to_xcom(self) -> dict[str, Any]:
+        """A JSON-able dict."""
+        data = asdict(self)
+        data["counts"], data["timings_s"] = dict(self.counts), dict(self.timings_s)
+        return data
+
+    @classmethod
+    def from_xcom(cls, data: Mapping[str, Any]) -> ChunkManifest:
+        """Read the dict written by :meth:`to_xcom` (lists become tuples)."""
+        return cls(
+            run_id=str(data["run_id"]),
+            index=int(data["index"]),
+            as_of=str(data["as_of"]),
+            patients=tuple((str(p), None if e is None else str(e)) for p, e in data["patients"]),
+            dry_run=bool(data.get("dry_run", False)),
+            timelines_path=data.get("timelines_path"),
+            scores_path=data.get("scores_path"),
+            failures=tuple(tuple(f) for f in data.get("failures", ())),
+            counts=dict(data.get("counts", {})),
+            timings_s=dict(data.get("timings_s", {})),
+        )
+
+    @property
+    def as_of_time(self) -> datetime:
+        """``as_of`` as an aware datetime."""
+        return datetime.fromisoformat(self.as_of)
+
+    def failure_records(self) -> list[PatientFailure]:
+        """The failures recorded so far, as :class:`PatientFailure`."""
+        return [PatientFailure(PatientId(p), s, r, d, t) for p, s, r, d, t in self.failures]
+
+
+def as_of_for_logical_date(logical_date: datetime, tz: str = "UTC") -> datetime:
+    """The as-of time of a scheduled run: its logical date, as an aware UTC time.
+
+    A run depends only on its logical date, so a backfill of last week reproduces what the
+    nightly run of that day would have seen (given the servers' ``lastUpdated`` stamps).
+    """
+    if logical_date.tzinfo is None:
+        logical_date = logical_date.replace(tzinfo=ZoneInfo(tz))
+    return logical_date.astimezone(UTC)
+
+
+def run_id_for(request: RunRequest, model_version: str) -> RunId:
+    """A deterministic run id: same night, cohort and model -> same run (re-runs converge)."""
+    key = json.dumps(
+        [
+            request.as_of.astimezone(UTC).isoformat(),
+            model_version,
+            request.cohort,
+            sorted(request.patient_ids),
+            request.group_id,
+        ]
+    )
+    return RunId("run-" + uuid.uuid5(uuid.NAMESPACE_URL, "dipro-fhir:" + key).hex[:16])
+
+
+def plan_run(settings: Settings, request: RunRequest) -> list[dict[str, Any]]:
+    """Choose the cohort, record the run, and split it into chunk manifests.
+
+    Raises:
+        ConfigError: The request is inconsistent (naive time, unknown model version).
+        ModelContractError: The checkpoint cannot be read.
+    """
+    if request.as_of.tzinfo is None:
+        raise ConfigError("as_of must be timezone-aware")
+    from dipro.checkpoint import read_card
+
+    card = read_card(settings.model.checkpoint)
+    if request.model_version and request.model_version != card.version:
+        raise ConfigError(
+            f"model version {request.model_version!r} requested, checkpoint has {card.version!r}"
+        )
+    run_id = run_id_for(request, card.version)
+    patients = _cohort(settings, request)
+    if not request.dry_run:
+        connections.result_store(settings).start_run(
+            run_id,
+            as_of=request.as_of,
+            model_name=card.name,
+            model_version=card.version,
+            pipeline=PIPELINE,
+            dag_run_id=request.dag_run_id,
+        )
+    size = settings.run.chunk_size
+    chunks = [
+        ChunkManifest(
+            run_id=run_id,
+            index=i // size,
+            as_of=request.as_of.astimezone(UTC).isoformat(),
+            patients=tuple(patients[i : i + size]),
+            dry_run=request.dry_run,
+        ).to_xcom()
+        for i in range(0, len(patients), size)
+    ]
+    logger.info("run %s planned: %d patients in %d chunks", run_id, len(patients), len(chunks))
+    return chunks
+
+
+def _cohort(settings: Settings, request: RunRequest) -> list[tuple[str, str | None]]:
+    source = connections.fhir_source(settings)
+    if request.patient_ids:
+        return [(p, None) for p in dict.fromkeys(request.patient_ids)]
+    if request.group_id:
+        return [(p, None) for p in source.group_members(request.group_id)]
+    if request.cohort == "new_data":
+        from dipro.checkpoint import read_card
+
+        card = read_card(settings.model.checkpoint)
+        since = connections.result_store(settings).watermark(PIPELINE, card.name)
+        start = since or request.as_of - timedelta(hours=settings.run.window_hours)
+        return [(p, None) for p in source.patients_with_data_since(start, request.as_of)]
+    return [(p, e) for p, e in source.active_encounter_patients(request.as_of)]
+
+
+def extract_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """Extract and map every patient of a chunk into one staging file of timelines."""
+    from dipro.checkpoint import read_card
+    from dipro_fhir.extract import ExtractOptions, extract_patient
+    from dipro_fhir.imaging.regions import GeometricRegionLocator
+
+    chunk = ChunkManifest.from_xcom(manifest)
+    started = time.perf_counter()
+    config = read_card(settings.model.checkpoint).config
+    options = ExtractOptions(
+        window_hours=settings.run.window_hours,
+        crop_size=config.crop_size,
+        max_cxrs=config.max_cxrs,
+        locator=GeometricRegionLocator(),
+        site_tz=ZoneInfo(settings.run.site_timezone),
+        availability=settings.run.availability,
+    )
+    fhir = connections.fhir_source(settings)
+    images = connections.image_source(settings.dicomweb)
+    timelines, failures = [], list(chunk.failure_records())
+    for patient_id, encounter_id in chunk.patients:
+        result = extract_patient(
+            fhir,
+            images,
+            PatientId(patient_id),
+            None if encounter_id is None else EncounterId(encounter_id),
+            chunk.as_of_time,
+            options,
+        )
+        if isinstance(result, PatientFailure):
+            failures.append(result)
+        else:
+            timelines.append(result)
+    folder = staging.run_folder(settings.run.staging_dir, chunk.run_id)
+    path = staging.save_timelines(folder / f"chunk-{chunk.index:05d}.timelines.npz", timelines)
+    return _next(
+        chunk,
+        "extract",
+        started,
+        failures,
+        timelines_path=str(path),
+        counts={"extracted": len(timelines), "cxrs": sum(len(t.images) for t in timelines)},
+    )
+
+
+def score_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """Score a chunk's timelines; the scores go to a staging JSON file."""
+    from dipro_fhir.scoring.scorer import load_model, score_timelines
+
+    chunk = ChunkManifest.from_xcom(manifest)
+    started = time.perf_counter()
+    model = load_model(settings.model.checkpoint, settings.model.device)
+    assert chunk.timelines_path is not None, "score_chunk needs an extracted chunk"
+    timelines = staging.load_timelines(Path(chunk.timelines_path))
+    scores = score_timelines(
+        model, timelines, run_id=RunId(chunk.run_id), batch_size=settings.model.batch_size
+    )
+    path = Path(chunk.timelines_path).with_name(f"chunk-{chunk.index:05d}.scores.json")
+    payload = {
+        "model": asdict(model.info),
+        "scores": [_score_json(s) for s in scores],
+        "issues": {
+            t.patient_id: [[i.code, i.resource, i.detail] for i in t.issues] for t in timelines
+        },
+    }
+    staging.write_atomically(path, lambda h: h.write(json.dumps(payload).encode()))
+    return _next(
+        chunk,
+        "score",
+        started,
+        [],
+        scores_path=str(path),
+        counts={"scored": len({s.patient_id for s in scores}), "scores": len(scores)},
+        timings={"model_load": model.load_seconds},
+    )
+
+
+def write_back_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """Publish a chunk: RiskAssessments to the sink first, then rows to the results store."""
+    from dipro_fhir.scoring.score import ModelInfo
+    from dipro_fhir.timeline import MappingIssue
+    from dipro_fhir.writeback.assessment import AssessmentOptions
+    from dipro_fhir.writeback.write import publish_chunk
+
+    chunk = ChunkManifest.from_xcom(manifest)
+    started = time.perf_counter()
+    assert chunk.scores_path is not None, "write_back_chunk needs a scored chunk"
+    payload = json.loads(Path(chunk.scores_path).read_text())
+    scores = [_score_from(s) for s in payload["scores"]]
+    if chunk.dry_run:
+        return _next(chunk, "writeback", started, [], counts={"written": 0})
+    issues = {
+        PatientId(p): [MappingIssue(c, r, d) for c, r, d in items]
+        for p, items in payload["issues"].items()
+    }
+    report, _ = publish_chunk(
+        connections.result_sink(settings),
+        connections.result_store(settings),
+        RunId(chunk.run_id),
+        scores,
+        ModelInfo(**payload["model"]),
+        failures=chunk.failure_records(),
+        issues=issues,
+        options=AssessmentOptions.from_settings(settings.writeback),
+    )
+    return _next(
+        chunk,
+        "writeback",
+        started,
+        list(report.failures),
+        counts={"written": report.written, "unchanged": report.unchanged},
+    )
+
+
+def finalize_run(settings: Settings, manifests: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Summarise the run, record it, move the watermark on success and clean the staging area.
+
+    Raises:
+        RunFailed: More than ``run.max_failed_share`` of the patients failed.
+    """
+    chunks = [ChunkManifest.from_xcom(m) for m in manifests]
+    summary = summarise(chunks)
+    share = summary["failed_patients"] / max(summary["patients"], 1)
+    status = "success" if summary["failed_patients"] == 0 else "partial"
+    if share > settings.run.max_failed_share:
+        status = "failed"
+    summary["status"] = status
+    if chunks and not chunks[0].dry_run:
+        from dipro.checkpoint import read_card
+
+        card = read_card(settings.model.checkpoint)
+        store = connections.result_store(settings)
+        run_id = RunId(chunks[0].run_id)
+        counts = {k: v for k, v in summary.items() if isinstance(v, int)}
+        store.finish_run(run_id, status=status, counts=counts, timings_s=summary["timings_s"])
+        if status != "failed":
+            store.set_watermark(PIPELINE, card.name, chunks[0].as_of_time, run_id)
+    if chunks and status != "failed":
+        staging.remove_run(settings.run.staging_dir, chunks[0].run_id)
+    if status == "failed":
+        raise RunFailed(
+            f"{summary['failed_patients']} of {summary['patients']} patients failed "
+            f"({share:.0%} > limit {settings.run.max_failed_share:.0%}); reasons: "
+            f"{summary['failure_reasons']}"
+        )
+    return summary
+
+
+def summarise(chunks: Sequence[ChunkManifest]) -> dict[str, Any]:
+    """Counts, failure reasons and per-stage timings over a run's chunks."""
+    reasons: dict[str, int] = {}
+    failed: set[str] = set()
+    for chunk in chunks:
+        for patient, _stage, reason, _detail, _retriable in chunk.failures:
+            failed.add(patient)
+            reasons[reason] = reasons.get(reason, 0) + 1
+    totals: dict[str, int] = {}
+    timings: dict[str, float] = {}
+    for chunk in chunks:
+        for key, value in chunk.counts.items():
+            totals[key] = totals.get(key, 0) + int(value)
+        for key, seconds in chunk.timings_s.items():
+            timings[key] = round(timings.get(key, 0.0) + float(seconds), 3)
+    return {
+        "run_id": chunks[0].run_id if chunks else None,
+        "as_of": chunks[0].as_of if chunks else None,
+        "chunks": len(chunks),
+        "patients": sum(len(c.patients) for c in chunks),
+        "failed_patients": len(failed),
+        "failure_reasons": reasons,
+        **totals,
+        "timings_s": timings,
+    }
+
+
+def _next(
+    chunk: ChunkManifest,
+    stage: str,
+    started: float,
+    failures: Sequence[PatientFailure],
+    *,
+    counts: Mapping[str, int],
+    timings: Mapping[str, float] | None = None,
+    **paths: str,
+) -> dict[str, Any]:
+    new = tuple((f.patient_id, f.stage, f.reason, f.detail, f.retriable) for f in failures)
+    merged_timings = {**chunk.timings_s, stage: time.perf_counter() - started, **(timings or {})}
+    return replace(
+        chunk,
+        failures=tuple(dict.fromkeys(chunk.failures + new)),
+        counts={**chunk.counts, **counts},
+        timings_s=merged_timings,
+        **paths,  # type: ignore[arg-type]
+    ).to_xcom()
+
+
+def _score_json(score: Score) -> dict[str, Any]:
+    return {
+        "patient_id": score.patient_id,
+        "encounter_id": score.encounter_id,
+        "task": score.task,
+        "outcome": score.outcome,
+        "probability": score.probability,
+        "model_name": score.model_name,
+        "model_version": score.model_version,
+        "as_of": score.as_of.isoformat(),
+        "run_id": score.run_id,
+        "basis": [[r.resource_type, r.id, r.version] for r in score.basis],
+        "path": score.path,
+    }
+
+
+def _score_from(data: Mapping[str, Any]) -> Score:
+    from dipro_fhir.timeline import ResourceRef
+
+    return Score(
+        patient_id=PatientId(data["patient_id"]),
+        encounter_id=None if data["encounter_id"] is None else EncounterId(data["encounter_id"]),
+        task=data["task"],
+        outcome=data["outcome"],
+        probability=float(data["probability"]),
+        model_name=data["model_name"],
+        model_version=data["model_version"],
+        as_of=datetime.fromisoformat(data["as_of"]),
+        run_id=RunId(data["run_id"]),
+        basis=tuple(ResourceRef(t, i, v) for t, i, v in data["basis"]),
+        path=data["path"],
+    )
