@@ -19,8 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from dipro.vocab import REGIONS
 
+from dipro.vocab import REGIONS
 from dipro_fhir.timeline import BoolArray
 
 Box = tuple[float, float, float, float]

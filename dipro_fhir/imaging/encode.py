@@ -158,7 +158,8 @@ def to_dicom(
         ds.PresentationIntentType = "FOR PRESENTATION"
     _image_pixel(ds, image, bits_stored, photometric)
     if compress_j2k:
-        ds.compress(JPEG2000Lossless, encoding_plugin="pylibjpeg")
+        # Lossless: the image is the same, so it keeps its SOP Instance UID (PS3.3 C.12.1.1.1).
+        ds.compress(JPEG2000Lossless, encoding_plugin="pylibjpeg", generate_instance_uid=False)
     return ds
 
 

@@ -8,7 +8,9 @@ default:
 1. downsample to about 160 px on the long side (area mean) and normalise to the 1st/99th
    percentiles;
 2. threshold dark pixels with Otsu's method and drop every dark component connected to the
-   image border (air outside the body), leaving the lung fields;
+   image border (air outside the body), leaving the lung fields; when that leaves no
+   plausible pair of lungs, retry after eroding the dark mask by 1, 2, 3, 5 px, which cuts
+   thin bridges from the apices to the outside air (neck, collimator bands);
 3. take the mediastinal midline as the centre of the least-lung column band between the
    two lung-column peaks; split the lung mask there;
 4. each lung's box is the extent of its rows/columns holding at least 5 % of the peak
@@ -100,6 +102,22 @@ def _border_connected(mask: Mask) -> Mask:
         reach = grown
 
 
+# Erosion radii tried in turn (working-image pixels): lungs often touch the outside air
+# through the neck or a dark collimator band; eroding first cuts such thin bridges.
+_OPENING_RADII = (0, 1, 2, 3, 5)
+
+
+def _inner_dark(dark: Mask, radius: int) -> Mask:
+    """Dark pixels not connected to the border once bridges under ``2*radius+1`` px wide
+    are cut (erode, drop border-connected parts, grow back inside ``dark``)."""
+    if radius == 0:
+        return dark & ~_border_connected(dark)
+    core = box_blur(dark.astype(np.float64), radius) > 1.0 - 1e-9
+    inner = core & ~_border_connected(core)
+    grown = box_blur(inner.astype(np.float64), radius + 1) > 1e-9
+    return grown & dark
+
+
 def _extent(counts: npt.NDArray[np.int64], fraction: float = 0.05) -> tuple[int, int] | None:
     idx = np.flatnonzero(counts >= max(1.0, fraction * float(counts.max(initial=0))))
     return (int(idx[0]), int(idx[-1]) + 1) if idx.size else None
@@ -122,6 +140,9 @@ def _midline(lungs: Mask) -> float | None:
     lp = int(np.argmax(counts[:centre]))
     rp = centre + int(np.argmax(counts[centre:]))
     valley = counts[lp : rp + 1]
+    # A real mediastinum: the peaks are apart and the valley is far below both peaks.
+    if rp - lp < 0.15 * counts.size or valley.min() > 0.35 * min(counts[lp], counts[rp]):
+        return None
     low = np.flatnonzero(valley <= valley.min() + 0.05 * (valley.max() - valley.min()))
     return float(lp + low.mean() + 0.5)
 
@@ -150,11 +171,11 @@ class GeometricRegionLocator:
             return RegionBoxes.missing(width, height)
         norm = box_blur(np.clip((small - lo) / (hi - lo), 0.0, 1.0), 1)
         dark = norm < otsu_threshold(norm.ravel())
-        lungs = dark & ~_border_connected(dark)
-        marks = self._landmarks(lungs)
-        if marks is None:
-            return RegionBoxes.missing(width, height)
-        return place_regions(_scale(marks, f), width, height)
+        for radius in _OPENING_RADII:
+            marks = self._landmarks(_inner_dark(dark, radius))
+            if marks is not None:
+                return place_regions(_scale(marks, f), width, height)
+        return RegionBoxes.missing(width, height)
 
     def _landmarks(self, lungs: Mask) -> ThoraxLandmarks | None:
         mid = _midline(lungs)
@@ -163,7 +184,9 @@ class GeometricRegionLocator:
         cols = np.arange(lungs.shape[1])[None, :]
         right_mask, left_mask = lungs & (cols < mid), lungs & (cols >= mid)
         min_area = self.min_lung_area * lungs.size
-        if right_mask.sum() < min_area or left_mask.sum() < min_area:
+        if min(right_mask.sum(), left_mask.sum()) < min_area:
+            return None
+        if not _comparable(right_mask, left_mask):
             return None
         right, left = _lung_box(right_mask), _lung_box(left_mask)
         if right is None or left is None or not _plausible(right, left, lungs.shape):
@@ -189,6 +212,12 @@ def _plausible(right: Box, left: Box, shape: tuple[int, ...]) -> bool:
     return min(hr, hl) / max(hr, hl) > 0.4 and right[2] <= left[0] + 1
 
 
+def _comparable(right_mask: Mask, left_mask: Mask) -> bool:
+    """Two lungs of broadly similar area (a unilateral white-out still leaves > 25 %)."""
+    a, b = int(right_mask.sum()), int(left_mask.sum())
+    return min(a, b) > 0.25 * max(a, b)
+
+
 def _heart_box(right_mask: Mask, left_mask: Mask, right: Box, left: Box) -> Box | None:
     """Gap between the medial lung borders, in the rows where it is wider than above."""
     top, bottom = int(min(right[1], left[1])), int(max(right[3], left[3]))
@@ -206,12 +235,14 @@ def _heart_box(right_mask: Mask, left_mask: Mask, right: Box, left: Box) -> Box 
     wide = [g for g in gaps if g[2] - g[1] > 1.3 * ref and g[0] - top > 0.3 * (bottom - top)]
     if len(wide) < 3:
         return None
-    return (
-        min(g[1] for g in wide),
-        float(wide[0][0]),
-        max(g[2] for g in wide),
-        float(bottom),
-    )
+    # 20th/80th percentiles of the medial borders: robust to rows where a lung base is
+    # hidden (liver, effusion) and the "medial border" is really the lateral wall.
+    x0 = float(np.percentile([g[1] for g in wide], 20))
+    x1 = float(np.percentile([g[2] for g in wide], 80))
+    mid, tw = 0.5 * (right[2] + left[0]), left[2] - right[0]
+    if x0 < mid - 0.35 * tw or x1 > mid + 0.45 * tw or x1 - x0 < 0.15 * tw:
+        return None
+    return (x0, float(wide[0][0]), x1, float(bottom))
 
 
 def _scale(marks: ThoraxLandmarks, f: int) -> ThoraxLandmarks:

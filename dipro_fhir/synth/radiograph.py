@@ -22,8 +22,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
-from dipro.vocab import FINDINGS, REGIONS
 
+from dipro.vocab import FINDINGS, REGIONS
 from dipro_fhir.imaging.boxes import Box, RegionBoxes, ThoraxLandmarks, place_regions
 from dipro_fhir.imaging.encode import to_dicom, write_dicom
 from dipro_fhir.imaging.regions import box_blur

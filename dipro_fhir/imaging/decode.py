@@ -1,0 +1,144 @@
+"""Turn a DICOM radiograph into a display image: float32 ``[H, W]`` in ``[0, 1]``, bright = dense.
+
+The pipeline follows the DICOM grayscale display chain (PS3.4 N.2.1): stored values ->
+Modality LUT (PS3.3 C.11.1: Rescale Slope/Intercept or a Modality LUT Sequence) -> VOI LUT
+(C.11.2: the first Window Center/Width with its VOI LUT Function, or a VOI LUT Sequence; a
+robust 0.5-99.5 percentile window when the file has neither) -> MONOCHROME1 inversion
+(C.7.6.3.1.2: minimum value is white), so dense structures are bright for every
+photometric. Compressed pixel data (JPEG 2000 via pylibjpeg-openjpeg) is decoded by pydicom.
+Bits Stored below Bits Allocated (12, 15) is masked by pydicom. A file that cannot be
+decoded raises :class:`CorruptImage`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
+from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
+
+from dipro_fhir.errors import InvalidResource
+
+FloatImage = npt.NDArray[np.float32]
+
+#: What pydicom and its decoders raise on truncated, inconsistent or garbage pixel data.
+DECODE_ERRORS: tuple[type[Exception], ...] = (
+    ValueError,
+    RuntimeError,
+    TypeError,
+    KeyError,
+    AttributeError,
+    NotImplementedError,
+    EOFError,
+    OSError,
+    InvalidDicomError,
+)
+
+_PERCENTILES = (0.5, 99.5)
+
+
+class CorruptImage(InvalidResource):
+    """The DICOM object's pixels cannot be decoded into a grayscale image."""
+
+
+def _stored_pixels(ds: Dataset) -> npt.NDArray[np.generic]:
+    if "PixelData" not in ds:
+        raise CorruptImage("the object has no Pixel Data")
+    if int(ds.get("SamplesPerPixel", 1)) != 1:
+        raise CorruptImage("not a grayscale image (Samples per Pixel != 1)")
+    photometric = str(ds.get("PhotometricInterpretation", ""))
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise CorruptImage(f"unsupported Photometric Interpretation {photometric!r}")
+    try:
+        arr = ds.pixel_array
+    except DECODE_ERRORS as exc:
+        raise CorruptImage(f"pixel data cannot be decoded: {type(exc).__name__}") from exc
+    if arr.ndim == 3:  # multi-frame: the first frame (PS3.3 C.7.6.6)
+        arr = arr[0]
+    if arr.ndim != 2 or min(arr.shape) < 16:
+        raise CorruptImage(f"unexpected pixel array shape {arr.shape}")
+    return arr
+
+
+def _first(value: object) -> float:
+    """First value of a possibly multi-valued DS (Window Center/Width may hold several)."""
+    if isinstance(value, MultiValue | list | tuple):
+        value = value[0]
+    return float(value)  # type: ignore[arg-type]
+
+
+def _window(values: npt.NDArray[np.float64], ds: Dataset) -> npt.NDArray[np.float64] | None:
+    """Window Center/Width to ``[0, 1]`` (PS3.3 C.11.2.1.2 and C.11.2.1.3), or ``None``."""
+    if "WindowCenter" not in ds or "WindowWidth" not in ds:
+        return None
+    try:
+        c, w = _first(ds.WindowCenter), _first(ds.WindowWidth)
+    except (TypeError, ValueError, IndexError):
+        return None
+    function = str(ds.get("VOILUTFunction", "LINEAR")).upper() or "LINEAR"
+    if not (np.isfinite(c) and np.isfinite(w)) or w < 1 or (function == "LINEAR" and w < 2):
+        return None
+    if function == "SIGMOID":  # C.11.2.1.3.2
+        return np.asarray(1.0 / (1.0 + np.exp(-4.0 * (values - c) / w)))
+    if function == "LINEAR_EXACT":  # C.11.2.1.3.1
+        return np.asarray(np.clip((values - c) / w + 0.5, 0.0, 1.0))
+    return np.asarray(np.clip((values - (c - 0.5)) / (w - 1.0) + 0.5, 0.0, 1.0))  # C.11.2.1.2.1
+
+
+def _voi_lut_sequence(stored: npt.NDArray[np.generic], ds: Dataset) -> npt.NDArray[np.float64]:
+    """VOI LUT Sequence (C.11.2.1.1); the output is scaled by its LUT Descriptor bit depth."""
+    item = ds.VOILUTSequence[0]
+    bits = int(item.LUTDescriptor[2])
+    out = apply_voi_lut(stored, ds, index=0, prefer_lut=True)
+    return np.asarray(np.clip(out.astype(np.float64) / float((1 << bits) - 1), 0.0, 1.0))
+
+
+def _percentile_window(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    lo, hi = np.percentile(values, _PERCENTILES)
+    if hi - lo <= 0:
+        return np.zeros_like(values)
+    return np.asarray(np.clip((values - lo) / (hi - lo), 0.0, 1.0))
+
+
+def decode_radiograph(ds: Dataset) -> FloatImage:
+    """Decode a CR/DX object into a display image.
+
+    Args:
+        ds: A dataset with Pixel Data (any transfer syntax pydicom can decode).
+
+    Returns:
+        float32 ``[H, W]`` in ``[0, 1]``; bright = dense (bone white) for MONOCHROME1 and
+        MONOCHROME2 alike.
+
+    Raises:
+        CorruptImage: Missing, truncated or undecodable pixel data, or not grayscale.
+    """
+    stored = _stored_pixels(ds)
+    try:
+        if "VOILUTSequence" in ds and "WindowCenter" not in ds:
+            display = _voi_lut_sequence(stored, ds)
+        else:
+            values = np.asarray(apply_modality_lut(stored, ds), dtype=np.float64)
+            windowed = _window(values, ds)
+            display = _percentile_window(values) if windowed is None else windowed
+    except DECODE_ERRORS as exc:
+        raise CorruptImage(f"grayscale transform failed: {type(exc).__name__}") from exc
+    if str(ds.PhotometricInterpretation) == "MONOCHROME1":
+        display = 1.0 - display
+    return np.ascontiguousarray(display, dtype=np.float32)
+
+
+def pixel_spacing_mm(ds: Dataset) -> tuple[float, float] | None:
+    """Pixel Spacing (PS3.3 10.7.1.3) or Imager Pixel Spacing, ``None`` when absent or
+    degenerate (zero or negative, as in the NEMA WG04 files). Nothing here depends on it."""
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        value = ds.get(keyword)
+        try:
+            row, col = float(value[0]), float(value[1])
+        except (TypeError, ValueError, IndexError):
+            continue
+        if row > 0 and col > 0 and np.isfinite(row) and np.isfinite(col):
+            return row, col
+    return None

@@ -1,0 +1,145 @@
+"""From a study (or one DICOM object) to an :class:`~dipro_fhir.timeline.ImageEvent`.
+
+Decode -> date -> locate the ten regions -> crop (reference §1.6). Data problems become
+:class:`~dipro_fhir.timeline.MappingIssue` records with stable codes, never exceptions past
+the patient:
+
+- ``corrupt-dicom``: the pixels cannot be decoded (truncated file, garbage pixel data);
+- ``missing-acquisition-time``: no usable date in the header;
+- ``regions-not-found`` / ``regions-partial``: the locator placed none / some regions
+  (the event is still produced; missing regions are zero crops with a False mask);
+- ``image-missing``: the study, series or instance is not on the image source (404);
+- ``no-frontal-image``: the study holds no frontal chest radiograph.
+
+``SourceUnavailable`` and ``AuthError`` are not data problems and propagate.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime, tzinfo
+
+from pydicom.dataset import Dataset
+
+from dipro_fhir.dicomweb.source import CHEST_MODALITIES, ImageSource
+from dipro_fhir.errors import ResourceNotFound
+from dipro_fhir.imaging.crops import crop_regions
+from dipro_fhir.imaging.decode import CorruptImage, decode_radiograph
+from dipro_fhir.imaging.frontal import ImageCandidate, acquisition_time, select_frontal
+from dipro_fhir.imaging.regions import GeometricRegionLocator, RegionLocator
+from dipro_fhir.timeline import ImageEvent, MappingIssue, ResourceRef
+
+log = logging.getLogger(__name__)
+
+
+def image_event_from_dataset(
+    ds: Dataset,
+    *,
+    window_start: datetime,
+    crop_size: int = 224,
+    locator: RegionLocator | None = None,
+    imaging_study_ref: ResourceRef | None = None,
+    site_tz: tzinfo = UTC,
+) -> tuple[ImageEvent | None, list[MappingIssue]]:
+    """Map one frontal radiograph to an event.
+
+    Args:
+        ds: The whole instance (pixels included).
+        window_start: Start of the observation window (aware).
+        crop_size: Side of each region crop.
+        locator: Region locator; :class:`GeometricRegionLocator` by default.
+        imaging_study_ref: The FHIR ImagingStudy that named this study, for provenance.
+        site_tz: Time zone of header times that carry no offset.
+
+    Returns:
+        The event (``None`` when the image is unusable) and the issues met.
+    """
+    resource = f"instance/{ds.get('SOPInstanceUID', '')}"
+    try:
+        image = decode_radiograph(ds)
+    except CorruptImage as exc:
+        return None, [MappingIssue("corrupt-dicom", resource, str(exc))]
+    acquired = acquisition_time(ds, site_tz)
+    if acquired is None:
+        return None, [MappingIssue("missing-acquisition-time", resource, "no usable date")]
+    boxes = (locator or GeometricRegionLocator()).locate(image)
+    crops, mask = crop_regions(image, boxes, crop_size)
+    issues: list[MappingIssue] = []
+    if not mask.any():
+        issues.append(MappingIssue("regions-not-found", resource, "thorax not found"))
+    elif not mask.all():
+        issues.append(
+            MappingIssue("regions-partial", resource, f"{int((~mask).sum())} regions missing")
+        )
+    event = ImageEvent(
+        study_uid=str(ds.get("StudyInstanceUID", "")),
+        series_uid=str(ds.get("SeriesInstanceUID", "")),
+        instance_uid=str(ds.get("SOPInstanceUID", "")),
+        acquired=acquired,
+        hours_since_window_start=(acquired - window_start).total_seconds() / 3600.0,
+        crops=crops,
+        region_mask=mask,
+        view_position=str(ds.get("ViewPosition", "") or ""),
+        imaging_study=imaging_study_ref,
+    )
+    return event, issues
+
+
+def frontal_candidates(
+    source: ImageSource, study_uid: str, site_tz: tzinfo = UTC
+) -> list[ImageCandidate]:
+    """Header facts of every CR/DX chest instance of a study (client-side filtering)."""
+    out: list[ImageCandidate] = []
+    for series in source.series_for_study(study_uid):
+        if series.modality and series.modality not in CHEST_MODALITIES:
+            continue
+        for c in source.instances_for_series(study_uid, series.series_uid, site_tz):
+            if c.modality in CHEST_MODALITIES and c.body_part in ("", "CHEST", "THORAX"):
+                out.append(c)
+    return out
+
+
+def fetch_image_events(
+    source: ImageSource,
+    study_uid: str,
+    *,
+    window_start: datetime,
+    crop_size: int = 224,
+    locator: RegionLocator | None = None,
+    imaging_study_ref: ResourceRef | None = None,
+    site_tz: tzinfo = UTC,
+) -> tuple[list[ImageEvent], list[MappingIssue]]:
+    """Select, retrieve and map the frontal radiograph of one study.
+
+    Returns:
+        At most one event (the study's frontal film) and the issues met; a study that is
+        missing on the source gives ``image-missing``, one without a frontal film
+        ``no-frontal-image``.
+
+    Raises:
+        SourceUnavailable: The source failed after its retries.
+        AuthError: Credentials were refused.
+    """
+    started = time.monotonic()
+    study_ref = f"study/{study_uid}"
+    try:
+        choice = select_frontal(frontal_candidates(source, study_uid, site_tz))
+        if choice.candidate is None:
+            return [], [MappingIssue("no-frontal-image", study_ref, choice.reason)]
+        c = choice.candidate
+        ds = source.retrieve(c.study_uid, c.series_uid, c.instance_uid)
+    except ResourceNotFound as exc:
+        return [], [MappingIssue("image-missing", study_ref, str(exc))]
+    except CorruptImage as exc:
+        return [], [MappingIssue("corrupt-dicom", f"instance/{c.instance_uid}", str(exc))]
+    event, issues = image_event_from_dataset(
+        ds,
+        window_start=window_start,
+        crop_size=crop_size,
+        locator=locator,
+        imaging_study_ref=imaging_study_ref,
+        site_tz=site_tz,
+    )
+    log.info("study mapped in %.0f ms (%d issues)", 1e3 * (time.monotonic() - started), len(issues))
+    return ([event] if event is not None else []), issues
