@@ -38,7 +38,7 @@ from dipro_fhir.fhir.client import FhirClient
 from dipro_fhir.fhir.status import describe_outcome
 
 _LOG = logging.getLogger(__name__)
-READ_BATCH = 50
+READ_BATCH = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,15 +98,30 @@ class FhirResultSink:
         self.client = client
 
     def existing(self, resource_type: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Search ``Type?_id=a,b,...`` in batches of 50 ids."""
+        """Read ``Type/id`` for each id in batch Bundles of ``GET`` entries (404: absent).
+
+        A batch of reads (FHIR R4 3.1.0.11.1) costs the server one lookup per id, where a
+        ``_id=a,b,...`` search may scan; both are standard.
+        """
         found: dict[str, dict[str, Any]] = {}
         unique = list(dict.fromkeys(ids))
         for start in range(0, len(unique), READ_BATCH):
             part = unique[start : start + READ_BATCH]
-            params = {"_id": ",".join(part), "_count": str(len(part))}
-            for resource in self.client.search(resource_type, params):
-                if isinstance(resource.get("id"), str):
-                    found[resource["id"]] = resource
+            bundle = {
+                "resourceType": "Bundle",
+                "type": "batch",
+                "entry": [
+                    {"request": {"method": "GET", "url": f"{resource_type}/{i}"}} for i in part
+                ],
+            }
+            response = self.client.batch(bundle, idempotent=True)
+            for entry in response.get("entry") or []:
+                status = str((entry.get("response") or {}).get("status", ""))
+                resource = entry.get("resource")
+                if status[:1] == "2" and isinstance(resource, dict):
+                    found[str(resource.get("id"))] = resource
+                elif status[:3] not in ("404", "410"):
+                    raise SourceUnavailable(f"batch read of {resource_type} answered {status}")
         return found
 
     def write(self, resources: Sequence[Mapping[str, Any]]) -> list[EntryOutcome]:

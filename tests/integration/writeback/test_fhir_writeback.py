@@ -158,9 +158,10 @@ def test_rejected_entry_fails_only_its_patient(
     victim = [s for s in scores if s.patient_id == "pat-0001" and s.task == "mortality"]
     victim_id = codes.assessment_id("1.0.0", "mortality", "pat-0001", AS_OF)
     proxy = fault_proxy(fhir_base_url)
-    # The first transaction writes the Device; the second (the assessments) is refused whole,
-    # then the per-entry PUT of one assessment is refused.
-    proxy.inject("status", times=1, match=r"/fhir/?$", method="POST", skip=1, status=400)
+    # POSTs to the base: batch read of the Device, its transaction, batch read of the
+    # assessments, then their transaction: that one is refused whole, and then the
+    # per-entry PUT of one assessment is refused.
+    proxy.inject("status", times=1, match=r"/fhir/?$", method="POST", skip=3, status=400)
     proxy.inject("status", times=1, match=f"/RiskAssessment/{victim_id}$", method="PUT", status=422)
     with FhirClient(proxy.base_url) as fhir:
         report, _ = publish_chunk(FhirResultSink(fhir), store, RunId("run-1"), scores, MODEL)
@@ -171,6 +172,7 @@ def test_rejected_entry_fails_only_its_patient(
     assert victim
     assert (PatientId("pat-0001"), "mortality") not in report.resource_ids
     assert [f.patient_id for f in store.failures(RunId("run-1"))] == ["pat-0001"]
+    assert proxy.count(path=f"/RiskAssessment/{victim_id}$", method="PUT") == 1
     with FhirClient(fhir_base_url) as fhir:
         held = {ra["id"] for ra in _assessments(fhir)}
         assert victim_id not in held
