@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
-from dipro.vocab import FINDINGS, PROGRESSION_CLASSES, PROGRESSION_IGNORE, REGIONS
 
+from dipro.vocab import FINDINGS, PROGRESSION_CLASSES, PROGRESSION_IGNORE, REGIONS
 from dipro_fhir.synth.physiology import Course
 from dipro_fhir.synth.records import PairLabel
 

@@ -25,7 +25,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from dipro.vocab import FINDINGS, PROGRESSION_CLASSES, PROGRESSION_IGNORE, REGIONS
-
 from dipro_fhir.mapping.variables import LOINC_SYSTEM
 from dipro_fhir.synth.records import Measurement, SynthObservation, SynthStudy
 

@@ -24,6 +24,7 @@ from typing import IO, Any, Protocol
 
 from pydicom.dataset import Dataset
 
+from dipro_fhir.dicomweb.client import DicomWebClient
 from dipro_fhir.synth import fhir as synth_fhir
 from dipro_fhir.synth.images import DEFAULT_SIZE, render_patient, render_study
 from dipro_fhir.synth.radiograph import write_dicom
@@ -56,9 +57,9 @@ class TransactionClient(Protocol):
 
 
 class InstanceStore(Protocol):
-    """What loading needs of a DICOMweb client (dicomweb-client's ``DICOMwebClient``)."""
+    """What loading needs of a DICOMweb client (``dipro_fhir.dicomweb.client.DicomWebClient``)."""
 
-    def store_instances(self, datasets: Sequence[Dataset]) -> Any:
+    def store(self, datasets: Sequence[Dataset]) -> None:
         """STOW-RS the datasets."""
         ...
 
@@ -158,7 +159,7 @@ def load_into_servers(
     Args:
         patients: The cohort (streamed).
         fhir_client: A FHIR client with ``transaction`` (``FhirClient``).
-        dicomweb: A DICOMweb base URL or a client with ``store_instances``.
+        dicomweb: A DICOMweb base URL or a client with ``store`` (``DicomWebClient``).
         dicomweb_base_url: ``Endpoint.address``; defaults to ``dicomweb`` when it is a URL.
         batch_size: Entries per transaction Bundle (a patient spans one or more bundles).
         image_size: Rendered ``(height, width)``.
@@ -166,8 +167,7 @@ def load_into_servers(
 
     Raises:
         ValueError: No ``dicomweb_base_url`` can be known.
-        dipro_fhir.errors.DiproFhirError: From the FHIR client; dicomweb-client's
-            ``requests.HTTPError`` from STOW-RS.
+        dipro_fhir.errors.DiproFhirError: From the FHIR client; also from STOW-RS.
     """
     store, base_url = _instance_store(dicomweb, dicomweb_base_url)
     counts: Counter[str] = Counter()
@@ -189,7 +189,7 @@ def load_into_servers(
         t1 = time.perf_counter()
         for study in patient.studies:
             datasets = list(render_study(patient, study, size=image_size))
-            store.store_instances(datasets)
+            store.store(datasets)
             instances += len(datasets)
         fhir_s, dicom_s = fhir_s + t1 - t0, dicom_s + time.perf_counter() - t1
         n += 1
@@ -206,10 +206,7 @@ def _instance_store(
     dicomweb: InstanceStore | str, base_url: str | None
 ) -> tuple[InstanceStore, str]:
     if isinstance(dicomweb, str):
-        from dicomweb_client.api import DICOMwebClient
-
-        client: InstanceStore = DICOMwebClient(url=dicomweb)
-        return client, base_url or dicomweb
+        return DicomWebClient(dicomweb), base_url or dicomweb
     if base_url is None:
         raise ValueError("dicomweb_base_url is needed when a DICOMweb client is given")
     return dicomweb, base_url

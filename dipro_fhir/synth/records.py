@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import numpy as np
-from dipro.vocab import FINDINGS, LOS_BINS, REGIONS, VARIABLES
 
+from dipro.vocab import FINDINGS, LOS_BINS, REGIONS, VARIABLES
 from dipro_fhir.timeline import BoolArray, FloatArray
 
 _VARIABLE_INDEX = {name: i for i, name in enumerate(VARIABLES)}
