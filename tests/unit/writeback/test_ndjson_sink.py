@@ -49,4 +49,4 @@ def test_transaction_size_splits_provenance_per_chunk(tmp_path: Path) -> None:
     report = write_scores(sink, cohort_scores(4), MODEL, AssessmentOptions(transaction_size=5))
     assert report.written == 12
     provenances = list(sink.read_all("Provenance").values())
-    assert sorted(len(p["target"]) for p in provenances) == [2, 5, 5]  # type: ignore[arg-type]
+    assert sorted(len(p["target"]) for p in provenances) == [2, 5, 5]
