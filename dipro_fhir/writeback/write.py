@@ -227,6 +227,11 @@ def _write_part(
         _LOG.warning(
             "Provenance of %d RiskAssessments not written: %s", len(ok), outcomes[-1].reason
         )
+    elif len(ok) < len(to_send):
+        # Entries were written one by one and some failed: the Provenance (same id) must
+        # target only what exists (Provenance.target, R4 6.3).
+        provenance["target"] = [{"reference": o.reference} for o in ok]
+        sink.write([provenance] if ok else [])
     return ids, len(ok), len(part) - len(to_send), _failures(outcomes, owners)
 
 

@@ -8,6 +8,7 @@ database migrated with Alembic.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -74,7 +75,10 @@ def _score_rows(store: ResultStore) -> int:
         return int(conn.execute(sa.text("SELECT count(*) FROM scores")).scalar_one())
 
 
-def test_rerun_of_same_night_writes_nothing_new(client: FhirClient, store: ResultStore) -> None:
+def test_rerun_of_same_night_writes_nothing_new(
+    client: FhirClient, store: ResultStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="dipro_fhir")
     scores = cohort_scores(N_PATIENTS)
     sink = FhirResultSink(client)
     first, _ = publish_chunk(sink, store, RunId("run-1"), scores, MODEL, options=OPTIONS)
@@ -90,6 +94,7 @@ def test_rerun_of_same_night_writes_nothing_new(client: FhirClient, store: Resul
     assert _score_rows(store) == N_ROWS
     stored = {(r.patient_id, r.task): r.fhir_resource_id for r in store.scores()}
     assert stored == dict(first.resource_ids)
+    assert "pat-" not in caplog.text  # no patient ids in logs
 
 
 def test_two_concurrent_runs_leave_no_duplicates(fhir_base_url: str, migrated_pg_url: str) -> None:
@@ -173,6 +178,10 @@ def test_rejected_entry_fails_only_its_patient(
     assert (PatientId("pat-0001"), "mortality") not in report.resource_ids
     assert [f.patient_id for f in store.failures(RunId("run-1"))] == ["pat-0001"]
     assert proxy.count(path=f"/RiskAssessment/{victim_id}$", method="PUT") == 1
+    with FhirClient(fhir_base_url) as fhir:
+        (provenance,) = fhir.search("Provenance", {})
+    assert f"RiskAssessment/{victim_id}" not in {t["reference"] for t in provenance["target"]}
+    assert len(provenance["target"]) == 8
     with FhirClient(fhir_base_url) as fhir:
         held = {ra["id"] for ra in _assessments(fhir)}
         assert victim_id not in held
