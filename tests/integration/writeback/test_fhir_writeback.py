@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from dipro_fhir.fhir.client import FhirClient
 from dipro_fhir.fhir.resources import validate_resource
+from dipro_fhir.fhir.retry import RetryPolicy
 from dipro_fhir.scoring.score import Score
 from dipro_fhir.store import ResultStore
 from dipro_fhir.timeline import PatientId, RunId
@@ -240,3 +241,28 @@ def test_assessments_read_back_by_subject_and_identifier_and_validate(
         assert codes.AI_LABEL_CODE in {s["code"] for s in ra["meta"]["security"]}
         assert all(0 <= p["probabilityDecimal"] <= 100 for p in ra["prediction"])  # ras-2
     assert len(list(client.search("Device", {}))) == 1
+
+
+def test_server_outage_after_retries_fails_patients_as_retriable(
+    fhir_base_url: str,
+    fault_proxy: Callable[[str], FaultProxy],
+    store: ResultStore,
+) -> None:
+    scores = cohort_scores(2)
+    proxy = fault_proxy(fhir_base_url)
+    proxy.inject("503", times=1000, match=r"/fhir/?$", method="POST", skip=2)
+    fast = RetryPolicy(max_attempts=2, backoff_s=0.01, max_backoff_s=0.01, jitter=0.0)
+    with FhirClient(proxy.base_url, retry=fast) as fhir:
+        report, _ = publish_chunk(FhirResultSink(fhir), store, RunId("run-1"), scores, MODEL)
+    assert sorted((f.patient_id, f.reason, f.retriable) for f in report.failures) == [
+        (PatientId("pat-0000"), "source-unavailable", True),
+        (PatientId("pat-0001"), "source-unavailable", True),
+    ]
+    assert report.resource_ids == {}
+    rows = store.scores()
+    assert len(rows) == 52  # scores kept, without FHIR ids, for the re-run to complete
+    assert {r.fhir_resource_id for r in rows} == {None}
+    with FhirClient(fhir_base_url) as fhir:
+        retry, _ = publish_chunk(FhirResultSink(fhir), store, RunId("run-1"), scores, MODEL)
+    assert (retry.written, retry.failures) == (6, ())
+    assert None not in {r.fhir_resource_id for r in store.scores()}
