@@ -1,0 +1,228 @@
+"""The nightly DiPro scoring DAG: plan -> per-chunk extract / score / write back -> finalize.
+
+The DAG only wires the task bodies of :mod:`dipro_fhir.pipeline`; they are imported inside
+the tasks, so parsing this file loads neither torch nor pydicom. See ``doc_md`` below (shown
+in the Airflow UI) for the parameters, configuration and backfills.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from _dipro_common import DagOptions, build_settings
+from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
+
+OPTIONS = DagOptions.from_environ()
+FHIR_ID = (
+    r"^[A-Za-z0-9\-\.]{1,64}$"  # FHIR R4 datatype id (http://hl7.org/fhir/R4/datatypes.html#id)
+)
+ISO_DATE_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$"
+
+DOC_MD = f"""
+# dipro_nightly
+
+Scores a cohort with the DiPro model as of one point in time and writes one FHIR
+`RiskAssessment` per patient and task, plus result rows in PostgreSQL.
+
+**Steps.** `plan` chooses the cohort and splits it into chunks; per chunk (dynamic task
+mapping) `extract` (FHIR + DICOMweb -> timelines), `score` (the network; queue
+`{OPTIONS.gpu_queue}`, pool `{OPTIONS.gpu_pool or "default_pool"}`) and `write_back`; then
+`finalize` records the run summary. Chunk tasks retry {OPTIONS.retries} times with exponential
+backoff. `finalize` runs even when a chunk task failed for good: it records those chunks'
+patients as failed, writes the summary, and then fails the run.
+
+**As-of time.** The run's logical date (for a manual run without one, the time it was
+triggered), unless the `as_of` parameter overrides it. Nothing dated or made available after
+it is used, so a run depends only on its logical date.
+
+**Parameters** (trigger form):
+
+- `patient_ids` (list of FHIR ids, default `[]`): score exactly these patients (overrides
+  `cohort`).
+- `group_id` (FHIR id or null): score the members of this FHIR `Group` (overrides `cohort`).
+- `as_of` (ISO 8601 date-time or null): override the as-of time; without an offset it is
+  read in `DIPRO_RUN__SITE_TIMEZONE`.
+- `cohort` (`active` or `new_data`, default `active`): encounters under way at `as_of`, or
+  patients with new data since the last successful run.
+- `model_version` (string or null): refuse to run unless the checkpoint has this version.
+- `dry_run` (boolean, default false): extract and score, write nothing.
+
+**Backfills** use this DAG: each run depends only on its logical date, so
+`airflow backfill create --dag-id dipro_nightly --from-date 2025-01-01 --to-date 2025-01-07`
+reproduces those nights (`max_active_runs` is 1: one night at a time). Re-running a night
+converges on the same run id and writes nothing new.
+
+**Configuration.** Endpoints come from the `DIPRO_*` environment
+(`DIPRO_FHIR__BASE_URL`, `DIPRO_DICOMWEB__BASE_URL`, `DIPRO_STORE__URL`, ...) and, when they
+exist, from the Airflow connections `dipro_fhir`, `dipro_dicomweb` and `dipro_results_db`.
+Parse-time options: `DIPRO_SCHEDULE` (cron, `none` for manual only; now
+`{OPTIONS.schedule}` in {OPTIONS.timezone}), `DIPRO_SCHEDULE_TIMEZONE`, `DIPRO_GPU_QUEUE`,
+`DIPRO_GPU_POOL` (must exist as an Airflow pool), `DIPRO_TASK_RETRIES`, `DIPRO_RETRY_DELAY_S`.
+"""
+
+# Chunk tasks retry with exponential backoff: the delay doubles on each retry.
+RETRIES, RETRY_DELAY, BACKOFF = OPTIONS.retries, OPTIONS.retry_delay, 2.0
+
+
+@dag(
+    dag_id="dipro_nightly",
+    schedule=None
+    if OPTIONS.schedule is None
+    else CronTriggerTimetable(OPTIONS.schedule, timezone=OPTIONS.timezone),
+    start_date=datetime(2024, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    doc_md=DOC_MD,
+    tags=["dipro", "fhir", "scoring"],
+    render_template_as_native_obj=True,
+    params={
+        "patient_ids": Param(
+            [],
+            type="array",
+            items={"type": "string", "pattern": FHIR_ID},
+            uniqueItems=True,
+            description="Score exactly these Patient ids (overrides cohort).",
+        ),
+        "group_id": Param(
+            None,
+            type=["null", "string"],
+            pattern=FHIR_ID,
+            description="Score the members of this FHIR Group (overrides cohort).",
+        ),
+        "as_of": Param(
+            None,
+            type=["null", "string"],
+            format="date-time",
+            pattern=ISO_DATE_TIME,
+            description="Override the as-of time (ISO 8601); default: the logical date.",
+        ),
+        "cohort": Param(
+            "active",
+            type="string",
+            enum=["active", "new_data"],
+            description="active: encounters under way; new_data: data since the last run.",
+        ),
+        "model_version": Param(
+            None,
+            type=["null", "string"],
+            minLength=1,
+            description="Refuse to run unless the checkpoint has this version.",
+        ),
+        "dry_run": Param(False, type="boolean", description="Extract and score, write nothing."),
+    },
+)
+def dipro_nightly() -> None:
+    """Wire the steps; the bodies are :mod:`dipro_fhir.pipeline` functions."""
+
+    @task
+    def plan() -> list[dict[str, Any]]:
+        from dipro_fhir import pipeline
+
+        context = get_current_context()
+        params, dag_run = context["params"], context["dag_run"]
+        settings = build_settings()
+        tz = settings.run.site_timezone
+        if params["as_of"]:
+            as_of = pipeline.as_of_for_logical_date(datetime.fromisoformat(params["as_of"]), tz)
+        else:
+            logical = context.get("logical_date") or dag_run.run_after
+            as_of = pipeline.as_of_for_logical_date(logical, tz)
+        request = pipeline.RunRequest(
+            as_of=as_of,
+            dag_run_id=context["run_id"],
+            cohort=params["cohort"],
+            patient_ids=tuple(params["patient_ids"]),
+            group_id=params["group_id"],
+            dry_run=bool(params["dry_run"]),
+            model_version=params["model_version"],
+        )
+        return pipeline.plan_run(settings, request)
+
+    @task(
+        retries=RETRIES,
+        retry_delay=RETRY_DELAY,
+        retry_exponential_backoff=BACKOFF,
+        max_retry_delay=OPTIONS.max_retry_delay,
+    )
+    def extract(manifest: dict[str, Any]) -> dict[str, Any]:
+        from dipro_fhir import pipeline
+
+        return pipeline.extract_chunk(build_settings(), manifest)
+
+    @task(
+        queue=OPTIONS.gpu_queue,
+        pool=OPTIONS.gpu_pool,
+        retries=RETRIES,
+        retry_delay=RETRY_DELAY,
+        retry_exponential_backoff=BACKOFF,
+        max_retry_delay=OPTIONS.max_retry_delay,
+    )
+    def score(manifest: dict[str, Any]) -> dict[str, Any]:
+        from dipro_fhir import pipeline
+
+        return pipeline.score_chunk(build_settings(), manifest)
+
+    @task(
+        retries=RETRIES,
+        retry_delay=RETRY_DELAY,
+        retry_exponential_backoff=BACKOFF,
+        max_retry_delay=OPTIONS.max_retry_delay,
+    )
+    def write_back(manifest: dict[str, Any]) -> dict[str, Any]:
+        from dipro_fhir import pipeline
+
+        return pipeline.write_back_chunk(build_settings(), manifest)
+
+    @task(trigger_rule="all_done")
+    def finalize(
+        planned: Sequence[dict[str, Any]],
+        extracted: Sequence[dict[str, Any]],
+        scored: Sequence[dict[str, Any]],
+        written: Sequence[dict[str, Any]],
+    ) -> dict[str, Any]:
+        from dipro_fhir import pipeline
+
+        # A mapped task instance that failed for good pushed no XCom: it is absent here.
+        finished = list(written)
+        stages = {"extract": _indexes(extracted), "score": _indexes(scored)}
+        done = _indexes(finished)
+        lost = [pipeline.ChunkManifest.from_xcom(m) for m in planned if m["index"] not in done]
+        failed = [
+            _as_failed_chunk(
+                chunk, next((s for s, ok in stages.items() if chunk.index not in ok), "writeback")
+            ).to_xcom()
+            for chunk in lost
+        ]
+        summary = pipeline.finalize_run(build_settings(), finished + failed)
+        if lost:
+            raise AirflowFailException(
+                f"{len(lost)} of {len(planned)} chunks failed after retries "
+                f"(indexes {sorted(c.index for c in lost)}); their patients are recorded as failed"
+            )
+        return summary
+
+    planned = plan()
+    extracted = extract.expand(manifest=planned)
+    scored = score.expand(manifest=extracted)
+    written = write_back.expand(manifest=scored)
+    # TaskFlow resolves these XComArgs to lists at run time.
+    finalize(planned, extracted, scored, written)  # type: ignore[arg-type]
+
+
+def _indexes(manifests: Sequence[dict[str, Any]]) -> set[int]:
+    return {int(m["index"]) for m in manifests}
+
+
+def _as_failed_chunk(chunk: Any, stage: str) -> Any:
+    """A planned chunk whose ``stage`` task failed for good: each of its patients fails there
+    with reason ``task-failed`` (retriable: a re-run of the night may succeed)."""
+    from dataclasses import replace
+
+    reason = (stage, "task-failed", "the chunk's task failed after its retries", True)
+    return replace(chunk, failures=tuple((p, *reason) for p, _encounter in chunk.patients))
+
+
+dipro_nightly()

@@ -1,0 +1,126 @@
+"""The DAG files parse cleanly, wire the pipeline's steps as designed, and stay cheap to parse.
+
+Parsed by a real ``DagBag``, the way the DAG processor does it; the parse-time options are
+read from the environment, so one test parses again with other values.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.e2e.conftest import DAGS_FOLDER, airflow_subprocess_environ
+
+if TYPE_CHECKING:
+    from airflow.sdk import DAG
+
+CHUNK_TASKS = ("extract", "score", "write_back")
+
+
+def _parse(monkeypatch: pytest.MonkeyPatch, **environ: str) -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    bag = DagBag(dag_folder=str(DAGS_FOLDER))
+    assert bag.import_errors == {}, bag.import_errors
+    return bag
+
+
+def test_dags_folder_parses_without_import_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    bag = _parse(monkeypatch)
+    assert set(bag.dag_ids) == {"dipro_nightly"}
+
+
+def test_nightly_dag_wires_plan_chunks_and_finalize(dipro_dag: DAG) -> None:
+    assert set(dipro_dag.task_ids) == {"plan", *CHUNK_TASKS, "finalize"}
+    assert dipro_dag.get_task("extract").upstream_task_ids == {"plan"}
+    assert dipro_dag.get_task("score").upstream_task_ids == {"extract"}
+    assert dipro_dag.get_task("write_back").upstream_task_ids == {"score"}
+    assert dipro_dag.get_task("finalize").upstream_task_ids == {"plan", *CHUNK_TASKS}
+
+
+def test_chunk_tasks_are_dynamically_mapped(dipro_dag: DAG) -> None:
+    from airflow.sdk.definitions.mappedoperator import MappedOperator
+
+    for task_id in CHUNK_TASKS:
+        assert isinstance(dipro_dag.get_task(task_id), MappedOperator), task_id
+    assert not isinstance(dipro_dag.get_task("finalize"), MappedOperator)
+
+
+def test_finalize_runs_even_when_a_chunk_failed(dipro_dag: DAG) -> None:
+    assert dipro_dag.get_task("finalize").trigger_rule == "all_done"
+
+
+def test_chunk_tasks_retry_with_exponential_backoff(dipro_dag: DAG) -> None:
+    for task_id in CHUNK_TASKS:
+        task = dipro_dag.get_task(task_id)
+        assert task.retries == 2, task_id
+        assert task.retry_delay == timedelta(seconds=30), task_id
+        assert task.retry_exponential_backoff > 1, task_id
+        assert task.max_retry_delay == timedelta(minutes=10), task_id
+
+
+def test_scoring_runs_on_gpu_queue_and_default_pool_by_default(dipro_dag: DAG) -> None:
+    score = dipro_dag.get_task("score")
+    assert score.queue == "gpu"
+    assert score.pool is None  # None: the scheduler puts it in Airflow's default_pool
+    assert dipro_dag.get_task("extract").queue != "gpu"
+
+
+def test_nightly_schedule_runs_one_night_at_a_time(dipro_dag: DAG) -> None:
+    from airflow.sdk import CronTriggerTimetable
+
+    assert dipro_dag.catchup is False
+    assert dipro_dag.max_active_runs == 1
+    assert isinstance(dipro_dag.timetable, CronTriggerTimetable)
+    assert dipro_dag.timetable.expression == "0 2 * * *"
+    assert dipro_dag.doc_md
+    assert "airflow backfill create" in dipro_dag.doc_md
+
+
+def test_parse_time_options_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    bag = _parse(
+        monkeypatch,
+        DIPRO_SCHEDULE="30 3 * * *",
+        DIPRO_GPU_QUEUE="cuda-a100",
+        DIPRO_GPU_POOL="gpu",
+        DIPRO_TASK_RETRIES="4",
+        DIPRO_RETRY_DELAY_S="5",
+    )
+    dag = bag.dags["dipro_nightly"]
+    score = dag.get_task("score")
+    assert (score.queue, score.pool, score.retries) == ("cuda-a100", "gpu", 4)
+    assert score.retry_delay == timedelta(seconds=5)
+    assert dag.timetable.expression == "30 3 * * *"
+
+
+def test_schedule_none_leaves_manual_and_backfill_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.sdk.definitions.timetables.simple import NullTimetable
+
+    dag = _parse(monkeypatch, DIPRO_SCHEDULE="none").dags["dipro_nightly"]
+    assert isinstance(dag.timetable, NullTimetable)
+
+
+@pytest.mark.slow
+def test_parsing_the_dag_file_does_not_import_torch_or_pydicom() -> None:
+    script = (
+        "import runpy, sys\n"
+        f"runpy.run_path({str(DAGS_FOLDER / 'dipro_nightly.py')!r})\n"
+        "heavy = sorted({'torch', 'pydicom', 'dipro', 'dipro_fhir.pipeline'} & set(sys.modules))\n"
+        "assert not heavy, heavy\n"
+        "assert 'airflow' in sys.modules\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=airflow_subprocess_environ(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
