@@ -46,7 +46,9 @@ def _source(server: OrthancServer, session: requests.Session | None = None) -> D
     )
 
 
-def test_qido_lists_both_series_of_each_stored_study(stored: tuple[OrthancServer, list[StudySpec]]) -> None:
+def test_qido_lists_both_series_of_each_stored_study(
+    stored: tuple[OrthancServer, list[StudySpec]],
+) -> None:
     server, specs = stored
     source = _source(server)
     for spec in specs:
@@ -100,7 +102,9 @@ def test_frame_retrieval_with_explicit_transfer_syntax_returns_raw_pixels(
     server, specs = stored
     spec = next(s for s in specs if not s.frontal.file_meta.TransferSyntaxUID.is_compressed)  # type: ignore[union-attr]
     client = DicomWebClient(server.dicomweb_url, retry=FAST)
-    frames = client.retrieve_frames(spec.study_uid, f"{spec.study_uid}.1", f"{spec.study_uid}.1.1", [1])
+    frames = client.retrieve_frames(
+        spec.study_uid, f"{spec.study_uid}.1", f"{spec.study_uid}.1.1", [1]
+    )
     assert len(frames) == 1
     assert frames[0] == spec.frontal.pixel_array.astype("<u2").tobytes()  # type: ignore[union-attr]
 
@@ -124,11 +128,15 @@ def test_folder_and_dicomweb_sources_give_the_same_events(
     web, folder = _source(server), FolderImageSource(cohort_dir[0])
     for spec in specs:
         a_events, a_issues = fetch_image_events(web, spec.study_uid, window_start=T0, crop_size=64)
-        b_events, b_issues = fetch_image_events(folder, spec.study_uid, window_start=T0, crop_size=64)
+        b_events, b_issues = fetch_image_events(
+            folder, spec.study_uid, window_start=T0, crop_size=64
+        )
         assert a_issues == b_issues
-        assert [e.instance_uid for e in a_events] == [e.instance_uid for e in b_events] == [
-            f"{spec.study_uid}.1.1"
-        ]
+        assert (
+            [e.instance_uid for e in a_events]
+            == [e.instance_uid for e in b_events]
+            == [f"{spec.study_uid}.1.1"]
+        )
         assert a_events[0].acquired == b_events[0].acquired
         np.testing.assert_array_equal(a_events[0].crops, b_events[0].crops)
         assert a_events[0].region_mask.all()
@@ -165,3 +173,18 @@ def test_basic_auth_is_sent_and_refusal_is_auth_error(orthanc_auth: OrthancServe
     bad = DicomWebClient(orthanc_auth.dicomweb_url, username=AUTH_USER, password="no", retry=FAST)
     with pytest.raises(AuthError):
         bad.search_series(filters={"PatientID": "nobody", "Modality": "CR"})
+
+
+def test_logs_hold_no_uids_or_patient_ids(
+    stored: tuple[OrthancServer, list[StudySpec]], caplog: pytest.LogCaptureFixture
+) -> None:
+    server, specs = stored
+    source = _source(server)
+    with caplog.at_level("DEBUG", logger="dipro_fhir"):
+        source.studies_for_patient(specs[0].patient_id)
+        fetch_image_events(source, specs[0].study_uid, window_start=T0, crop_size=16)
+    ours = [r.getMessage() for r in caplog.records if r.name.startswith("dipro_fhir")]
+    assert ours  # something was logged
+    for message in ours:
+        assert specs[0].patient_id not in message
+        assert "1.2.826" not in message

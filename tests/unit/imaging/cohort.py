@@ -50,12 +50,18 @@ def build_cohort(folder: Path, *, patients: int = 3, size: int = 384) -> list[St
             front = render_chest(k, anatomy, sev, view=view, size=(size, size))
             lat = render_chest(k, anatomy, sev, view="LATERAL", size=(size, size))
             f_ds = to_dicom(
-                front, series_uid=f"{study}.1", instance_uid=f"{study}.1.1",
-                view_position=view, **common,  # type: ignore[arg-type]
+                front,
+                series_uid=f"{study}.1",
+                instance_uid=f"{study}.1.1",
+                view_position=view,
+                **common,  # type: ignore[arg-type]
             )
             l_ds = to_dicom(
-                lat, series_uid=f"{study}.2", instance_uid=f"{study}.2.1",
-                view_position="LATERAL", **common,  # type: ignore[arg-type]
+                lat,
+                series_uid=f"{study}.2",
+                instance_uid=f"{study}.2.1",
+                view_position="LATERAL",
+                **common,  # type: ignore[arg-type]
             )
             write_dicom(f_ds, folder / f"{k}-frontal.dcm")
             write_dicom(l_ds, folder / f"{k}-lateral.dcm")
