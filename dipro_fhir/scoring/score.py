@@ -25,7 +25,6 @@ from datetime import datetime
 from typing import Final, Literal
 
 from dipro.vocab import FINDINGS, LOS_BINS, PROGRESSION_CLASSES, TASKS
-
 from dipro_fhir.timeline import EncounterId, PatientId, ResourceRef, RunId
 
 #: Whether consecutive CXR pairs were used, or the EHR-only variant (all pairs masked).
