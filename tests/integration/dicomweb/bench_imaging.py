@@ -31,7 +31,7 @@ def med(fn, n=5):
 
 for f in ("RG1_UNCR.dcm", "RG1_J2KR.dcm"):
     ds = pydicom.dcmread(D + f)
-    ms, img = med(lambda: decode_radiograph(pydicom.dcmread(D + f)))
+    ms, img = med(lambda f=f: decode_radiograph(pydicom.dcmread(D + f)))
     print(f"read+decode {f}: {ms:.0f} ms")
 loc = GeometricRegionLocator()
 ms, _ = med(lambda: crop_regions(img, loc.locate(img), 224))
@@ -45,7 +45,7 @@ try:
         ds = pydicom.dcmread(D + f)
         c.store([ds])
         ms, got = med(
-            lambda: c.retrieve_instance(
+            lambda ds=ds: c.retrieve_instance(
                 ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
             )
         )
