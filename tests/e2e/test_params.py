@@ -73,6 +73,6 @@ def test_malformed_conf_is_refused(dipro_dag: DAG, conf: dict[str, Any]) -> None
 
 
 def test_every_param_is_described_for_the_trigger_form(dipro_dag: DAG) -> None:
-    for name, param in dipro_dag.params.items():
-        assert param.description, name
+    for name in dipro_dag.params.dump():
+        assert dipro_dag.params.get_param(name).description, name
         assert f"`{name}`" in (dipro_dag.doc_md or ""), name
