@@ -133,7 +133,10 @@ def _known_studies(
     """
     kept = []
     for study in studies:
-        ref, known = read_imaging_study(study), available_at(study, availability)
+        ref = read_imaging_study(study)
+        # ImagingStudy has no `issued`: under the `issued` rule (data loaded after the fact)
+        # it counts as known from `started`; under `strict`, from `meta.lastUpdated` too.
+        known = ref.started if availability == "issued" else available_at(study, "strict")
         if ref.started is None or ref.started >= as_of or (known is not None and known > as_of):
             continue
         if encounter_id is not None and ref.encounter_id not in (None, encounter_id):
