@@ -71,6 +71,9 @@ class NdjsonFhirSource:
     def imaging_studies(self, patient_id: str) -> Iterator[dict[str, Any]]:
         yield from self._by_patient("ImagingStudy", patient_id)
 
+    def diagnostic_reports(self, patient_id: str) -> Iterator[dict[str, Any]]:
+        yield from self._by_patient("DiagnosticReport", patient_id)
+
     def active_encounter_patients(self, as_of: datetime) -> Iterator[tuple[str, str]]:
         found: set[tuple[str, str]] = set()
         for _, encounter in self._stream("Encounter"):

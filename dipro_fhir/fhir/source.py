@@ -58,6 +58,10 @@ class FhirSource(Protocol):
         """Yield the patient's ImagingStudies."""
         ...
 
+    def diagnostic_reports(self, patient_id: str) -> Iterator[dict[str, Any]]:
+        """Yield the patient's DiagnosticReports (training labels: coded comparisons)."""
+        ...
+
     def active_encounter_patients(self, as_of: datetime) -> Iterator[tuple[str, str]]:
         """Yield ``(patient_id, encounter_id)`` of encounters under way at ``as_of``
         (:func:`~dipro_fhir.fhir.matching.is_active_encounter`), sorted."""
@@ -117,6 +121,10 @@ class HttpFhirSource:
 
     def imaging_studies(self, patient_id: str) -> Iterator[dict[str, Any]]:
         yield from self._owned("ImagingStudy", patient_id, {"subject": f"Patient/{patient_id}"})
+
+    def diagnostic_reports(self, patient_id: str) -> Iterator[dict[str, Any]]:
+        params: dict[str, str | list[str]] = {"subject": f"Patient/{patient_id}"}
+        yield from self._owned("DiagnosticReport", patient_id, params)
 
     def active_encounter_patients(self, as_of: datetime) -> Iterator[tuple[str, str]]:
         # Two searches, because servers differ on Periods without an end: the live

@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from dipro.vocab import FINDINGS, PROGRESSION_CLASSES, PROGRESSION_IGNORE, REGIONS
+from dipro_fhir.mapping.labels import FINDING_SYSTEM, PROGRESSION_SYSTEM
 from dipro_fhir.mapping.variables import LOINC_SYSTEM
 from dipro_fhir.synth.records import Measurement, SynthObservation, SynthStudy
 
@@ -33,11 +34,8 @@ if TYPE_CHECKING:
 
 Resource = dict[str, Any]
 
-#: Code system of the DiPro finding names (``dipro.vocab.FINDINGS``) in radiology reports.
-FINDING_SYSTEM: Final[str] = "https://dipro-fhir.example.org/CodeSystem/cxr-finding"
-#: Code system of the comparison result (``dipro.vocab.PROGRESSION_CLASSES``).
-PROGRESSION_SYSTEM: Final[str] = "https://dipro-fhir.example.org/CodeSystem/cxr-progression"
-#: Code system of the anatomical regions (``dipro.vocab.REGIONS``).
+#: Code system of the anatomical regions (``dipro.vocab.REGIONS``). The finding and
+#: progression systems are the ones training reads labels with (``mapping.labels``).
 REGION_SYSTEM: Final[str] = "https://dipro-fhir.example.org/CodeSystem/cxr-region"
 #: Id of the one DICOMweb Endpoint every ImagingStudy points to (default).
 ENDPOINT_ID: Final[str] = "synth-dicomweb"
