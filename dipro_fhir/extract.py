@@ -17,7 +17,10 @@ model-contract problems stop the run (they would fail every patient).
 from __future__ import annotations
 
 import logging
+import time
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
@@ -44,6 +47,22 @@ from dipro_fhir.timeline import (
 logger = logging.getLogger(__name__)
 
 
+class StageTimer:
+    """Adds up wall time per extraction stage (``fhir``, ``images``, ``map``)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time the block as stage ``name``."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - started
+
+
 @dataclass(frozen=True, slots=True)
 class ExtractOptions:
     """How a patient is extracted: window, image geometry and site conventions."""
@@ -63,15 +82,27 @@ def extract_patient(
     encounter_id: EncounterId | None,
     as_of: datetime,
     options: ExtractOptions,
+    timer: StageTimer | None = None,
 ) -> PatientTimeline | PatientFailure:
     """Extract and map one patient as of ``as_of``; a per-patient failure is returned.
+
+    Args:
+        fhir: Where FHIR resources come from.
+        images: Where the radiographs come from.
+        patient_id: The patient.
+        encounter_id: The stay, when the cohort plan knows it (else the one active at as_of).
+        as_of: The scoring time; nothing dated or known later is used.
+        options: Window, crop size, locator, site timezone, availability rule.
+        timer: Adds up time per stage, when given.
 
     Raises:
         AuthError: Credentials were refused (stop the run).
         ModelContractError: The mapped data cannot fit the model (stop the run).
     """
     try:
-        return _extract(fhir, images, patient_id, encounter_id, as_of, options)
+        return _extract(
+            fhir, images, patient_id, encounter_id, as_of, options, timer or StageTimer()
+        )
     except SourceUnavailable as exc:
         reason, retriable, detail = "source-unavailable", True, f"status {exc.status}"
     except ResourceNotFound as exc:
@@ -89,27 +120,31 @@ def _extract(
     encounter_id: EncounterId | None,
     as_of: datetime,
     options: ExtractOptions,
+    timer: StageTimer,
 ) -> PatientTimeline:
     window_start = window_start_for(as_of, options.window_hours)
-    patient = fhir.patient(patient_id)
-    if encounter_id is None:
-        encounter_id = _active_encounter(fhir.encounters(patient_id), as_of)
-    observations = list(fhir.observations(patient_id, since=window_start, until=as_of))
-    studies = _known_studies(
-        fhir.imaging_studies(patient_id), encounter_id, as_of, options.availability
-    )
-    cxrs, image_issues = _recent_cxrs(images, studies, window_start, as_of, options)
-    return build_timeline(
-        patient_id,
-        encounter_id,
-        as_of,
-        patient,
-        observations,
-        cxrs,
-        window_hours=options.window_hours,
-        extra_issues=[*fhir.take_issues(), *image_issues],
-        availability=options.availability,
-    )
+    with timer.stage("fhir"):
+        patient = fhir.patient(patient_id)
+        if encounter_id is None:
+            encounter_id = _active_encounter(fhir.encounters(patient_id), as_of)
+        observations = list(fhir.observations(patient_id, since=window_start, until=as_of))
+        studies = _known_studies(
+            fhir.imaging_studies(patient_id), encounter_id, as_of, options.availability
+        )
+    with timer.stage("images"):
+        cxrs, image_issues = _recent_cxrs(images, studies, window_start, as_of, options)
+    with timer.stage("map"):
+        return build_timeline(
+            patient_id,
+            encounter_id,
+            as_of,
+            patient,
+            observations,
+            cxrs,
+            window_hours=options.window_hours,
+            extra_issues=[*fhir.take_issues(), *image_issues],
+            availability=options.availability,
+        )
 
 
 def _active_encounter(encounters: Iterator[dict[str, Any]], as_of: datetime) -> EncounterId | None:

@@ -15,7 +15,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -195,7 +195,7 @@ def _cohort(settings: Settings, request: RunRequest) -> list[tuple[str, str | No
 def extract_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, Any]:
     """Extract and map every patient of a chunk into one staging file of timelines."""
     from dipro.checkpoint import read_card
-    from dipro_fhir.extract import ExtractOptions, extract_patient
+    from dipro_fhir.extract import ExtractOptions, StageTimer, extract_patient
     from dipro_fhir.imaging.regions import GeometricRegionLocator
 
     chunk = ChunkManifest.from_xcom(manifest)
@@ -212,6 +212,7 @@ def extract_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, 
     fhir = connections.fhir_source(settings)
     images = connections.image_source(settings.dicomweb)
     timelines, failures = [], list(chunk.failure_records())
+    timer = StageTimer()
     for patient_id, encounter_id in chunk.patients:
         result = extract_patient(
             fhir,
@@ -220,6 +221,7 @@ def extract_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, 
             None if encounter_id is None else EncounterId(encounter_id),
             chunk.as_of_time,
             options,
+            timer,
         )
         if isinstance(result, PatientFailure):
             failures.append(result)
@@ -234,6 +236,7 @@ def extract_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, 
         failures,
         timelines_path=str(path),
         counts={"extracted": len(timelines), "cxrs": sum(len(t.images) for t in timelines)},
+        timings={f"extract.{k}": v for k, v in timer.seconds.items()},
     )
 
 
@@ -420,3 +423,30 @@ def _score_from(data: Mapping[str, Any]) -> Score:
         basis=tuple(ResourceRef(t, i, v) for t, i, v in data["basis"]),
         path=data["path"],
     )
+
+
+def run_locally(
+    settings: Settings,
+    request: RunRequest,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Run every step in this process, chunk after chunk (the CLI's ``score``; no scheduler).
+
+    Args:
+        settings: The configuration.
+        request: What to score.
+        progress: Called with ``(stage, chunks done, chunks total)`` after each step.
+    """
+    manifests = plan_run(settings, request)
+    done: list[dict[str, Any]] = []
+    for i, manifest in enumerate(manifests, start=1):
+        for stage, step in (
+            ("extract", extract_chunk),
+            ("score", score_chunk),
+            ("writeback", write_back_chunk),
+        ):
+            manifest = step(settings, manifest)
+            if progress is not None:
+                progress(stage, i, len(manifests))
+        done.append(manifest)
+    return finalize_run(settings, done)
