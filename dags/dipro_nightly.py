@@ -178,16 +178,18 @@ def dipro_nightly() -> None:
 
     @task(trigger_rule="all_done")
     def finalize(
-        planned: Sequence[dict[str, Any]],
-        extracted: Sequence[dict[str, Any]],
-        scored: Sequence[dict[str, Any]],
-        written: Sequence[dict[str, Any]],
+        planned: Sequence[dict[str, Any]] | None,
+        extracted: Sequence[dict[str, Any]] | None,
+        scored: Sequence[dict[str, Any]] | None,
+        written: Sequence[dict[str, Any]] | None,
     ) -> dict[str, Any]:
         from dipro_fhir import pipeline
 
+        if planned is None:  # plan failed: no run was recorded, there is nothing to summarise
+            raise AirflowFailException("the plan task failed; nothing was scored")
         # A mapped task instance that failed for good pushed no XCom: it is absent here.
-        finished = list(written)
-        stages = {"extract": _indexes(extracted), "score": _indexes(scored)}
+        finished = list(written or ())
+        stages = {"extract": _indexes(extracted or ()), "score": _indexes(scored or ())}
         done = _indexes(finished)
         lost = [pipeline.ChunkManifest.from_xcom(m) for m in planned if m["index"] not in done]
         failed = [
