@@ -191,18 +191,19 @@ def dipro_nightly() -> None:
         finished = list(written or ())
         stages = {"extract": _indexes(extracted or ()), "score": _indexes(scored or ())}
         done = _indexes(finished)
-        lost = [pipeline.ChunkManifest.from_xcom(m) for m in planned if m["index"] not in done]
+        lost = [m for m in planned if m["index"] not in done]
         failed = [
-            _as_failed_chunk(
-                chunk, next((s for s, ok in stages.items() if chunk.index not in ok), "writeback")
-            ).to_xcom()
-            for chunk in lost
+            pipeline.fail_chunk(
+                m, next((s for s, ok in stages.items() if m["index"] not in ok), "writeback")
+            )
+            for m in lost
         ]
         summary = pipeline.finalize_run(build_settings(), finished + failed)
         if lost:
             raise AirflowFailException(
                 f"{len(lost)} of {len(planned)} chunks failed after retries "
-                f"(indexes {sorted(c.index for c in lost)}); their patients are recorded as failed"
+                f"(indexes {sorted(m['index'] for m in lost)}); "
+                "their patients are recorded as failed"
             )
         return summary
 
@@ -216,15 +217,6 @@ def dipro_nightly() -> None:
 
 def _indexes(manifests: Sequence[dict[str, Any]]) -> set[int]:
     return {int(m["index"]) for m in manifests}
-
-
-def _as_failed_chunk(chunk: Any, stage: str) -> Any:
-    """A planned chunk whose ``stage`` task failed for good: each of its patients fails there
-    with reason ``task-failed`` (retriable: a re-run of the night may succeed)."""
-    from dataclasses import replace
-
-    reason = (stage, "task-failed", "the chunk's task failed after its retries", True)
-    return replace(chunk, failures=tuple((p, *reason) for p, _encounter in chunk.patients))
 
 
 dipro_nightly()

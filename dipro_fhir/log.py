@@ -29,5 +29,5 @@ def configure(level: int | str = logging.INFO) -> None:
     )
     # Third-party clients that log request URLs or headers (which carry patient ids in
     # FHIR search parameters) are held at WARNING.
-    for noisy in ("urllib3", "dicomweb_client", "requests", "fhir", "fhir_core"):
+    for noisy in ("urllib3", "dicomweb_client", "requests", "fhir", "fhir_core", "openjpeg"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

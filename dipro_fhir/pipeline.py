@@ -309,8 +309,24 @@ def write_back_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[st
     )
 
 
+def fail_chunk(manifest: Mapping[str, Any], stage: str) -> dict[str, Any]:
+    """A chunk whose ``stage`` task failed for good: every patient fails there, retriable.
+
+    The scheduler calls this for chunks that produced no output, so :func:`finalize_run`
+    records their patients instead of losing them.
+    """
+    chunk = ChunkManifest.from_xcom(manifest)
+    reason = (stage, "task-failed", "the chunk's task failed after its retries", True)
+    failures = tuple((p, *reason) for p, _encounter in chunk.patients)
+    return replace(chunk, failures=failures, counts={**chunk.counts, "lost": 1}).to_xcom()
+
+
 def finalize_run(settings: Settings, manifests: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Summarise the run, record it, move the watermark on success and clean the staging area.
+    """Summarise the run, record it, move the watermark, clean the staging area.
+
+    Patients of chunks that never reached write-back (their failures were never stored) are
+    recorded now. The watermark moves only when no failure is retriable, so a ``new_data``
+    run the next night still picks those patients up.
 
     Raises:
         RunFailed: More than ``run.max_failed_share`` of the patients failed.
@@ -323,15 +339,7 @@ def finalize_run(settings: Settings, manifests: Sequence[Mapping[str, Any]]) -> 
         status = "failed"
     summary["status"] = status
     if chunks and not chunks[0].dry_run:
-        from dipro.checkpoint import read_card
-
-        card = read_card(settings.model.checkpoint)
-        store = connections.result_store(settings)
-        run_id = RunId(chunks[0].run_id)
-        counts = {k: v for k, v in summary.items() if isinstance(v, int)}
-        store.finish_run(run_id, status=status, counts=counts, timings_s=summary["timings_s"])
-        if status != "failed":
-            store.set_watermark(PIPELINE, card.name, chunks[0].as_of_time, run_id)
+        _record_run_end(settings, chunks, summary)
     if chunks and status != "failed":
         staging.remove_run(settings.run.staging_dir, chunks[0].run_id)
     if status == "failed":
@@ -341,6 +349,25 @@ def finalize_run(settings: Settings, manifests: Sequence[Mapping[str, Any]]) -> 
             f"{summary['failure_reasons']}"
         )
     return summary
+
+
+def _record_run_end(
+    settings: Settings, chunks: Sequence[ChunkManifest], summary: dict[str, Any]
+) -> None:
+    from dipro.checkpoint import read_card
+
+    store = connections.result_store(settings)
+    run_id = RunId(chunks[0].run_id)
+    for chunk in chunks:
+        if "written" not in chunk.counts and chunk.failures:
+            store.record_chunk(run_id, [], chunk.failure_records())
+    counts = {k: v for k, v in summary.items() if isinstance(v, int)}
+    status = summary["status"]
+    store.finish_run(run_id, status=status, counts=counts, timings_s=summary["timings_s"])
+    retriable = any(f[4] for chunk in chunks for f in chunk.failures)
+    if status != "failed" and not retriable:
+        card = read_card(settings.model.checkpoint)
+        store.set_watermark(PIPELINE, card.name, chunks[0].as_of_time, run_id)
 
 
 def summarise(chunks: Sequence[ChunkManifest]) -> dict[str, Any]:

@@ -149,7 +149,7 @@ class Settings(BaseSettings):
 def embedded_settings(workdir: Path) -> Settings:
     """Settings for the embedded default: everything as files and SQLite under ``workdir``."""
     return Settings(
-        fhir=FhirSettings(ndjson_dir=workdir / "cohort" / "fhir"),
+        fhir=FhirSettings(ndjson_dir=workdir / "cohort"),
         dicomweb=DicomWebSettings(folder=workdir / "cohort" / "dicom"),
         store=StoreSettings(url=SecretStr(f"sqlite:///{(workdir / 'results.sqlite').resolve()}")),
         model=ModelSettings(checkpoint=workdir / "checkpoint"),

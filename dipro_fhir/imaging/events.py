@@ -141,5 +141,7 @@ def fetch_image_events(
         imaging_study_ref=imaging_study_ref,
         site_tz=site_tz,
     )
-    log.info("study mapped in %.0f ms (%d issues)", 1e3 * (time.monotonic() - started), len(issues))
+    log.debug(
+        "study mapped in %.0f ms (%d issues)", 1e3 * (time.monotonic() - started), len(issues)
+    )
     return ([event] if event is not None else []), issues

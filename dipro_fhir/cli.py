@@ -1,0 +1,238 @@
+"""The ``dipro-fhir`` command: the demo, scoring runs, training, checks and utilities.
+
+Every subcommand builds :class:`~dipro_fhir.settings.Settings` once (from ``DIPRO_*``
+environment variables, or the embedded default under ``--workdir``) and calls library code;
+nothing here holds logic the DAGs would not also run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from dipro_fhir import log
+from dipro_fhir.errors import DiproFhirError
+from dipro_fhir.settings import Settings
+
+logger = logging.getLogger("dipro_fhir.cli")
+
+
+def _as_of(text: str | None) -> datetime:
+    if not text:
+        return datetime.now(UTC).replace(microsecond=0)
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    """One scoring run against the configured servers, without a scheduler."""
+    from tqdm import tqdm
+
+    from dipro_fhir.pipeline import RunRequest, run_locally
+
+    request = RunRequest(
+        as_of=_as_of(args.as_of),
+        dag_run_id=f"cli-{int(time.time())}",
+        cohort=args.cohort,
+        patient_ids=tuple(args.patient or ()),
+        group_id=args.group,
+        dry_run=args.dry_run,
+    )
+    with tqdm(desc="chunks", unit="step", disable=args.quiet) as bar:
+
+        def progress(stage: str, done: int, total: int) -> None:
+            bar.total = 3 * total
+            bar.set_postfix_str(f"{stage} chunk {done}/{total}")
+            bar.update(1)
+
+        summary = run_locally(Settings(), request, progress)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    """Extract and map a cohort with a progress bar; print stage timings and patients/s."""
+    from dipro_fhir.extract_report import extract_cohort
+
+    settings = Settings()
+    report = extract_cohort(
+        settings,
+        as_of=_as_of(args.as_of),
+        patient_ids=args.patient or (),
+        crop_size=args.crop_size,
+        limit=args.limit,
+        show_progress=not args.quiet,
+    )
+    print(report.render())
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a checkpoint from the configured sources (patients given explicitly)."""
+    from dipro_fhir.demo import train_from_settings
+
+    ids = list(args.patient or ())
+    if args.patients_file:
+        ids += [line.strip() for line in Path(args.patients_file).read_text().splitlines() if line]
+    metrics = train_from_settings(
+        Settings(), ids, Path(args.out), epochs=args.epochs, version=args.version
+    )
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Check connectivity and auth to FHIR, DICOMweb and the database, and the checkpoint."""
+    from dipro_fhir.checks import run_checks
+
+    results = run_checks(Settings())
+    for name, ok, detail in results:
+        print(f"{'ok  ' if ok else 'FAIL'} {name:10s} {detail}")
+    return 0 if all(ok for _, ok, _ in results) else 1
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    """Create or migrate the results schema (``alembic upgrade head``)."""
+    from dipro_fhir import connections
+    from dipro_fhir.store.migrate import upgrade_database
+
+    upgrade_database(connections.engine(Settings()), args.revision)
+    print(f"results database at revision {args.revision}")
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    """Write a synthetic cohort to files, or load it into the configured servers."""
+    from tqdm import tqdm
+
+    from dipro_fhir.synth import generate_cohort
+
+    reference = _as_of(args.reference_time)
+    start = reference - _days(args.span_days)
+    patients = generate_cohort(args.patients, seed=args.seed, start=start, reference_time=reference)
+    with tqdm(total=args.patients, unit="patient", disable=args.quiet) as bar:
+
+        def progress(done: int) -> None:
+            bar.update(done - bar.n)
+
+        if args.action == "write":
+            from dipro_fhir.synth.load import write_files
+
+            report: Any = write_files(patients, Path(args.out), progress=progress)
+        else:
+            from dipro_fhir import connections
+            from dipro_fhir.synth.load import load_into_servers
+
+            settings = Settings()
+            if not settings.dicomweb.base_url:
+                raise DiproFhirError("synth load needs DIPRO_DICOMWEB__BASE_URL")
+            with connections.fhir_client(settings.fhir) as client:
+                report = load_into_servers(
+                    patients, client, settings.dicomweb.base_url, progress=progress
+                )
+    print(
+        f"{report.patients} patients, {report.instances} DICOM instances, "
+        f"resources: {dict(report.resource_counts)}"
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The embedded default: synthetic cohort, demo checkpoint, the nightly DAG, a report."""
+    from dipro_fhir.demo import DemoOptions, run_demo
+
+    options = DemoOptions(
+        workdir=Path(args.workdir),
+        patients=args.patients,
+        train_patients=args.train_patients,
+        epochs=args.epochs,
+        use_airflow=not args.no_airflow,
+    )
+    run_demo(options)
+    return 0
+
+
+def _days(n: float) -> Any:
+    from datetime import timedelta
+
+    return timedelta(days=n)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``dipro-fhir``."""
+    parser = argparse.ArgumentParser(prog="dipro-fhir", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help=cmd_demo.__doc__)
+    demo.add_argument("--workdir", default="var/demo")
+    demo.add_argument("--patients", type=int, default=40, help="patients in the scored cohort")
+    demo.add_argument("--train-patients", type=int, default=160)
+    demo.add_argument("--epochs", type=int, default=20)
+    demo.add_argument("--no-airflow", action="store_true", help="run the steps without Airflow")
+    demo.set_defaults(func=cmd_demo)
+
+    score = sub.add_parser("score", help=cmd_score.__doc__)
+    score.add_argument("--as-of", help="ISO time (default: now)")
+    score.add_argument("--patient", action="append", help="score this patient (repeatable)")
+    score.add_argument("--group", help="score the members of this FHIR Group")
+    score.add_argument("--cohort", choices=["active", "new_data"], default="active")
+    score.add_argument("--dry-run", action="store_true", help="write nothing")
+    score.set_defaults(func=cmd_score)
+
+    extract = sub.add_parser("extract", help=cmd_extract.__doc__)
+    extract.add_argument("--as-of", help="ISO time (default: now)")
+    extract.add_argument("--patient", action="append", help="this patient (repeatable)")
+    extract.add_argument("--limit", type=int, help="at most this many patients")
+    extract.add_argument("--crop-size", type=int, default=32)
+    extract.set_defaults(func=cmd_extract)
+
+    train = sub.add_parser("train", help=cmd_train.__doc__)
+    train.add_argument("--out", required=True, help="checkpoint folder to write")
+    train.add_argument("--patient", action="append", help="training patient (repeatable)")
+    train.add_argument("--patients-file", help="file with one patient id per line")
+    train.add_argument("--epochs", type=int, default=20)
+    train.add_argument("--version", default="0.1.0")
+    train.set_defaults(func=cmd_train)
+
+    check = sub.add_parser("check", help=cmd_check.__doc__)
+    check.set_defaults(func=cmd_check)
+
+    db = sub.add_parser("db", help="results database")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_sub.add_parser("upgrade", help=cmd_db_upgrade.__doc__)
+    upgrade.add_argument("revision", nargs="?", default="head")
+    upgrade.set_defaults(func=cmd_db_upgrade)
+
+    synth = sub.add_parser("synth", help=cmd_synth.__doc__)
+    synth.add_argument("action", choices=["write", "load"])
+    synth.add_argument("--out", default="var/synth", help="folder (write)")
+    synth.add_argument("--patients", type=int, default=20)
+    synth.add_argument("--seed", type=int, default=7)
+    synth.add_argument("--reference-time", help="the cohort's 'now' (default: now)")
+    synth.add_argument("--span-days", type=float, default=14.0)
+    synth.set_defaults(func=cmd_synth)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``dipro-fhir``."""
+    args = build_parser().parse_args(argv)
+    log.configure(logging.DEBUG if args.verbose else logging.INFO)
+    try:
+        return int(args.func(args))
+    except DiproFhirError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

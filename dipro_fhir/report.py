@@ -1,0 +1,243 @@
+"""A small self-contained HTML report of a scoring run on a synthetic cohort.
+
+Plots are inline SVG drawn here (no plotting library, no network): the risk distribution per
+task, mortality calibration against the synthetic ground truth, and one patient's timeline
+(CXR acquisition times over three EHR signals in the 48-hour window). It also returns a plain
+text table for the terminal.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+
+from dipro.vocab import VARIABLES
+from dipro_fhir import connections
+from dipro_fhir.settings import Settings
+from dipro_fhir.store.models import Run
+from dipro_fhir.store.results import RunRecord, StoredScore
+from dipro_fhir.timeline import RunId
+
+W, H, PAD = 420, 220, 36
+
+
+def _svg(body: str, title: str) -> str:
+    return (
+        f'<figure><svg width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
+        f'xmlns="http://www.w3.org/2000/svg" font-family="sans-serif" font-size="11">'
+        f'<rect width="{W}" height="{H}" fill="white" stroke="#ccc"/>{body}</svg>'
+        f"<figcaption>{html.escape(title)}</figcaption></figure>"
+    )
+
+
+def _x(v: float, lo: float, hi: float) -> float:
+    return PAD + (v - lo) / (hi - lo or 1.0) * (W - 2 * PAD)
+
+
+def _y(v: float, lo: float, hi: float) -> float:
+    return H - PAD - (v - lo) / (hi - lo or 1.0) * (H - 2 * PAD)
+
+
+def bar_chart(labels: Sequence[str], values: Sequence[float], title: str) -> str:
+    """Vertical bars with labels underneath."""
+    top = max(max(values, default=0.0), 1e-9)
+    width = (W - 2 * PAD) / max(len(values), 1)
+    bars = []
+    for i, (label, v) in enumerate(zip(labels, values, strict=True)):
+        x, y = PAD + i * width, _y(v, 0, top)
+        bars.append(
+            f'<rect x="{x + 2:.1f}" y="{y:.1f}" width="{width - 4:.1f}" '
+            f'height="{H - PAD - y:.1f}" fill="#4a78b5"/>'
+            f'<text x="{x + width / 2:.1f}" y="{H - PAD + 14}" text-anchor="middle">'
+            f"{html.escape(label)}</text>"
+            f'<text x="{x + width / 2:.1f}" y="{y - 3:.1f}" text-anchor="middle">{v:g}</text>'
+        )
+    return _svg("".join(bars), title)
+
+
+def calibration_plot(pred: Sequence[float], truth: Sequence[int], title: str, bins: int = 5) -> str:
+    """Observed rate against mean prediction per probability bin, with the diagonal."""
+    p, t = np.asarray(pred, dtype=float), np.asarray(truth, dtype=float)
+    edges = np.linspace(0, 1, bins + 1)
+    points = []
+    for lo, hi in itertools.pairwise(edges):
+        inside = (p >= lo) & ((p < hi) | (hi == 1.0))
+        if inside.any():
+            points.append((float(p[inside].mean()), float(t[inside].mean()), int(inside.sum())))
+    body = [
+        f'<line x1="{_x(0, 0, 1)}" y1="{_y(0, 0, 1)}" x2="{_x(1, 0, 1)}" y2="{_y(1, 0, 1)}" '
+        'stroke="#999" stroke-dasharray="4"/>'
+    ]
+    body += [
+        f'<circle cx="{_x(px, 0, 1):.1f}" cy="{_y(py, 0, 1):.1f}" r="{3 + min(n, 20) / 4:.1f}" '
+        f'fill="#c0504d"/>'
+        for px, py, n in points
+    ]
+    body.append(f'<text x="{W / 2}" y="{H - 6}" text-anchor="middle">predicted</text>')
+    body.append(f'<text x="8" y="{PAD - 10}">observed</text>')
+    return _svg("".join(body), title)
+
+
+def timeline_plot(
+    hours: np.ndarray[Any, Any],
+    series: dict[str, np.ndarray[Any, Any]],
+    cxr_hours: Sequence[float],
+    title: str,
+) -> str:
+    """Each EHR signal scaled to its own range over hours 0-48, with CXR times as lines."""
+    colours = ("#4a78b5", "#c0504d", "#9bbb59")
+    body = []
+    for colour, (name, values) in zip(colours, series.items(), strict=False):
+        ok = np.isfinite(values)
+        if not ok.any():
+            continue
+        lo, hi = float(values[ok].min()), float(values[ok].max())
+        pts = " ".join(
+            f"{_x(h, 0, 48):.1f},{_y(v, lo, hi + 1e-9):.1f}"
+            for h, v in zip(hours[ok], values[ok], strict=True)
+        )
+        body.append(f'<polyline points="{pts}" fill="none" stroke="{colour}"/>')
+        y_label = PAD + 12 * len(body) // 2
+        body.append(
+            f'<text x="{W - PAD}" y="{y_label}" fill="{colour}" text-anchor="end">'
+            f"{html.escape(name)}</text>"
+        )
+    for h in cxr_hours:
+        if 0 <= h <= 48:
+            x = _x(h, 0, 48)
+            body.append(
+                f'<line x1="{x:.1f}" y1="{PAD}" x2="{x:.1f}" y2="{H - PAD}" stroke="black"/>'
+            )
+    body.append(
+        f'<text x="{W / 2}" y="{H - 6}" text-anchor="middle">hours in window (lines: CXRs)</text>'
+    )
+    return _svg("".join(body), title)
+
+
+def _latest_run(settings: Settings) -> RunRecord:
+    store = connections.result_store(settings)
+    with store.engine.connect() as conn:
+        run_id = conn.execute(select(Run.id).order_by(Run.started_at.desc())).scalar()
+    record = None if run_id is None else store.run(RunId(run_id))
+    if record is None:
+        raise RuntimeError("no run recorded in the results database")
+    return record
+
+
+def write_report(settings: Settings, cohort: Path, out: Path, as_of: datetime) -> dict[str, Any]:
+    """Write the HTML report for the latest run and return ``{"table": str, ...}``."""
+    from dipro_fhir.synth import read_truth
+
+    run = _latest_run(settings)
+    if run.status not in ("success", "partial"):
+        raise RuntimeError(f"the latest run {run.id} ended with status {run.status!r}")
+    # Scores first written by an earlier run of the same night keep that run's id.
+    store = connections.result_store(settings)
+    scores = [s for s in store.scores(model_version=run.model_version) if s.as_of == run.as_of]
+    truths = {t.patient_id: t for t in read_truth(cohort / "truth.jsonl")}
+    mortality = {str(s.patient_id): s.probability for s in scores if s.task == "mortality"}
+    figures = [
+        _risk_distribution(scores),
+        _calibration(mortality, truths),
+        _one_patient(settings, cohort, scores, as_of),
+    ]
+    table = _table(scores, run)
+    out.write_text(
+        "<!doctype html><meta charset='utf-8'><title>dipro-fhir demo report</title>"
+        "<style>body{font-family:sans-serif;max-width:900px;margin:2em auto}"
+        "figure{display:inline-block;margin:8px}"
+        "pre{background:#f6f6f6;padding:8px}</style>"
+        f"<h1>dipro-fhir demo run</h1><p>Run <code>{html.escape(run.id)}</code>, as of "
+        f"{html.escape(run.as_of.isoformat())}, model {html.escape(run.model_name)} "
+        f"{html.escape(run.model_version)}, status <b>{html.escape(run.status)}</b>. "
+        "Synthetic data; the demo checkpoint is <b>not for clinical use</b>.</p>"
+        f"<pre>{html.escape(table)}</pre>" + "".join(figures),
+        encoding="utf-8",
+    )
+    return {"table": table, "run_id": run.id, "patients": len(mortality), "status": run.status}
+
+
+def _risk_distribution(scores: Sequence[StoredScore]) -> str:
+    mort = [s.probability for s in scores if s.task == "mortality"]
+    counts = np.histogram(mort, bins=5, range=(0, 1))[0] if mort else np.zeros(5)
+    labels = [f"{lo:.1f}" for lo in np.linspace(0, 0.8, 5)]
+    return bar_chart(labels, [float(c) for c in counts], "Patients per predicted mortality risk")
+
+
+def _calibration(mortality: Mapping[str, float], truths: Mapping[str, Any]) -> str:
+    ids = [p for p in mortality if p in truths]
+    return calibration_plot(
+        [mortality[p] for p in ids],
+        [truths[p].mortality for p in ids],
+        f"Mortality calibration on synthetic ground truth ({len(ids)} patients)",
+    )
+
+
+def _one_patient(
+    settings: Settings, cohort: Path, scores: Sequence[StoredScore], as_of: datetime
+) -> str:
+    from zoneinfo import ZoneInfo
+
+    from dipro_fhir.extract import ExtractOptions, extract_patient
+    from dipro_fhir.imaging.regions import GeometricRegionLocator
+    from dipro_fhir.scoring.score import PatientFailure
+    from dipro_fhir.timeline import PatientId
+
+    pairs = sorted({s.patient_id for s in scores if s.path == "pairs"})
+    if not pairs:
+        return ""
+    options = ExtractOptions(48, 32, 6, GeometricRegionLocator(), ZoneInfo("UTC"))
+    tl = extract_patient(
+        connections.fhir_source(settings),
+        connections.image_source(settings.dicomweb),
+        PatientId(pairs[0]),
+        None,
+        as_of,
+        options,
+    )
+    if isinstance(tl, PatientFailure):
+        return ""
+    names = ("heart_rate", "oxygen_saturation", "respiratory_rate")
+    series = {n: tl.ehr_values[:, VARIABLES.index(n)] for n in names}
+    cxrs = [i.hours_since_window_start for i in tl.images]
+    return timeline_plot(
+        tl.ehr_hours, series, cxrs, "One patient's window: EHR signals and CXR times"
+    )
+
+
+def _table(scores: Sequence[StoredScore], run: RunRecord) -> str:
+    by_patient: dict[str, dict[str, Any]] = {}
+    for s in scores:
+        row = by_patient.setdefault(s.patient_id, {"path": s.path, "los": (0.0, "")})
+        if s.task == "mortality":
+            row["mortality"] = s.probability
+            row["risk"] = s.risk_level
+        elif s.task == "los" and s.probability > row["los"][0]:
+            row["los"] = (s.probability, s.outcome)
+        elif (
+            s.task == "progression"
+            and s.outcome.endswith(":worsened")
+            and s.probability > row.get("worse", (0.0, ""))[0]
+        ):
+            row["worse"] = (s.probability, s.outcome.split(":")[0])
+    header = f"{'patient':14s} {'mortality':>9s} {'risk':8s} {'LoS':6s} {'path':9s}"
+    lines = [header + " most likely worsening"]
+    for pid, row in sorted(by_patient.items())[:12]:
+        worse = row.get("worse")
+        lines.append(
+            f"{pid:14s} {row.get('mortality', float('nan')):9.2f} {row.get('risk')!s:8s} "
+            f"{row['los'][1]:6s} {row['path']:9s} "
+            + (f"{worse[1]} ({worse[0]:.2f})" if worse else "-")
+        )
+    if len(by_patient) > 12:
+        lines.append(f"... {len(by_patient) - 12} more patients")
+    counts = run.counts or {}
+    lines.append(f"{len(by_patient)} patients scored; run counts {dict(counts)}")
+    return "\n".join(lines)
