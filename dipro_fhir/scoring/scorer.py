@@ -28,6 +28,11 @@ from dipro_fhir.timeline import PatientTimeline, ResourceRef, RunId
 
 logger = logging.getLogger(__name__)
 
+#: Probabilities are rounded to 4 decimals: more is noise, and last-digit differences of
+#: float arithmetic between processes or thread counts must not make a re-run of the same
+#: night look like new content (write-back skips identical RiskAssessments).
+PROBABILITY_DECIMALS = 4
+
 
 @dataclass(frozen=True, slots=True)
 class LoadedModel:
@@ -112,7 +117,7 @@ def _scores_of(
             encounter_id=tl.encounter_id,
             task=task,
             outcome=outcome,
-            probability=min(max(p, 0.0), 1.0),
+            probability=round(min(max(p, 0.0), 1.0), PROBABILITY_DECIMALS),
             model_name=info.name,
             model_version=info.version,
             as_of=tl.as_of,
