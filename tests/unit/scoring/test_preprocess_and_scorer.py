@@ -114,7 +114,7 @@ def test_scorer_emits_every_outcome_and_marks_the_ehr_only_path(tmp_path: Path) 
     assert {s.path for s in three_cxr} == {"pairs"}
     assert len(three_cxr) == 1 + len(LOS_BINS) + len(FINDINGS) * len(PROGRESSION_CLASSES)
     los = [s.probability for s in three_cxr if s.task == "los"]
-    assert sum(los) == pytest.approx(1.0, abs=1e-5)
+    assert sum(los) == pytest.approx(1.0, abs=4 * 0.5e-4)  # each rounded to 4 decimals
     assert ResourceRef("ImagingStudy", "s20") in three_cxr[0].basis
 
 
