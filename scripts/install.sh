@@ -9,6 +9,7 @@
 #     their own Orthanc process, so any service the package starts is stopped and disabled;
 #   - the FHIR test server's pinned npm packages (tests/servers/fhir, `npm ci`);
 #   - makes sure PostgreSQL answers on 127.0.0.1:5432.
+# With --python-only (used by scripts/demo.sh) it stops after the Python environment.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -112,6 +113,11 @@ postgres() {
 }
 
 python_venv
+if [ "${1:-}" = "--python-only" ]; then
+  # The embedded demo needs only the Python environment.
+  say "done (python only)"
+  exit 0
+fi
 orthanc
 fhir_harness
 postgres
