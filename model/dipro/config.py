@@ -68,6 +68,9 @@ class DiproConfig:
         num_los_bins: Length-of-stay classes (``vocab.LOS_BINS``).
         ehr_mask_channels: Feed the observation mask next to the values (the paper's code
             does not, reference §7.1.5; our default CPU config does).
+        region_embedding: Add a learned per-region embedding to the dynamic region tokens so
+            class tokens can tell regions apart by position, not only by appearance (not in
+            the paper; the paper configs leave it off for parameter fidelity).
         small_cnn_width: Channels of the first small-CNN stage (unused by ResNet-50).
         dropout: Dropout everywhere (§2.1: 0.1).
         loss_weights: Weights of the loss terms.
@@ -93,6 +96,7 @@ class DiproConfig:
     num_findings: int = len(FINDINGS)
     num_los_bins: int = len(LOS_BINS)
     ehr_mask_channels: bool = True
+    region_embedding: bool = True
     small_cnn_width: int = 16
     dropout: float = 0.1
     loss_weights: LossWeights = field(default_factory=LossWeights)
@@ -197,6 +201,7 @@ def paper_config(task: str) -> DiproConfig:
         ffn_mult=4,
         group_num=8,
         ehr_mask_channels=False,  # §7.1.5: the paper's network never sees the mask
+        region_embedding=False,
         dropout=0.1,
         **_PAPER[task],
     )

@@ -95,9 +95,12 @@ class DiPro(nn.Module):
         self.static_fusion = StaticFusion(d, config.num_demographics, config.group_num, h, drop)
         # Marks the region tokens of the most recent valid pair, which the progression task
         # is about (the paper's DP samples have exactly one pair, so it needs no marker).
+        self.region_embedding: nn.Parameter | None = None
+        if config.region_embedding:
+            self.region_embedding = nn.Parameter(torch.randn(config.num_regions, d))
         self.latest_pair: nn.Parameter | None = None
         if "progression" in config.tasks:
-            self.latest_pair = nn.Parameter(torch.zeros(d))
+            self.latest_pair = nn.Parameter(torch.randn(d))
 
     def encode_regions(self, batch: DiproBatch) -> torch.Tensor:
         """Return region features F [B, N, R, D]; only real CXRs go through the backbone."""
@@ -169,6 +172,8 @@ class DiPro(nn.Module):
     ) -> torch.Tensor:
         """Region-aware attention per interval (§2.6c): [B, P, R, D] -> [B, P, R, D]."""
         b, p, r, d = dynamic.shape
+        if self.region_embedding is not None:
+            dynamic = dynamic + self.region_embedding.to(dynamic.dtype)
         x = dynamic.reshape(b * p, r, d).to(local.dtype)
         ehr = local.reshape(b * p, -1, d)
         rows = row_valid.repeat_interleave(p, dim=0)  # [B*P, T]

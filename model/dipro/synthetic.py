@@ -64,7 +64,7 @@ def _blobs(regions: int, size: int, gen: torch.Generator) -> torch.Tensor:
     grid = (torch.arange(size, dtype=torch.float32) + 0.5) / size
     yy, xx = torch.meshgrid(grid, grid, indexing="ij")
     dist = (yy[None] - centres[:, 0, None, None]) ** 2 + (xx[None] - centres[:, 1, None, None]) ** 2
-    return torch.exp(-dist / (2 * 0.15**2))
+    return torch.exp(-dist / (2 * 0.2**2))
 
 
 def _cxr_times(counts: torch.Tensor, n: int, hours: int, gen: torch.Generator) -> torch.Tensor:
@@ -92,21 +92,24 @@ def make_synthetic(spec: SyntheticSpec, seed: int) -> tuple[DiproBatch, DiproTar
         Inputs and targets for ``spec.patients`` patients; slice with ``select``.
     """
     gen = torch.Generator().manual_seed(seed)
-    b, n, t, s = spec.patients, spec.max_cxrs, spec.hours, spec.crop_size
+    b, s, t = spec.patients, spec.crop_size, spec.hours
+    n = max(spec.max_cxrs, 2)  # generate at least one pair's worth, cut to max_cxrs at the end
     r, k, v = len(REGIONS), len(FINDINGS), len(VARIABLES)
     counts = torch.randint(spec.min_cxrs, spec.max_cxrs + 1, (b,), generator=gen)
     cxr_mask = torch.arange(n)[None, :] < counts[:, None]  # [B, N]
     cxr_hours = _cxr_times(counts, n, t, gen)
     # Severity path: start anywhere, then one of (worsened, improved, no change) per step.
-    step_class = torch.randint(0, 3, (b, max(n - 1, 1), r), generator=gen)  # [B, P, R]
+    step_class = torch.randint(0, 3, (b, n - 1, r), generator=gen)  # [B, P, R]
     delta = torch.tensor([spec.change, -spec.change, 0.0])[step_class]
     delta = delta + 0.03 * torch.randn(delta.shape, generator=gen)
     start = 1.5 * torch.rand(b, 1, r, generator=gen)
     severity = torch.cat([start, start + delta.cumsum(dim=1)], dim=1)[:, :n]  # [B, N, R]
-    anatomy = _smooth_fields(b * r, s, gen).reshape(b, 1, r, s, s) * spec.anatomy + 0.4
+    # Regions differ in typical brightness (lung fields dark, heart and mediastinum bright).
+    base = torch.linspace(0.25, 0.55, r)[None, None, :, None, None]
+    anatomy = _smooth_fields(b * r, s, gen).reshape(b, 1, r, s, s) * spec.anatomy + base
     blobs = _blobs(r, s, gen)  # [R, S, S]
-    gain = 1.0 + 0.05 * torch.randn(b, n, 1, 1, 1, generator=gen)
-    image = anatomy * gain + 0.25 * severity[..., None, None] * blobs
+    gain = 1.0 + 0.03 * torch.randn(b, n, 1, 1, 1, generator=gen)
+    image = anatomy * gain + 0.5 * severity[..., None, None] * blobs
     image = image + 0.02 * torch.randn(image.shape, generator=gen)
     region_mask = (torch.rand(b, n, r, generator=gen) >= spec.missing_region_rate) & cxr_mask[
         ..., None
@@ -118,19 +121,22 @@ def make_synthetic(spec: SyntheticSpec, seed: int) -> tuple[DiproBatch, DiproTar
     progression = last_class[:, :k].clone()  # [B, K]
     ignore = torch.rand(b, k, generator=gen) < spec.ignore_rate
     progression[ignore | (counts < 2)[:, None]] = 3
-    region_labels = torch.full((b, max(n - 1, 1), r, k), 3, dtype=torch.int64)
+    region_labels = torch.full((b, n - 1, r, k), 3, dtype=torch.int64)
     for finding in range(k):
         region_labels[:, :, finding, finding] = step_class[:, :, finding]
-    region_labels[~(cxr_mask[:, 1:] if n > 1 else torch.zeros(b, 1, dtype=torch.bool))] = 3
+    region_labels[~cxr_mask[:, 1:]] = 3
     ehr = _make_ehr(spec, cxr_hours, counts, last_class, gen)
     final = severity[torch.arange(b), (counts - 1).clamp(min=0)].mean(dim=1)  # [B]
     mortality = (final + 0.3 * ehr[0][:, :, 10].mean(dim=1) > 0.9).float()
     los = torch.bucketize(ehr[0][:, :, 20].mean(dim=1), torch.tensor([-0.3, 0.0, 0.3]))
     demographics = torch.randn(b, len(DEMOGRAPHIC_COLUMNS), generator=gen)
+    keep = spec.max_cxrs
     batch = DiproBatch(
-        ehr[0], ehr[1], ehr[2], ehr[3], demographics, crops, region_mask, cxr_mask, cxr_hours
+        ehr[0], ehr[1], ehr[2], ehr[3], demographics, crops[:, :keep].contiguous(),
+        region_mask[:, :keep], cxr_mask[:, :keep], cxr_hours[:, :keep],
     )
-    targets = DiproTargets(progression.long(), mortality, los.long(), region_labels)
+    pairs = max(keep - 1, 0)
+    targets = DiproTargets(progression.long(), mortality, los.long(), region_labels[:, :pairs])
     return batch, targets
 
 
