@@ -28,12 +28,13 @@ from typing import Any
 from dipro_fhir.dicomweb.source import ImageSource
 from dipro_fhir.errors import InvalidResource, ResourceNotFound, SourceUnavailable
 from dipro_fhir.fhir.matching import is_active_encounter
+from dipro_fhir.fhir.resources import validate_many, validate_resource
 from dipro_fhir.fhir.source import FhirSource
 from dipro_fhir.imaging.events import fetch_image_events
 from dipro_fhir.imaging.regions import RegionLocator
 from dipro_fhir.log import patient_tag
 from dipro_fhir.mapping.imaging_study import StudyRef, read_imaging_study
-from dipro_fhir.mapping.observations import available_at
+from dipro_fhir.mapping.observations import available_at, dipro_variables_of
 from dipro_fhir.mapping.timeline import build_timeline, window_start_for
 from dipro_fhir.scoring.score import PatientFailure
 from dipro_fhir.timeline import (
@@ -48,7 +49,7 @@ logger = logging.getLogger(__name__)
 
 
 class StageTimer:
-    """Adds up wall time per extraction stage (``fhir``, ``images``, ``map``)."""
+    """Adds up wall time per extraction stage (``fhir``, ``validate``, ``images``, ``map``)."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
@@ -127,10 +128,18 @@ def _extract(
         patient = fhir.patient(patient_id)
         if encounter_id is None:
             encounter_id = _active_encounter(fhir.encounters(patient_id), as_of)
-        observations = list(fhir.observations(patient_id, since=window_start, until=as_of))
-        studies = _known_studies(
-            fhir.imaging_studies(patient_id), encounter_id, as_of, options.availability
-        )
+        observations = [
+            o
+            for o in fhir.observations(patient_id, since=window_start, until=as_of)
+            if dipro_variables_of(o)
+        ]
+        raw_studies = list(fhir.imaging_studies(patient_id))
+    with timer.stage("validate"):
+        # Full R4 validation costs ~1000x a JSON parse: only what is mapped is validated.
+        validate_resource(patient)
+        observations, invalid = validate_many(observations)
+        raw_studies, invalid_studies = validate_many(raw_studies)
+        studies = _known_studies(iter(raw_studies), encounter_id, as_of, options.availability)
     with timer.stage("images"):
         cxrs, image_issues = _recent_cxrs(images, studies, window_start, as_of, options)
     with timer.stage("map"):
@@ -142,7 +151,7 @@ def _extract(
             observations,
             cxrs,
             window_hours=options.window_hours,
-            extra_issues=[*fhir.take_issues(), *image_issues],
+            extra_issues=[*fhir.take_issues(), *invalid, *invalid_studies, *image_issues],
             availability=options.availability,
         )
 
