@@ -24,6 +24,8 @@ from dipro.vocab import REGIONS
 from dipro_fhir.timeline import BoolArray
 
 Box = tuple[float, float, float, float]
+# RegionBoxes.method values whose boxes are placed by a fallback, not measured lung fields.
+APPROXIMATE_METHODS = frozenset({"mirrored", "template"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,11 +37,17 @@ class RegionBoxes:
             could not be placed.
         width: Image width in pixels (boxes are clipped to it).
         height: Image height in pixels.
+        method: How the boxes were derived: ``"landmarks"`` (from measured or known lung
+            fields, the default of :func:`place_regions`), ``"mirrored"`` (one lung field
+            measured, the other mirrored across the midline), ``"template"`` (standard
+            frontal-chest fractions of the body outline), or ``"none"`` (nothing placed).
+            ``"mirrored"`` and ``"template"`` boxes are approximate (:attr:`approximate`).
     """
 
     boxes: tuple[Box | None, ...]
     width: int
     height: int
+    method: str = "landmarks"
 
     def __post_init__(self) -> None:
         if len(self.boxes) != len(REGIONS):
@@ -54,10 +62,15 @@ class RegionBoxes:
         """bool ``[R]``: ``True`` where the region has a box."""
         return np.array([b is not None for b in self.boxes], dtype=np.bool_)
 
+    @property
+    def approximate(self) -> bool:
+        """``True`` when the boxes come from a fallback (mirrored lung or template)."""
+        return self.method in APPROXIMATE_METHODS
+
     @classmethod
     def missing(cls, width: int, height: int) -> RegionBoxes:
         """All ten regions missing (no thorax found)."""
-        return cls(boxes=(None,) * len(REGIONS), width=width, height=height)
+        return cls(boxes=(None,) * len(REGIONS), width=width, height=height, method="none")
 
 
 @dataclass(frozen=True, slots=True)

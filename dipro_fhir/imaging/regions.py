@@ -7,10 +7,15 @@ default:
 
 1. downsample to about 160 px on the long side (area mean) and normalise to the 1st/99th
    percentiles;
+   Images without large-scale structure (blank, pure noise) get no regions;
 2. threshold dark pixels with Otsu's method and drop every dark component connected to the
    image border (air outside the body), leaving the lung fields; when that leaves no
    plausible pair of lungs, retry after eroding the dark mask by 1, 2, 3, 5 px, which cuts
-   thin bridges from the apices to the outside air (neck, collimator bands);
+   thin bridges from the apices to the outside air (neck, collimator bands). Opacified lungs
+   (effusion, consolidation, edema) are darker than soft tissue but not than the outside
+   air, so the same is then tried at thresholds from the body's own grey levels (Otsu inside
+   the body, then its 60th..20th percentiles). A dark field crossing the body midline in
+   many rows means a lateral film: no regions;
 3. take the mediastinal midline as the centre of the least-lung column band between the
    two lung-column peaks; split the lung mask there;
 4. each lung's box is the extent of its rows/columns holding at least 5 % of the peak
@@ -20,15 +25,21 @@ default:
    where that gap is wider than the upper mediastinum;
 6. :func:`~dipro_fhir.imaging.boxes.place_regions` derives the ten boxes.
 
-All ten regions are missing when the lungs cannot be found or their boxes are degenerate
-(too small, or wildly different heights). The image must be display-oriented (bright =
+7. fallbacks, marked by ``RegionBoxes.method`` (``approximate`` is ``True``): when no pair
+   is found but one lung field lies clearly on one side of the body midline, it is
+   mirrored across that midline (``"mirrored"``, real and synthetic thoraces are roughly
+   symmetric); else the lungs are placed by standard frontal-chest fractions of the body
+   outline (``"template"``, constants ``_TEMPLATE_*``).
+
+All ten regions are missing (``method == "none"``) for a blank or noise image, a lateral
+film, or when no body outline is found. The image must be display-oriented (bright =
 dense, patient's left on the image right), as :func:`~dipro_fhir.imaging.decode.
 decode_radiograph` returns it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -105,6 +116,13 @@ def _border_connected(mask: Mask) -> Mask:
 # Erosion radii tried in turn (working-image pixels): lungs often touch the outside air
 # through the neck or a dark collimator band; eroding first cuts such thin bridges.
 _OPENING_RADII = (0, 1, 2, 3, 5)
+# Opacified lungs are darker than the surrounding soft tissue but not than the outside air,
+# so after Otsu on the whole image, thresholds from the body's own grey levels are tried,
+# from high (large lung fields) to low (only the darkest, aerated parts).
+_BODY_PERCENTILES = (60.0, 50.0, 40.0, 30.0, 20.0)
+# A radiograph's variance is mostly large-scale (> 0.8 of it survives a 9 px box blur);
+# white noise keeps ~0.01.
+_MIN_STRUCTURE = 0.3
 
 
 def _inner_dark(dark: Mask, radius: int) -> Mask:
@@ -163,19 +181,62 @@ class GeometricRegionLocator:
     max_base_gap: float = 0.05
 
     def locate(self, image: Image) -> RegionBoxes:
-        """Place the ten regions on ``image`` (``[H, W]``, bright = dense)."""
+        """Place the ten regions on ``image`` (``[H, W]``, bright = dense).
+
+        ``RegionBoxes.method`` says how: ``"landmarks"`` (both lung fields found),
+        ``"mirrored"`` or ``"template"`` (approximate, module docstring step 7), ``"none"``.
+        """
         height, width = int(image.shape[0]), int(image.shape[1])
         small, f = _downsample(image, self.target_px)
         lo, hi = np.percentile(small, [1.0, 99.0])
         if not np.isfinite(hi - lo) or hi - lo <= 1e-6:
             return RegionBoxes.missing(width, height)
-        norm = box_blur(np.clip((small - lo) / (hi - lo), 0.0, 1.0), 1)
-        dark = norm < otsu_threshold(norm.ravel())
-        for radius in _OPENING_RADII:
-            marks = self._landmarks(_inner_dark(dark, radius))
-            if marks is not None:
-                return place_regions(_scale(marks, f), width, height)
-        return RegionBoxes.missing(width, height)
+        raw = np.clip((small - lo) / (hi - lo), 0.0, 1.0)
+        if np.var(box_blur(raw, 4)) < _MIN_STRUCTURE * np.var(raw):
+            return RegionBoxes.missing(width, height)  # noise: no large-scale structure
+        norm = box_blur(raw, 1)
+        t_all = otsu_threshold(norm.ravel())
+        body = ~_border_connected(norm < t_all)
+        thresholds = [t_all]
+        if body.sum() > 0.1 * body.size:
+            inside = norm[body]
+            thresholds.append(otsu_threshold(inside))
+            thresholds += [float(q) for q in np.percentile(inside, _BODY_PERCENTILES)]
+        outline = _body_columns(body)
+        mid = 0.5 * (outline[0] + outline[1]) if outline else 0.5 * norm.shape[1]
+        fields = [_inner_dark(norm < t, 0) for t in thresholds]
+        if any(_crosses_midline(lungs, mid) for lungs in fields):
+            return RegionBoxes.missing(width, height)  # a lateral, not a frontal film
+        for t, lungs in zip(thresholds, fields, strict=True):
+            for radius in _OPENING_RADII:
+                marks = self._landmarks(lungs if radius == 0 else _inner_dark(norm < t, radius))
+                if marks is not None:
+                    return place_regions(_scale(marks, f), width, height)
+        if outline is None:
+            return RegionBoxes.missing(width, height)
+        cols = np.arange(norm.shape[1])[None, :]
+        for lungs in fields[1:]:
+            for side in (lungs & (cols < mid), lungs & (cols >= mid)):
+                marks = self._mirror(side, mid, norm.shape)
+                if marks is not None:
+                    boxes = place_regions(_scale(marks, f), width, height)
+                    return replace(boxes, method="mirrored")
+        boxes = place_regions(_scale(_template(outline, norm.shape), f), width, height)
+        return replace(boxes, method="template")
+
+    def _mirror(self, side: Mask, mid: float, shape: tuple[int, ...]) -> ThoraxLandmarks | None:
+        """Both lung boxes from one lung field, reflected across the body midline."""
+        box = _lung_box(side) if side.sum() >= self.min_lung_area * side.size else None
+        h, w = shape[0], shape[1]
+        if box is None or box[2] - box[0] < 0.06 * w or box[3] - box[1] < 0.15 * h:
+            return None
+        if box[0] < mid < box[2] + 0.02 * w or box[0] - 0.02 * w < mid < box[2]:
+            return None  # touches the midline: not one lung field
+        other = (2 * mid - box[2], box[1], 2 * mid - box[0], box[3])
+        right, left = (box, other) if box[2] <= mid else (other, box)
+        if right[0] < 0 or left[2] > w:
+            return None
+        return ThoraxLandmarks(right_lung=right, left_lung=left, midline_x=mid)
 
     def _landmarks(self, lungs: Mask) -> ThoraxLandmarks | None:
         mid = _midline(lungs)
@@ -206,8 +267,8 @@ class GeometricRegionLocator:
 def _plausible(right: Box, left: Box, shape: tuple[int, ...]) -> bool:
     h, w = shape[0], shape[1]
     for x0, y0, x1, y1 in (right, left):
-        if x1 - x0 < 0.06 * w or y1 - y0 < 0.15 * h:
-            return False
+        if x1 - x0 < 0.06 * w or y1 - y0 < 0.15 * h or y0 > 0.45 * h:
+            return False  # too small, or apex in the lower half (not a lung field)
     hr, hl = right[3] - right[1], left[3] - left[1]
     return min(hr, hl) / max(hr, hl) > 0.4 and right[2] <= left[0] + 1
 
@@ -257,4 +318,43 @@ def _scale(marks: ThoraxLandmarks, f: int) -> ThoraxLandmarks:
         left_lung=up(marks.left_lung),
         midline_x=marks.midline_x * f,
         heart=None if marks.heart is None else up(marks.heart),
+    )
+
+
+def _body_columns(body: Mask) -> tuple[float, float] | None:
+    """Columns of the body outline (at least half the rows inside the body)."""
+    cols = np.flatnonzero(body.mean(axis=0) >= 0.5)
+    if cols.size == 0:
+        return None
+    x0, x1 = float(cols[0]), float(cols[-1] + 1)
+    if not 0.35 * body.shape[1] <= x1 - x0 <= 0.98 * body.shape[1]:
+        return None
+    return x0, x1
+
+
+def _crosses_midline(lungs: Mask, mid: float) -> bool:
+    """A dark field spans the midline in over 10 % of the rows, as on a lateral film (on a
+    frontal one the mediastinum and spine separate the lungs in every row)."""
+    m = int(mid)
+    rows = lungs[:, max(0, m - 2) : m + 3].all(axis=1)
+    return bool(int(rows.sum()) > 0.10 * lungs.shape[0])
+
+
+# Template (last resort): standard frontal-chest fractions. The lung fields span 82 % of
+# the body outline's width (soft tissue lateral to the ribs), the mediastinum 17 % of it
+# around the midline; apices at 12 % and costophrenic angles at 79 % of the film height.
+_TEMPLATE_THORAX = 0.82
+_TEMPLATE_MEDIASTINUM = 0.17
+_TEMPLATE_Y = (0.12, 0.79)
+
+
+def _template(outline: tuple[float, float], shape: tuple[int, ...]) -> ThoraxLandmarks:
+    mid = 0.5 * (outline[0] + outline[1])
+    hw = 0.5 * _TEMPLATE_THORAX * (outline[1] - outline[0])
+    mw = _TEMPLATE_MEDIASTINUM * hw
+    y0, y1 = _TEMPLATE_Y[0] * shape[0], _TEMPLATE_Y[1] * shape[0]
+    return ThoraxLandmarks(
+        right_lung=(mid - hw, y0, mid - mw, y1),
+        left_lung=(mid + mw, y0, mid + hw, y1),
+        midline_x=mid,
     )
