@@ -72,6 +72,9 @@ def image_event_from_dataset(
         issues.append(
             MappingIssue("regions-partial", resource, f"{int((~mask).sum())} regions missing")
         )
+    if mask.any() and boxes.approximate:
+        # Placed by mirroring one lung or from the body outline, not from both lung fields.
+        issues.append(MappingIssue("regions-approximate", resource, f"method {boxes.method}"))
     event = ImageEvent(
         study_uid=str(ds.get("StudyInstanceUID", "")),
         series_uid=str(ds.get("SeriesInstanceUID", "")),

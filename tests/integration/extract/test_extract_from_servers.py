@@ -89,7 +89,7 @@ def test_mapped_values_and_cxr_hours_equal_ground_truth(
     loaded: tuple[str, str, list[GroundTruth]],
 ) -> None:
     base_url, dicomweb_url, truths = loaded
-    compared_values = compared_images = 0
+    compared_values = compared_images = max_observations = 0
     for truth in truths:
         as_of = _mid_stay(truth)
         timeline = _extract(base_url, dicomweb_url, truth, as_of)
@@ -99,6 +99,8 @@ def test_mapped_values_and_cxr_hours_equal_ground_truth(
             timeline.ehr_values[mask], values[mask], rtol=1e-4, atol=1e-3, err_msg=truth.patient_id
         )
         compared_values += int(mask.sum())
+        used = sum(r.resource_type == "Observation" for r in timeline.provenance)
+        max_observations = max(max_observations, used)
         expected = truth.images_before(as_of)[-6:]
         assert [i.instance_uid for i in timeline.images] == [e.instance_uid for e in expected]
         start = as_of - timedelta(hours=48)
@@ -107,9 +109,11 @@ def test_mapped_values_and_cxr_hours_equal_ground_truth(
             assert image.hours_since_window_start == pytest.approx(hours, abs=1e-6)
             assert image.crops.shape == (10, 1, 32, 32)
         compared_images += len(expected)
-    # The comparison must have had substance: many values and several CXRs per patient.
+    # The comparison must have had substance: many values and several CXRs per patient,
+    # and Observation searches that spanned several pages.
     assert compared_values > 20 * N_PATIENTS
     assert compared_images >= N_PATIENTS
+    assert max_observations > 2 * PAGE_SIZE
 
 
 def test_as_of_in_the_middle_of_a_stay_excludes_later_data(
