@@ -13,7 +13,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +115,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from dipro_fhir.synth import generate_cohort
 
     reference = _as_of(args.reference_time)
-    start = reference - _days(args.span_days)
+    start = reference - timedelta(days=args.span_days)
     patients = generate_cohort(args.patients, seed=args.seed, start=start, reference_time=reference)
     with tqdm(total=args.patients, unit="patient", disable=args.quiet) as bar:
 
@@ -157,12 +157,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     run_demo(options)
     return 0
-
-
-def _days(n: float) -> Any:
-    from datetime import timedelta
-
-    return timedelta(days=n)
 
 
 def build_parser() -> argparse.ArgumentParser:
