@@ -6,8 +6,10 @@ the pixels, the imaging chain (frontal view, regions, crops) and the pure mapper
 
 No look-ahead (DESIGN.md): Observations are searched in ``[window_start, as_of)`` and the
 mapper drops any that became available after ``as_of``; an ImagingStudy that started at or
-after ``as_of``, or whose ``meta.lastUpdated`` is after it, is never opened, and a radiograph
-acquired at or after ``as_of`` is dropped.
+after ``as_of``, or became known after it (``meta.lastUpdated``; ``started`` under the
+``issued`` availability rule), is never opened, and a radiograph acquired at or after
+``as_of`` is dropped. Only the resources that are mapped are validated with
+``fhir.resources`` (full validation costs far more than parsing); invalid ones are recorded.
 
 Failures are sorted by what the run does next: a server that stays unavailable after retries
 or a missing Patient fails *this patient* (:class:`PatientFailure`); refused credentials and
