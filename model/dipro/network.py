@@ -93,14 +93,9 @@ class DiPro(nn.Module):
         self.heads = TaskHeads(config)
         self.class_tokens = nn.Parameter(torch.randn(self.heads.num_tokens, d))
         self.static_fusion = StaticFusion(d, config.num_demographics, config.group_num, h, drop)
-        # Marks the region tokens of the most recent valid pair, which the progression task
-        # is about (the paper's DP samples have exactly one pair, so it needs no marker).
         self.region_embedding: nn.Parameter | None = None
         if config.region_embedding:
             self.region_embedding = nn.Parameter(torch.randn(config.num_regions, d))
-        self.latest_pair: nn.Parameter | None = None
-        if "progression" in config.tasks:
-            self.latest_pair = nn.Parameter(torch.randn(d))
 
     def encode_regions(self, batch: DiproBatch) -> torch.Tensor:
         """Return region features F [B, N, R, D]; only real CXRs go through the backbone."""
@@ -145,7 +140,6 @@ class DiPro(nn.Module):
             pair_valid,
         )  # [B, P, T, D]
         regions = self._fuse_locally(parts.dynamic, local, batch.ehr_row_mask)  # [B, P, R, D]
-        regions = self._mark_latest_pair(regions, pair_valid)
         region_tokens = regions.flatten(1, 2)  # [B, P*R, D], pair-major
         token_valid = pair_valid.repeat_interleave(r, dim=1)  # [B, P*R]
         history = self.ehr_cross(ehr, region_tokens, token_valid)  # H_global [B, T, D]
@@ -153,7 +147,8 @@ class DiPro(nn.Module):
         tokens = torch.cat([cls, region_tokens.to(ehr.dtype), history], dim=1)
         valid = torch.cat([token_valid.new_ones(b, cls.shape[1]), token_valid,
                            batch.ehr_row_mask], dim=1)
-        fused = self.final_layer(tokens, src_key_padding_mask=~valid)[:, : cls.shape[1]]
+        mask = self._final_attention_mask(valid, pair_valid, r).to(tokens.dtype)
+        fused = self.final_layer(tokens, src_mask=mask)[:, : cls.shape[1]]
         fused = self.static_fusion(
             fused, parts.static.flatten(1, 2).to(fused.dtype), token_valid, batch.demographics
         )
@@ -181,14 +176,28 @@ class DiPro(nn.Module):
             x = layer(x, ehr, rows)
         return x.reshape(b, p, r, d)
 
-    def _mark_latest_pair(self, regions: torch.Tensor, pair_valid: torch.Tensor) -> torch.Tensor:
-        """Add ``latest_pair`` to the region tokens of each patient's most recent valid pair."""
-        if self.latest_pair is None:
-            return regions
-        last = pair_valid.sum(dim=1) - 1  # [B], -1 when no pair
-        index = torch.arange(pair_valid.shape[1], device=pair_valid.device)
-        is_last = (index[None, :] == last[:, None]).to(regions.dtype)  # [B, P]
-        return regions + is_last[:, :, None, None] * self.latest_pair.to(regions.dtype)
+    def _final_attention_mask(
+        self, valid: torch.Tensor, pair_valid: torch.Tensor, regions: int
+    ) -> torch.Tensor:
+        """Additive mask [B * heads, L, L] for the final self-attention (§2.6e).
+
+        Every query ignores padded keys. The progression class tokens also ignore the region
+        tokens of all but the most recent valid pair: the task grades that pair, exactly the
+        single-pair input the paper's DP model saw (§1.7).
+        """
+        b, length = valid.shape
+        allowed = valid[:, None, :].expand(b, length, length).clone()  # [B, Lq, Lk]
+        if "progression" in self.config.tasks:
+            p = pair_valid.shape[1]
+            last = pair_valid.sum(dim=1) - 1  # [B], -1 when no pair
+            pair_of_token = torch.arange(p, device=valid.device).repeat_interleave(regions)
+            other_pair = pair_of_token[None, :] != last[:, None]  # [B, P*R]
+            # Class tokens follow vocab.TASKS order, so the progression ones come first.
+            queries = slice(0, self.heads.layout["progression"][0])
+            keys = slice(self.heads.num_tokens, self.heads.num_tokens + p * regions)
+            allowed[:, queries, keys] &= ~other_pair[:, None, :]
+        mask = torch.zeros(allowed.shape, device=valid.device).masked_fill(~allowed, float("-inf"))
+        return mask.repeat_interleave(self.config.heads, dim=0)
 
 
 def count_parameters(module: nn.Module) -> int:
