@@ -13,6 +13,7 @@ paper.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import torch
@@ -100,7 +101,7 @@ class SmallCNN(nn.Module):
         self.out_dim = 4 * width
         chans = (in_channels, width, 2 * width, 4 * width)
         stages: list[nn.Module] = []
-        for c_in, c_out in zip(chans[:-1], chans[1:], strict=True):
+        for c_in, c_out in itertools.pairwise(chans):
             stages += [
                 nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False),
                 nn.BatchNorm2d(c_out),

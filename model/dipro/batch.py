@@ -117,9 +117,7 @@ class DiproBatch:
         Args:
             device: Target device, e.g. ``"cuda"``.
         """
-        return DiproBatch(
-            *(getattr(self, f).to(device, non_blocking=True) for f in self.__slots__)
-        )
+        return DiproBatch(*(getattr(self, f).to(device, non_blocking=True) for f in self.__slots__))
 
 
 @dataclass(frozen=True, slots=True)

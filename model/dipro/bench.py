@@ -35,21 +35,26 @@ def measure(name: str, batch_sizes: tuple[int, ...], repeats: int) -> None:
     torch.manual_seed(0)
     config = _config(name)
     model = DiPro(config).eval()
-    print(f"[{name}] backbone={config.backbone} crop={config.crop_size}px D={config.d_model} "
-          f"tasks={','.join(config.tasks)} params={count_parameters(model):,} "
-          f"threads={torch.get_num_threads()}")
+    print(
+        f"[{name}] backbone={config.backbone} crop={config.crop_size}px D={config.d_model} "
+        f"tasks={','.join(config.tasks)} params={count_parameters(model):,} "
+        f"threads={torch.get_num_threads()}"
+    )
     for size in batch_sizes:
-        spec = SyntheticSpec(patients=size, min_cxrs=CXRS, max_cxrs=CXRS, hours=HOURS,
-                             crop_size=config.crop_size)
+        spec = SyntheticSpec(
+            patients=size, min_cxrs=CXRS, max_cxrs=CXRS, hours=HOURS, crop_size=config.crop_size
+        )
         batch, _ = make_synthetic(spec, 0)
         score(model, batch)  # warm-up
         started = time.perf_counter()
         for _ in range(repeats):
             score(model, batch)
         seconds = (time.perf_counter() - started) / repeats
-        print(f"[{name}] batch {size:>2}: {size / seconds:8.2f} patients/s "
-              f"({seconds * 1000:8.1f} ms per batch, {CXRS} CXRs x {config.num_regions} regions, "
-              f"{HOURS} h, {repeats} timed runs)")
+        print(
+            f"[{name}] batch {size:>2}: {size / seconds:8.2f} patients/s "
+            f"({seconds * 1000:8.1f} ms per batch, {CXRS} CXRs x {config.num_regions} regions, "
+            f"{HOURS} h, {repeats} timed runs)"
+        )
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"[{name}] peak RSS {peak_mib:.0f} MiB")
 

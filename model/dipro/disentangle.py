@@ -28,7 +28,8 @@ class RegionFeatureAdapter(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map [M, in_dim] backbone features of real crops to [M, D]."""
-        return self.dropout(torch.relu(self.norm(self.linear(x))))
+        out: torch.Tensor = self.dropout(torch.relu(self.norm(self.linear(x))))
+        return out
 
 
 class ProjectionHead(nn.Module):
@@ -44,7 +45,8 @@ class ProjectionHead(nn.Module):
     def forward(self, pair: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Project [B, P, R, 2D] pair vectors to [B, P, R, D]; ``valid`` is bool [B, P, R]."""
         hidden = self.fc2(nn.functional.gelu(self.fc1(pair)))
-        return self.dropout(self.norm(hidden, valid))
+        out: torch.Tensor = self.dropout(self.norm(hidden, valid))
+        return out
 
 
 @dataclass(frozen=True, slots=True)

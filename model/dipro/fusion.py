@@ -53,7 +53,7 @@ class GlobalEHREncoder(nn.Module):
         cls = self.cls.expand(x.shape[0], -1, -1).to(x.dtype)
         tokens = torch.cat([cls, x], dim=1)  # [B, 1 + T, D]
         valid = torch.cat([row_valid.new_ones(row_valid.shape[0], 1), row_valid], dim=1)
-        out = self.layer(tokens, src_key_padding_mask=~valid)
+        out: torch.Tensor = self.layer(tokens, src_key_padding_mask=~valid)
         return out[:, 1:]  # the CLS output is not used (§2.6a); CLS still acts as a key
 
 
@@ -96,7 +96,9 @@ class IntervalEHREncoder(nn.Module):
         centre = 0.5 * (start + end)
         bias = -(tau - centre[..., None]).abs()  # hours, added to the logits as in the code
         kv = ehr[:, None].expand(-1, p, -1, -1).reshape(b * p, t, d)
-        out = self.attn(queries, kv, kv, inside.reshape(b * p, t), bias.reshape(b * p, t))
+        out: torch.Tensor = self.attn(
+            queries, kv, kv, inside.reshape(b * p, t), bias.reshape(b * p, t)
+        )
         return out.reshape(b, p, t, d)
 
 
@@ -120,7 +122,8 @@ class RegionAwareAttention(nn.Module):
         values = torch.cat([v_r, v_e], dim=1)
         region_valid = row_valid.new_ones(regions.shape[0], regions.shape[1])
         valid = torch.cat([region_valid, row_valid], dim=1)
-        return self.norm(regions + self.attn(q_r, keys, values, valid))
+        fused: torch.Tensor = self.norm(regions + self.attn(q_r, keys, values, valid))
+        return fused
 
 
 class EHRCrossAttention(nn.Module):
@@ -138,4 +141,5 @@ class EHRCrossAttention(nn.Module):
 
         With no valid pair (0 or 1 CXR) the attention term is zero: the EHR-only path.
         """
-        return self.norm(ehr + self.attn(ehr, regions, regions, region_valid))
+        fused: torch.Tensor = self.norm(ehr + self.attn(ehr, regions, regions, region_valid))
+        return fused

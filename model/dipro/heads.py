@@ -53,7 +53,8 @@ class TaskHeads(nn.Module):
         """[B, C, D] -> logits per task: progression [B, K, 3], mortality [B], los [B, 4]."""
         logits: dict[str, torch.Tensor] = {}
         start = 0
-        for task, heads in self.heads.items():
+        for task, module in self.heads.items():
+            heads = list(module.children())
             outs = [head(class_tokens[:, start + i]) for i, head in enumerate(heads)]
             start += len(heads)
             stacked = torch.stack(outs, dim=1)  # [B, tokens, out]

@@ -18,8 +18,12 @@ from dipro.batch import DiproTargets
 from dipro.config import DiproConfig
 from dipro.disentangle import orthogonality_loss, temporal_consistency_loss
 from dipro.network import DiproOutput
-from dipro.pae import ProgressionHeads, dynamic_order_loss, static_order_loss
-from dipro.pae import weighted_cross_entropy
+from dipro.pae import (
+    ProgressionHeads,
+    dynamic_order_loss,
+    static_order_loss,
+    weighted_cross_entropy,
+)
 from dipro.vocab import PROGRESSION_IGNORE
 
 
@@ -124,7 +128,9 @@ def compute_losses(
     prog = mort = los = zero
     if output.progression is not None:
         prog = progression_loss(
-            output.progression.float(), targets.progression, output.used_pairs,
+            output.progression.float(),
+            targets.progression,
+            output.used_pairs,
             None if balance.progression is None else balance.progression.to(zero.device),
         )
     if output.mortality is not None:
@@ -141,12 +147,20 @@ def compute_losses(
     dyn = zero
     if targets.region_progression is not None:
         dyn = dynamic_order_loss(
-            pae_heads, parts, _align_pairs(targets.region_progression, valid.shape[1]), valid,
+            pae_heads,
+            parts,
+            _align_pairs(targets.region_progression, valid.shape[1]),
+            valid,
             None if balance.progression is None else balance.progression.to(zero.device),
         )
     w = config.loss_weights
     total = (
-        w.progression * prog + w.mortality * mort + w.los * los + w.orthogonality * orth
-        + w.temporal_consistency * temp + w.static_order * static + w.dynamic_order * dyn
+        w.progression * prog
+        + w.mortality * mort
+        + w.los * los
+        + w.orthogonality * orth
+        + w.temporal_consistency * temp
+        + w.static_order * static
+        + w.dynamic_order * dyn
     )
     return LossTerms(total, prog, mort, los, orth, temp, static, dyn)

@@ -51,7 +51,7 @@ class MaskedAttention(nn.Module):
         logits_bias = logits_bias.masked_fill(~safe_valid, float("-inf"))
         mask = logits_bias[:, None, :].expand(-1, query.shape[1], -1)  # [M, Q, K]
         mask = mask.repeat_interleave(heads, dim=0)  # [M * heads, Q, K]
-        out, _ = self.attn(query, key, value, attn_mask=mask, need_weights=False)
+        out: torch.Tensor = self.attn(query, key, value, attn_mask=mask, need_weights=False)[0]
         return out * has_key[:, None, None].to(out.dtype)
 
 
@@ -62,7 +62,7 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
     paper's layers (reference §2.2, §2.3).
     """
 
-    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """Normalise ``x`` [..., D]; ``valid`` [...] bool marks rows that count.
 
         Args:
@@ -80,8 +80,14 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
         if not self.training or int(keep.sum()) < 2:
             if self.training:  # too few rows for batch statistics: use running ones
                 return nn.functional.batch_norm(
-                    flat, self.running_mean, self.running_var, self.weight, self.bias,
-                    False, 0.0, self.eps,
+                    flat,
+                    self.running_mean,
+                    self.running_var,
+                    self.weight,
+                    self.bias,
+                    False,
+                    0.0,
+                    self.eps,
                 ).reshape(x.shape)
             return super().forward(flat).reshape(x.shape)
         out = flat.clone()

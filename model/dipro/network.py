@@ -17,8 +17,12 @@ from dipro.backbone import backbone_input_channels, build_backbone
 from dipro.batch import DiproBatch
 from dipro.config import DiproConfig
 from dipro.disentangle import Disentangled, RegionFeatureAdapter, SpatiotemporalDisentanglement
-from dipro.fusion import EHRCrossAttention, GlobalEHREncoder, IntervalEHREncoder
-from dipro.fusion import RegionAwareAttention
+from dipro.fusion import (
+    EHRCrossAttention,
+    GlobalEHREncoder,
+    IntervalEHREncoder,
+    RegionAwareAttention,
+)
 from dipro.heads import TaskHeads
 from dipro.padding import LearnableRegionPadding
 from dipro.pae import ProgressionHeads
@@ -145,8 +149,9 @@ class DiPro(nn.Module):
         history = self.ehr_cross(ehr, region_tokens, token_valid)  # H_global [B, T, D]
         cls = self.class_tokens.to(ehr.dtype).expand(b, -1, -1)
         tokens = torch.cat([cls, region_tokens.to(ehr.dtype), history], dim=1)
-        valid = torch.cat([token_valid.new_ones(b, cls.shape[1]), token_valid,
-                           batch.ehr_row_mask], dim=1)
+        valid = torch.cat(
+            [token_valid.new_ones(b, cls.shape[1]), token_valid, batch.ehr_row_mask], dim=1
+        )
         mask = self._final_attention_mask(valid, pair_valid, r).to(tokens.dtype)
         fused = self.final_layer(tokens, src_mask=mask)[:, : cls.shape[1]]
         fused = self.static_fusion(

@@ -93,9 +93,11 @@ def dynamic_order_loss(
     labels = torch.where(pair_valid[:, :, None, None], region_labels, ignore)
     logits = heads(parts.dynamic)  # [B, P, R, K, 3]
     logits_rev = heads(parts.dynamic_reversed)
-    total = logits.sum() * 0.0
+    total: torch.Tensor = logits.sum() * 0.0
     for k in range(logits.shape[-2]):
-        both_logits = torch.cat([logits[..., k, :].reshape(-1, 3), logits_rev[..., k, :].reshape(-1, 3)])
+        both_logits = torch.cat(
+            [logits[..., k, :].reshape(-1, 3), logits_rev[..., k, :].reshape(-1, 3)]
+        )
         both_labels = torch.cat(
             [labels[..., k].reshape(-1), reverse_labels(labels[..., k]).reshape(-1)]
         )

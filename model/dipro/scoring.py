@@ -65,8 +65,9 @@ def score(model: DiPro, batch: DiproBatch, *, mixed_precision: bool = True) -> S
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode(), torch.autocast(
-            device.type, dtype=dtype or torch.float32, enabled=dtype is not None
+        with (
+            torch.inference_mode(),
+            torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None),
         ):
             out = model(batch.to(device), with_reversed=False)
     finally:

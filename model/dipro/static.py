@@ -63,4 +63,7 @@ class StaticFusion(nn.Module):
         demo = self.demographic(demographics.to(static.dtype))[:, None]  # [B, 1, D]
         memory = self.group_embedding(torch.cat([static, demo], dim=1))
         valid = torch.cat([static_valid, static_valid.new_ones(static.shape[0], 1)], dim=1)
-        return self.norm(class_tokens + self.attn(class_tokens, memory, memory, valid))
+        fused: torch.Tensor = self.norm(
+            class_tokens + self.attn(class_tokens, memory, memory, valid)
+        )
+        return fused

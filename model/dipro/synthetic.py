@@ -53,8 +53,9 @@ class SyntheticSpec:
 def _smooth_fields(count: int, size: int, gen: torch.Generator) -> torch.Tensor:
     """[count, size, size] smooth random fields with unit standard deviation."""
     coarse = torch.randn(count, 1, 4, 4, generator=gen)
-    field = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bilinear",
-                                            align_corners=False)[:, 0]
+    field = torch.nn.functional.interpolate(
+        coarse, size=(size, size), mode="bilinear", align_corners=False
+    )[:, 0]
     return field / field.flatten(1).std(dim=1).clamp(min=1e-6)[:, None, None]
 
 
@@ -94,7 +95,7 @@ def make_synthetic(spec: SyntheticSpec, seed: int) -> tuple[DiproBatch, DiproTar
     gen = torch.Generator().manual_seed(seed)
     b, s, t = spec.patients, spec.crop_size, spec.hours
     n = max(spec.max_cxrs, 2)  # generate at least one pair's worth, cut to max_cxrs at the end
-    r, k, v = len(REGIONS), len(FINDINGS), len(VARIABLES)
+    r, k = len(REGIONS), len(FINDINGS)
     counts = torch.randint(spec.min_cxrs, spec.max_cxrs + 1, (b,), generator=gen)
     cxr_mask = torch.arange(n)[None, :] < counts[:, None]  # [B, N]
     cxr_hours = _cxr_times(counts, n, t, gen)
@@ -132,8 +133,15 @@ def make_synthetic(spec: SyntheticSpec, seed: int) -> tuple[DiproBatch, DiproTar
     demographics = torch.randn(b, len(DEMOGRAPHIC_COLUMNS), generator=gen)
     keep = spec.max_cxrs
     batch = DiproBatch(
-        ehr[0], ehr[1], ehr[2], ehr[3], demographics, crops[:, :keep].contiguous(),
-        region_mask[:, :keep], cxr_mask[:, :keep], cxr_hours[:, :keep],
+        ehr[0],
+        ehr[1],
+        ehr[2],
+        ehr[3],
+        demographics,
+        crops[:, :keep].contiguous(),
+        region_mask[:, :keep],
+        cxr_mask[:, :keep],
+        cxr_hours[:, :keep],
     )
     pairs = max(keep - 1, 0)
     targets = DiproTargets(progression.long(), mortality, los.long(), region_labels[:, :pairs])

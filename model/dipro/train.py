@@ -24,8 +24,12 @@ import torch
 
 from dipro.batch import DiproBatch, DiproTargets
 from dipro.losses import ClassBalance, compute_losses
-from dipro.metrics import ClassificationMetrics, binary_metrics, multiclass_metrics
-from dipro.metrics import progression_metrics
+from dipro.metrics import (
+    ClassificationMetrics,
+    binary_metrics,
+    multiclass_metrics,
+    progression_metrics,
+)
 from dipro.network import DiPro
 from dipro.scoring import autocast_dtype, score, select_device
 
@@ -84,8 +88,11 @@ class EvaluationReport:
         """JSON-ready form."""
         return {
             task: None if m is None else dataclasses.asdict(m)
-            for task, m in (("progression", self.progression), ("mortality", self.mortality),
-                            ("los", self.los))
+            for task, m in (
+                ("progression", self.progression),
+                ("mortality", self.mortality),
+                ("los", self.los),
+            )
         }
 
 
@@ -141,11 +148,14 @@ def evaluate(model: DiPro, data: Sequence[Example]) -> EvaluationReport:
             los_y.append(targets.los.cpu()[known].numpy())
     return EvaluationReport(
         progression=progression_metrics(np.concatenate(prog_y), np.concatenate(prog_p))
-        if prog_p else None,
+        if prog_p
+        else None,
         mortality=binary_metrics(np.concatenate(mort_y), np.concatenate(mort_p).astype(np.float64))
-        if mort_p else None,
+        if mort_p
+        else None,
         los=multiclass_metrics(np.concatenate(los_y), np.concatenate(los_p).astype(np.float64))
-        if los_p else None,
+        if los_p
+        else None,
     )
 
 
@@ -181,7 +191,8 @@ def _train_epoch(
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             out = model(batch.to(device), with_reversed=True)
         terms = compute_losses(out, targets.to(device), model.config, model.pae_heads, balance)
-        scaler.scale(terms.total / settings.grad_accumulation).backward()
+        loss: torch.Tensor = scaler.scale(terms.total / settings.grad_accumulation)
+        loss.backward()  # type: ignore[no-untyped-call]
         if step % settings.grad_accumulation == 0 or step == len(order):
             scaler.step(optimizer)
             scaler.update()
@@ -220,7 +231,8 @@ def fit(
     optimizer = torch.optim.AdamW(
         model.parameters(),
         lr=settings.learning_rate or config.learning_rate,
-        weight_decay=config.weight_decay if settings.weight_decay is None
+        weight_decay=config.weight_decay
+        if settings.weight_decay is None
         else settings.weight_decay,
     )
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
@@ -236,8 +248,9 @@ def fit(
         report = evaluate(model, val_data)
         value = _monitored(report, task, metric)
         history.append(EpochRecord(epoch, losses, report, value, time.perf_counter() - started))
-        logger.info("epoch %d loss %.4f val %s/%s %.4f", epoch, losses["total"], task, metric,
-                    value)
+        logger.info(
+            "epoch %d loss %.4f val %s/%s %.4f", epoch, losses["total"], task, metric, value
+        )
         if value > best_value:
             best_value, best_epoch = value, epoch
             best_state = copy.deepcopy(model.state_dict())
@@ -252,10 +265,19 @@ def fit(
 
 def _write_history(result: FitResult, path: Path) -> None:
     records = [
-        {"epoch": r.epoch, "train_losses": r.train_losses, "validation": r.validation.to_dict(),
-         "monitored": r.monitored, "seconds": r.seconds}
+        {
+            "epoch": r.epoch,
+            "train_losses": r.train_losses,
+            "validation": r.validation.to_dict(),
+            "monitored": r.monitored,
+            "seconds": r.seconds,
+        }
         for r in result.history
     ]
-    data = {"best_epoch": result.best_epoch, "best_value": result.best_value,
-            "monitor": result.monitor, "history": records}
+    data = {
+        "best_epoch": result.best_epoch,
+        "best_value": result.best_value,
+        "monitor": result.monitor,
+        "history": records,
+    }
     path.write_text(json.dumps(data, indent=2).replace("NaN", "null") + "\n", encoding="utf-8")

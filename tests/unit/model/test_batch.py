@@ -48,7 +48,7 @@ def test_unsorted_cxr_times_are_refused() -> None:
 
 
 def test_progression_label_out_of_range_is_refused() -> None:
-    with pytest.raises(ValueError, match="0..3"):
+    with pytest.raises(ValueError, match=r"0\.\.3"):
         DiproTargets(torch.full((1, 7), 4), torch.zeros(1), torch.zeros(1, dtype=torch.int64))
 
 

@@ -35,9 +35,13 @@ def test_round_trip_gives_identical_outputs(tiny_model: DiPro, tmp_path: Path) -
     assert card.config == tiny_model.config
     assert card.preprocessing == {"ehr_mean": [0.0] * 38}
     assert card.metrics == {"progression/auroc": 0.5}
-    for x, y in ((before.progression, after.progression), (before.mortality, after.mortality),
-                 (before.los, after.los)):
-        assert x is not None and y is not None
+    for x, y in (
+        (before.progression, after.progression),
+        (before.mortality, after.mortality),
+        (before.los, after.los),
+    ):
+        assert x is not None
+        assert y is not None
         assert torch.equal(x, y)
 
 

@@ -19,8 +19,10 @@ def test_paper_configs_follow_the_reference_table() -> None:
     assert (dp.d_model, dp.local_fusion_layers, dp.learning_rate) == (256, 1, 1.6e-4)
     assert (mort.d_model, mort.local_fusion_layers, mort.learning_rate) == (256, 2, 1.6e-4)
     assert (los.d_model, los.local_fusion_layers, los.learning_rate) == (128, 1, 1.28e-4)
-    assert dp.loss_weights.dynamic_order == 2.0 and mort.loss_weights.orthogonality == 0.1
-    assert los.loss_weights.orthogonality == 0.001 and los.loss_weights.los == 10.0
+    assert dp.loss_weights.dynamic_order == 2.0
+    assert mort.loss_weights.orthogonality == 0.1
+    assert los.loss_weights.orthogonality == 0.001
+    assert los.loss_weights.los == 10.0
     assert all(c.backbone == "resnet50" and c.crop_size == 224 for c in (dp, mort, los))
 
 

@@ -60,20 +60,26 @@ def test_mortality_and_los_paper_configs_match_the_official_counts() -> None:
 def test_resnet50_uses_torchvision_parameter_names(paper_dp: DiPro, tmp_path: Path) -> None:
     keys = list(paper_dp.backbone.state_dict())
     assert len(keys) == 318  # torchvision resnet50 has 320 with fc.weight and fc.bias
-    for key in ("conv1.weight", "bn1.running_mean", "layer1.0.downsample.0.weight",
-                "layer3.5.conv2.weight", "layer4.2.bn3.running_var"):
+    for key in (
+        "conv1.weight",
+        "bn1.running_mean",
+        "layer1.0.downsample.0.weight",
+        "layer3.5.conv2.weight",
+        "layer4.2.bn3.running_var",
+    ):
         assert key in keys
-    state = {k: torch.randn_like(v.float()).to(v.dtype) for k, v in
-             paper_dp.backbone.state_dict().items()}
+    state = {
+        k: torch.randn_like(v.float()).to(v.dtype)
+        for k, v in paper_dp.backbone.state_dict().items()
+    }
     state["fc.weight"], state["fc.bias"] = torch.zeros(1000, 2048), torch.zeros(1000)
     torch.save(state, tmp_path / "resnet50.pth")
     fresh = ResNet50()
     assert load_imagenet_weights(fresh, tmp_path / "resnet50.pth") == ["fc.weight", "fc.bias"]
-    assert torch.equal(fresh.layer2[1].conv1.weight,
-                       state["layer2.1.conv1.weight"])
+    assert torch.equal(fresh.layer2[1].conv1.weight, state["layer2.1.conv1.weight"])
     state["extra.weight"] = torch.zeros(1)
     torch.save(state, tmp_path / "bad.pth")
-    with pytest.raises(RuntimeError, match="extra.weight"):
+    with pytest.raises(RuntimeError, match=r"extra\.weight"):
         load_imagenet_weights(ResNet50(), tmp_path / "bad.pth")
 
 
@@ -84,5 +90,6 @@ def test_resnet50_network_runs_on_small_grayscale_crops() -> None:
     crops = torch.nn.functional.interpolate(batch.cxr_crops.flatten(0, 2), size=32)
     batch = dataclasses.replace(batch, cxr_crops=crops.reshape(1, 2, 10, 1, 32, 32))
     out = model(batch)
-    assert out.progression is not None and out.progression.shape == (1, 7, 3)
+    assert out.progression is not None
+    assert out.progression.shape == (1, 7, 3)
     assert bool(torch.isfinite(out.progression).all())

@@ -48,10 +48,16 @@ def _train_and_test(last_only: bool) -> float:
     )
     torch.manual_seed(0)
     model = DiPro(config)
-    settings = FitSettings(epochs=EPOCHS, patience=EPOCHS, seed=0, device="cpu",
-                           monitor_metric="auroc")
-    fit(model, train, [(view(val_batch), val_targets)], settings,
-        estimate_class_balance(t for _, t in train))
+    settings = FitSettings(
+        epochs=EPOCHS, patience=EPOCHS, seed=0, device="cpu", monitor_metric="auroc"
+    )
+    fit(
+        model,
+        train,
+        [(view(val_batch), val_targets)],
+        settings,
+        estimate_class_balance(t for _, t in train),
+    )
     report = evaluate(model, [(view(test_batch), test_targets)])
     assert report.progression is not None
     return report.progression.auroc
@@ -62,7 +68,9 @@ def test_dipro_learns_change_and_beats_the_last_cxr_only_ablation() -> None:
     started = time.perf_counter()
     full = _train_and_test(last_only=False)
     ablation = _train_and_test(last_only=True)
-    print(f"progression AUROC: DiPro {full:.3f}, last-CXR-only {ablation:.3f}, "
-          f"{time.perf_counter() - started:.0f} s")
+    print(
+        f"progression AUROC: DiPro {full:.3f}, last-CXR-only {ablation:.3f}, "
+        f"{time.perf_counter() - started:.0f} s"
+    )
     assert full >= 0.90
     assert ablation <= full - 0.15

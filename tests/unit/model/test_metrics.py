@@ -45,7 +45,8 @@ def test_average_precision_matches_the_textbook_example() -> None:
 def test_perfect_ranking_scores_one() -> None:
     y = np.array([0, 0, 1, 1], np.int64)
     s = np.array([0.1, 0.2, 0.8, 0.9])
-    assert roc_auc(y, s) == 1.0 and average_precision(y, s) == 1.0
+    assert roc_auc(y, s) == 1.0
+    assert average_precision(y, s) == 1.0
     assert pr_auc_trapezoid(y, s) == pytest.approx(1.0)
 
 
@@ -64,4 +65,6 @@ def test_progression_metrics_skip_ignored_labels() -> None:
     prob[np.arange(3), 0, [0, 1, 2]] = 1.0
     prob[:, 1] = 1 / 3
     m = progression_metrics(labels, prob)
-    assert m.accuracy == 1.0 and m.auroc == 1.0 and m.count == 3
+    assert m.accuracy == 1.0
+    assert m.auroc == 1.0
+    assert m.count == 3

@@ -29,7 +29,9 @@ def _replace(batch: DiproBatch, **changes: torch.Tensor) -> DiproBatch:
 
 @pytest.mark.parametrize("cxrs", [0, 1, 2, 4])
 @pytest.mark.parametrize("hours", [1, 12])
-def test_output_shapes_for_any_cxr_count_and_hours(tiny_model: DiPro, cxrs: int, hours: int) -> None:
+def test_output_shapes_for_any_cxr_count_and_hours(
+    tiny_model: DiPro, cxrs: int, hours: int
+) -> None:
     batch, _ = synthetic(3, min_cxrs=cxrs, max_cxrs=cxrs)
     batch = batch.select(slice(None))
     batch = _replace(
@@ -40,9 +42,12 @@ def test_output_shapes_for_any_cxr_count_and_hours(tiny_model: DiPro, cxrs: int,
         ehr_row_mask=torch.ones(3, hours, dtype=torch.bool),
     )
     out = tiny_model(batch)
-    assert out.progression is not None and out.progression.shape == (3, 7, 3)
-    assert out.mortality is not None and out.mortality.shape == (3,)
-    assert out.los is not None and out.los.shape == (3, 4)
+    assert out.progression is not None
+    assert out.progression.shape == (3, 7, 3)
+    assert out.mortality is not None
+    assert out.mortality.shape == (3,)
+    assert out.los is not None
+    assert out.los.shape == (3, 4)
     assert all(bool(torch.isfinite(t).all()) for t in _outputs(out))
     assert out.used_pairs.tolist() == [cxrs >= 2] * 3
 
@@ -71,8 +76,9 @@ def test_content_of_padded_cxrs_and_missing_regions_is_ignored(tiny_model: DiPro
     batch, _ = synthetic(4, min_cxrs=1, max_cxrs=4, missing_region_rate=0.3)  # type: ignore[arg-type]
     hidden = ~(batch.cxr_mask[..., None] & batch.region_mask)  # [B, N, R]
     assert bool(hidden.any())
-    noisy = torch.where(hidden[..., None, None, None], torch.rand_like(batch.cxr_crops),
-                        batch.cxr_crops)
+    noisy = torch.where(
+        hidden[..., None, None, None], torch.rand_like(batch.cxr_crops), batch.cxr_crops
+    )
     hours = torch.where(batch.cxr_mask, batch.cxr_hours, -50.0)
     _assert_same(tiny_model(batch), tiny_model(_replace(batch, cxr_crops=noisy, cxr_hours=hours)))
 
@@ -126,7 +132,8 @@ def test_reversed_pair_features_equal_the_features_of_the_swapped_pair(
         region_mask=batch.region_mask.flip(1).contiguous(),
     )
     swapped = tiny_model(swapped_batch, with_reversed=True).parts
-    assert original.static_reversed is not None and original.dynamic_reversed is not None
+    assert original.static_reversed is not None
+    assert original.dynamic_reversed is not None
     torch.testing.assert_close(swapped.static, original.static_reversed, atol=TOL, rtol=0)
     torch.testing.assert_close(swapped.dynamic, original.dynamic_reversed, atol=TOL, rtol=0)
     assert not torch.allclose(original.dynamic, original.dynamic_reversed, atol=1e-3)

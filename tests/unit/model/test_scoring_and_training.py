@@ -18,7 +18,8 @@ from tests.unit.model.conftest import synthetic
 def test_scores_are_probabilities_and_flag_the_ehr_only_path(tiny_model: DiPro) -> None:
     batch, _ = synthetic(4, min_cxrs=0, max_cxrs=3)
     result = score(tiny_model, batch)
-    assert result.progression is not None and result.mortality is not None
+    assert result.progression is not None
+    assert result.mortality is not None
     assert result.los is not None
     torch.testing.assert_close(result.progression.sum(-1), torch.ones(4, 7))
     torch.testing.assert_close(result.los.sum(-1), torch.ones(4))
@@ -45,15 +46,21 @@ def test_fit_stops_after_patience_and_restores_the_best_epoch(
     model = DiPro(config)
     batch, targets = synthetic(8, seed=1)
     data = split_into_batches(batch, targets, 4)
-    settings = FitSettings(epochs=10, patience=2, device="cpu", learning_rate=1e-12,
-                           metrics_path=tmp_path / "history.json")
+    settings = FitSettings(
+        epochs=10,
+        patience=2,
+        device="cpu",
+        learning_rate=1e-12,
+        metrics_path=tmp_path / "history.json",
+    )
     result = fit(model, data, data, settings)
     assert len(result.history) == 3  # epoch 0 best, two more without improvement
     assert result.monitor == "progression/macro_f1"
     history = json.loads((tmp_path / "history.json").read_text())
     assert history["best_epoch"] == result.best_epoch == 0
     report = evaluate(model, data)
-    assert report.progression is not None and report.mortality is not None
+    assert report.progression is not None
+    assert report.mortality is not None
     write_metrics_json(report, tmp_path / "metrics.json")
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert set(written) == {"progression", "mortality", "los"}
