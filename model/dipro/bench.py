@@ -45,7 +45,8 @@ def measure(name: str, batch_sizes: tuple[int, ...], repeats: int) -> None:
             patients=size, min_cxrs=CXRS, max_cxrs=CXRS, hours=HOURS, crop_size=config.crop_size
         )
         batch, _ = make_synthetic(spec, 0)
-        score(model, batch)  # warm-up
+        if size == batch_sizes[0]:
+            score(model, batch)  # warm-up once (allocator, oneDNN kernels)
         started = time.perf_counter()
         for _ in range(repeats):
             score(model, batch)
