@@ -76,6 +76,8 @@ class DiPro(nn.Module):
     def __init__(self, config: DiproConfig) -> None:
         super().__init__()
         self.config = config
+        #: Crops per backbone call in eval mode (memory bound for large batches).
+        self.inference_chunk = 160
         d, h, drop = config.d_model, config.heads, config.dropout
         self.backbone = build_backbone(config)
         self.padding = LearnableRegionPadding(
@@ -109,7 +111,12 @@ class DiPro(nn.Module):
         if not bool(real.any()):
             return features
         crops = self.padding(batch.cxr_crops[real], batch.region_mask[real])  # [M, R, C, H, W]
-        encoded = self.adapter(self.backbone(crops.flatten(0, 1)))  # [M * R, D]
+        flat = crops.flatten(0, 1)  # [M * R, C, H, W]
+        if self.training:  # one pass: BatchNorm statistics need the whole batch
+            pooled = self.backbone(flat)
+        else:  # eval BatchNorm is per sample, so chunking bounds memory without changing outputs
+            pooled = torch.cat([self.backbone(c) for c in flat.split(self.inference_chunk)])
+        encoded = self.adapter(pooled)  # [M * R, D]
         features = features.to(encoded.dtype)
         features[real] = encoded.reshape(-1, r, self.config.d_model)
         return features

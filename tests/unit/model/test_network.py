@@ -143,3 +143,10 @@ def test_reversing_labels_swaps_worsened_and_improved_only() -> None:
     labels = torch.tensor([0, 1, 2, 3])
     assert reverse_labels(labels).tolist() == [1, 0, 2, 3]
     assert torch.equal(reverse_labels(reverse_labels(labels)), labels)
+
+
+def test_chunked_backbone_in_eval_gives_the_same_outputs(tiny_model: DiPro) -> None:
+    batch, _ = synthetic(3, min_cxrs=2, max_cxrs=3)
+    whole = tiny_model(batch)
+    tiny_model.inference_chunk = 7  # 7 crops per backbone call
+    _assert_same(whole, tiny_model(batch))
