@@ -188,10 +188,15 @@ def dipro_nightly() -> None:
         if planned is None:  # plan failed: no run was recorded, there is nothing to summarise
             raise AirflowFailException("the plan task failed; nothing was scored")
         # A mapped task instance that failed for good pushed no XCom: it is absent here.
-        finished = list(written or ())
-        stages = {"extract": _indexes(extracted or ()), "score": _indexes(scored or ())}
+        # Slicing reads a lazy XCom sequence in one request; iterating it probes one index
+        # past the end and logs a spurious "XCom not found" error.
+        finished = list(written[:]) if written else []
+        stages = {
+            "extract": _indexes(extracted[:] if extracted else ()),
+            "score": _indexes(scored[:] if scored else ()),
+        }
         done = _indexes(finished)
-        lost = [m for m in planned if m["index"] not in done]
+        lost = [m for m in planned[:] if m["index"] not in done]
         failed = [
             pipeline.fail_chunk(
                 m, next((s for s, ok in stages.items() if m["index"] not in ok), "writeback")
