@@ -45,6 +45,13 @@ def _y(v: float, lo: float, hi: float) -> float:
     return H - PAD - (v - lo) / (hi - lo or 1.0) * (H - 2 * PAD)
 
 
+def _x_ticks(values: Sequence[float], lo: float, hi: float) -> str:
+    return "".join(
+        f'<text x="{_x(v, lo, hi):.1f}" y="{H - PAD + 14}" text-anchor="middle">{v:g}</text>'
+        for v in values
+    )
+
+
 def bar_chart(labels: Sequence[str], values: Sequence[float], title: str) -> str:
     """Vertical bars with labels underneath."""
     top = max(max(values, default=0.0), 1e-9)
@@ -80,6 +87,7 @@ def calibration_plot(pred: Sequence[float], truth: Sequence[int], title: str, bi
         f'fill="#c0504d"/>'
         for px, py, n in points
     ]
+    body.append(_x_ticks((0, 0.5, 1), 0, 1))
     body.append(f'<text x="{W / 2}" y="{H - 6}" text-anchor="middle">predicted</text>')
     body.append(f'<text x="8" y="{PAD - 10}">observed</text>')
     return _svg("".join(body), title)
@@ -104,10 +112,9 @@ def timeline_plot(
             for h, v in zip(hours[ok], values[ok], strict=True)
         )
         body.append(f'<polyline points="{pts}" fill="none" stroke="{colour}"/>')
-        y_label = PAD + 12 * len(body) // 2
+        legend_x = PAD + 130 * (len(body) // 2)
         body.append(
-            f'<text x="{W - PAD}" y="{y_label}" fill="{colour}" text-anchor="end">'
-            f"{html.escape(name)}</text>"
+            f'<text x="{legend_x}" y="{PAD - 12}" fill="{colour}">{html.escape(name)}</text>'
         )
     for h in cxr_hours:
         if 0 <= h <= 48:
@@ -115,6 +122,7 @@ def timeline_plot(
             body.append(
                 f'<line x1="{x:.1f}" y1="{PAD}" x2="{x:.1f}" y2="{H - PAD}" stroke="black"/>'
             )
+    body.append(_x_ticks((0, 12, 24, 36, 48), 0, 48))
     body.append(
         f'<text x="{W / 2}" y="{H - 6}" text-anchor="middle">hours in window (lines: CXRs)</text>'
     )
@@ -153,7 +161,7 @@ def write_report(settings: Settings, cohort: Path, out: Path, as_of: datetime) -
         "<!doctype html><meta charset='utf-8'><title>dipro-fhir demo report</title>"
         "<style>body{font-family:sans-serif;max-width:900px;margin:2em auto}"
         "figure{display:inline-block;margin:8px}"
-        "pre{background:#f6f6f6;padding:8px}</style>"
+        "pre{background:#f6f6f6;padding:8px;white-space:pre-wrap}</style>"
         f"<h1>dipro-fhir demo run</h1><p>Run <code>{html.escape(run.id)}</code>, as of "
         f"{html.escape(run.as_of.isoformat())}, model {html.escape(run.model_name)} "
         f"{html.escape(run.model_version)}, status <b>{html.escape(run.status)}</b>. "

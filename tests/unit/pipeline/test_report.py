@@ -1,0 +1,44 @@
+"""The demo report: a table of every scored patient and three inline SVG plots."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from dipro.checkpoint import save_checkpoint
+from dipro.config import DiproConfig
+from dipro.network import DiPro
+from dipro_fhir.pipeline import RunRequest, run_locally
+from dipro_fhir.report import write_report
+from dipro_fhir.scoring.preprocess import fit_preprocessing
+from dipro_fhir.settings import embedded_settings
+from dipro_fhir.store.migrate import upgrade_database
+from dipro_fhir.synth import generate_cohort
+from dipro_fhir.synth.load import write_files
+
+AS_OF = datetime(2026, 4, 1, 2, tzinfo=UTC)
+
+
+def test_report_lists_scored_patients_and_draws_three_plots(tmp_path: Path) -> None:
+    patients = generate_cohort(
+        5, seed=3, start=AS_OF - timedelta(days=3), admission_span_days=2, reference_time=AS_OF
+    )
+    write_files(patients, tmp_path / "cohort", image_size=(128, 128))
+    settings = embedded_settings(tmp_path)
+    upgrade_database(settings.store.url.get_secret_value())
+    save_checkpoint(
+        DiPro(DiproConfig(d_model=16, heads=2, small_cnn_width=4)),
+        settings.model.checkpoint,
+        name="t",
+        version="1",
+        preprocessing=fit_preprocessing([]).to_json(),
+    )
+    summary = run_locally(settings, RunRequest(as_of=AS_OF, dag_run_id="report-test"))
+    out = tmp_path / "report.html"
+    report = write_report(settings, tmp_path / "cohort", out, AS_OF)
+    text = out.read_text()
+    assert report["status"] == "success"
+    assert report["patients"] == summary["scored"] > 0
+    assert text.count("<svg") == 3
+    assert text.count("synth-0000") >= summary["scored"]
+    assert "not for clinical use" in text
