@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from dipro_fhir import connections
 from dipro_fhir.errors import ConfigError
@@ -88,19 +87,11 @@ def train_from_settings(
 ) -> dict[str, float]:
     """Train a small-config checkpoint on ``patient_ids`` from the configured sources."""
     from dipro.config import default_config
-    from dipro_fhir.extract import ExtractOptions
-    from dipro_fhir.imaging.regions import GeometricRegionLocator
+    from dipro_fhir.extract import extract_options
     from dipro_fhir.training import collect_examples, train_checkpoint
 
     config = default_config()
-    options = ExtractOptions(
-        window_hours=settings.run.window_hours,
-        crop_size=config.crop_size,
-        max_cxrs=config.max_cxrs,
-        locator=GeometricRegionLocator(),
-        site_tz=ZoneInfo(settings.run.site_timezone),
-        availability=settings.run.availability,
-    )
+    options = extract_options(settings, crop_size=config.crop_size, max_cxrs=config.max_cxrs)
     items = collect_examples(
         connections.fhir_source(settings),
         connections.image_source(settings.dicomweb),

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from dipro_fhir.dicomweb.source import ImageSource
 from dipro_fhir.errors import InvalidResource, ResourceNotFound, SourceUnavailable
@@ -33,12 +34,13 @@ from dipro_fhir.fhir.matching import is_active_encounter
 from dipro_fhir.fhir.resources import validate_many, validate_resource
 from dipro_fhir.fhir.source import FhirSource
 from dipro_fhir.imaging.events import fetch_image_events
-from dipro_fhir.imaging.regions import RegionLocator
+from dipro_fhir.imaging.regions import GeometricRegionLocator, RegionLocator
 from dipro_fhir.log import patient_tag
 from dipro_fhir.mapping.imaging_study import StudyRef, read_imaging_study
 from dipro_fhir.mapping.observations import available_at, dipro_variables_of
 from dipro_fhir.mapping.timeline import build_timeline, window_start_for
 from dipro_fhir.scoring.score import PatientFailure
+from dipro_fhir.settings import Settings
 from dipro_fhir.timeline import (
     EncounterId,
     ImageEvent,
@@ -76,6 +78,18 @@ class ExtractOptions:
     locator: RegionLocator
     site_tz: tzinfo
     availability: str = "strict"
+
+
+def extract_options(settings: Settings, *, crop_size: int, max_cxrs: int) -> ExtractOptions:
+    """The run settings' extraction options, for a model with this crop size and sequence."""
+    return ExtractOptions(
+        window_hours=settings.run.window_hours,
+        crop_size=crop_size,
+        max_cxrs=max_cxrs,
+        locator=GeometricRegionLocator(),
+        site_tz=ZoneInfo(settings.run.site_timezone),
+        availability=settings.run.availability,
+    )
 
 
 def extract_patient(

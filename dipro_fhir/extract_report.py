@@ -13,11 +13,9 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from dipro_fhir import connections
-from dipro_fhir.extract import ExtractOptions, StageTimer, extract_patient
-from dipro_fhir.imaging.regions import GeometricRegionLocator
+from dipro_fhir.extract import StageTimer, extract_options, extract_patient
 from dipro_fhir.scoring.score import PatientFailure
 from dipro_fhir.settings import Settings
 from dipro_fhir.timeline import EncounterId, PatientId
@@ -80,14 +78,7 @@ def extract_cohort(
     if not cohort:
         cohort = [(p, e) for p, e in fhir.active_encounter_patients(as_of)]
     cohort = cohort[:limit]
-    options = ExtractOptions(
-        window_hours=settings.run.window_hours,
-        crop_size=crop_size,
-        max_cxrs=max_cxrs,
-        locator=GeometricRegionLocator(),
-        site_tz=ZoneInfo(settings.run.site_timezone),
-        availability=settings.run.availability,
-    )
+    options = extract_options(settings, crop_size=crop_size, max_cxrs=max_cxrs)
     timer = StageTimer()
     failures: Counter[str] = Counter()
     issues: Counter[str] = Counter()

@@ -19,7 +19,6 @@ from dataclasses import asdict, replace
 from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from dipro_fhir import connections, staging
 from dipro_fhir.errors import ConfigError, DiproFhirError
@@ -122,20 +121,12 @@ def _cohort(settings: Settings, request: RunRequest) -> list[tuple[str, str | No
 def extract_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, Any]:
     """Extract and map every patient of a chunk into one staging file of timelines."""
     from dipro.checkpoint import read_card
-    from dipro_fhir.extract import ExtractOptions, StageTimer, extract_patient
-    from dipro_fhir.imaging.regions import GeometricRegionLocator
+    from dipro_fhir.extract import StageTimer, extract_options, extract_patient
 
     chunk = ChunkManifest.from_xcom(manifest)
     started = time.perf_counter()
     config = read_card(settings.model.checkpoint).config
-    options = ExtractOptions(
-        window_hours=settings.run.window_hours,
-        crop_size=config.crop_size,
-        max_cxrs=config.max_cxrs,
-        locator=GeometricRegionLocator(),
-        site_tz=ZoneInfo(settings.run.site_timezone),
-        availability=settings.run.availability,
-    )
+    options = extract_options(settings, crop_size=config.crop_size, max_cxrs=config.max_cxrs)
     fhir = connections.fhir_source(settings)
     images = connections.image_source(settings.dicomweb)
     timelines, failures = [], list(chunk.failure_records())

@@ -191,17 +191,14 @@ def _calibration(mortality: Mapping[str, float], truths: Mapping[str, Any]) -> s
 def _one_patient(
     settings: Settings, cohort: Path, scores: Sequence[StoredScore], as_of: datetime
 ) -> str:
-    from zoneinfo import ZoneInfo
-
-    from dipro_fhir.extract import ExtractOptions, extract_patient
-    from dipro_fhir.imaging.regions import GeometricRegionLocator
+    from dipro_fhir.extract import extract_options, extract_patient
     from dipro_fhir.scoring.score import PatientFailure
     from dipro_fhir.timeline import PatientId
 
     pairs = sorted({s.patient_id for s in scores if s.path == "pairs"})
     if not pairs:
         return ""
-    options = ExtractOptions(48, 32, 6, GeometricRegionLocator(), ZoneInfo("UTC"))
+    options = extract_options(settings, crop_size=32, max_cxrs=6)
     tl = extract_patient(
         connections.fhir_source(settings),
         connections.image_source(settings.dicomweb),

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.checkpoints import write_tiny_checkpoint
 from tests.e2e.conftest import DAGS_FOLDER, AirflowEnv
 
 AS_OF = datetime(2025, 3, 10, 2, tzinfo=UTC)
@@ -20,17 +21,8 @@ MODEL_VERSION = "0.0.1"
 
 
 def _write_checkpoint(directory: Path, *, with_preprocessing: bool) -> None:
-    from dipro.checkpoint import save_checkpoint
-    from dipro.config import DiproConfig
-    from dipro.network import DiPro
-    from dipro_fhir.scoring.preprocess import fit_preprocessing
-
-    save_checkpoint(
-        DiPro(DiproConfig(d_model=16, heads=2, small_cnn_width=4)),
-        directory,
-        name="dipro-e2e",
-        version=MODEL_VERSION,
-        preprocessing=fit_preprocessing([]).to_json() if with_preprocessing else None,
+    write_tiny_checkpoint(
+        directory, name="dipro-e2e", version=MODEL_VERSION, preprocessing=with_preprocessing
     )
 
 

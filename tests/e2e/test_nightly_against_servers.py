@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, func, select
 
+from tests.checkpoints import write_tiny_checkpoint
 from tests.e2e.conftest import DAGS_FOLDER, AirflowEnv
 from tests.servers.orthanc import OrthancServer
 
@@ -57,18 +58,8 @@ def configured(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> str:
-    from dipro.checkpoint import save_checkpoint
-    from dipro.config import DiproConfig
-    from dipro.network import DiPro
-    from dipro_fhir.scoring.preprocess import fit_preprocessing
 
-    save_checkpoint(
-        DiPro(DiproConfig(d_model=16, heads=2, small_cnn_width=4)),
-        tmp_path / "checkpoint",
-        name="dipro-e2e",
-        version="0.0.1",
-        preprocessing=fit_preprocessing([]).to_json(),
-    )
+    write_tiny_checkpoint(tmp_path / "checkpoint", name="dipro-e2e", version="0.0.1")
     environ = {
         "DIPRO_FHIR__BASE_URL": fhir_server.base_url,
         "DIPRO_DICOMWEB__BASE_URL": orthanc.dicomweb_url,

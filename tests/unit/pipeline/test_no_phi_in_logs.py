@@ -15,15 +15,12 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from dipro.checkpoint import save_checkpoint
-from dipro.config import DiproConfig
-from dipro.network import DiPro
 from dipro_fhir.pipeline import RunRequest, run_locally
-from dipro_fhir.scoring.preprocess import fit_preprocessing
 from dipro_fhir.settings import StoreSettings, embedded_settings
 from dipro_fhir.store.migrate import upgrade_database
 from dipro_fhir.synth import generate_cohort, read_truth
 from dipro_fhir.synth.load import write_files
+from tests.checkpoints import write_tiny_checkpoint
 
 AS_OF = datetime(2026, 2, 1, 2, tzinfo=UTC)
 
@@ -55,13 +52,7 @@ def test_a_full_run_logs_no_patient_data(tmp_path: Path, caplog: pytest.LogCaptu
         update={"store": StoreSettings(url=SecretStr(f"sqlite:///{tmp_path / 'r.sqlite'}"))}
     )
     upgrade_database(settings.store.url.get_secret_value())
-    save_checkpoint(
-        DiPro(DiproConfig(d_model=16, heads=2, small_cnn_width=4)),
-        settings.model.checkpoint,
-        name="t",
-        version="1",
-        preprocessing=fit_preprocessing([]).to_json(),
-    )
+    write_tiny_checkpoint(settings.model.checkpoint, name="t", version="1")
     with caplog.at_level(logging.DEBUG):
         summary = run_locally(settings, RunRequest(as_of=AS_OF, dag_run_id="phi-test"))
     assert summary["scored"] >= 2  # the run really did the work

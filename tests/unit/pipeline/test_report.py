@@ -5,16 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from dipro.checkpoint import save_checkpoint
-from dipro.config import DiproConfig
-from dipro.network import DiPro
 from dipro_fhir.pipeline import RunRequest, run_locally
 from dipro_fhir.report import write_report
-from dipro_fhir.scoring.preprocess import fit_preprocessing
 from dipro_fhir.settings import embedded_settings
 from dipro_fhir.store.migrate import upgrade_database
 from dipro_fhir.synth import generate_cohort
 from dipro_fhir.synth.load import write_files
+from tests.checkpoints import write_tiny_checkpoint
 
 AS_OF = datetime(2026, 4, 1, 2, tzinfo=UTC)
 
@@ -26,13 +23,7 @@ def test_report_lists_scored_patients_and_draws_three_plots(tmp_path: Path) -> N
     write_files(patients, tmp_path / "cohort", image_size=(128, 128))
     settings = embedded_settings(tmp_path)
     upgrade_database(settings.store.url.get_secret_value())
-    save_checkpoint(
-        DiPro(DiproConfig(d_model=16, heads=2, small_cnn_width=4)),
-        settings.model.checkpoint,
-        name="t",
-        version="1",
-        preprocessing=fit_preprocessing([]).to_json(),
-    )
+    write_tiny_checkpoint(settings.model.checkpoint, name="t", version="1")
     summary = run_locally(settings, RunRequest(as_of=AS_OF, dag_run_id="report-test"))
     out = tmp_path / "report.html"
     report = write_report(settings, tmp_path / "cohort", out, AS_OF)
