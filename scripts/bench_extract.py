@@ -47,13 +47,14 @@ def main() -> None:
     size = (args.image_size, args.image_size)
     work = Path(tempfile.mkdtemp(prefix="dipro-bench-"))
     fhir = start_fhir_server()
+    (work / "orthanc").mkdir()
     orthanc = start_orthanc(work / "orthanc", with_auth=False)
     try:
         started = time.perf_counter()
         with FhirClient(fhir.base_url) as client:
             report = load_into_servers(cohort(), client, orthanc.dicomweb_url, image_size=size)
         print(
-            f"loaded {report.patients} patients, {sum(report.resource_counts.values())} "
+            f"loaded {report.patients} patients, {sum(n for _, n in report.resource_counts)} "
             f"resources, {report.instances} DICOM instances in "
             f"{time.perf_counter() - started:.1f} s"
         )
