@@ -78,6 +78,7 @@ class ExtractOptions:
     locator: RegionLocator
     site_tz: tzinfo
     availability: str = "strict"
+    log_salt: str = "dipro-fhir"
 
 
 def extract_options(settings: Settings, *, crop_size: int, max_cxrs: int) -> ExtractOptions:
@@ -89,6 +90,7 @@ def extract_options(settings: Settings, *, crop_size: int, max_cxrs: int) -> Ext
         locator=GeometricRegionLocator(),
         site_tz=ZoneInfo(settings.run.site_timezone),
         availability=settings.run.availability,
+        log_salt=settings.run.log_salt.get_secret_value(),
     )
 
 
@@ -126,7 +128,8 @@ def extract_patient(
         reason, retriable, detail = "not-found", False, f"status {exc.status}"
     except InvalidResource as exc:
         reason, retriable, detail = "invalid-resource", False, type(exc).__name__
-    logger.warning("patient %s failed in extract: %s", patient_tag(patient_id), reason)
+    tag = patient_tag(patient_id, options.log_salt)
+    logger.warning("patient %s failed in extract: %s", tag, reason)
     return PatientFailure(patient_id, "extract", reason, detail, retriable)
 
 

@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
 from datetime import UTC, timedelta
-from pathlib import Path
 from typing import Any
 
 from dipro_fhir import connections, staging
@@ -79,14 +78,22 @@ def plan_run(settings: Settings, request: RunRequest) -> list[dict[str, Any]]:
     run_id = run_id_for(request, card.version)
     patients = _cohort(settings, request)
     if not request.dry_run:
-        connections.result_store(settings).start_run(
-            run_id,
-            as_of=request.as_of,
-            model_name=card.name,
-            model_version=card.version,
-            pipeline=PIPELINE,
-            dag_run_id=request.dag_run_id,
-        )
+        from sqlalchemy.exc import OperationalError, ProgrammingError
+
+        try:
+            connections.result_store(settings).start_run(
+                run_id,
+                as_of=request.as_of,
+                model_name=card.name,
+                model_version=card.version,
+                pipeline=PIPELINE,
+                dag_run_id=request.dag_run_id,
+            )
+        except (OperationalError, ProgrammingError) as exc:
+            raise ConfigError(
+                "the results database cannot record the run (no schema?): "
+                "run `dipro-fhir db upgrade` first"
+            ) from exc
     size = settings.run.chunk_size
     chunks = [
         ChunkManifest(
@@ -146,7 +153,7 @@ def extract_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, 
         else:
             timelines.append(result)
     folder = staging.run_folder(settings.run.staging_dir, chunk.run_id)
-    path = staging.save_timelines(folder / f"chunk-{chunk.index:05d}.timelines.npz", timelines)
+    path = staging.save_timelines(f"{folder}/chunk-{chunk.index:05d}.timelines.npz", timelines)
     return _next(
         chunk,
         "extract",
@@ -166,11 +173,12 @@ def score_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, An
     started = time.perf_counter()
     model = load_model(settings.model.checkpoint, settings.model.device)
     assert chunk.timelines_path is not None, "score_chunk needs an extracted chunk"
-    timelines = staging.load_timelines(Path(chunk.timelines_path))
+    timelines = staging.load_timelines(chunk.timelines_path)
     scores = score_timelines(
         model, timelines, run_id=RunId(chunk.run_id), batch_size=settings.model.batch_size
     )
-    path = Path(chunk.timelines_path).with_name(f"chunk-{chunk.index:05d}.scores.json")
+    folder = staging.run_folder(settings.run.staging_dir, chunk.run_id)
+    path = f"{folder}/chunk-{chunk.index:05d}.scores.json"
     payload = {
         "model": asdict(model.info),
         "scores": [score_to_json(s) for s in scores],
@@ -178,13 +186,13 @@ def score_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, An
             t.patient_id: [[i.code, i.resource, i.detail] for i in t.issues] for t in timelines
         },
     }
-    staging.write_atomically(path, lambda h: h.write(json.dumps(payload).encode()))
+    staging.write_bytes(path, json.dumps(payload).encode())
     return _next(
         chunk,
         "score",
         started,
         [],
-        scores_path=str(path),
+        scores_path=path,
         counts={"scored": len({s.patient_id for s in scores}), "scores": len(scores)},
         timings={"model_load": model.load_seconds},
     )
@@ -200,7 +208,7 @@ def write_back_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[st
     chunk = ChunkManifest.from_xcom(manifest)
     started = time.perf_counter()
     assert chunk.scores_path is not None, "write_back_chunk needs a scored chunk"
-    payload = json.loads(Path(chunk.scores_path).read_text())
+    payload = json.loads(staging.read_bytes(chunk.scores_path))
     scores = [score_from_json(s) for s in payload["scores"]]
     if chunk.dry_run:
         return _next(chunk, "writeback", started, [], counts={"written": 0})

@@ -104,6 +104,9 @@ class WriteBackSettings(BaseModel):
 class RunSettings(BaseModel):
     """How a scoring run plans, extracts and tolerates failures.
 
+    ``staging_dir`` is a local folder or an fsspec URL (``s3://bucket/prefix``) shared by the
+    workers; chunk files are written there atomically and removed after a successful run.
+
     ``availability`` decides when a resource counts as known (no look-ahead): ``strict``
     takes the later of ``issued`` and ``meta.lastUpdated``; ``issued`` prefers ``issued``,
     for data loaded into a server after the fact, whose ``lastUpdated`` is the load time.
@@ -114,7 +117,7 @@ class RunSettings(BaseModel):
     max_failed_share: float = Field(default=0.2, ge=0.0, le=1.0)
     site_timezone: str = "UTC"
     availability: Literal["strict", "issued"] = "strict"
-    staging_dir: Path = Path("var/staging")
+    staging_dir: str = "var/staging"
     log_salt: SecretStr = SecretStr("dipro-fhir")
 
 
@@ -154,5 +157,5 @@ def embedded_settings(workdir: Path) -> Settings:
         store=StoreSettings(url=SecretStr(f"sqlite:///{(workdir / 'results.sqlite').resolve()}")),
         model=ModelSettings(checkpoint=workdir / "checkpoint"),
         writeback=WriteBackSettings(target="ndjson", ndjson_dir=workdir / "results"),
-        run=RunSettings(staging_dir=workdir / "staging"),
+        run=RunSettings(staging_dir=str(workdir / "staging")),
     )

@@ -1,27 +1,33 @@
 """The staging area between pipeline steps: one file per chunk, written atomically.
 
 Airflow passes only small manifests through XCom; the mapped timelines of a chunk (arrays of
-hourly values and region crops) travel as one ``.npz`` file in a staging folder. A file is
+hourly values and region crops) and its scores travel as files in a staging area: a local
+folder, or any fsspec URL (``s3://bucket/dipro``, ``gs://...``, ``memory://`` in tests) so
+that tasks on different workers share it. A reader never sees half a chunk: a local file is
 written to a temporary name in the same folder and renamed into place (POSIX ``rename`` is
-atomic), so a reader never sees half a chunk and a retried task simply overwrites it.
+atomic); a remote one is uploaded whole under a temporary key and moved. A retried task
+simply overwrites its file; a successful run's folder is removed.
 
-The format is NumPy's ``npz`` without pickling: arrays under ``<patient>/<field>`` keys and one
-JSON document for everything that is not an array. ``allow_pickle=False`` on load means a
-staging file cannot execute code.
+The timelines format is NumPy's ``npz`` without pickling: arrays under ``<patient>/<field>``
+keys and one JSON document for everything that is not an array. ``allow_pickle=False`` on
+load means a staging file cannot execute code.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import numpy as np
+from fsspec.implementations.local import LocalFileSystem
 
 from dipro_fhir.timeline import (
     EncounterId,
@@ -35,29 +41,48 @@ from dipro_fhir.timeline import (
 _FORMAT = "dipro-fhir/timelines/1"
 
 
-def run_folder(staging_dir: Path, run_id: str) -> Path:
-    """The folder that holds one run's chunk files."""
-    return staging_dir / run_id
+def _fs(location: str) -> tuple[Any, str]:
+    fs, path = fsspec.core.url_to_fs(location)
+    return fs, path
 
 
-def write_atomically(path: Path, write: Any) -> Path:
-    """Call ``write(file_object)`` on a temp file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+def run_folder(staging_dir: str | Path, run_id: str) -> str:
+    """The location (path or URL) that holds one run's chunk files."""
+    return f"{str(staging_dir).rstrip('/')}/{run_id}"
 
 
-def save_timelines(path: Path, timelines: Sequence[PatientTimeline]) -> Path:
-    """Write a chunk's timelines to ``path`` atomically."""
+def write_bytes(location: str, data: bytes) -> str:
+    """Write ``data`` to ``location`` atomically; return the location."""
+    fs, path = _fs(location)
+    if isinstance(fs, LocalFileSystem):
+        folder = Path(path).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{Path(path).name}.", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return location
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    fs.pipe_file(tmp, data)
+    fs.mv(tmp, path)
+    return location
+
+
+def read_bytes(location: str) -> bytes:
+    """Read a staged file whole."""
+    fs, path = _fs(location)
+    data: bytes = fs.cat_file(path)
+    return data
+
+
+def save_timelines(location: str, timelines: Sequence[PatientTimeline]) -> str:
+    """Write a chunk's timelines to ``location`` (a path or fsspec URL) atomically."""
     arrays: dict[str, np.ndarray[Any, Any]] = {}
     records = []
     for i, tl in enumerate(timelines):
@@ -71,21 +96,25 @@ def save_timelines(path: Path, timelines: Sequence[PatientTimeline]) -> Path:
         records.append(_timeline_record(tl))
     header = json.dumps({"format": _FORMAT, "timelines": records}).encode()
     arrays["header"] = np.frombuffer(header, dtype=np.uint8)
-    return write_atomically(path, lambda handle: np.savez(handle, allow_pickle=False, **arrays))
+    buffer = io.BytesIO()
+    np.savez(buffer, allow_pickle=False, **arrays)
+    return write_bytes(location, buffer.getvalue())
 
 
-def load_timelines(path: Path) -> list[PatientTimeline]:
+def load_timelines(location: str) -> list[PatientTimeline]:
     """Read a chunk written by :func:`save_timelines`."""
-    with np.load(path, allow_pickle=False) as data:
+    with np.load(io.BytesIO(read_bytes(location)), allow_pickle=False) as data:
         header = json.loads(data["header"].tobytes())
         if header.get("format") != _FORMAT:
-            raise ValueError(f"{path.name}: not a timelines chunk ({header.get('format')!r})")
+            raise ValueError(f"not a timelines chunk ({header.get('format')!r})")
         return [_timeline_from(i, rec, data) for i, rec in enumerate(header["timelines"])]
 
 
-def remove_run(staging_dir: Path, run_id: str) -> None:
+def remove_run(staging_dir: str | Path, run_id: str) -> None:
     """Delete a run's staging folder (after the run succeeded)."""
-    shutil.rmtree(run_folder(staging_dir, run_id), ignore_errors=True)
+    fs, path = _fs(run_folder(staging_dir, run_id))
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
 
 
 def _ref_json(ref: ResourceRef | None) -> list[str | None] | None:
@@ -151,8 +180,3 @@ def _timeline_from(i: int, rec: dict[str, Any], data: Any) -> PatientTimeline:
         provenance=provenance,
         issues=tuple(MappingIssue(c, r, d) for c, r, d in rec["issues"]),
     )
-
-
-def chunk_files(folder: Path, pattern: str = "*.npz") -> Iterable[Path]:
-    """The chunk files in a run folder, in name order."""
-    return sorted(folder.glob(pattern))

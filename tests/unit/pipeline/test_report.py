@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from dipro_fhir.pipeline import RunRequest, run_locally
 from dipro_fhir.report import write_report
 from dipro_fhir.settings import embedded_settings
@@ -33,3 +35,16 @@ def test_report_lists_scored_patients_and_draws_three_plots(tmp_path: Path) -> N
     assert text.count("<svg") == 3
     assert text.count("synth-0000") >= summary["scored"]
     assert "not for clinical use" in text
+
+
+def test_a_run_on_a_database_without_schema_says_how_to_fix_it(tmp_path: Path) -> None:
+    from dipro_fhir.errors import ConfigError
+
+    patients = generate_cohort(
+        2, seed=3, start=AS_OF - timedelta(days=3), admission_span_days=2, reference_time=AS_OF
+    )
+    write_files(patients, tmp_path / "cohort", image_size=(64, 64))
+    settings = embedded_settings(tmp_path)
+    write_tiny_checkpoint(settings.model.checkpoint)
+    with pytest.raises(ConfigError, match="dipro-fhir db upgrade"):
+        run_locally(settings, RunRequest(as_of=AS_OF, dag_run_id="no-schema"))

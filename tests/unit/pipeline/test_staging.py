@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dipro_fhir.staging import load_timelines, save_timelines
+from dipro_fhir.staging import load_timelines, remove_run, run_folder, save_timelines
 from dipro_fhir.timeline import (
     EncounterId,
     ImageEvent,
@@ -55,9 +55,11 @@ def _timeline(seed: int, n_images: int) -> PatientTimeline:
     )
 
 
-def test_timelines_round_trip_exactly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("remote", [False, True], ids=["local-folder", "fsspec-url"])
+def test_timelines_round_trip_exactly(tmp_path: Path, remote: bool) -> None:
     originals = [_timeline(seed, n) for seed, n in [(1, 0), (2, 1), (3, 4)]]
-    path = save_timelines(tmp_path / "chunk-0000.npz", originals)
+    root = f"memory://staging-{tmp_path.name}" if remote else str(tmp_path)
+    path = save_timelines(f"{run_folder(root, 'run-1')}/chunk-0000.npz", originals)
     loaded = load_timelines(path)
     assert len(loaded) == len(originals)
     for a, b in zip(originals, loaded, strict=True):
@@ -87,5 +89,19 @@ def test_failed_write_leaves_no_file_behind(tmp_path: Path) -> None:
     bad = _timeline(5, 1)
     broken = PatientTimeline(**{**{f: getattr(bad, f) for f in bad.__slots__}, "as_of": None})  # type: ignore[arg-type]
     with pytest.raises(AttributeError):
-        save_timelines(tmp_path / "chunk.npz", [broken])
+        save_timelines(str(tmp_path / "chunk.npz"), [broken])
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("remote", [False, True], ids=["local-folder", "fsspec-url"])
+def test_remove_run_deletes_only_that_run(tmp_path: Path, remote: bool) -> None:
+    import fsspec
+
+    root = f"memory://clean-{tmp_path.name}" if remote else str(tmp_path)
+    kept = save_timelines(f"{run_folder(root, 'run-keep')}/c.npz", [_timeline(1, 0)])
+    gone = save_timelines(f"{run_folder(root, 'run-gone')}/c.npz", [_timeline(2, 0)])
+    remove_run(root, "run-gone")
+    fs, _ = fsspec.core.url_to_fs(root)
+    assert fs.exists(fsspec.core.url_to_fs(kept)[1])
+    assert not fs.exists(fsspec.core.url_to_fs(gone)[1])
+    assert len(load_timelines(kept)) == 1
