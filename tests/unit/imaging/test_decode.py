@@ -13,7 +13,19 @@ from dipro_fhir.imaging.decode import CorruptImage, decode_radiograph, pixel_spa
 from dipro_fhir.synth.radiograph import random_anatomy, render_chest, to_dicom
 
 DATA = Path(__file__).parents[2] / "data" / "dicom"
-SHARED_UNCOMPRESSED = Path("/work/shared/data/dicom-chest-cr/RG1_UNCR.dcm")
+# The 7.2 MB uncompressed original is not committed; it lives in the project's shared data
+# folder beside the checkout (where CI and developers have it).
+SHARED_UNCOMPRESSED = next(
+    (
+        p
+        for p in (
+            Path(__file__).parents[3].parent / "shared/data/dicom-chest-cr/RG1_UNCR.dcm",
+            Path("/work/shared/data/dicom-chest-cr/RG1_UNCR.dcm"),
+        )
+        if p.exists()
+    ),
+    Path("shared/data/dicom-chest-cr/RG1_UNCR.dcm"),
+)
 
 
 @pytest.fixture(scope="module")
