@@ -73,7 +73,9 @@ def pg_server() -> PgServer:
             if _answers(server):
                 return server
             time.sleep(0.2)
-    pytest.skip("PostgreSQL does not answer on 127.0.0.1:5432 and could not be started")
+    pytest.fail(
+        "PostgreSQL does not answer on 127.0.0.1:5432 and could not be started: run scripts/install.sh"
+    )
 
 
 def _admin(server: PgServer, statement: str) -> None:
