@@ -74,7 +74,8 @@ def pg_server() -> PgServer:
                 return server
             time.sleep(0.2)
     pytest.fail(
-        "PostgreSQL does not answer on 127.0.0.1:5432 and could not be started: run scripts/install.sh"
+        "PostgreSQL does not answer on 127.0.0.1:5432 and could not be started: "
+        "run scripts/install.sh"
     )
 
 
