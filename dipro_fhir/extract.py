@@ -37,6 +37,7 @@ from dipro_fhir.imaging.events import fetch_image_events
 from dipro_fhir.imaging.regions import GeometricRegionLocator, RegionLocator
 from dipro_fhir.log import patient_tag
 from dipro_fhir.mapping.imaging_study import StudyRef, read_imaging_study
+from dipro_fhir.mapping.labels import stay_period
 from dipro_fhir.mapping.observations import available_at, dipro_variables_of
 from dipro_fhir.mapping.timeline import build_timeline, window_start_for
 from dipro_fhir.scoring.score import PatientFailure
@@ -145,8 +146,9 @@ def _extract(
     window_start = window_start_for(as_of, options.window_hours)
     with timer.stage("fhir"):
         patient = fhir.patient(patient_id)
-        if encounter_id is None:
-            encounter_id = _active_encounter(fhir.encounters(patient_id), as_of)
+        encounter = _scored_encounter(list(fhir.encounters(patient_id)), encounter_id, as_of)
+        encounter_id = None if encounter is None else EncounterId(str(encounter["id"]))
+        stay_start = None if encounter is None else stay_period(encounter)[0]
         observations = [
             o
             for o in fhir.observations(patient_id, since=window_start, until=as_of)
@@ -172,15 +174,22 @@ def _extract(
             window_hours=options.window_hours,
             extra_issues=[*fhir.take_issues(), *invalid, *invalid_studies, *image_issues],
             availability=options.availability,
+            stay_start=stay_start,
         )
 
 
-def _active_encounter(encounters: Iterator[dict[str, Any]], as_of: datetime) -> EncounterId | None:
-    """The encounter under way at ``as_of`` (latest id wins a tie), if any."""
+def _scored_encounter(
+    encounters: list[dict[str, Any]], encounter_id: EncounterId | None, as_of: datetime
+) -> dict[str, Any] | None:
+    """The encounter to score: the one the plan named, else the one under way at ``as_of``
+    (the latest id wins a tie), else none."""
+    if encounter_id is not None:
+        return next((e for e in encounters if e.get("id") == encounter_id), None)
     active = sorted(
-        str(e["id"]) for e in encounters if is_active_encounter(e, as_of) and e.get("id")
+        (e for e in encounters if is_active_encounter(e, as_of) and e.get("id")),
+        key=lambda e: str(e["id"]),
     )
-    return EncounterId(active[-1]) if active else None
+    return active[-1] if active else None
 
 
 def _known_studies(

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dipro_fhir import connections, staging
@@ -182,6 +182,9 @@ def score_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, An
     payload = {
         "model": asdict(model.info),
         "scores": [score_to_json(s) for s in scores],
+        "stay_starts": {
+            t.patient_id: t.stay_start.isoformat() for t in timelines if t.stay_start is not None
+        },
         "issues": {
             t.patient_id: [[i.code, i.resource, i.detail] for i in t.issues] for t in timelines
         },
@@ -225,6 +228,9 @@ def write_back_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[st
         failures=chunk.failure_records(),
         issues=issues,
         options=AssessmentOptions.from_settings(settings.writeback),
+        stay_starts={
+            PatientId(p): datetime.fromisoformat(t) for p, t in payload["stay_starts"].items()
+        },
     )
     return _next(
         chunk,

@@ -148,6 +148,7 @@ def _timeline_record(tl: PatientTimeline) -> dict[str, Any]:
         ],
         "provenance": [_ref_json(ref) for ref in tl.provenance],
         "issues": [[x.code, x.resource, x.detail] for x in tl.issues],
+        "stay_start": None if tl.stay_start is None else tl.stay_start.isoformat(),
     }
 
 
@@ -179,4 +180,5 @@ def _timeline_from(i: int, rec: dict[str, Any], data: Any) -> PatientTimeline:
         images=images,
         provenance=provenance,
         issues=tuple(MappingIssue(c, r, d) for c, r, d in rec["issues"]),
+        stay_start=None if rec["stay_start"] is None else datetime.fromisoformat(rec["stay_start"]),
     )

@@ -106,6 +106,8 @@ class PatientTimeline:
         images: CXRs sorted by acquisition time, oldest first.
         provenance: Every resource the timeline was built from, sorted, without repeats.
         issues: Every data problem met, in the order found.
+        stay_start: Start of the encounter scored (``Encounter.period.start``), when known;
+            the length-of-stay prediction is about the stay that began then.
     """
 
     patient_id: PatientId
@@ -119,3 +121,4 @@ class PatientTimeline:
     images: tuple[ImageEvent, ...] = ()
     provenance: tuple[ResourceRef, ...] = ()
     issues: tuple[MappingIssue, ...] = field(default_factory=tuple)
+    stay_start: datetime | None = None

@@ -110,6 +110,7 @@ def build_timeline(
     window_hours: int = 48,
     extra_issues: Iterable[MappingIssue] = (),
     availability: str = "strict",
+    stay_start: datetime | None = None,
 ) -> PatientTimeline:
     """Build one patient's timeline as of ``as_of`` from raw FHIR JSON; pure, no I/O.
 
@@ -123,6 +124,7 @@ def build_timeline(
         window_hours: Length of the EHR window (rows of the grid).
         extra_issues: Issues found upstream (extraction, imaging); they come first.
         availability: How the time a resource became known is read (``strict``/``issued``).
+        stay_start: Start of the encounter scored, when known (carried to the timeline).
 
     Raises:
         ValueError: ``as_of`` is naive.
@@ -159,4 +161,5 @@ def build_timeline(
         images=checked,
         provenance=tuple(sorted(used, key=_ref_key)),
         issues=tuple(issues),
+        stay_start=stay_start,
     )

@@ -132,12 +132,16 @@ def test_nightly_scores_every_active_patient_and_a_rerun_changes_nothing(
     _run(AS_OF)
     rows = _score_rows(configured, AS_OF)
     assert set(rows) == expected
+    admitted = {t.patient_id: t.admitted for t in loaded_cohort}
     with FhirClient(fhir_server.base_url) as client:
         for patient_id in expected:
             found = list(client.search("RiskAssessment", {"subject": f"Patient/{patient_id}"}))
-            tasks = {r["code"]["coding"][0]["code"] for r in found} if found else set()
-            assert len(found) >= 2, (patient_id, tasks)  # mortality and LoS at least
+            tasks = {r["code"]["coding"][0]["code"]: r for r in found}
+            assert {"mortality", "los"} <= set(tasks), (patient_id, sorted(tasks))
             assert all(r["occurrenceDateTime"].startswith("2026-06-10T02:00:00") for r in found)
+            # Length of stay is predicted for the stay that began at admission.
+            los_start = tasks["los"]["prediction"][0]["whenPeriod"]["start"]
+            assert los_start == admitted[patient_id].strftime("%Y-%m-%dT%H:%M:%SZ")
     before = _server_state(fhir_server.base_url)
     assert before["RiskAssessment"]
     assert before["Provenance"]

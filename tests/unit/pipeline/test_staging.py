@@ -52,6 +52,7 @@ def _timeline(seed: int, n_images: int) -> PatientTimeline:
         images=images,
         provenance=(ResourceRef("Observation", f"o-{seed}", "2"),),
         issues=(MappingIssue("unknown-unit", f"Observation/x{seed}", "unit 'foo'"),),
+        stay_start=start - timedelta(hours=seed) if seed % 2 else None,
     )
 
 
@@ -73,6 +74,7 @@ def test_timelines_round_trip_exactly(tmp_path: Path, remote: bool) -> None:
         np.testing.assert_array_equal(a.ehr_mask, b.ehr_mask)
         np.testing.assert_array_equal(a.demographics, b.demographics)
         assert a.provenance == b.provenance
+        assert a.stay_start == b.stay_start
         assert a.issues == b.issues
         assert len(a.images) == len(b.images)
         for x, y in zip(a.images, b.images, strict=True):
