@@ -76,7 +76,7 @@ def plan_run(settings: Settings, request: RunRequest) -> list[dict[str, Any]]:
             f"model version {request.model_version!r} requested, checkpoint has {card.version!r}"
         )
     run_id = run_id_for(request, card.version)
-    patients = _cohort(settings, request)
+    patients = _cohort(settings, request, card.name)
     if not request.dry_run:
         from sqlalchemy.exc import OperationalError, ProgrammingError
 
@@ -109,17 +109,16 @@ def plan_run(settings: Settings, request: RunRequest) -> list[dict[str, Any]]:
     return chunks
 
 
-def _cohort(settings: Settings, request: RunRequest) -> list[tuple[str, str | None]]:
+def _cohort(
+    settings: Settings, request: RunRequest, model_name: str
+) -> list[tuple[str, str | None]]:
     source = connections.fhir_source(settings)
     if request.patient_ids:
         return [(p, None) for p in dict.fromkeys(request.patient_ids)]
     if request.group_id:
         return [(p, None) for p in source.group_members(request.group_id)]
     if request.cohort == "new_data":
-        from dipro.checkpoint import read_card
-
-        card = read_card(settings.model.checkpoint)
-        since = connections.result_store(settings).watermark(PIPELINE, card.name)
+        since = connections.result_store(settings).watermark(PIPELINE, model_name)
         start = since or request.as_of - timedelta(hours=settings.run.window_hours)
         return [(p, None) for p in source.patients_with_data_since(start, request.as_of)]
     return [(p, e) for p, e in source.active_encounter_patients(request.as_of)]
