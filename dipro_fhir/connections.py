@@ -15,9 +15,12 @@ from dipro_fhir.dicomweb.source import DicomWebImageSource, FolderImageSource, I
 from dipro_fhir.errors import ConfigError
 from dipro_fhir.fhir.auth import BasicAuth, BearerTokenAuth, FhirAuth, SmartBackendAuth
 from dipro_fhir.fhir.client import FhirClient
+from dipro_fhir.fhir.cohort import CohortRule
+from dipro_fhir.fhir.concept_maps import load_code_maps
 from dipro_fhir.fhir.ndjson_source import NdjsonFhirSource
 from dipro_fhir.fhir.retry import RetryPolicy
 from dipro_fhir.fhir.source import FhirSource, HttpFhirSource
+from dipro_fhir.mapping.code_maps import CodeMaps
 from dipro_fhir.settings import DicomWebSettings, FhirSettings, Settings
 from dipro_fhir.store.results import ResultStore
 from dipro_fhir.writeback.risk import RiskThresholds
@@ -73,12 +76,18 @@ def fhir_client(fhir: FhirSettings) -> FhirClient:
         retry=RetryPolicy(max_attempts=fhir.max_retries + 1),
         verify_tls=fhir.verify_tls,
         page_size=fhir.page_size,
+        next_link_base=fhir.next_link_base,
     )
 
 
-def fhir_source(settings: Settings) -> FhirSource:
-    """The FHIR source: a server when ``fhir.base_url`` is set, else the NDJSON folder."""
-    settings.require_sources()
+def fhir_source(settings: Settings, *, images: bool = True) -> FhirSource:
+    """The FHIR source: a server when ``fhir.base_url`` is set, else the NDJSON folder.
+
+    ``images=False`` is for commands that read FHIR only (``dipro-fhir codes``): they need
+    no image source configured.
+    """
+    if images or not (settings.fhir.base_url or settings.fhir.ndjson_dir):
+        settings.require_sources()
     if settings.fhir.base_url:
         return HttpFhirSource(fhir_client(settings.fhir))
     assert settings.fhir.ndjson_dir is not None  # require_sources checked it
@@ -131,6 +140,33 @@ def engine(settings: Settings) -> Engine:
 
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     return create_engine(url, pool_pre_ping=True)
+
+
+def code_maps(settings: Settings) -> CodeMaps:
+    """The run's code maps: the shipped ones, the site's folder, the server's by URL.
+
+    Raises:
+        ConfigError: A configured map cannot be found or read.
+    """
+    mapping = settings.mapping
+    if not mapping.concept_map_urls:
+        return load_code_maps(mapping.builtin_maps, mapping.concept_map_dir)
+    with fhir_client(settings.fhir) as client:
+        return load_code_maps(
+            mapping.builtin_maps, mapping.concept_map_dir, mapping.concept_map_urls, client
+        )
+
+
+def cohort_rule(settings: Settings, maps: CodeMaps) -> CohortRule:
+    """The encounter rule of ``settings.cohort`` (``class`` for the group and list rules,
+    which choose patients, not encounters), with the site's class map."""
+    cohort = settings.cohort
+    return CohortRule(
+        kind="location" if cohort.rule == "location" else "class",
+        classes=frozenset(cohort.classes),
+        class_map=maps.classes,
+        location_types=cohort.icu_location_types,
+    )
 
 
 def result_store(settings: Settings) -> ResultStore:

@@ -42,6 +42,9 @@ class FhirSettings(BaseModel):
     max_retries: int = 5
     verify_tls: bool = True
     page_size: int = Field(default=200, ge=1, le=1000)
+    # A server behind a reverse proxy may put its internal base into ``next`` links: name
+    # it here and such links are rewritten onto ``base_url`` (default: same origin only).
+    next_link_base: str | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> FhirSettings:
@@ -99,6 +102,7 @@ class WriteBackSettings(BaseModel):
     moderate_risk_at: float = Field(default=0.2, ge=0.0, le=1.0)
     high_risk_at: float = Field(default=0.5, ge=0.0, le=1.0)
     max_basis: int = Field(default=50, ge=0)
+    source_references: Literal["auto", "literal", "identifier"] = "auto"
 
 
 class RunSettings(BaseModel):
@@ -121,6 +125,59 @@ class RunSettings(BaseModel):
     log_salt: SecretStr = SecretStr("dipro-fhir")
 
 
+# --- Site data: code maps and cohort rules -------------------------------------------------
+# (kept together in one block; see README "Site data: code maps, codes command, data quality")
+
+
+class MappingSettings(BaseModel):
+    """Which code maps (FHIR ConceptMaps) a run reads codes through.
+
+    The shipped maps come first (``builtin_maps``, in that order), then every ``*.json``
+    file of ``concept_map_dir`` (a ConceptMap, or a Bundle of them; sorted by file name),
+    then the maps ``concept_map_urls`` names, fetched from the FHIR server by canonical URL
+    (``ConceptMap?url=``). A later map wins for the same source code, so a site overrides
+    the shipped maps. From the environment the lists are JSON:
+    ``DIPRO_MAPPING__CONCEPT_MAP_URLS='["https://hospital.example.org/ConceptMap/lab"]'``.
+    """
+
+    builtin_maps: tuple[Literal["loinc", "mimic-iv", "discharge-disposition"], ...] = (
+        "loinc",
+        "mimic-iv",
+        "discharge-disposition",
+    )
+    concept_map_dir: Path | None = None
+    concept_map_urls: tuple[str, ...] = ()
+
+
+class CohortSettings(BaseModel):
+    """Which patients an ``active`` run scores (:mod:`dipro_fhir.fhir.cohort`).
+
+    ``rule``: ``class`` (encounters under way whose ``Encounter.class`` is one of
+    ``classes``, HL7 v3 ActCode; local classes through a ConceptMap to v3 ActCode),
+    ``location`` (encounters under way in a Location whose ``type`` matches one of
+    ``icu_location_types``, tokens ``[system|]code``), ``group`` (the members of the FHIR
+    Group ``group_id``) or ``list`` (the entries of the FHIR List ``list_id``: Patients or
+    Encounters). The default is the rule of earlier releases.
+    """
+
+    rule: Literal["class", "location", "group", "list"] = "class"
+    classes: tuple[str, ...] = ("IMP", "ACUTE", "ICU")
+    icu_location_types: tuple[str, ...] = ("ICU",)
+    group_id: str | None = None
+    list_id: str | None = None
+
+    @model_validator(mode="after")
+    def _named(self) -> CohortSettings:
+        if self.rule == "group" and not self.group_id:
+            raise ValueError("cohort.rule=group needs cohort.group_id")
+        if self.rule == "list" and not self.list_id:
+            raise ValueError("cohort.rule=list needs cohort.list_id")
+        return self
+
+
+# --- end of the site-data block --------------------------------------------------------------
+
+
 class Settings(BaseSettings):
     """The whole configuration. Build it once per process, at the entry point."""
 
@@ -134,6 +191,8 @@ class Settings(BaseSettings):
     model: ModelSettings = ModelSettings()
     writeback: WriteBackSettings = WriteBackSettings()
     run: RunSettings = RunSettings()
+    mapping: MappingSettings = MappingSettings()  # site-data block
+    cohort: CohortSettings = CohortSettings()  # site-data block
 
     def require_sources(self) -> None:
         """Raise :class:`ConfigError` unless a FHIR and an image source are configured."""

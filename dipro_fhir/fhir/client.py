@@ -5,6 +5,13 @@ Why not a FHIR client library: we need exact control of retries (only idempotent
 opaque URL, FHIR R4 section 3.1.1.3 "Paging", never built by the client) and of logging:
 search URLs carry patient ids, so only the method, resource type, status, duration and
 retry count are logged, never URLs with queries, headers or bodies.
+
+Every ``GET`` says ``Cache-Control: no-cache``: HAPI FHIR answers a repeated search from a
+cache for 60 s by default (``reuse_cached_search_results_millis``), which would hide what
+was written a moment ago (HAPI docs, "Search: Cache-Control"). Servers behind a reverse
+proxy may build ``next`` links from their internal address; ``next_link_base`` names that
+address, and such links are rewritten onto ``base_url``. Without it only same-origin links
+are followed.
 """
 
 from __future__ import annotations
@@ -50,6 +57,8 @@ class FhirClient:
         page_size: ``_count`` sent with searches that do not set one.
         pool_size: Connections kept open to the server.
         max_pages: Upper bound of pages followed by one search (loop guard).
+        next_link_base: The base URL a server behind a proxy puts into its ``next`` links;
+            links under it are rewritten onto ``base_url``. ``None``: same origin only.
     """
 
     def __init__(
@@ -64,6 +73,7 @@ class FhirClient:
         page_size: int = 200,
         pool_size: int = 10,
         max_pages: int = 100_000,
+        next_link_base: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/") + "/"
         self.auth = auth
@@ -72,6 +82,7 @@ class FhirClient:
         self.verify_tls = verify_tls
         self.page_size = page_size
         self.max_pages = max_pages
+        self.next_link_base = next_link_base.rstrip("/") if next_link_base else None
         self._owns_session = session is None
         self._session = session if session is not None else _pooled_session(pool_size)
 
@@ -207,6 +218,10 @@ class FhirClient:
 
     def _check_page_link(self, link: str, seen: set[str]) -> str:
         url = urljoin(self.base_url, link)
+        if self.next_link_base and url.startswith(self.next_link_base):
+            rest = url.removeprefix(self.next_link_base)
+            if rest[:1] in ("", "/", "?"):  # HAPI: "[base]?_getpages=..."
+                url = self.base_url.rstrip("/") + rest
         if _origin(url) != _origin(self.base_url):
             raise SourceUnavailable("search: the next link points to another server")
         if url in seen:
@@ -236,7 +251,7 @@ class FhirClient:
             may_retry,
             params=params,
             json=json_body,
-            headers={**_default_headers(json_body), **(headers or {})},
+            headers={**_default_headers(method, json_body), **(headers or {})},
         )
         return _read_body(response, action=f"{method} {label}", attempts=attempts)
 
@@ -349,8 +364,10 @@ def _weak_etag(version: str) -> str:
     return version if version.startswith(("W/", '"')) else f'W/"{version}"'
 
 
-def _default_headers(json_body: dict[str, Any] | None) -> dict[str, str]:
+def _default_headers(method: str, json_body: dict[str, Any] | None) -> dict[str, str]:
     headers = {"Accept": FHIR_JSON}
+    if method == "GET":
+        headers["Cache-Control"] = "no-cache"
     if json_body is not None:
         headers["Content-Type"] = FHIR_JSON
         headers["Prefer"] = "return=representation"
