@@ -226,7 +226,9 @@ def write_back_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[st
         ModelInfo(**payload["model"]),
         failures=chunk.failure_records(),
         issues=issues,
-        options=AssessmentOptions.from_settings(settings.writeback),
+        options=AssessmentOptions.from_settings(
+            settings.writeback, source_base=settings.fhir.base_url
+        ),
         stay_starts={
             PatientId(p): datetime.fromisoformat(t) for p, t in payload["stay_starts"].items()
         },

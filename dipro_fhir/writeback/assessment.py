@@ -15,6 +15,13 @@ One RiskAssessment per patient, task, model version and as-of time, with one
 * ``basis``: at most ``max_basis`` references: every ImagingStudy first (most recent first),
   then the most recent Observations. ``Score.basis`` lists resources in the order they were
   used, oldest first, so "most recent" is "last listed". A shortened basis is said in ``note``.
+* ``basis`` and ``Provenance.entity`` point at the source data either literally
+  (``Observation/123``, resolvable on the server the data came from) or, with
+  ``source_references="identifier"``, logically (R4 ``Reference.identifier``): ``type``,
+  an identifier with system ``urn:ietf:rfc:3986`` whose value is the resource's URI
+  (``<source base>/Observation/123``, or ``Observation/123`` when the data came from
+  files) and a ``display``. Servers that enforce referential integrity on write (HAPI's
+  default) accept logical references to resources they do not hold.
 * ``method``: the model, as text and a coding in the project's model CodeSystem; the
   ``performer`` is the model's ``Device``.
 * ``meta.security``: HL7 AI-transparency label ``AIAST``.
@@ -39,6 +46,7 @@ from dipro_fhir.writeback.risk import RISK_DISPLAY, RISK_PROBABILITY_SYSTEM, Ris
 from dipro_fhir.writeback.risk import classify_risk as _classify
 
 EHR_ONLY_NOTE = "scored without CXR pairs (EHR-only path)"
+SOURCE_URI_SYSTEM = "urn:ietf:rfc:3986"
 AI_LABEL = {
     "system": codes.AI_LABEL_SYSTEM,
     "code": codes.AI_LABEL_CODE,
@@ -54,16 +62,47 @@ class AssessmentOptions:
     thresholds: RiskThresholds = field(default_factory=RiskThresholds)
     max_basis: int = 50
     transaction_size: int = 100
+    source_references: Literal["literal", "identifier"] = "literal"
+    source_base: str | None = None
+    identifier_fallback: bool = True
 
     @classmethod
-    def from_settings(cls, settings: WriteBackSettings) -> AssessmentOptions:
-        """Build the options from the write-back settings."""
+    def from_settings(
+        cls, settings: WriteBackSettings, *, source_base: str | None = None
+    ) -> AssessmentOptions:
+        """Build the options from the write-back settings.
+
+        Args:
+            settings: The write-back settings.
+            source_base: The FHIR base the data came from (``None``: files). With
+                ``source_references="auto"`` references are literal when the data came from
+                the server written to, identifiers otherwise.
+        """
+        form = settings.source_references
+        fallback = form == "auto"
+        if form == "auto":
+            same_server = settings.target == "fhir" and source_base is not None
+            form = "literal" if same_server else "identifier"
         return cls(
             probability_scale=settings.probability_scale,
             thresholds=RiskThresholds(settings.moderate_risk_at, settings.high_risk_at),
             max_basis=settings.max_basis,
             transaction_size=settings.transaction_size,
+            source_references=form,
+            source_base=source_base.rstrip("/") if source_base else None,
+            identifier_fallback=fallback,
         )
+
+    def source_reference(self, ref: ResourceRef) -> dict[str, Any]:
+        """Return the FHIR ``Reference`` to a source resource in the configured form."""
+        if self.source_references == "literal":
+            return {"reference": ref.reference}
+        uri = f"{self.source_base}/{ref.reference}" if self.source_base else ref.reference
+        return {
+            "type": ref.resource_type,
+            "identifier": {"system": SOURCE_URI_SYSTEM, "value": uri},
+            "display": ref.reference,
+        }
 
 
 def select_basis(refs: Sequence[ResourceRef], limit: int) -> list[ResourceRef]:
@@ -221,7 +260,7 @@ def to_risk_assessment(
     if first.encounter_id is not None:
         resource["encounter"] = {"reference": f"Encounter/{first.encounter_id}"}
     if basis:
-        resource["basis"] = [{"reference": r.reference} for r in basis]
+        resource["basis"] = [opts.source_reference(r) for r in basis]
     notes = _notes(scores, len(basis), total)
     if notes:
         resource["note"] = notes
@@ -273,12 +312,14 @@ def to_provenance(
     device_reference: str,
     sources: Sequence[ResourceRef],
     recorded: datetime,
-    max_sources: int = 50,
+    options: AssessmentOptions | None = None,
 ) -> dict[str, Any]:
     """Build the ``Provenance`` tying a chunk's RiskAssessments to the run and the model.
 
-    ``entity`` (role ``source``) lists at most ``max_sources`` inputs, chosen as for basis.
+    ``entity`` (role ``source``) lists at most ``options.max_basis`` inputs, chosen as for
+    basis and referenced in the same form.
     """
+    opts = options or AssessmentOptions()
     provenance: dict[str, Any] = {
         "resourceType": "Provenance",
         "id": codes.provenance_id(run_id, list(targets)),
@@ -292,9 +333,9 @@ def to_provenance(
             }
         ],
     }
-    chosen = select_basis(sources, max_sources)
+    chosen = select_basis(sources, opts.max_basis)
     if chosen:
         provenance["entity"] = [
-            {"role": "source", "what": {"reference": r.reference}} for r in chosen
+            {"role": "source", "what": opts.source_reference(r)} for r in chosen
         ]
     return provenance

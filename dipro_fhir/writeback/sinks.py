@@ -39,6 +39,7 @@ from dipro_fhir.fhir.status import describe_outcome
 
 _LOG = logging.getLogger(__name__)
 READ_BATCH = 100
+TARGET_BATCH = 40  # references per Provenance search: about 2 kB of query string
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +73,19 @@ class ResultSink(Protocol):
         """Write resources (as one unit where the sink can), one outcome per resource."""
         ...
 
+    def provenance_targets(self, references: Sequence[str]) -> set[str]:
+        """Return those of ``references`` (``Type/id``) that some stored Provenance targets."""
+        ...
+
 
 def _reference(resource: Mapping[str, Any]) -> str:
     return f"{resource['resourceType']}/{resource['id']}"
+
+
+def _relative(reference: str) -> str:
+    """``[base/]Type/id[/_history/v]`` -> ``Type/id`` (servers may add base or version)."""
+    parts = reference.split("/_history/", 1)[0].rstrip("/").split("/")
+    return "/".join(parts[-2:])
 
 
 def _failure(reference: str, exc: DiproFhirError) -> EntryOutcome:
@@ -125,9 +136,14 @@ class FhirResultSink:
         return found
 
     def write(self, resources: Sequence[Mapping[str, Any]]) -> list[EntryOutcome]:
-        """One transaction of PUTs; per-entry PUTs when the server refuses the whole."""
+        """One transaction of PUTs; per-entry PUTs when the server refuses the whole.
+
+        A single resource is a plain ``PUT Type/id`` (no Bundle needed).
+        """
         if not resources:
             return []
+        if len(resources) == 1:
+            return [self._put_one(resources[0])]
         bundle = {
             "resourceType": "Bundle",
             "type": "transaction",
@@ -142,7 +158,11 @@ class FhirResultSink:
         references = [_reference(r) for r in resources]
         try:
             response = self.client.transaction(bundle, idempotent=True)
-        except (RequestRejected, PublishConflict, ResourceNotFound, InvalidResource) as exc:
+        except PublishConflict as exc:
+            # Another writer holds one of these ids right now (HAPI 409, HAPI-0550/0825):
+            # the caller re-reads and retries the whole unit.
+            return [_failure(ref, exc) for ref in references]
+        except (RequestRejected, ResourceNotFound, InvalidResource) as exc:
             _LOG.warning(
                 "transaction of %d entries refused (%s); writing entries one by one",
                 len(resources),
@@ -152,6 +172,25 @@ class FhirResultSink:
         except SourceUnavailable as exc:
             return [_failure(ref, exc) for ref in references]
         return _transaction_outcomes(references, response)
+
+    def provenance_targets(self, references: Sequence[str]) -> set[str]:
+        """Search ``Provenance?target=a,b,...`` in groups, reading only ``target``.
+
+        A search, not a batch entry, so that ``Cache-Control: no-cache`` reaches HAPI's
+        search cache (an entry inside a batch carries no headers).
+        """
+        wanted = set(references)
+        found: set[str] = set()
+        unique = sorted(wanted)
+        for start in range(0, len(unique), TARGET_BATCH):
+            part = unique[start : start + TARGET_BATCH]
+            params = {"target": ",".join(part), "_elements": "target"}
+            for provenance in self.client.search("Provenance", params):
+                for target in provenance.get("target") or []:
+                    reference = target.get("reference") if isinstance(target, dict) else None
+                    if isinstance(reference, str) and _relative(reference) in wanted:
+                        found.add(_relative(reference))
+        return found
 
     def _put_one(self, resource: Mapping[str, Any]) -> EntryOutcome:
         reference = _reference(resource)
@@ -228,6 +267,16 @@ class NdjsonResultSink:
                 merged.update({str(r["id"]): dict(r) for r in group})
                 self._replace(resource_type, merged)
         return [EntryOutcome(_reference(r), True) for r in resources]
+
+    def provenance_targets(self, references: Sequence[str]) -> set[str]:
+        """Return the references among ``references`` that a stored Provenance targets."""
+        wanted = set(references)
+        return {
+            t["reference"]
+            for p in self.read_all("Provenance").values()
+            for t in p.get("target") or []
+            if t.get("reference") in wanted
+        }
 
     @contextmanager
     def _locked(self) -> Iterator[None]:

@@ -4,14 +4,19 @@ Exactly once without races (DESIGN.md "Runs are idempotent"):
 
 * every resource has a deterministic client-assigned id (:mod:`~dipro_fhir.writeback.codes`),
   written with ``PUT Type/id``, so two writers of the same night land on the same resources;
-* before writing, the existing resources are read back and identical content is skipped
-  (a re-``PUT`` of identical content would still bump ``meta.versionId`` on most servers),
-  so a re-run of the same night writes nothing; two runs racing may both write a resource,
-  which gives it a second, identical version and never a duplicate;
+* before writing, the existing resources are read back and identical content is skipped,
+  so a re-run of the same night writes nothing. Servers differ on an identical re-``PUT``:
+  HAPI FHIR stores no new version (``suppressUpdatesWithNoChange``, its default), others
+  (Medplum) do; skipping makes both behave the same;
+* two runs racing on one new id get a conflict from servers that serialise creates (HAPI:
+  409, HAPI-0550/0825); the losing part is re-read and retried after a backoff, and then
+  finds the other run's identical resources;
 * a new model version gives new ids (the version is part of every id), so old resources are
   never edited;
-* a ``Provenance`` is written with (in the same transaction as) the RiskAssessments that
-  changed, and none when nothing changed.
+* the RiskAssessments of a transaction that changed get one ``Provenance`` (written right
+  after them). A RiskAssessment that no Provenance targets (a crash or a refused write in
+  between) gets one on the next run. While it has none, its patient is recorded as failed
+  with reason ``provenance-missing`` (a partial write-back), never only logged.
 
 One failing entry fails only its patient: it is reported as a
 :class:`~dipro_fhir.scoring.score.PatientFailure` at stage ``writeback`` and the rest goes on.
@@ -20,8 +25,10 @@ One failing entry fails only its patient: it is reported as a
 from __future__ import annotations
 
 import logging
+import random
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import groupby
 from typing import Any
@@ -42,6 +49,22 @@ from dipro_fhir.writeback.sinks import EntryOutcome, ResultSink
 
 _LOG = logging.getLogger(__name__)
 _SERVER_META = ("versionId", "lastUpdated", "source", "author", "project", "compartment")
+PROVENANCE_MISSING = "provenance-missing"
+CONFLICT_ATTEMPTS = 6
+CONFLICT_DELAY_S = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """What every part of one write shares."""
+
+    now: datetime
+    stay_starts: Mapping[PatientId, datetime]
+    fallback_options: AssessmentOptions
+    identifier_fallback: bool
+
+    def final(self) -> _Context:
+        return replace(self, identifier_fallback=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,10 +126,7 @@ def _failures(
 
 
 def _ensure_device(sink: ResultSink, model: ModelInfo) -> EntryOutcome:
-    device = to_device(model)
-    if same_content(sink.existing("Device", [device["id"]]).get(device["id"]), device):
-        return EntryOutcome(f"Device/{device['id']}", True)
-    return sink.write([device])[0]
+    return _put_unless_same(sink, to_device(model))
 
 
 def _build(
@@ -165,17 +185,20 @@ def write_scores(
             for p in sorted(failed)
         ]
         return WriteReport(failures=tuple(failures))
+    context = _Context(
+        now=now or datetime.now(UTC),
+        stay_starts=stay_starts or {},
+        fallback_options=replace(opts, source_references="identifier"),
+        identifier_fallback=opts.source_references == "literal" and opts.identifier_fallback,
+    )
     ids: dict[tuple[PatientId, str], str] = {}
     written = unchanged = 0
     size = opts.transaction_size
     for start in range(0, len(built), size):
-        part = built[start : start + size]
-        done, n_written, n_unchanged, part_failures = _write_part(
-            sink, part, model, opts, now or datetime.now(UTC)
-        )
-        ids.update(done)
-        written, unchanged = written + n_written, unchanged + n_unchanged
-        failures += part_failures
+        part = _write_part(sink, built[start : start + size], model, opts, context)
+        ids.update(part.ids)
+        written, unchanged = written + part.written, unchanged + part.unchanged
+        failures += part.failures
     _LOG.info(
         "write-back: %d RiskAssessments written, %d unchanged, %d patients failed",
         written,
@@ -185,54 +208,170 @@ def write_scores(
     return WriteReport(ids, tuple(failures), written, unchanged)
 
 
+@dataclass(slots=True)
+class _PartResult:
+    ids: dict[tuple[PatientId, str], str] = field(default_factory=dict)
+    written: int = 0
+    unchanged: int = 0
+    failures: list[PatientFailure] = field(default_factory=list)
+    conflicted: bool = False
+
+
 def _write_part(
     sink: ResultSink,
     part: Sequence[tuple[list[Score], dict[str, Any]]],
     model: ModelInfo,
     options: AssessmentOptions,
-    now: datetime,
-) -> tuple[dict[tuple[PatientId, str], str], int, int, list[PatientFailure]]:
-    try:
-        stored = sink.existing("RiskAssessment", [r["id"] for _, r in part])
-    except DiproFhirError as exc:
-        outcome = EntryOutcome("", False, "source-unavailable", type(exc).__name__, True)
-        patients = sorted({g[0].patient_id for g, _ in part})
-        return (
-            {},
-            0,
-            0,
-            [
-                PatientFailure(p, "writeback", outcome.reason, outcome.detail, True)
-                for p in patients
-            ],
-        )
+    context: _Context,
+) -> _PartResult:
+    """Write one transaction's worth, again after a conflict (another writer raced us).
+
+    A conflict (HTTP 409/412: HAPI-0550/0825 when two writers create one new id at once,
+    HAPI-0989 on a stale version) is retried after a jittered backoff, re-reading first, so
+    the second attempt finds the other writer's identical resources and writes nothing.
+    """
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        result = _attempt_part(sink, part, model, options, context)
+        if not result.conflicted or attempt == CONFLICT_ATTEMPTS:
+            return result
+        _LOG.info("write-back: conflict with another writer, attempt %d; retrying", attempt)
+        _backoff(attempt)
+    raise AssertionError("unreachable")
+
+
+def _attempt_part(
+    sink: ResultSink,
+    part: Sequence[tuple[list[Score], dict[str, Any]]],
+    model: ModelInfo,
+    options: AssessmentOptions,
+    context: _Context,
+) -> _PartResult:
     key = {r["id"]: (g[0].patient_id, g[0].task) for g, r in part}
-    ids = {key[r["id"]]: r["id"] for _, r in part if same_content(stored.get(r["id"]), r)}
-    to_send = [(g, r) for g, r in part if key[r["id"]] not in ids]
-    if not to_send:
-        return ids, 0, len(part), []
-    targets = [f"RiskAssessment/{r['id']}" for _, r in to_send]
-    sources: list[ResourceRef] = [ref for g, _ in to_send for s in g for ref in s.basis]
-    device_ref = f"Device/{codes.device_id(model.name, model.version)}"
-    provenance = to_provenance(
-        to_send[0][0][0].run_id, targets, device_ref, sources, now, options.max_basis
-    )
-    outcomes = sink.write([r for _, r in to_send] + [provenance])
-    owners = {f"RiskAssessment/{r['id']}": g[0].patient_id for g, r in to_send}
-    ok = [o for o in outcomes[:-1] if o.ok]
-    for o in ok:
-        rid = o.reference.split("/", 1)[1]
-        ids[key[rid]] = rid
-    if not outcomes[-1].ok:
-        _LOG.warning(
-            "Provenance of %d RiskAssessments not written: %s", len(ok), outcomes[-1].reason
+    try:
+        stored = sink.existing("RiskAssessment", list(key))
+        same = [(g, r) for g, r in part if same_content(stored.get(r["id"]), r)]
+        covered = sink.provenance_targets([_ref(r) for _, r in same])
+    except DiproFhirError as exc:
+        patients = sorted({g[0].patient_id for g, _ in part})
+        detail = type(exc).__name__
+        return _PartResult(
+            failures=[
+                PatientFailure(p, "writeback", "source-unavailable", detail, True) for p in patients
+            ]
         )
-    elif len(ok) < len(to_send):
-        # Entries were written one by one and some failed: the Provenance (same id) must
-        # target only what exists (Provenance.target, R4 6.3).
-        provenance["target"] = [{"reference": o.reference} for o in ok]
-        sink.write([provenance] if ok else [])
-    return ids, len(ok), len(part) - len(to_send), _failures(outcomes, owners)
+    result = _PartResult(ids={key[r["id"]]: r["id"] for _, r in same}, unchanged=len(same))
+    to_send = [(g, r) for g, r in part if key[r["id"]] not in result.ids]
+    # Identical RiskAssessments that no Provenance targets (an earlier write lost it) get
+    # one now: a Provenance is never lost for good.
+    orphans = [(g, r) for g, r in same if _ref(r) not in covered]
+    if not to_send and not orphans:
+        return result
+    device_ref = f"Device/{codes.device_id(model.name, model.version)}"
+    outcomes = sink.write([r for _, r in to_send])
+    written = {o.reference for o in outcomes if o.ok}
+    result.written = len(written)
+    result.conflicted = any(o.reason == "conflict" for o in outcomes)
+    owners = {_ref(r): g[0].patient_id for g, r in to_send}
+    for o in outcomes:
+        if o.ok:
+            rid = o.reference.split("/", 1)[1]
+            result.ids[key[rid]] = rid
+    rejected = {o.reference for o in outcomes if not o.ok and o.reason == "rejected"}
+    if rejected and context.identifier_fallback:
+        # The server refused literal references to source data it does not hold
+        # (referential integrity on write): write those again with logical references.
+        retry = _rebuild([(g, r) for g, r in to_send if _ref(r) in rejected], context)
+        again = _attempt_part(sink, retry, model, context.fallback_options, context.final())
+        result.ids.update(again.ids)
+        result.written += again.written
+        result.unchanged += again.unchanged
+        result.failures += again.failures
+        result.conflicted |= again.conflicted
+        outcomes = [o for o in outcomes if o.reference not in rejected]
+    result.failures += _failures(outcomes, owners)
+    targets = sorted(written | {_ref(r) for _, r in orphans})
+    if targets:
+        groups = [g for g, r in [*to_send, *orphans] if _ref(r) in targets]
+        result.failures += _write_provenance(sink, targets, groups, device_ref, options, context)
+    return result
+
+
+def _write_provenance(
+    sink: ResultSink,
+    targets: Sequence[str],
+    groups: Sequence[list[Score]],
+    device_ref: str,
+    options: AssessmentOptions,
+    context: _Context,
+) -> list[PatientFailure]:
+    """Write the Provenance of ``targets``; if it fails, their patients are ``partial``.
+
+    HAPI checks the references it indexes for search (``Provenance.entity``, ``target``)
+    but not ``RiskAssessment.basis``; so a source resource deleted since extraction fails
+    the Provenance alone. It is then written once more with logical references.
+    """
+    sources: list[ResourceRef] = [ref for g in groups for s in g for ref in s.basis]
+    provenance = to_provenance(
+        groups[0][0].run_id, targets, device_ref, sources, context.now, options
+    )
+    outcome = _put_unless_same(sink, provenance)
+    if outcome.ok:
+        return []
+    if outcome.reason == "rejected" and context.identifier_fallback:
+        return _write_provenance(
+            sink, targets, groups, device_ref, context.fallback_options, context.final()
+        )
+    _LOG.warning(
+        "write-back partial: Provenance of %d RiskAssessments not written (%s)",
+        len(targets),
+        outcome.reason,
+    )
+    patients = sorted({g[0].patient_id for g in groups})
+    detail = f"RiskAssessments written without their Provenance: {outcome.detail}"
+    return [
+        PatientFailure(p, "writeback", PROVENANCE_MISSING, detail, retriable=True) for p in patients
+    ]
+
+
+def _put_unless_same(sink: ResultSink, resource: dict[str, Any]) -> EntryOutcome:
+    """PUT one resource unless the same content is there; look again after a conflict.
+
+    Two writers build the same Device, and within a run the same Provenance id; the one
+    that loses HAPI's race (409) finds the winner's copy on the next look and writes nothing.
+    """
+    reference = _ref(resource)
+    rtype, rid = resource["resourceType"], resource["id"]
+    outcome = EntryOutcome(reference, False, "conflict", "not attempted", True)
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        try:
+            stored = sink.existing(rtype, [rid]).get(rid)
+        except DiproFhirError as exc:
+            return EntryOutcome(reference, False, "source-unavailable", type(exc).__name__, True)
+        if same_content(stored, resource):
+            return EntryOutcome(reference, True)
+        outcome = sink.write([resource])[0]
+        if outcome.reason != "conflict":
+            return outcome
+        _backoff(attempt)
+    return outcome
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(CONFLICT_DELAY_S * attempt * (0.5 + random.random()))
+
+
+def _rebuild(
+    part: Sequence[tuple[list[Score], dict[str, Any]]], context: _Context
+) -> list[tuple[list[Score], dict[str, Any]]]:
+    options = context.fallback_options
+    return [
+        (g, to_risk_assessment(g, options, stay_start=context.stay_starts.get(g[0].patient_id)))
+        for g, _ in part
+    ]
+
+
+def _ref(resource: Mapping[str, Any]) -> str:
+    return f"{resource['resourceType']}/{resource['id']}"
 
 
 def publish_chunk(
