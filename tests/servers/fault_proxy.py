@@ -8,7 +8,9 @@ short of its ``Content-Length``. It logs every request it saw so tests can asser
 
 Everything else is passed through unchanged and binary-safe, with the client's ``Host`` header
 kept, so a server that builds absolute links (FHIR ``Bundle.link``, DICOMweb retrieve URLs)
-points them back at the proxy and paging stays behind the faults.
+points them back at the proxy and paging stays behind the faults. ``keep_host=False`` makes
+it a reverse proxy that sends the upstream's own address instead, as many hospital gateways
+do: the server's links then name its internal address.
 
 Usage::
 
@@ -96,8 +98,9 @@ class FaultProxy:
         base_url: The target base URL with the proxy's host and port in place of the target's.
     """
 
-    def __init__(self, target_base_url: str) -> None:
+    def __init__(self, target_base_url: str, *, keep_host: bool = True) -> None:
         target = urlsplit(target_base_url)
+        self.keep_host = keep_host
         if target.scheme != "http" or target.hostname is None:
             raise ValueError("the fault proxy forwards plain http:// targets only")
         self.target_host = target.hostname
@@ -296,6 +299,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             assert upstream.sock is not None
             upstream.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+            if not proxy.keep_host:
+                headers = {k: v for k, v in headers.items() if k.lower() != "host"}
+                headers["Host"] = f"{proxy.target_host}:{proxy.target_port}"
             if body is not None:
                 headers["Content-Length"] = str(len(body))
             upstream.request(self.command, self.path, body=body, headers=headers)
@@ -348,12 +354,13 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def fault_proxy() -> Iterator[Callable[[str], FaultProxy]]:
-    """Factory: ``fault_proxy(target_base_url) -> FaultProxy``; all are closed at teardown."""
+def fault_proxy() -> Iterator[Callable[..., FaultProxy]]:
+    """Factory: ``fault_proxy(target_base_url, keep_host=True) -> FaultProxy``; all are
+    closed at teardown."""
     proxies: list[FaultProxy] = []
 
-    def start(target_base_url: str) -> FaultProxy:
-        proxy = FaultProxy(target_base_url)
+    def start(target_base_url: str, *, keep_host: bool = True) -> FaultProxy:
+        proxy = FaultProxy(target_base_url, keep_host=keep_host)
         proxies.append(proxy)
         return proxy
 

@@ -1,4 +1,7 @@
-"""pytest fixtures for a real FHIR R4 server process on loopback.
+"""pytest fixtures for the second FHIR R4 server of the tests: Medplum's router, on loopback.
+
+HAPI FHIR (:mod:`tests.servers.hapi_server`) is the reference server and owns the fixture
+``fhir_base_url``; this one serves the portability subsets as ``medplum_base_url``.
 
 The server is Medplum's FHIR router (npm ``@medplum/fhir-router``, pinned in
 ``tests/servers/fhir/package-lock.json``) with an in-memory store, served over HTTP by the
@@ -8,7 +11,7 @@ transactions, ``ETag``/``Location`` headers. It is not the project's own logic, 
 FHIR client meet a server that can disagree with us.
 
 FHIR base: ``http://127.0.0.1:<port>/fhir``. One process per pytest session (per xdist worker);
-``fhir_base_url`` empties it before each test.
+``medplum_base_url`` empties it before each test.
 """
 
 from __future__ import annotations
@@ -168,8 +171,8 @@ def _wait_for_metadata(server: FhirServer) -> None:
 
 
 @pytest.fixture(scope="session")
-def fhir_server() -> Iterator[FhirServer]:
-    """A real FHIR R4 server process for the whole session (see module docstring)."""
+def medplum_server() -> Iterator[FhirServer]:
+    """The Medplum harness process for the whole session (see module docstring)."""
     server = start_fhir_server()
     try:
         yield server
@@ -178,7 +181,7 @@ def fhir_server() -> Iterator[FhirServer]:
 
 
 @pytest.fixture
-def fhir_base_url(fhir_server: FhirServer) -> str:
-    """The FHIR base URL of an emptied server: each test starts from a clean store."""
-    fhir_server.reset()
-    return fhir_server.base_url
+def medplum_base_url(medplum_server: FhirServer) -> str:
+    """The base URL of the emptied Medplum harness: each test starts from a clean store."""
+    medplum_server.reset()
+    return medplum_server.base_url

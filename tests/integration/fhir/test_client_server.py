@@ -7,7 +7,12 @@ from datetime import timedelta
 
 import pytest
 
-from dipro_fhir.errors import PublishConflict, RequestRejected, ResourceNotFound
+from dipro_fhir.errors import (
+    PublishConflict,
+    RequestRejected,
+    ResourceNotFound,
+    SourceUnavailable,
+)
 from dipro_fhir.fhir import FhirClient
 
 from .conftest import T0, hourly_observations, patient, transaction
@@ -17,9 +22,9 @@ MakeClient = Callable[..., FhirClient]
 
 
 def test_capabilities_is_a_capability_statement(
-    fhir_base_url: str, make_client: MakeClient
+    any_fhir_base_url: str, make_client: MakeClient
 ) -> None:
-    statement = make_client(fhir_base_url).capabilities()
+    statement = make_client(any_fhir_base_url).capabilities()
     assert statement["resourceType"] == "CapabilityStatement"
     assert statement["fhirVersion"].startswith("4.")
 
@@ -34,9 +39,9 @@ def test_put_then_read_returns_the_stored_version(
 
 
 def test_put_with_stale_if_match_is_a_publish_conflict(
-    fhir_base_url: str, make_client: MakeClient
+    any_fhir_base_url: str, make_client: MakeClient
 ) -> None:
-    client = make_client(fhir_base_url)
+    client = make_client(any_fhir_base_url)
     first = client.put(patient("p1"))
     client.put({**patient("p1"), "gender": "male"}, if_match=first["meta"]["versionId"])
     with pytest.raises(PublishConflict) as info:
@@ -69,12 +74,12 @@ def test_invalid_resource_is_rejected_with_the_servers_outcome(
 
 
 def test_search_follows_every_next_link_exactly_once(
-    fhir_base_url: str, fault_proxy: Callable[[str], object], make_client: MakeClient
+    any_fhir_base_url: str, fault_proxy: Callable[[str], object], make_client: MakeClient
 ) -> None:
-    make_client(fhir_base_url).transaction(
+    make_client(any_fhir_base_url).transaction(
         transaction([patient("p1"), *hourly_observations("p1", 450)]), idempotent=True
     )
-    proxy = fault_proxy(fhir_base_url)
+    proxy = fault_proxy(any_fhir_base_url)
     client = make_client(proxy.base_url)  # type: ignore[attr-defined]
     found = list(client.search("Observation", {"subject": "Patient/p1", "_count": "50"}))
     assert len(found) == 450
@@ -85,9 +90,9 @@ def test_search_follows_every_next_link_exactly_once(
 
 
 def test_search_pages_yields_bundles_and_count_matches(
-    fhir_base_url: str, make_client: MakeClient
+    any_fhir_base_url: str, make_client: MakeClient
 ) -> None:
-    client = make_client(fhir_base_url, page_size=20)
+    client = make_client(any_fhir_base_url, page_size=20)
     client.transaction(
         transaction([patient("p1"), *hourly_observations("p1", 45)]), idempotent=True
     )
@@ -97,8 +102,8 @@ def test_search_pages_yields_bundles_and_count_matches(
     assert client.count("Observation", {"subject": "Patient/p1"}) == 45
 
 
-def test_date_filters_are_half_open(fhir_base_url: str, make_client: MakeClient) -> None:
-    client = make_client(fhir_base_url)
+def test_date_filters_are_half_open(any_fhir_base_url: str, make_client: MakeClient) -> None:
+    client = make_client(any_fhir_base_url)
     client.transaction(
         transaction([patient("p1"), *hourly_observations("p1", 10)]), idempotent=True
     )
@@ -125,3 +130,36 @@ def test_idempotent_flag_is_refused_for_posts(fhir_base_url: str, make_client: M
     bundle["entry"][0]["request"] = {"method": "POST", "url": "Patient"}
     with pytest.raises(ValueError, match="not PUT"):
         make_client(fhir_base_url).transaction(bundle, idempotent=True)
+
+
+def test_search_right_after_a_write_is_not_served_from_hapis_cache(
+    fhir_base_url: str, make_client: MakeClient
+) -> None:
+    # HAPI reuses a search's results for 60 s unless the request says Cache-Control:
+    # no-cache; the client says it on every GET.
+    client = make_client(fhir_base_url)
+    client.transaction(transaction([patient("p1"), *hourly_observations("p1", 3)]), idempotent=True)
+    assert len(list(client.search("Observation", {"subject": "Patient/p1"}))) == 3
+    client.transaction(
+        transaction(hourly_observations("p1", 5, start=T0 + timedelta(days=1))[3:]),
+        idempotent=True,
+    )
+    assert len(list(client.search("Observation", {"subject": "Patient/p1"}))) == 5
+
+
+def test_next_links_of_a_server_behind_a_proxy_are_refused_unless_their_base_is_named(
+    fhir_base_url: str, fault_proxy: Callable[..., object], make_client: MakeClient
+) -> None:
+    make_client(fhir_base_url).transaction(
+        transaction([patient("p1"), *hourly_observations("p1", 25)]), idempotent=True
+    )
+    # A gateway that sends the server its own address: next links name the internal base.
+    proxy = fault_proxy(fhir_base_url, keep_host=False)
+    outside = proxy.base_url  # type: ignore[attr-defined]
+    params = {"subject": "Patient/p1", "_count": "10"}
+    with pytest.raises(SourceUnavailable, match="another server"):
+        list(make_client(outside).search("Observation", params))
+    rewriting = make_client(outside, next_link_base=fhir_base_url)
+    assert len(list(rewriting.search("Observation", params))) == 25
+    pages = [r for r in proxy.requests if r.method == "GET"]  # type: ignore[attr-defined]
+    assert len(pages) == 1 + 3  # the refused first page, then three pages through the proxy

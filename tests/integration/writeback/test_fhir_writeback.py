@@ -1,8 +1,10 @@
 """Write-back to the real FHIR server and PostgreSQL: exactly once, races, rescoring, faults.
 
-The FHIR server is the test harness (Medplum's FHIR router behind a HAPI-like HTTP layer);
-faults come from the fault-injecting proxy in front of it; the store is a fresh PostgreSQL
-database migrated with Alembic.
+The FHIR server is HAPI FHIR JPA (the reference server; referential integrity on write, so
+each test first loads the patients, encounters and source data its scores point at); faults
+come from the fault-injecting proxy in front of it; the store is a fresh PostgreSQL database
+migrated with Alembic. Exactly-once across processes (``kill -9``) is in
+``test_writeback_crash.py``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from dipro_fhir.writeback import codes
 from dipro_fhir.writeback.assessment import AssessmentOptions
 from dipro_fhir.writeback.sinks import FhirResultSink
 from dipro_fhir.writeback.write import publish_chunk, write_scores
+from tests.integration.writeback.sources import load_sources, provenance_count_per_target
 from tests.servers.fault_proxy import FaultProxy
 from tests.unit.writeback.scores import AS_OF, MODEL, cohort_scores
 
@@ -38,10 +41,18 @@ OPTIONS = AssessmentOptions(transaction_size=4)
 
 
 @pytest.fixture
-def client(fhir_base_url: str) -> Iterator[FhirClient]:
-    """A client of the emptied FHIR server."""
-    with FhirClient(fhir_base_url) as fhir:
+def client(seeded_base_url: str) -> Iterator[FhirClient]:
+    """A client of the emptied FHIR server, holding the sources of ``N_PATIENTS``."""
+    with FhirClient(seeded_base_url) as fhir:
         yield fhir
+
+
+@pytest.fixture
+def seeded_base_url(fhir_base_url: str) -> str:
+    """The emptied FHIR server, holding what the scores of ``N_PATIENTS`` refer to."""
+    with FhirClient(fhir_base_url) as fhir:
+        load_sources(fhir, cohort_scores(N_PATIENTS))
+    return fhir_base_url
 
 
 @pytest.fixture
@@ -98,7 +109,12 @@ def test_rerun_of_same_night_writes_nothing_new(
     assert "pat-" not in caplog.text  # no patient ids in logs
 
 
-def test_two_concurrent_runs_leave_no_duplicates(fhir_base_url: str, migrated_pg_url: str) -> None:
+@pytest.mark.parametrize(
+    "run_ids", [("night", "night"), ("run-0", "run-1")], ids=["same-night", "two-run-ids"]
+)
+def test_two_concurrent_runs_leave_no_duplicates(
+    seeded_base_url: str, migrated_pg_url: str, run_ids: tuple[str, str]
+) -> None:
     scores = cohort_scores(N_PATIENTS)
     barrier = threading.Barrier(2)
     errors: list[BaseException] = []
@@ -107,9 +123,8 @@ def test_two_concurrent_runs_leave_no_duplicates(fhir_base_url: str, migrated_pg
         engine = sa.create_engine(migrated_pg_url)
         try:
             store = ResultStore(engine)
-            store.start_run(RunId(run_id), as_of=AS_OF, model_name="dipro", model_version="1.0.0")
             mine = [dataclasses.replace(s, run_id=RunId(run_id)) for s in scores]
-            with FhirClient(fhir_base_url) as fhir:
+            with FhirClient(seeded_base_url) as fhir:
                 barrier.wait(timeout=30)
                 publish_chunk(FhirResultSink(fhir), store, RunId(run_id), mine, MODEL)
         except BaseException as exc:  # collected and re-raised by the test thread
@@ -117,16 +132,27 @@ def test_two_concurrent_runs_leave_no_duplicates(fhir_base_url: str, migrated_pg
         finally:
             engine.dispose()
 
-    threads = [threading.Thread(target=run, args=(f"run-{i}",)) for i in range(2)]
+    starter = sa.create_engine(migrated_pg_url)
+    for run_id in set(run_ids):
+        ResultStore(starter).start_run(
+            RunId(run_id), as_of=AS_OF, model_name="dipro", model_version="1.0.0"
+        )
+    starter.dispose()
+    threads = [threading.Thread(target=run, args=(run_id,)) for run_id in run_ids]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=120)
     assert errors == []
-    with FhirClient(fhir_base_url) as fhir:
+    with FhirClient(seeded_base_url) as fhir:
         per_identifier = _per_identifier(fhir)
+        per_target = provenance_count_per_target(fhir)
     assert len(per_identifier) == N_ASSESSMENTS
     assert set(per_identifier.values()) == {1}
+    # Runs with their own run ids may each record a Provenance of what they found or wrote:
+    # every RiskAssessment has at least one, and at most one per run id.
+    assert len(per_target) == N_ASSESSMENTS
+    assert set(per_target.values()) <= ({1} if run_ids[0] == run_ids[1] else {1, 2})
     engine = sa.create_engine(migrated_pg_url)
     with engine.connect() as conn:
         rows = conn.execute(
@@ -134,6 +160,11 @@ def test_two_concurrent_runs_leave_no_duplicates(fhir_base_url: str, migrated_pg
         ).one()
     engine.dispose()
     assert tuple(rows) == (N_ROWS, N_ROWS)
+    print(
+        f"two concurrent runs {run_ids} on the FHIR server: RiskAssessments/identifier "
+        f"{set(per_identifier.values())}, Provenances/RiskAssessment {set(per_target.values())}, "
+        f"rows {rows[0]} for {N_PATIENTS} patients"
+    )
 
 
 def test_rescoring_with_new_model_version_creates_new_and_keeps_old(
@@ -156,21 +187,25 @@ def test_rescoring_with_new_model_version_creates_new_and_keeps_old(
 
 
 def test_rejected_entry_fails_only_its_patient(
-    fhir_base_url: str,
+    seeded_base_url: str,
     fault_proxy: Callable[[str], FaultProxy],
     store: ResultStore,
 ) -> None:
+    fhir_base_url = seeded_base_url
     scores = cohort_scores(3)
     victim = [s for s in scores if s.patient_id == "pat-0001" and s.task == "mortality"]
     victim_id = codes.assessment_id("1.0.0", "mortality", "pat-0001", AS_OF)
     proxy = fault_proxy(fhir_base_url)
-    # POSTs to the base: batch read of the Device, its transaction, batch read of the
-    # assessments, then their transaction: that one is refused whole, and then the
+    # POSTs to the base: batch read of the Device (written by a plain PUT), batch read of
+    # the assessments, then their transaction: that one is refused whole, and then the
     # per-entry PUT of one assessment is refused.
-    proxy.inject("status", times=1, match=r"/fhir/?$", method="POST", skip=3, status=400)
+    proxy.inject("status", times=1, match=r"/fhir/?$", method="POST", skip=2, status=400)
     proxy.inject("status", times=1, match=f"/RiskAssessment/{victim_id}$", method="PUT", status=422)
+    literal_only = AssessmentOptions(identifier_fallback=False)
     with FhirClient(proxy.base_url) as fhir:
-        report, _ = publish_chunk(FhirResultSink(fhir), store, RunId("run-1"), scores, MODEL)
+        report, _ = publish_chunk(
+            FhirResultSink(fhir), store, RunId("run-1"), scores, MODEL, options=literal_only
+        )
     assert [(f.patient_id, f.stage, f.reason) for f in report.failures] == [
         (PatientId("pat-0001"), "writeback", "rejected")
     ]
@@ -244,12 +279,14 @@ def test_assessments_read_back_by_subject_and_identifier_and_validate(
 
 
 def test_server_outage_after_retries_fails_patients_as_retriable(
-    fhir_base_url: str,
+    seeded_base_url: str,
     fault_proxy: Callable[[str], FaultProxy],
     store: ResultStore,
 ) -> None:
+    fhir_base_url = seeded_base_url
     scores = cohort_scores(2)
     proxy = fault_proxy(fhir_base_url)
+    # The Device's batch read and the assessments' batch read pass; then the server is down.
     proxy.inject("503", times=1000, match=r"/fhir/?$", method="POST", skip=2)
     fast = RetryPolicy(max_attempts=2, backoff_s=0.01, max_backoff_s=0.01, jitter=0.0)
     with FhirClient(proxy.base_url, retry=fast) as fhir:
@@ -266,3 +303,77 @@ def test_server_outage_after_retries_fails_patients_as_retriable(
         retry, _ = publish_chunk(FhirResultSink(fhir), store, RunId("run-1"), scores, MODEL)
     assert (retry.written, retry.failures) == (6, ())
     assert None not in {r.fhir_resource_id for r in store.scores()}
+
+
+def test_refused_provenance_is_recorded_partial_and_the_rerun_completes_it(
+    seeded_base_url: str,
+    fault_proxy: Callable[[str], FaultProxy],
+    store: ResultStore,
+) -> None:
+    scores = cohort_scores(2)
+    proxy = fault_proxy(seeded_base_url)
+    proxy.inject("status", times=1000, match=r"/Provenance/", method="PUT", status=422)
+    with FhirClient(proxy.base_url) as fhir:
+        report, _ = publish_chunk(FhirResultSink(fhir), store, RunId("run-1"), scores, MODEL)
+    assert report.written == 6
+    assert sorted((f.patient_id, f.reason, f.retriable) for f in report.failures) == [
+        (PatientId("pat-0000"), "provenance-missing", True),
+        (PatientId("pat-0001"), "provenance-missing", True),
+    ]
+    assert {f.reason for f in store.failures(RunId("run-1"))} == {"provenance-missing"}
+    with FhirClient(seeded_base_url) as fhir:
+        assert provenance_count_per_target(fhir) == {}
+        versions = _versions(fhir)
+        retry, _ = publish_chunk(FhirResultSink(fhir), store, RunId("run-1"), scores, MODEL)
+        per_target = provenance_count_per_target(fhir)
+        assert _versions(fhir) == versions  # the assessments were not written again
+    assert (retry.written, retry.unchanged, retry.failures) == (0, 6, ())
+    assert sorted(per_target) == sorted(f"RiskAssessment/{i}" for i in versions)
+    assert set(per_target.values()) == {1}
+
+
+def test_data_from_elsewhere_is_referenced_by_identifier_and_hapi_accepts_it(
+    fhir_base_url: str, store: ResultStore
+) -> None:
+    # Scores of data read from files: the write server holds the patients and encounters
+    # but not the Observations and ImagingStudies (source_references "auto" -> identifier).
+    scores = cohort_scores(2)
+    by_identifier = AssessmentOptions(source_references="identifier")
+    with FhirClient(fhir_base_url) as fhir:
+        load_sources(fhir, scores, with_basis=False)
+        report, _ = publish_chunk(
+            FhirResultSink(fhir), store, RunId("run-1"), scores, MODEL, options=by_identifier
+        )
+        assessments = _assessments(fhir)
+        (provenance,) = fhir.search("Provenance", {})
+        again = write_scores(FhirResultSink(fhir), scores, MODEL, by_identifier)
+    assert (report.written, report.failures) == (6, ())
+    basis = [ref for ra in assessments for ref in ra["basis"]]
+    assert basis
+    assert all("reference" not in ref for ref in basis)
+    assert {ref["identifier"]["system"] for ref in basis} == {"urn:ietf:rfc:3986"}
+    assert {ref["type"] for ref in basis} == {"ImagingStudy", "Observation"}
+    assert all(ref["display"] == ref["identifier"]["value"] for ref in basis)  # no base URL
+    entities = [e["what"] for e in provenance["entity"]]
+    assert entities
+    assert all("identifier" in what and "reference" not in what for what in entities)
+    assert len(provenance["target"]) == 6
+    assert (again.written, again.unchanged, again.failures) == (0, 6, ())
+
+
+def test_source_data_deleted_since_extraction_still_gets_a_provenance(
+    fhir_base_url: str, store: ResultStore
+) -> None:
+    # Literal references to resources the server no longer holds: HAPI accepts them in
+    # RiskAssessment.basis (not a search-indexed path) but refuses them in
+    # Provenance.entity (HAPI-1094); the Provenance is written again with identifiers.
+    scores = cohort_scores(2)
+    with FhirClient(fhir_base_url) as fhir:
+        load_sources(fhir, scores, with_basis=False)
+        report, _ = publish_chunk(FhirResultSink(fhir), store, RunId("run-1"), scores, MODEL)
+        (provenance,) = fhir.search("Provenance", {})
+        again = write_scores(FhirResultSink(fhir), scores, MODEL)
+    assert (report.written, report.failures) == (6, ())
+    assert len(provenance["target"]) == 6
+    assert all("identifier" in e["what"] for e in provenance["entity"])
+    assert (again.written, again.unchanged, again.failures) == (0, 6, ())
