@@ -7,8 +7,12 @@
 #     project editable with extras [dev,airflow];
 #   - Orthanc + its DICOMweb plugin (Debian packages) if the plugin is missing; the tests run
 #     their own Orthanc process, so any service the package starts is stopped and disabled;
-#   - the FHIR test server's pinned npm packages (tests/servers/fhir, `npm ci`);
-#   - makes sure PostgreSQL answers on 127.0.0.1:5432.
+#   - the HAPI FHIR test server (tests/servers/hapi: a Spring Boot jar built with Maven from
+#     Maven Central; offline once ~/.m2 holds its dependencies; skipped when up to date);
+#   - the second FHIR test server's pinned npm packages (tests/servers/fhir, `npm ci`);
+#   - the docker compose plugin, built from its Go module when `docker compose` is missing
+#     (deploy/compose/install-compose-plugin.sh; the compose file's test needs only the CLI);
+#   - PostgreSQL from Debian if missing, trust auth on loopback, started on 127.0.0.1:5432.
 # With --python-only (used by scripts/demo.sh) it stops after the Python environment.
 set -euo pipefail
 
@@ -96,12 +100,25 @@ fhir_harness() {
 }
 
 postgres() {
+  # CI and new machines have no PostgreSQL: install it from Debian, trust loopback (the tests
+  # and the sandbox connect as `postgres` without a password on 127.0.0.1 only), start it.
+  if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+    say "installing postgresql (apt)"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  fi
+  local version hba
+  version=$(ls /etc/postgresql | sort -V | tail -n1)
+  hba=/etc/postgresql/$version/main/pg_hba.conf
+  if ! grep -qE '^host\s+all\s+all\s+127\.0\.0\.1/32\s+trust' "$hba"; then
+    say "postgresql: trust auth for 127.0.0.1 and ::1 in $hba"
+    as_root sed -i -E 's/^(host\s+all\s+all\s+(127\.0\.0\.1\/32|::1\/128)\s+)\S+/\1trust/' "$hba"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main reload >/dev/null 2>&1 || true
+  fi
   if pg_isready -q -h 127.0.0.1 -p 5432; then
     say "postgresql answers on 127.0.0.1:5432"
     return
   fi
-  local version
-  version=$(ls /etc/postgresql | sort -V | tail -n1)
   say "starting postgresql $version"
   as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start
   for _ in $(seq 1 50); do
@@ -118,7 +135,21 @@ if [ "${1:-}" = "--python-only" ]; then
   say "done (python only)"
   exit 0
 fi
+hapi_server() {
+  command -v mvn >/dev/null 2>&1 || { say "mvn not found: install Maven 3.8+ and Java 17" >&2; return 1; }
+  bash "$REPO_ROOT/scripts/build_hapi.sh"
+}
+
+compose_plugin() {
+  # tests/unit/test_compose.py renders docker-compose.yml with `docker compose config` (no
+  # engine needed); the machines have the docker client without the compose plugin.
+  bash "$REPO_ROOT/deploy/compose/install-compose-plugin.sh" >/dev/null ||
+    say "WARNING: no \`docker compose\`: the compose tests will fail" >&2
+}
+
 orthanc
-fhir_harness
 postgres
+hapi_server
+fhir_harness
+compose_plugin
 say "done"
