@@ -147,9 +147,22 @@ compose_plugin() {
     say "WARNING: no \`docker compose\`: the compose tests will fail" >&2
 }
 
+# --- browser (for tests/e2e/test_sandbox.py) -----------------------------------------------
+# Playwright (the dev extra) cannot download its browsers here: it drives Debian's chromium.
+browser() {
+  if [ -x /usr/bin/chromium ]; then
+    say "chromium present"
+  else
+    say "installing chromium (apt)"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  fi
+}
+
 orthanc
 postgres
 hapi_server
 fhir_harness
 compose_plugin
+browser
 say "done"
