@@ -51,8 +51,9 @@ it is used, so a run depends only on its logical date.
 - `dry_run` (boolean, default false): extract and score, write nothing.
 
 **Backfills** use this DAG: each run depends only on its logical date, so
-`airflow backfill create --dag-id dipro_nightly --from-date 2025-01-01T02:00:00Z --to-date 2025-01-07T02:00:00Z`
-reproduces those nights (`max_active_runs` is 1: one night at a time). Re-running a night
+`airflow backfill create --dag-id dipro_nightly --from-date 2025-01-01T02:00:00Z
+--to-date 2025-01-07T02:00:00Z` (with the times: a bare date is midnight) reproduces those
+nights (`max_active_runs` is 1: one night at a time). Re-running a night
 converges on the same run id and writes nothing new.
 
 **Configuration.** Endpoints come from the `DIPRO_*` environment
