@@ -74,6 +74,35 @@ def cmd_extract(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_codes(args: argparse.Namespace) -> int:
+    """List every Observation code of the FHIR source with counts, mapped or not."""
+    from dipro_fhir import connections
+    from dipro_fhir.codes_report import count_codes, render_codes
+    from dipro_fhir.settings import FhirSettings
+
+    settings = Settings()
+    if args.ndjson:
+        settings = settings.model_copy(update={"fhir": FhirSettings(ndjson_dir=Path(args.ndjson))})
+    source = connections.fhir_source(settings, images=False)
+    rows = count_codes(source.scan_observations(), connections.code_maps(settings))
+    if args.json:
+        print(json.dumps([_code_json(r) for r in rows], indent=2))
+    else:
+        print(render_codes(rows, args.limit))
+    return 0
+
+
+def _code_json(row: Any) -> dict[str, Any]:
+    return {
+        "system": row.system,
+        "code": row.code,
+        "display": row.display,
+        "observations": row.observations,
+        "variable": row.variable,
+        "candidates": [str(c) for c in row.candidates],
+    }
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a checkpoint from the configured sources (patients given explicitly)."""
     from dipro_fhir.demo import train_from_settings
@@ -188,6 +217,12 @@ def build_parser() -> argparse.ArgumentParser:
     extract.add_argument("--limit", type=int, help="at most this many patients")
     extract.add_argument("--crop-size", type=int, default=32)
     extract.set_defaults(func=cmd_extract)
+
+    codes = sub.add_parser("codes", help=cmd_codes.__doc__)
+    codes.add_argument("--ndjson", help="scan this NDJSON folder instead of the configured source")
+    codes.add_argument("--limit", type=int, help="show at most this many codes")
+    codes.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    codes.set_defaults(func=cmd_codes)
 
     train = sub.add_parser("train", help=cmd_train.__doc__)
     train.add_argument("--out", required=True, help="checkpoint folder to write")

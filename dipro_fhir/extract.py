@@ -14,6 +14,12 @@ after ``as_of``, or became known after it (``meta.lastUpdated``; ``started`` und
 Failures are sorted by what the run does next: a server that stays unavailable after retries
 or a missing Patient fails *this patient* (:class:`PatientFailure`); refused credentials and
 model-contract problems stop the run (they would fail every patient).
+
+Codes are read through the run's code maps (ConceptMaps: :mod:`dipro_fhir.mapping.code_maps`).
+What the window held that could not be used is added to a :class:`QualityCounter` (the
+chunk's data-quality summary: unmapped codes, variable coverage, unusable images), and the
+source's problems are attributed: the patient's own (:meth:`FhirSource.patient_issues`) go
+on its timeline; problems of no patient stay with the source for the caller to collect.
 """
 
 from __future__ import annotations
@@ -21,24 +27,27 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from dipro_fhir.dicomweb.source import ImageSource
 from dipro_fhir.errors import InvalidResource, ResourceNotFound, SourceUnavailable
-from dipro_fhir.fhir.matching import is_active_encounter
+from dipro_fhir.fhir.cohort import DEFAULT_RULE, CohortRule, choose_encounter
+from dipro_fhir.fhir.matching import is_under_way
 from dipro_fhir.fhir.resources import validate_many, validate_resource
 from dipro_fhir.fhir.source import FhirSource
 from dipro_fhir.imaging.events import fetch_image_events
 from dipro_fhir.imaging.regions import GeometricRegionLocator, RegionLocator
 from dipro_fhir.log import patient_tag
+from dipro_fhir.mapping.code_maps import CodeMaps, default_code_maps
 from dipro_fhir.mapping.imaging_study import StudyRef, read_imaging_study
-from dipro_fhir.mapping.labels import stay_period
+from dipro_fhir.mapping.labels import admission_chain, stay_period
 from dipro_fhir.mapping.observations import available_at, dipro_variables_of
+from dipro_fhir.mapping.quality import DataQuality, timeline_quality, unmapped_quality
 from dipro_fhir.mapping.timeline import build_timeline, window_start_for
 from dipro_fhir.scoring.score import PatientFailure
 from dipro_fhir.settings import Settings
@@ -69,6 +78,17 @@ class StageTimer:
             self.seconds[name] += time.perf_counter() - started
 
 
+class QualityCounter:
+    """Adds up a chunk's data-quality summary patient by patient (like :class:`StageTimer`)."""
+
+    def __init__(self) -> None:
+        self.summary = DataQuality()
+
+    def add(self, part: DataQuality) -> None:
+        """Add one patient's (or the source's) counts."""
+        self.summary = self.summary.merged(part)
+
+
 @dataclass(frozen=True, slots=True)
 class ExtractOptions:
     """How a patient is extracted: window, image geometry and site conventions."""
@@ -80,10 +100,19 @@ class ExtractOptions:
     site_tz: tzinfo
     availability: str = "strict"
     log_salt: str = "dipro-fhir"
+    code_maps: CodeMaps = field(default_factory=default_code_maps)
+    cohort: CohortRule = DEFAULT_RULE
 
 
 def extract_options(settings: Settings, *, crop_size: int, max_cxrs: int) -> ExtractOptions:
-    """The run settings' extraction options, for a model with this crop size and sequence."""
+    """The run settings' extraction options, for a model with this crop size and sequence.
+
+    Raises:
+        ConfigError: A configured ConceptMap cannot be read.
+    """
+    from dipro_fhir import connections
+
+    maps = connections.code_maps(settings)
     return ExtractOptions(
         window_hours=settings.run.window_hours,
         crop_size=crop_size,
@@ -92,6 +121,8 @@ def extract_options(settings: Settings, *, crop_size: int, max_cxrs: int) -> Ext
         site_tz=ZoneInfo(settings.run.site_timezone),
         availability=settings.run.availability,
         log_salt=settings.run.log_salt.get_secret_value(),
+        code_maps=maps,
+        cohort=connections.cohort_rule(settings, maps),
     )
 
 
@@ -103,6 +134,7 @@ def extract_patient(
     as_of: datetime,
     options: ExtractOptions,
     timer: StageTimer | None = None,
+    quality: QualityCounter | None = None,
 ) -> PatientTimeline | PatientFailure:
     """Extract and map one patient as of ``as_of``; a per-patient failure is returned.
 
@@ -114,15 +146,19 @@ def extract_patient(
         as_of: The scoring time; nothing dated or known later is used.
         options: Window, crop size, locator, site timezone, availability rule.
         timer: Adds up time per stage, when given.
+        quality: Adds up the data-quality summary, when given (only for mapped patients).
 
     Raises:
         AuthError: Credentials were refused (stop the run).
         ModelContractError: The mapped data cannot fit the model (stop the run).
     """
     try:
-        return _extract(
+        timeline, unmapped = _extract(
             fhir, images, patient_id, encounter_id, as_of, options, timer or StageTimer()
         )
+        if quality is not None:
+            quality.add(unmapped.merged(timeline_quality(timeline)))
+        return timeline
     except SourceUnavailable as exc:
         reason, retriable, detail = "source-unavailable", True, f"status {exc.status}"
     except ResourceNotFound as exc:
@@ -142,29 +178,30 @@ def _extract(
     as_of: datetime,
     options: ExtractOptions,
     timer: StageTimer,
-) -> PatientTimeline:
+) -> tuple[PatientTimeline, DataQuality]:
     window_start = window_start_for(as_of, options.window_hours)
     with timer.stage("fhir"):
         patient = fhir.patient(patient_id)
-        encounter = _scored_encounter(list(fhir.encounters(patient_id)), encounter_id, as_of)
+        encounters = list(fhir.encounters(patient_id))
+        encounter = _scored_encounter(encounters, encounter_id, as_of, options.cohort)
         encounter_id = None if encounter is None else EncounterId(str(encounter["id"]))
         stay_start = None if encounter is None else stay_period(encounter)[0]
-        observations = [
-            o
-            for o in fhir.observations(patient_id, since=window_start, until=as_of)
-            if dipro_variables_of(o)
-        ]
+        observations: list[dict[str, Any]] = []
+        unmapped: list[dict[str, Any]] = []
+        for o in fhir.observations(patient_id, since=window_start, until=as_of):
+            (observations if dipro_variables_of(o, options.code_maps) else unmapped).append(o)
         raw_studies = list(fhir.imaging_studies(patient_id))
     with timer.stage("validate"):
         # Full R4 validation costs ~1000x a JSON parse: only what is mapped is validated.
         validate_resource(patient)
         observations, invalid = validate_many(observations)
         raw_studies, invalid_studies = validate_many(raw_studies)
-        studies = _known_studies(iter(raw_studies), encounter_id, as_of, options.availability)
+        stays = _related_stays(encounter, encounters)
+        studies = _known_studies(iter(raw_studies), stays, as_of, options.availability)
     with timer.stage("images"):
         cxrs, image_issues = _recent_cxrs(images, studies, window_start, as_of, options)
     with timer.stage("map"):
-        return build_timeline(
+        timeline = build_timeline(
             patient_id,
             encounter_id,
             as_of,
@@ -172,36 +209,65 @@ def _extract(
             observations,
             cxrs,
             window_hours=options.window_hours,
-            extra_issues=[*fhir.take_issues(), *invalid, *invalid_studies, *image_issues],
+            extra_issues=[
+                *fhir.patient_issues(patient_id),
+                *invalid,
+                *invalid_studies,
+                *image_issues,
+            ],
             availability=options.availability,
             stay_start=stay_start,
+            maps=options.code_maps,
         )
+    return timeline, unmapped_quality(unmapped)
 
 
 def _scored_encounter(
-    encounters: list[dict[str, Any]], encounter_id: EncounterId | None, as_of: datetime
-) -> dict[str, Any] | None:
-    """The encounter to score: the one the plan named, else the one under way at ``as_of``
-    (the latest id wins a tie), else none."""
+    encounters: list[dict[str, Any]],
+    encounter_id: EncounterId | None,
+    as_of: datetime,
+    rule: CohortRule,
+) -> Mapping[str, Any] | None:
+    """The encounter to score: the one the plan named, else the one the cohort rule admits
+    at ``as_of`` (any encounter under way for the location rule), innermost first
+    (:func:`~dipro_fhir.fhir.cohort.choose_encounter`), else none."""
     if encounter_id is not None:
         return next((e for e in encounters if e.get("id") == encounter_id), None)
-    active = sorted(
-        (e for e in encounters if is_active_encounter(e, as_of) and e.get("id")),
-        key=lambda e: str(e["id"]),
-    )
-    return active[-1] if active else None
+    admitted = [
+        e
+        for e in encounters
+        if e.get("id")
+        and (rule.admits(e, as_of) if rule.kind == "class" else is_under_way(e, as_of))
+    ]
+    return choose_encounter(admitted)
+
+
+def _related_stays(
+    encounter: Mapping[str, Any] | None, encounters: Sequence[Mapping[str, Any]]
+) -> frozenset[str] | None:
+    """Ids of the scored stay, the encounters it is part of and those part of it
+    (``Encounter.partOf``): a film filed under the hospital admission belongs to its ICU
+    stay's history too. ``None`` when no stay is known (every study counts)."""
+    if encounter is None:
+        return None
+    own = str(encounter.get("id"))
+    related = {str(e.get("id")) for e in admission_chain(encounter, encounters)}
+    for other in encounters:
+        if own in {str(e.get("id")) for e in admission_chain(other, encounters)}:
+            related.add(str(other.get("id")))
+    return frozenset(related)
 
 
 def _known_studies(
     studies: Iterator[dict[str, Any]],
-    encounter_id: EncounterId | None,
+    stays: frozenset[str] | None,
     as_of: datetime,
     availability: str,
 ) -> list[StudyRef]:
     """ImagingStudies known at ``as_of`` (started and recorded before it), newest first.
 
-    When the stay is known, only its studies count (longitudinal context within the
-    encounter, DESIGN.md "Observation window").
+    When the stay is known, only the studies of it and its related encounters (or of no
+    encounter) count (longitudinal context within the stay, DESIGN.md "Observation window").
     """
     kept = []
     for study in studies:
@@ -211,7 +277,7 @@ def _known_studies(
         known = ref.started if availability == "issued" else available_at(study, "strict")
         if ref.started is None or ref.started >= as_of or (known is not None and known > as_of):
             continue
-        if encounter_id is not None and ref.encounter_id not in (None, encounter_id):
+        if stays is not None and ref.encounter_id is not None and ref.encounter_id not in stays:
             continue
         kept.append(ref)
     return sorted(kept, key=lambda r: (r.started, r.resource.id), reverse=True)
@@ -231,9 +297,8 @@ def _recent_cxrs(
         if len(events) >= options.max_cxrs:
             break
         if study.study_uid is None:
-            issues.append(
-                MappingIssue("no-study-uid", study.resource.reference, "no urn:dicom:uid")
-            )
+            detail = "no urn:dicom:uid or urn:oid identifier"
+            issues.append(MappingIssue("no-study-uid", study.resource.reference, detail))
             continue
         found, problems = fetch_image_events(
             images,

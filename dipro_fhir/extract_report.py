@@ -2,7 +2,9 @@
 
 The same per-patient extraction a scoring run uses, streamed patient by patient (timelines are
 counted, not kept), with a progress bar and a report of wall time per stage (FHIR search,
-images: DICOMweb fetch + decode + locate + crop, mapping), patients per second and peak memory.
+images: DICOMweb fetch + decode + locate + crop, mapping), patients per second and peak memory,
+and the data-quality summary a run would record (unmapped codes, coverage, unusable images,
+problems of no patient).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from dipro_fhir import connections
-from dipro_fhir.extract import StageTimer, extract_options, extract_patient
+from dipro_fhir.extract import QualityCounter, StageTimer, extract_options, extract_patient
+from dipro_fhir.mapping.quality import DataQuality, render_quality, unattributed_quality
 from dipro_fhir.scoring.score import PatientFailure
 from dipro_fhir.settings import Settings
 from dipro_fhir.timeline import EncounterId, PatientId
@@ -34,6 +37,7 @@ class ExtractReport:
     wall_s: float
     stage_s: dict[str, float] = field(default_factory=dict)
     peak_rss_mb: float = 0.0
+    quality: DataQuality = field(default_factory=DataQuality)
 
     @property
     def patients_per_s(self) -> float:
@@ -42,9 +46,11 @@ class ExtractReport:
 
     def render(self) -> str:
         """A short human-readable report."""
+        orphans = sum(self.quality.unattributed_problems.values())
         lines = [
             f"patients      {self.patients} ({self.timelines} mapped, "
-            f"{sum(self.failures.values())} failed {dict(self.failures)})",
+            f"{sum(self.failures.values())} failed {dict(self.failures)}; "
+            f"{orphans} data problems of no patient)",
             f"CXRs          {self.cxrs}",
             f"EHR values    {self.observed_values} hourly values observed",
             f"wall time     {self.wall_s:.1f} s  ({self.patients_per_s:.2f} patients/s)",
@@ -56,6 +62,7 @@ class ExtractReport:
         if self.issues:
             common = ", ".join(f"{k} {v}" for k, v in self.issues.most_common(8))
             lines.append(f"data problems {common}")
+        lines.append(render_quality(self.quality))
         return "\n".join(lines)
 
 
@@ -72,14 +79,16 @@ def extract_cohort(
     """Extract and map the cohort (given ids, else encounters active at ``as_of``)."""
     from tqdm import tqdm
 
+    from dipro_fhir.pipeline import active_cohort
+
     fhir = connections.fhir_source(settings)
     images = connections.image_source(settings.dicomweb)
     cohort: list[tuple[str, str | None]] = [(p, None) for p in patient_ids]
     if not cohort:
-        cohort = [(p, e) for p, e in fhir.active_encounter_patients(as_of)]
+        cohort = active_cohort(settings, fhir, as_of)
     cohort = cohort[:limit]
     options = extract_options(settings, crop_size=crop_size, max_cxrs=max_cxrs)
-    timer = StageTimer()
+    timer, quality = StageTimer(), QualityCounter()
     failures: Counter[str] = Counter()
     issues: Counter[str] = Counter()
     timelines = cxrs = values = 0
@@ -93,6 +102,7 @@ def extract_cohort(
             as_of,
             options,
             timer,
+            quality,
         )
         if isinstance(result, PatientFailure):
             failures[result.reason] += 1
@@ -101,6 +111,7 @@ def extract_cohort(
         cxrs += len(result.images)
         values += int(result.ehr_mask.sum())
         issues.update(i.code for i in result.issues)
+    quality.add(unattributed_quality(fhir.take_issues()))
     wall = time.perf_counter() - started
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return ExtractReport(
@@ -113,4 +124,5 @@ def extract_cohort(
         wall_s=wall,
         stage_s=dict(timer.seconds),
         peak_rss_mb=peak_kib / 1024,
+        quality=quality.summary,
     )

@@ -2,7 +2,8 @@
 
 Everything here is small and JSON-able, because Airflow passes it through XCom: a
 :class:`RunRequest` (what to score), a :class:`ChunkManifest` per chunk (patients, staging
-paths, failures, counts, timings), and the JSON form of a :class:`Score` in staging files.
+paths, failures, counts, timings, the chunk's data-quality counts and the problems of no
+patient), and the JSON form of a :class:`Score` in staging files.
 Run ids are deterministic, so a re-run of a night converges on the same run.
 """
 
@@ -60,11 +61,14 @@ class ChunkManifest:
     failures: tuple[tuple[str, str, str, str, bool], ...] = ()
     counts: Mapping[str, int] = field(default_factory=dict)
     timings_s: Mapping[str, float] = field(default_factory=dict)
+    quality: Mapping[str, Any] = field(default_factory=dict)
+    orphan_issues: tuple[tuple[str, str, str], ...] = ()
 
     def to_xcom(self) -> dict[str, Any]:
         """A JSON-able dict."""
         data = asdict(self)
         data["counts"], data["timings_s"] = dict(self.counts), dict(self.timings_s)
+        data["quality"] = dict(self.quality)
         return data
 
     @classmethod
@@ -81,6 +85,10 @@ class ChunkManifest:
             failures=tuple(tuple(f) for f in data.get("failures", ())),
             counts=dict(data.get("counts", {})),
             timings_s=dict(data.get("timings_s", {})),
+            quality=dict(data.get("quality") or {}),
+            orphan_issues=tuple(
+                (str(c), str(r), str(d)) for c, r, d in data.get("orphan_issues", ())
+            ),
         )
 
     @property

@@ -6,7 +6,10 @@ XCom). Steps of one chunk are idempotent: a retried task overwrites its staging 
 write-back skips what is already on the server and upserts the database.
 
     plan_run -> [chunk manifests] -> extract_chunk -> score_chunk -> write_back_chunk
-             -> finalize_run (summary, watermark, clean-up; fails past the failure limit)
+             -> finalize_run (summary, data quality, watermark, clean-up; fails past the
+                              failure limit)
+
+Which patients an ``active`` run plans is ``settings.cohort`` (:func:`active_cohort`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 
 from dipro_fhir import connections, staging
 from dipro_fhir.errors import ConfigError, DiproFhirError
+from dipro_fhir.fhir.source import FhirSource
 from dipro_fhir.manifest import (
     ChunkManifest,
     RunRequest,
@@ -32,7 +36,7 @@ from dipro_fhir.manifest import (
 )
 from dipro_fhir.scoring.score import PatientFailure
 from dipro_fhir.settings import Settings
-from dipro_fhir.timeline import EncounterId, PatientId, RunId
+from dipro_fhir.timeline import NO_PATIENT, EncounterId, PatientId, RunId
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +44,7 @@ __all__ = [
     "ChunkManifest",
     "RunFailed",
     "RunRequest",
+    "active_cohort",
     "as_of_for_logical_date",
     "extract_chunk",
     "fail_chunk",
@@ -121,13 +126,36 @@ def _cohort(
         since = connections.result_store(settings).watermark(PIPELINE, model_name)
         start = since or request.as_of - timedelta(hours=settings.run.window_hours)
         return [(p, None) for p in source.patients_with_data_since(start, request.as_of)]
-    return [(p, e) for p, e in source.active_encounter_patients(request.as_of)]
+    return active_cohort(settings, source, request.as_of)
+
+
+def active_cohort(
+    settings: Settings, source: FhirSource, as_of: datetime
+) -> list[tuple[str, str | None]]:
+    """The ``active`` cohort by ``settings.cohort``: a Group's or List's members, or one
+    admitted encounter per patient (:mod:`dipro_fhir.fhir.cohort`).
+
+    Raises:
+        ConfigError: The cohort's Group or List is not configured.
+    """
+    cohort = settings.cohort
+    if cohort.rule == "group":
+        if not cohort.group_id:
+            raise ConfigError("cohort.rule=group needs cohort.group_id")
+        return [(p, None) for p in source.group_members(cohort.group_id)]
+    if cohort.rule == "list":
+        if not cohort.list_id:
+            raise ConfigError("cohort.rule=list needs cohort.list_id")
+        return list(dict.fromkeys(source.list_members(cohort.list_id)))
+    rule = connections.cohort_rule(settings, connections.code_maps(settings))
+    return [(p, e) for p, e in source.active_encounter_patients(as_of, rule)]
 
 
 def extract_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, Any]:
     """Extract and map every patient of a chunk into one staging file of timelines."""
     from dipro.checkpoint import read_card
-    from dipro_fhir.extract import StageTimer, extract_options, extract_patient
+    from dipro_fhir.extract import QualityCounter, StageTimer, extract_options, extract_patient
+    from dipro_fhir.run_quality import chunk_orphans
 
     chunk = ChunkManifest.from_xcom(manifest)
     started = time.perf_counter()
@@ -136,7 +164,7 @@ def extract_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, 
     fhir = connections.fhir_source(settings)
     images = connections.image_source(settings.dicomweb)
     timelines, failures = [], list(chunk.failure_records())
-    timer = StageTimer()
+    timer, quality = StageTimer(), QualityCounter()
     for patient_id, encounter_id in chunk.patients:
         result = extract_patient(
             fhir,
@@ -146,6 +174,7 @@ def extract_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, 
             chunk.as_of_time,
             options,
             timer,
+            quality,
         )
         if isinstance(result, PatientFailure):
             failures.append(result)
@@ -153,6 +182,7 @@ def extract_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, 
             timelines.append(result)
     folder = staging.run_folder(settings.run.staging_dir, chunk.run_id)
     path = staging.save_timelines(f"{folder}/chunk-{chunk.index:05d}.timelines.npz", timelines)
+    chunk = replace(chunk, quality=quality.summary.to_json(), orphan_issues=chunk_orphans(fhir))
     return _next(
         chunk,
         "extract",
@@ -218,6 +248,8 @@ def write_back_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[st
         PatientId(p): [MappingIssue(c, r, d) for c, r, d in items]
         for p, items in payload["issues"].items()
     }
+    if chunk.orphan_issues:  # problems of no patient that can be told
+        issues[NO_PATIENT] = [MappingIssue(c, r or None, d) for c, r, d in chunk.orphan_issues]
     report, _ = publish_chunk(
         connections.result_sink(settings),
         connections.result_store(settings),
@@ -271,6 +303,8 @@ def finalize_run(settings: Settings, manifests: Sequence[Mapping[str, Any]]) -> 
     if share > settings.run.max_failed_share:
         status = "failed"
     summary["status"] = status
+    if chunks:
+        summary["data_quality"] = _data_quality(settings, chunks)
     if chunks and not chunks[0].dry_run:
         _record_run_end(settings, chunks, summary)
     if chunks and status != "failed":
@@ -282,6 +316,14 @@ def finalize_run(settings: Settings, manifests: Sequence[Mapping[str, Any]]) -> 
             f"{summary['failure_reasons']}"
         )
     return summary
+
+
+def _data_quality(settings: Settings, chunks: Sequence[ChunkManifest]) -> dict[str, Any]:
+    from dipro.checkpoint import read_card
+    from dipro_fhir.run_quality import finish_quality
+
+    name = read_card(settings.model.checkpoint).name
+    return finish_quality(settings, chunks, pipeline=PIPELINE, model_name=name)
 
 
 def _record_run_end(

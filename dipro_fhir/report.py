@@ -2,8 +2,10 @@
 
 Plots are inline SVG drawn here (no plotting library, no network): the risk distribution per
 task, mortality calibration against the synthetic ground truth, and one patient's timeline
-(CXR acquisition times over three EHR signals in the 48-hour window). It also returns a plain
-text table for the terminal.
+(CXR acquisition times over three EHR signals in the 48-hour window), then the run's
+data-quality summary (unmapped codes with counts, coverage per variable, unusable images,
+problems of no patient, and the change since the previous successful night). It also returns
+a plain text table for the terminal.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from sqlalchemy import select
 
 from dipro.vocab import VARIABLES
 from dipro_fhir import connections
+from dipro_fhir.mapping.quality import compare, render_quality
 from dipro_fhir.settings import Settings
 from dipro_fhir.store.models import Run
+from dipro_fhir.store.quality import previous_success, read_data_quality
 from dipro_fhir.store.results import RunRecord, StoredScore
 from dipro_fhir.timeline import RunId
 
@@ -157,6 +161,7 @@ def write_report(settings: Settings, cohort: Path, out: Path, as_of: datetime) -
         _one_patient(settings, cohort, scores, as_of),
     ]
     table = _table(scores, run)
+    quality = data_quality_text(settings, run)
     out.write_text(
         "<!doctype html><meta charset='utf-8'><title>dipro-fhir demo report</title>"
         "<style>body{font-family:sans-serif;max-width:900px;margin:2em auto}"
@@ -166,10 +171,31 @@ def write_report(settings: Settings, cohort: Path, out: Path, as_of: datetime) -
         f"{html.escape(run.as_of.isoformat())}, model {html.escape(run.model_name)} "
         f"{html.escape(run.model_version)}, status <b>{html.escape(run.status)}</b>. "
         "Synthetic data; the demo checkpoint is <b>not for clinical use</b>.</p>"
-        f"<pre>{html.escape(table)}</pre>" + "".join(figures),
+        f"<pre>{html.escape(table)}</pre>" + "".join(figures) + "<h2>Data quality</h2>"
+        f"<pre>{html.escape(quality)}</pre>",
         encoding="utf-8",
     )
-    return {"table": table, "run_id": run.id, "patients": len(mortality), "status": run.status}
+    return {
+        "table": table,
+        "run_id": run.id,
+        "patients": len(mortality),
+        "status": run.status,
+        "data_quality": quality,
+    }
+
+
+def data_quality_text(settings: Settings, run: RunRecord) -> str:
+    """The run's data-quality summary, compared with the previous successful night."""
+    engine = connections.result_store(settings).engine
+    quality = read_data_quality(engine, run.id)
+    if quality is None:
+        return "no data-quality summary was recorded for this run"
+    previous = previous_success(
+        engine, pipeline=run.pipeline, model_name=run.model_name, before=run.as_of
+    )
+    before = None if previous is None else read_data_quality(engine, previous)
+    change = None if previous is None or before is None else compare(quality, before, previous)
+    return render_quality(quality, change)
 
 
 def _risk_distribution(scores: Sequence[StoredScore]) -> str:

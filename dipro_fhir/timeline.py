@@ -23,6 +23,9 @@ PatientId = NewType("PatientId", str)
 EncounterId = NewType("EncounterId", str)
 RunId = NewType("RunId", str)
 
+#: Whose data problems belong to no patient that can be told (stored as an empty id).
+NO_PATIENT = PatientId("")
+
 FloatArray = npt.NDArray[np.float32]
 BoolArray = npt.NDArray[np.bool_]
 

@@ -26,9 +26,9 @@ from dipro.network import DiPro
 from dipro.train import Example, FitSettings, evaluate, fit, seed_everything
 from dipro_fhir.dicomweb.source import ImageSource
 from dipro_fhir.extract import ExtractOptions, extract_patient
-from dipro_fhir.fhir.matching import is_active_encounter
+from dipro_fhir.fhir.matching import is_under_way
 from dipro_fhir.fhir.source import FhirSource
-from dipro_fhir.mapping.labels import Labels, read_labels, stay_period
+from dipro_fhir.mapping.labels import LabelRules, Labels, read_labels, stay_period
 from dipro_fhir.scoring.preprocess import Preprocessing, collate, fit_preprocessing
 from dipro_fhir.scoring.score import PatientFailure
 from dipro_fhir.timeline import EncounterId, PatientId, PatientTimeline
@@ -71,12 +71,15 @@ def collect_examples(
 def _example(
     fhir: FhirSource, images: ImageSource, patient_id: PatientId, options: ExtractOptions
 ) -> LabelledTimeline | None:
-    for encounter in fhir.encounters(patient_id):
+    encounters = list(fhir.encounters(patient_id))
+    rule = options.cohort
+    for encounter in encounters:
         start, end = stay_period(encounter)
         if start is None or end is None or end - start < timedelta(hours=PREDICTION_HOUR):
             continue
         as_of = start + timedelta(hours=PREDICTION_HOUR)
-        if not is_active_encounter(encounter, as_of):
+        admitted = rule.admits(encounter, as_of) if rule.kind == "class" else None
+        if not (admitted if admitted is not None else is_under_way(encounter, as_of)):
             continue
         encounter_id = EncounterId(str(encounter["id"]))
         timeline = extract_patient(fhir, images, patient_id, encounter_id, as_of, options)
@@ -85,7 +88,10 @@ def _example(
             return None
         studies = [i.imaging_study.id for i in timeline.images if i.imaging_study is not None]
         reports = list(fhir.diagnostic_reports(patient_id))
-        labels = read_labels(fhir.patient(patient_id), encounter, reports, studies)
+        rules = LabelRules(options.site_tz, options.code_maps.outcomes)
+        labels = read_labels(
+            fhir.patient(patient_id), encounter, reports, studies, encounters, rules
+        )
         if labels.mortality is None:
             return None
         return LabelledTimeline(timeline, labels)

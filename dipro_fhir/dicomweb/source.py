@@ -6,6 +6,13 @@
 exports, tests). Both answer the same questions with the same types, so selection and
 mapping code cannot tell them apart.
 
+A folder can hold two files of one SOP Instance UID (a re-export, a copy). The UID names one
+object (PS3.3 C.12.1.1.1), so the folder source serves exactly one: the file whose path,
+relative to the folder, sorts first (plain string order of POSIX paths), which does not
+depend on the order the file system lists them. The others are ignored and each such UID
+is a ``duplicate-sop-instance`` data problem of the patient whose study holds it
+(:meth:`ImageSource.study_problems`).
+
 Filtering by ViewPosition and BodyPartExamined happens client-side on instance metadata
 (WADO-RS series metadata, or file headers): many servers, Orthanc among them, do not index
 those tags, and QIDO on unindexed tags reads every file from storage.
@@ -28,6 +35,7 @@ from dipro_fhir.dicomweb.client import DicomWebClient
 from dipro_fhir.errors import ResourceNotFound
 from dipro_fhir.imaging.decode import DECODE_ERRORS, CorruptImage
 from dipro_fhir.imaging.frontal import ImageCandidate
+from dipro_fhir.timeline import MappingIssue
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +75,10 @@ class ImageSource(Protocol):
 
     def retrieve(self, study_uid: str, series_uid: str, instance_uid: str) -> Dataset:
         """The whole instance with pixels. Raises ``ResourceNotFound`` if absent."""
+        ...
+
+    def study_problems(self, study_uid: str) -> list[MappingIssue]:
+        """Data problems the source found in a study's objects (duplicate UIDs)."""
         ...
 
 
@@ -130,6 +142,9 @@ class DicomWebImageSource:
     def retrieve(self, study_uid: str, series_uid: str, instance_uid: str) -> Dataset:
         return self._client.retrieve_instance(study_uid, series_uid, instance_uid)
 
+    def study_problems(self, study_uid: str) -> list[MappingIssue]:
+        return []  # a DICOMweb server keeps one object per SOP Instance UID
+
 
 @dataclass(frozen=True, slots=True)
 class _Indexed:
@@ -141,28 +156,38 @@ class FolderImageSource:
     """:class:`ImageSource` over a folder tree of DICOM Part 10 files.
 
     The folder is indexed on first use by reading headers only (``stop_before_pixels``);
-    unreadable files are skipped and counted in the log.
+    unreadable files are skipped and counted in the log. Of several files with one SOP
+    Instance UID the first by relative path is kept (module doc).
     """
 
     def __init__(self, folder: Path | str) -> None:
         self._folder = Path(folder)
         self._index: dict[str, dict[str, list[_Indexed]]] | None = None
         self._patients: dict[str, set[str]] = {}
+        self._duplicates: dict[str, dict[str, int]] = {}  # study -> {SOP UID: files}
 
     def _studies(self) -> dict[str, dict[str, list[_Indexed]]]:
         if self._index is not None:
             return self._index
         started, skipped = time.monotonic(), 0
         index: dict[str, dict[str, list[_Indexed]]] = {}
-        for path in sorted(p for p in self._folder.rglob("*") if p.is_file()):
+        kept: set[tuple[str, str]] = set()
+        files = (p for p in self._folder.rglob("*") if p.is_file())
+        for path in sorted(files, key=lambda p: p.relative_to(self._folder).as_posix()):
             if path.name.startswith("."):
                 continue
             try:
                 ds = pydicom.dcmread(path, stop_before_pixels=True)
                 study, series = str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)
+                instance = str(ds.SOPInstanceUID)
             except (pydicom.errors.InvalidDicomError, AttributeError, ValueError, OSError):
                 skipped += 1
                 continue
+            if (study, instance) in kept:
+                seen = self._duplicates.setdefault(study, {})
+                seen[instance] = seen.get(instance, 1) + 1
+                continue
+            kept.add((study, instance))
             index.setdefault(study, {}).setdefault(series, []).append(_Indexed(ds, path))
             self._patients.setdefault(str(ds.get("PatientID", "")), set()).add(study)
         self._index = index
@@ -223,3 +248,14 @@ class FolderImageSource:
                 except DECODE_ERRORS as exc:
                     raise CorruptImage(f"unreadable file: {type(exc).__name__}") from exc
         raise ResourceNotFound("folder: no such instance")
+
+    def study_problems(self, study_uid: str) -> list[MappingIssue]:
+        self._studies()
+        return [
+            MappingIssue(
+                "duplicate-sop-instance",
+                f"instance/{uid}",
+                f"{files} files share this SOP Instance UID; the first by path is used",
+            )
+            for uid, files in sorted(self._duplicates.get(study_uid, {}).items())
+        ]

@@ -7,7 +7,7 @@ server returned (servers differ on ``Period`` edge cases), so both apply these r
   a value stands for the range its precision implies (``2024-03`` is the whole month);
   ``ge X`` matches when the range ends after X, ``lt Y`` when it starts before Y.
 - ``code`` tokens: ``system|code`` matches that exact coding, a bare ``code`` any system.
-- the cohort rule of :func:`is_active_encounter`.
+- the default cohort rule of :func:`is_active_encounter` (others: :mod:`.cohort`).
 """
 
 from __future__ import annotations
@@ -110,25 +110,31 @@ def _token_matches(token: str, coding: Mapping[str, Any]) -> bool:
     return coding.get("code") == code and (coding.get("system") or "") == system
 
 
-def is_active_encounter(encounter: Mapping[str, Any], as_of: datetime) -> bool:
-    """The cohort rule: an inpatient (``class`` IMP, ACUTE or ICU) encounter under way at
-    ``as_of``.
+def is_under_way(encounter: Mapping[str, Any], as_of: datetime) -> bool:
+    """Whether an encounter is under way at ``as_of``, whatever its class.
 
-    Under way means: not planned, cancelled or entered in error, and either its
-    ``period`` covers ``as_of`` (start <= as_of < end, a missing end meaning ongoing), or,
-    without a usable period, its ``status`` is ``in-progress``. The period decides when it
-    exists, so a backfill for a past ``as_of`` sees the encounters of that night.
+    Under way means: not planned, cancelled or entered in error, and either its ``period``
+    covers ``as_of`` (start <= as_of < end, a missing end meaning ongoing), or, without a
+    usable period, its ``status`` is ``in-progress``. The period decides when it exists, so
+    a backfill for a past ``as_of`` sees the encounters of that night.
     """
     status = encounter.get("status")
     if status in INACTIVE_ENCOUNTER_STATUSES:
-        return False
-    klass = encounter.get("class")  # R4: Encounter.class is one Coding
-    if not isinstance(klass, dict) or klass.get("code") not in ACTIVE_ENCOUNTER_CLASSES:
         return False
     span = period_range(encounter.get("period"))
     if span is None:
         return status == "in-progress"
     return span[0] <= as_of < span[1]
+
+
+def is_active_encounter(encounter: Mapping[str, Any], as_of: datetime) -> bool:
+    """The default cohort rule: an inpatient (``class`` IMP, ACUTE or ICU) encounter under
+    way at ``as_of`` (:func:`is_under_way`). Configurable rules: :mod:`dipro_fhir.fhir.cohort`.
+    """
+    klass = encounter.get("class")  # R4: Encounter.class is one Coding
+    if not isinstance(klass, dict) or klass.get("code") not in ACTIVE_ENCOUNTER_CLASSES:
+        return False
+    return is_under_way(encounter, as_of)
 
 
 def last_updated(resource: Mapping[str, Any]) -> datetime | None:

@@ -6,35 +6,44 @@ one folder with ``Patient.ndjson``, ``Encounter.ndjson``, ``Observation.ndjson``
 resource per line. Files are never loaded whole: the first per-patient question about a
 type scans its files once and keeps only byte offsets per patient; answers then seek to
 those lines. Cohort questions stream the files. Lines that are not JSON objects of the
-expected type, or that name no patient, become ``MappingIssue`` records (line numbers only,
+expected type, or that name no patient, become ``MappingIssue`` records (byte offsets only,
 no content) instead of errors.
+
+Who a problem belongs to: a resource whose ``subject`` is a ``urn:uuid:`` reference (left
+over when a transaction Bundle is split into NDJSON: the Bundle's ``fullUrl`` is gone) is
+resolved to the Patient whose ``id`` is that UUID when the export holds one (Synthea and
+most Bundle writers use the UUID as the id); the patient then gets one
+``urn-uuid-reference`` issue per resource type, counting them. A reference that resolves
+to no Patient, or no subject at all, belongs to *no patient* (:meth:`take_issues`), never to
+whoever is processed first.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from dipro_fhir.errors import ResourceNotFound
+from dipro_fhir.fhir.cohort import DEFAULT_RULE, CohortRule, location_has_type, one_per_patient
 from dipro_fhir.fhir.matching import (
     effective_range,
-    is_active_encounter,
     last_updated,
     matches_codes,
     overlaps,
     subject_id,
 )
-from dipro_fhir.fhir.source import DATA_TYPES, encounter_pair, group_patient_ids
+from dipro_fhir.fhir.source import DATA_TYPES, group_patient_ids, list_entries
 from dipro_fhir.timeline import MappingIssue
 
 log = logging.getLogger(__name__)
 
 Location = tuple[Path, int]  # a file and the byte offset of one line in it
+URN_UUID = "urn:uuid:"
 
 
 class NdjsonFhirSource:
@@ -47,6 +56,8 @@ class NdjsonFhirSource:
         self._index: dict[str, dict[str, list[Location]]] = {}
         self._issues: list[MappingIssue] = []
         self._reported: set[Location] = set()
+        self._patient_ids: set[str] | None = None
+        self._resolved: defaultdict[str, Counter[str]] = defaultdict(Counter)
 
     def patient(self, patient_id: str) -> dict[str, Any]:
         for resource in self._by_patient("Patient", patient_id):
@@ -74,13 +85,26 @@ class NdjsonFhirSource:
     def diagnostic_reports(self, patient_id: str) -> Iterator[dict[str, Any]]:
         yield from self._by_patient("DiagnosticReport", patient_id)
 
-    def active_encounter_patients(self, as_of: datetime) -> Iterator[tuple[str, str]]:
-        found: set[tuple[str, str]] = set()
-        for _, encounter in self._stream("Encounter"):
-            pair = encounter_pair(encounter)
-            if pair is not None and is_active_encounter(encounter, as_of):
-                found.add(pair)
-        yield from sorted(found)
+    def active_encounter_patients(
+        self, as_of: datetime, rule: CohortRule = DEFAULT_RULE
+    ) -> Iterator[tuple[str, str]]:
+        icu: set[str] = set()
+        if rule.kind == "location":
+            icu = {
+                str(loc["id"])
+                for _, loc in self._stream("Location")
+                if loc.get("id") and location_has_type(loc, rule.location_types)
+            }
+        admitted = [
+            encounter
+            for _, encounter in self._stream("Encounter")
+            if encounter.get("id") and rule.admits(encounter, as_of, icu)
+        ]
+        yield from one_per_patient(admitted, self._subject)
+
+    def _subject(self, resource: dict[str, Any]) -> str | None:
+        """The Patient id of a resource, ``urn:uuid:`` subjects resolved (module doc)."""
+        return subject_id(resource) or self._urn_patient(resource)
 
     def patients_with_data_since(self, since: datetime, until: datetime) -> Iterator[str]:
         found: set[str] = set()
@@ -96,6 +120,33 @@ class NdjsonFhirSource:
             if group.get("id") == group_id:
                 return group_patient_ids(group)
         raise ResourceNotFound("Group not in the NDJSON export", status=404)
+
+    def list_members(self, list_id: str) -> list[tuple[str, str | None]]:
+        for _, found in self._stream("List"):
+            if found.get("id") == list_id:
+                return list_entries(found, self._encounter_subject)
+        raise ResourceNotFound("List not in the NDJSON export", status=404)
+
+    def _encounter_subject(self, encounter_id: str) -> str | None:
+        for _, encounter in self._stream("Encounter"):
+            if encounter.get("id") == encounter_id:
+                return subject_id(encounter)
+        return None
+
+    def scan_observations(self) -> Iterator[dict[str, Any]]:
+        for _, resource in self._stream("Observation"):
+            yield resource
+
+    def patient_issues(self, patient_id: str) -> list[MappingIssue]:
+        resolved = self._resolved.pop(patient_id, Counter())
+        return [
+            MappingIssue(
+                "urn-uuid-reference",
+                resource_type,
+                f"{count} subject reference(s) urn:uuid:<id> resolved to this Patient's id",
+            )
+            for resource_type, count in sorted(resolved.items())
+        ]
 
     def take_issues(self) -> list[MappingIssue]:
         issues, self._issues = self._issues, []
@@ -124,14 +175,41 @@ class NdjsonFhirSource:
         index: defaultdict[str, list[Location]] = defaultdict(list)
         count = 0
         for (path, offset), resource in self._stream(resource_type):
-            patient_id = subject_id(resource)
+            patient_id = subject_id(resource) or self._resolve_urn(resource, path, offset)
             if patient_id is None:
-                self._report("no-subject", resource_type, path, offset, "names no Patient")
                 continue
             index[patient_id].append((path, offset))
             count += 1
         log.info("indexed %s: resources=%d patients=%d", resource_type, count, len(index))
         return dict(index)
+
+    def _urn_patient(self, resource: dict[str, Any]) -> str | None:
+        """The Patient a ``urn:uuid:`` subject names, when the export holds one."""
+        subject = resource.get("subject")
+        reference = subject.get("reference") if isinstance(subject, dict) else None
+        if not isinstance(reference, str) or not reference.startswith(URN_UUID):
+            return None
+        if self._patient_ids is None:
+            self._patient_ids = {str(p.get("id")) for _, p in self._stream("Patient")}
+        candidate = reference.removeprefix(URN_UUID)
+        return candidate if candidate in self._patient_ids else None
+
+    def _resolve_urn(self, resource: dict[str, Any], path: Path, offset: int) -> str | None:
+        """:meth:`_urn_patient`, counted for that patient's issue; or, when it names nobody,
+        the line reported as a problem of no patient."""
+        resource_type = str(resource.get("resourceType"))
+        found = self._urn_patient(resource)
+        if found is not None:
+            self._resolved[found][resource_type] += 1
+            return found
+        subject = resource.get("subject")
+        reference = subject.get("reference") if isinstance(subject, dict) else None
+        if isinstance(reference, str) and reference.startswith(URN_UUID):
+            detail = "subject urn:uuid resolves to no Patient of the export"
+            self._report("unresolved-reference", resource_type, path, offset, detail)
+        else:
+            self._report("no-subject", resource_type, path, offset, "names no Patient")
+        return None
 
     def _stream(self, resource_type: str) -> Iterator[tuple[Location, dict[str, Any]]]:
         for path in self.files(resource_type):

@@ -4,21 +4,23 @@ Extraction depends on :class:`FhirSource` only. Two real implementations exist:
 :class:`HttpFhirSource` (a FHIR R4 server through :class:`~dipro_fhir.fhir.client.FhirClient`)
 and :class:`~dipro_fhir.fhir.ndjson_source.NdjsonFhirSource` (Bulk Data NDJSON files). Both
 yield raw JSON dicts, apply the same matching rules (:mod:`dipro_fhir.fhir.matching`) and
-report data problems as :class:`~dipro_fhir.timeline.MappingIssue` through
-:meth:`FhirSource.take_issues` instead of raising them.
+report data problems as :class:`~dipro_fhir.timeline.MappingIssue` instead of raising them:
+problems of one patient through :meth:`FhirSource.patient_issues`, problems that belong to
+no patient that can be told (a line that is not JSON, a reference to nobody, a search
+result of the wrong type) through :meth:`FhirSource.take_issues`. A problem is never
+attached to whichever patient happens to be processed first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from dipro_fhir.fhir.client import FhirClient
+from dipro_fhir.fhir.cohort import DEFAULT_RULE, CohortRule, location_has_type, one_per_patient
 from dipro_fhir.fhir.matching import (
-    ACTIVE_ENCOUNTER_CLASSES,
     effective_range,
-    is_active_encounter,
     last_updated,
     matches_codes,
     overlaps,
@@ -62,9 +64,11 @@ class FhirSource(Protocol):
         """Yield the patient's DiagnosticReports (training labels: coded comparisons)."""
         ...
 
-    def active_encounter_patients(self, as_of: datetime) -> Iterator[tuple[str, str]]:
-        """Yield ``(patient_id, encounter_id)`` of encounters under way at ``as_of``
-        (:func:`~dipro_fhir.fhir.matching.is_active_encounter`), sorted."""
+    def active_encounter_patients(
+        self, as_of: datetime, rule: CohortRule = DEFAULT_RULE
+    ) -> Iterator[tuple[str, str]]:
+        """Yield ``(patient_id, encounter_id)``, sorted, one per patient, of the encounters
+        ``rule`` admits at ``as_of`` (:mod:`dipro_fhir.fhir.cohort`)."""
         ...
 
     def patients_with_data_since(self, since: datetime, until: datetime) -> Iterator[str]:
@@ -76,8 +80,22 @@ class FhirSource(Protocol):
         """Return the Patient ids of a Group's active members, in Group order."""
         ...
 
+    def list_members(self, list_id: str) -> list[tuple[str, str | None]]:
+        """Return ``(patient_id, encounter_id or None)`` of a List's entries, in List order
+        (``List.entry.item`` naming a Patient or an Encounter; deleted entries skipped)."""
+        ...
+
+    def scan_observations(self) -> Iterator[dict[str, Any]]:
+        """Stream every Observation of the source (``code`` and ``component`` at least)."""
+        ...
+
+    def patient_issues(self, patient_id: str) -> list[MappingIssue]:
+        """Return the data problems of one patient met so far, and forget them."""
+        ...
+
     def take_issues(self) -> list[MappingIssue]:
-        """Return the data problems met since the last call, and forget them."""
+        """Return the data problems that belong to no patient, met since the last call,
+        and forget them."""
         ...
 
 
@@ -126,22 +144,35 @@ class HttpFhirSource:
         params: dict[str, str | list[str]] = {"subject": f"Patient/{patient_id}"}
         yield from self._owned("DiagnosticReport", patient_id, params)
 
-    def active_encounter_patients(self, as_of: datetime) -> Iterator[tuple[str, str]]:
-        # Two searches, because servers differ on Periods without an end: the live
-        # in-progress encounters, and those whose period covers as_of (for backfills).
-        classes = ",".join(sorted(ACTIVE_ENCOUNTER_CLASSES))
+    def active_encounter_patients(
+        self, as_of: datetime, rule: CohortRule = DEFAULT_RULE
+    ) -> Iterator[tuple[str, str]]:
+        # Two searches per filter, because servers differ on Periods without an end: the
+        # live in-progress encounters, and those whose period covers as_of (backfills).
+        icu: set[str] = set()
+        if rule.kind == "class":
+            filters = [{"class": ",".join(rule.class_tokens())}]
+        else:
+            icu = self._location_ids(rule.location_types)
+            ids = sorted(icu)
+            filters = [
+                {"location": ",".join(f"Location/{i}" for i in ids[n : n + 50])}
+                for n in range(0, len(ids), 50)
+            ]
         point = _instant(as_of)
-        queries: list[dict[str, str | list[str]]] = [
-            {"class": classes, "status": "in-progress"},
-            {"class": classes, "date": [f"le{point}", f"ge{point}"]},
-        ]
-        found: set[tuple[str, str]] = set()
-        for params in queries:
-            for encounter in self.client.search("Encounter", params):
-                pair = encounter_pair(encounter)
-                if pair is not None and is_active_encounter(encounter, as_of):
-                    found.add(pair)
-        yield from sorted(found)
+        found: dict[str, dict[str, Any]] = {}
+        for base in filters:
+            for extra in ({"status": "in-progress"}, {"date": [f"le{point}", f"ge{point}"]}):
+                params: dict[str, str | list[str]] = {**base, **extra}
+                for encounter in self.client.search("Encounter", params):
+                    if rule.admits(encounter, as_of, icu) and encounter_pair(encounter):
+                        found[str(encounter["id"])] = encounter
+        yield from one_per_patient(found.values())
+
+    def _location_ids(self, tokens: Sequence[str]) -> set[str]:
+        """Ids of the Locations whose ``type`` matches a token (``Location?type=``)."""
+        found = self.client.search("Location", {"type": ",".join(tokens)})
+        return {str(loc["id"]) for loc in found if loc.get("id") and location_has_type(loc, tokens)}
 
     def patients_with_data_since(self, since: datetime, until: datetime) -> Iterator[str]:
         found: set[str] = set()
@@ -156,6 +187,19 @@ class HttpFhirSource:
 
     def group_members(self, group_id: str) -> list[str]:
         return group_patient_ids(self.client.read("Group", group_id))
+
+    def list_members(self, list_id: str) -> list[tuple[str, str | None]]:
+        return list_entries(self.client.read("List", list_id), self._encounter_subject)
+
+    def _encounter_subject(self, encounter_id: str) -> str | None:
+        return subject_id(self.client.read("Encounter", encounter_id))
+
+    def scan_observations(self) -> Iterator[dict[str, Any]]:
+        # _elements keeps transfers small (servers that ignore it send whole resources).
+        yield from self.client.search("Observation", {"_elements": "code,component"})
+
+    def patient_issues(self, patient_id: str) -> list[MappingIssue]:
+        return []  # a server resolves references itself; its odd answers are no patient's
 
     def take_issues(self) -> list[MappingIssue]:
         issues, self._issues = self._issues, []
@@ -190,6 +234,30 @@ def group_patient_ids(group: dict[str, Any]) -> list[str]:
         if patient_id is not None and patient_id not in members:
             members.append(patient_id)
     return members
+
+
+def list_entries(
+    resource: dict[str, Any], encounter_subject: Callable[[str], str | None]
+) -> list[tuple[str, str | None]]:
+    """``(patient_id, encounter_id)`` of ``List.entry.item`` (Patient or Encounter
+    references), in order, skipping ``entry.deleted`` and entries of other types.
+
+    Args:
+        resource: The List.
+        encounter_subject: The Patient id of an Encounter id (the source reads it).
+    """
+    found: list[tuple[str, str | None]] = []
+    if resource.get("status") == "entered-in-error":
+        return found
+    for entry in resource.get("entry") or []:
+        item = entry.get("item") if isinstance(entry, dict) and not entry.get("deleted") else None
+        ref = item.get("reference") if isinstance(item, dict) else None
+        patient_id, encounter_id = reference_id(ref, "Patient"), reference_id(ref, "Encounter")
+        if encounter_id is not None:
+            patient_id = encounter_subject(encounter_id)
+        if patient_id is not None and (patient_id, encounter_id) not in found:
+            found.append((patient_id, encounter_id))
+    return found
 
 
 def encounter_pair(encounter: dict[str, Any]) -> tuple[str, str] | None:

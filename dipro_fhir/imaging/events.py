@@ -9,7 +9,9 @@ the patient:
 - ``regions-not-found`` / ``regions-partial``: the locator placed none / some regions
   (the event is still produced; missing regions are zero crops with a False mask);
 - ``image-missing``: the study, series or instance is not on the image source (404);
-- ``no-frontal-image``: the study holds no frontal chest radiograph.
+- ``no-frontal-image``: the study holds no frontal chest radiograph;
+- ``duplicate-sop-instance``: the source holds two objects of one SOP Instance UID
+  (a folder; which one is used is documented in :mod:`dipro_fhir.dicomweb.source`).
 
 ``SourceUnavailable`` and ``AuthError`` are not data problems and propagate.
 """
@@ -126,16 +128,18 @@ def fetch_image_events(
     """
     started = time.monotonic()
     study_ref = f"study/{study_uid}"
+    found = source.study_problems(study_uid)
     try:
         choice = select_frontal(frontal_candidates(source, study_uid, site_tz))
         if choice.candidate is None:
-            return [], [MappingIssue("no-frontal-image", study_ref, choice.reason)]
+            return [], [*found, MappingIssue("no-frontal-image", study_ref, choice.reason)]
         c = choice.candidate
         ds = source.retrieve(c.study_uid, c.series_uid, c.instance_uid)
     except ResourceNotFound as exc:
-        return [], [MappingIssue("image-missing", study_ref, str(exc))]
+        return [], [*found, MappingIssue("image-missing", study_ref, str(exc))]
     except CorruptImage as exc:
-        return [], [MappingIssue("corrupt-dicom", f"instance/{c.instance_uid}", str(exc))]
+        issue = MappingIssue("corrupt-dicom", f"instance/{c.instance_uid}", str(exc))
+        return [], [*found, issue]
     event, issues = image_event_from_dataset(
         ds,
         window_start=window_start,
@@ -147,4 +151,4 @@ def fetch_image_events(
     log.debug(
         "study mapped in %.0f ms (%d issues)", 1e3 * (time.monotonic() - started), len(issues)
     )
-    return ([event] if event is not None else []), issues
+    return ([event] if event is not None else []), [*found, *issues]

@@ -2,7 +2,11 @@
 
 FHIR R4 keeps the Study Instance UID in ``ImagingStudy.identifier`` with system
 ``urn:dicom:uid`` and value ``urn:oid:<uid>`` (R4 §ImagingStudy "notes": the R3 element
-``uid`` is gone), series UIDs in ``series.uid`` and SOP Instance UIDs in
+``uid`` is gone). Writers differ on the system: Synthea and others use
+``urn:ietf:rfc:3986`` (a URI value, RFC 3986) with the same ``urn:oid:<uid>`` value, so
+that system counts too when its value is an OID URN. Either way the ``urn:oid:`` prefix is
+stripped and the rest must be a DICOM UID (PS3.5 9.1: digits and dots, at most 64
+characters). Series UIDs are in ``series.uid`` and SOP Instance UIDs in
 ``series.instance.uid``. Endpoints (``ImagingStudy.endpoint`` and ``series.endpoint``) name
 where the images can be fetched (``Endpoint.address``, connection type ``dicom-wado-rs``).
 Pure: raw JSON in, frozen dataclasses out.
@@ -10,6 +14,7 @@ Pure: raw JSON in, frozen dataclasses out.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +24,10 @@ from dipro_fhir.mapping.times import parse_fhir_time
 from dipro_fhir.timeline import ResourceRef
 
 DICOM_UID_SYSTEM: Final[str] = "urn:dicom:uid"
+URI_SYSTEM: Final[str] = "urn:ietf:rfc:3986"
+OID_PREFIX: Final[str] = "urn:oid:"
+#: A DICOM UID (PS3.5 9.1): numeric components separated by dots, <= 64 characters.
+_UID: Final = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
 WADO_RS: Final[str] = "dicom-wado-rs"
 
 
@@ -63,13 +72,32 @@ def _refs(items: object) -> tuple[str, ...]:
     )
 
 
+def _uid_of(identifier: object) -> str | None:
+    if not isinstance(identifier, dict) or not isinstance(identifier.get("value"), str):
+        return None
+    system, value = identifier.get("system"), identifier["value"].strip()
+    if system == URI_SYSTEM and not value.startswith(OID_PREFIX):
+        return None  # some other URI (a URL, a urn:uuid), not a DICOM UID
+    if system not in (DICOM_UID_SYSTEM, URI_SYSTEM):
+        return None
+    uid = value.removeprefix(OID_PREFIX)
+    return uid if len(uid) <= 64 and _UID.fullmatch(uid) else None
+
+
 def study_uid(study: Mapping[str, Any]) -> str | None:
-    """The Study Instance UID from ``identifier`` (system ``urn:dicom:uid``)."""
-    for ident in study.get("identifier") or []:
-        if isinstance(ident, dict) and ident.get("system") == DICOM_UID_SYSTEM:
-            value = ident.get("value")
-            if isinstance(value, str) and value:
-                return value.removeprefix("urn:oid:")
+    """The Study Instance UID from ``ImagingStudy.identifier``: system ``urn:dicom:uid``
+    first, then ``urn:ietf:rfc:3986`` with an ``urn:oid:`` value; ``None`` when neither
+    holds a valid DICOM UID."""
+    identifiers = study.get("identifier") or []
+    for system in (DICOM_UID_SYSTEM, URI_SYSTEM):
+        for ident in identifiers:
+            uid = (
+                _uid_of(ident)
+                if isinstance(ident, dict) and ident.get("system") == system
+                else None
+            )
+            if uid is not None:
+                return uid
     return None
 
 

@@ -2,10 +2,12 @@
 
 Rules (each cites the FHIR R4 Observation element it reads):
 
-* Only LOINC codings (``code.coding.system`` = http://loinc.org) in the variable map count.
-  An Observation with no DiPro code, top-level or in a ``component``, yields nothing and *no
-  issue*: hospitals hold many observations DiPro does not use, and flooding the issue list
-  with them would hide real problems. Callers count them with :func:`dipro_variables_of`.
+* ``code.coding`` (system and code) is looked up in the run's code maps
+  (:class:`~dipro_fhir.mapping.code_maps.CodeMaps`: the shipped LOINC and MIMIC-IV
+  ConceptMaps and the site's own). An Observation with no mapped code, top-level or in a
+  ``component``, yields nothing and *no issue* here: hospitals hold many observations DiPro
+  does not use. They are counted per code in the run's data-quality summary instead
+  (:mod:`dipro_fhir.mapping.quality`), so nothing vanishes unreported.
 * ``status``: ``final``, ``amended``, ``corrected`` and ``preliminary`` count. Preliminary
   counts because ICU vitals are often charted unvalidated, and a clinician at ``as_of`` saw
   the value. ``registered``, ``cancelled``, ``entered-in-error`` and ``unknown`` give one
@@ -16,7 +18,10 @@ Rules (each cites the FHIR R4 Observation element it reads):
   A date-only time is taken at 00:00 UTC with an ``imprecise-time`` issue; coarser times and
   times without a timezone are ``invalid-resource``.
 * ``value[x]``: ``valueQuantity`` converted to the canonical unit (``unknown-unit`` if the
-  unit is not accepted; ``censored-value`` for a ``comparator`` such as "<0.01", dropped),
+  unit is not accepted; ``censored-value`` for a ``comparator`` such as "<0.01", dropped).
+  When the Quantity has no unit, or only a local unit text that is not UCUM (MIMIC's
+  ``mimic-units``: "insp/min"), the unit the code map gives for the code is used; a UCUM
+  unit the variable does not accept stays an error. Also
   ``valueInteger`` for unitless variables (GCS, INR, pH), ``valueCodeableConcept`` for GCS
   via the ``ordinalValue`` extension or the LOINC answer code. Anything else is
   ``invalid-value``. ``dataAbsentReason`` gives ``data-absent``.
@@ -35,9 +40,16 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
 
+from dipro_fhir.mapping.code_maps import CodeMaps, VariableCode, default_code_maps
 from dipro_fhir.mapping.times import parse_fhir_time
-from dipro_fhir.mapping.units import UnitError, quantity_unit, to_canonical
-from dipro_fhir.mapping.variables import LOINC_SYSTEM, VARIABLES_BY_LOINC, VariableSpec
+from dipro_fhir.mapping.units import (
+    UCUM_SYSTEM,
+    UnitError,
+    is_known_unit,
+    quantity_unit,
+    to_canonical,
+)
+from dipro_fhir.mapping.variables import LOINC_SYSTEM, VariableSpec
 from dipro_fhir.timeline import MappingIssue, ObservationEvent, ResourceRef
 
 #: Observation.status values whose values are used.
@@ -93,30 +105,34 @@ def resource_ref(resource: Mapping[str, Any]) -> ResourceRef | None:
     return ResourceRef(rtype, rid, version if isinstance(version, str) else None)
 
 
-def _specs_of(concept: object) -> list[VariableSpec]:
-    """The distinct DiPro specs of a CodeableConcept's LOINC codings, in coding order."""
-    specs: list[VariableSpec] = []
+def _specs_of(concept: object, maps: CodeMaps) -> list[VariableCode]:
+    """The distinct variables a CodeableConcept's codings feed, in coding order.
+
+    Two codings of one variable (LOINC and a local code) count once, with the first unit.
+    """
+    found: list[VariableCode] = []
     for coding in _list(_dict(concept).get("coding")):
         c = _dict(coding)
-        code = c.get("code")
-        if c.get("system") != LOINC_SYSTEM or not isinstance(code, str):
-            continue
-        spec = VARIABLES_BY_LOINC.get(code)
-        if spec is not None and spec not in specs:
-            specs.append(spec)
-    return specs
+        variable = maps.variable_of(c.get("system"), c.get("code"))
+        if variable is not None and all(v.spec != variable.spec for v in found):
+            found.append(variable)
+    return found
 
 
-def dipro_variables_of(resource: Mapping[str, Any]) -> tuple[str, ...]:
+def dipro_variables_of(
+    resource: Mapping[str, Any], maps: CodeMaps | None = None
+) -> tuple[str, ...]:
     """Return the DiPro variables an Observation's codes name (top level and components).
 
-    An empty tuple means the Observation is not a DiPro input and is ignored without issue.
+    An empty tuple means the Observation is not a DiPro input (it is counted as unmapped in
+    the data-quality summary, not raised as an issue).
     """
     if not isinstance(resource, Mapping):
         return ()
-    names = [s.name for s in _specs_of(resource.get("code"))]
+    maps = maps or default_code_maps()
+    names = [v.spec.name for v in _specs_of(resource.get("code"), maps)]
     for comp in _list(resource.get("component")):
-        names.extend(s.name for s in _specs_of(_dict(comp).get("code")))
+        names.extend(v.spec.name for v in _specs_of(_dict(comp).get("code"), maps))
     return tuple(dict.fromkeys(names))
 
 
@@ -196,22 +212,34 @@ def _ordinal(concept: Mapping[str, Any], spec: VariableSpec) -> float | None:
     return None
 
 
-def _read_value(element: Mapping[str, Any], spec: VariableSpec) -> tuple[float | None, str, str]:
+def _quantity(qty: Mapping[str, Any], variable: VariableCode) -> tuple[float | None, str, str]:
+    """A ``valueQuantity`` in the canonical unit, falling back to the code map's unit."""
+    spec = variable.spec
+    number = _number(qty.get("value"))
+    if number is None:
+        return None, "invalid-value", "valueQuantity.value is not a finite number"
+    if qty.get("comparator") is not None:
+        return None, "censored-value", f"comparator {qty.get('comparator')!s:.4} dropped"
+    unit = quantity_unit(qty)
+    if unit is None and spec.unitless_ok and variable.unit is None:
+        return number, "", ""
+    try:
+        return to_canonical(number, unit or variable.unit or "", spec), "", ""
+    except UnitError:
+        ucum_stated = qty.get("system") == UCUM_SYSTEM and bool(qty.get("code"))
+        local_text = unit is not None and not ucum_stated and not is_known_unit(unit)
+        if variable.unit is not None and local_text:
+            return to_canonical(number, variable.unit, spec), "", ""
+        return None, "unknown-unit", f"unit {unit!s:.40} not accepted for {spec.name}"
+
+
+def _read_value(
+    element: Mapping[str, Any], variable: VariableCode
+) -> tuple[float | None, str, str]:
     """Read ``value[x]`` as the canonical number; else ``(None, issue code, detail)``."""
+    spec = variable.spec
     if "valueQuantity" in element:
-        qty = _dict(element["valueQuantity"])
-        number = _number(qty.get("value"))
-        if number is None:
-            return None, "invalid-value", "valueQuantity.value is not a finite number"
-        if qty.get("comparator") is not None:
-            return None, "censored-value", f"comparator {qty.get('comparator')!s:.4} dropped"
-        unit = quantity_unit(qty)
-        if unit is None and spec.unitless_ok:
-            return number, "", ""
-        try:
-            return to_canonical(number, unit or "", spec), "", ""
-        except UnitError:
-            return None, "unknown-unit", f"unit {unit!s:.40} not accepted for {spec.name}"
+        return _quantity(_dict(element["valueQuantity"]), variable)
     if "valueInteger" in element and spec.unitless_ok:
         number = _number(element["valueInteger"])
         if number is not None:
@@ -230,9 +258,10 @@ def _read_value(element: Mapping[str, Any], spec: VariableSpec) -> tuple[float |
 
 
 def _event(
-    element: Mapping[str, Any], spec: VariableSpec, when: datetime, ref: ResourceRef
+    element: Mapping[str, Any], variable: VariableCode, when: datetime, ref: ResourceRef
 ) -> tuple[ObservationEvent | None, MappingIssue | None]:
-    value, code, detail = _read_value(element, spec)
+    spec = variable.spec
+    value, code, detail = _read_value(element, variable)
     if value is None:
         return None, MappingIssue(code, ref.reference, detail)
     if spec.kind == "ordinal" and value != round(value):
@@ -244,14 +273,16 @@ def _event(
     return ObservationEvent(spec.name, value, when, ref), None
 
 
-def _elements(resource: Mapping[str, Any], ref: ResourceRef) -> tuple[list[Any], list[Any]]:
-    """The (element, spec) pairs to read, and issues for ambiguous codes."""
+def _elements(
+    resource: Mapping[str, Any], ref: ResourceRef, maps: CodeMaps
+) -> tuple[list[Any], list[Any]]:
+    """The (element, variable) pairs to read, and issues for ambiguous codes."""
     pairs: list[Any] = []
     issues: list[MappingIssue] = []
     for element in [resource, *(_dict(c) for c in _list(resource.get("component")))]:
-        specs = _specs_of(element.get("code"))
+        specs = _specs_of(element.get("code"), maps)
         if len(specs) > 1:
-            names = ",".join(s.name for s in specs)
+            names = ",".join(s.spec.name for s in specs)
             issues.append(MappingIssue("ambiguous-code", ref.reference, names))
         elif specs:
             has_value = any(
@@ -264,16 +295,18 @@ def _elements(resource: Mapping[str, Any], ref: ResourceRef) -> tuple[list[Any],
     return pairs, issues
 
 
-def map_observation(resource: Mapping[str, Any]) -> _Result:
+def map_observation(resource: Mapping[str, Any], maps: CodeMaps | None = None) -> _Result:
     """Map one raw FHIR R4 Observation to DiPro events and issues; never raises on bad data.
 
     Args:
         resource: The Observation as FHIR JSON (a mapping).
+        maps: The run's code maps (default: the shipped maps).
 
     Returns:
         The events (canonical units, physiologic range checked) and the issues met.
     """
-    if not isinstance(resource, Mapping) or not dipro_variables_of(resource):
+    maps = maps or default_code_maps()
+    if not isinstance(resource, Mapping) or not dipro_variables_of(resource, maps):
         return [], []
     ref = resource_ref(resource)
     if ref is None or ref.resource_type != "Observation":
@@ -284,12 +317,12 @@ def map_observation(resource: Mapping[str, Any]) -> _Result:
     when, precision = effective_time(resource)
     if when is None:
         return [], [MappingIssue("invalid-resource", ref.reference, precision)]
-    pairs, issues = _elements(resource, ref)
+    pairs, issues = _elements(resource, ref, maps)
     if precision == "day":
         issues.append(MappingIssue("imprecise-time", ref.reference, "date only, read as 00:00Z"))
     events: list[ObservationEvent] = []
-    for element, spec in pairs:
-        event, issue = _event(element, spec, when, ref)
+    for element, variable in pairs:
+        event, issue = _event(element, variable, when, ref)
         if event is not None:
             events.append(event)
         if issue is not None:

@@ -20,6 +20,7 @@ from typing import Any
 
 from dipro_fhir.errors import ModelContractError
 from dipro_fhir.mapping.binning import bin_hourly
+from dipro_fhir.mapping.code_maps import CodeMaps
 from dipro_fhir.mapping.demographics import encode_demographics
 from dipro_fhir.mapping.observations import (
     available_at,
@@ -111,6 +112,7 @@ def build_timeline(
     extra_issues: Iterable[MappingIssue] = (),
     availability: str = "strict",
     stay_start: datetime | None = None,
+    maps: CodeMaps | None = None,
 ) -> PatientTimeline:
     """Build one patient's timeline as of ``as_of`` from raw FHIR JSON; pure, no I/O.
 
@@ -125,6 +127,7 @@ def build_timeline(
         extra_issues: Issues found upstream (extraction, imaging); they come first.
         availability: How the time a resource became known is read (``strict``/``issued``).
         stay_start: Start of the encounter scored, when known (carried to the timeline).
+        maps: The run's code maps (default: the shipped ConceptMaps).
 
     Raises:
         ValueError: ``as_of`` is naive.
@@ -135,7 +138,7 @@ def build_timeline(
     events: list[ObservationEvent] = []
     issues: list[MappingIssue] = list(extra_issues)
     for resource in kept:
-        found, problems = map_observation(resource)
+        found, problems = map_observation(resource, maps)
         events.extend(e for e in found if e.effective < as_of)
         issues.extend(problems)
     values, mask, hours = bin_hourly(events, window_start, window_hours)

@@ -43,7 +43,7 @@ _ALIASES: Final[Mapping[str, str]] = {
     # rates
     "bpm": "/min", "/min": "/min", "1/min": "/min", "per min": "/min", "beats/min": "/min",
     "beats/minute": "/min", "breaths/min": "/min", "breaths/minute": "/min",
-    "{beats}/min": "/min", "{breaths}/min": "/min", "/h": "/h",
+    "{beats}/min": "/min", "{breaths}/min": "/min", "/h": "/h", "insp/min": "/min",
     # pressure
     "mmhg": "mm[Hg]", "mm hg": "mm[Hg]", "mm[hg]": "mm[Hg]", "kpa": "kPa",
     "cmh2o": "cm[H2O]", "cm h2o": "cm[H2O]", "cm[h2o]": "cm[H2O]", "mbar": "mbar", "hpa": "hPa",
@@ -74,6 +74,13 @@ def normalize_unit(text: str) -> str:
     return _ALIASES.get(stripped.lower(), stripped)
 
 
+def is_known_unit(text: str) -> bool:
+    """Whether a unit spelling is one this module knows (accepted by some variable, or an
+    alias), as opposed to a local text it cannot read."""
+    normalized = normalize_unit(text)
+    return normalized in _KNOWN or normalized in _ALIASES.values()
+
+
 def quantity_unit(quantity: Mapping[str, Any]) -> str | None:
     """Return the unit of a FHIR Quantity, UCUM code preferred, else its normalised text.
 
@@ -87,6 +94,11 @@ def quantity_unit(quantity: Mapping[str, Any]) -> str | None:
     if isinstance(text, str) and text.strip():
         return normalize_unit(text)
     return None
+
+
+_KNOWN: Final[frozenset[str]] = frozenset(
+    c.unit for spec in SPECS_BY_NAME.values() for c in spec.conversions
+)
 
 
 def _conversion(spec: VariableSpec, unit: str) -> UnitConversion:

@@ -1,32 +1,27 @@
-"""The versioned map from LOINC-coded FHIR Observations to DiPro's 38 EHR variables.
+"""DiPro's 38 EHR variables: canonical units, accepted units, ranges and normal values.
 
 DiPro was trained on MIMIC-IV MetaVision chart items (reference §1.4); a hospital speaks LOINC
-(reference §7.2). This module is the one place that says, for each of the 38 variables in
-``dipro.vocab.VARIABLES`` order: which LOINC codes feed it (primary first), its canonical UCUM
-unit (the unit of the MIMIC item the model saw), the other units accepted and their affine
-conversion to the canonical one, the physiologic range outside which a value is *dropped*
-(never clipped: clipping to the model's outlier range happens at normalisation, §1.4 step 1),
-the "normal" value used for imputation (the IMPUTE column of ``variable_ranges.csv``, §1.4
-step 5), and whether the variable is continuous or ordinal (the three GCS parts).
+and local codes (reference §7.2). *Which codes* feed a variable is data, not code: FHIR
+ConceptMaps (:mod:`dipro_fhir.mapping.code_maps`; the shipped LOINC map is one, the MIMIC-IV
+map another, a site adds its own). This module says, for each of the 38 variables in
+``dipro.vocab.VARIABLES`` order, what a value must look like once its code is known: its
+canonical UCUM unit (the unit of the MIMIC item the model saw), the other units accepted and
+their affine conversion to the canonical one, the physiologic range outside which a value is
+*dropped* (never clipped: clipping to the model's outlier range happens at normalisation,
+§1.4 step 1), the "normal" value used for imputation (the IMPUTE column of
+``variable_ranges.csv``, §1.4 step 5), and whether the variable is continuous or ordinal
+(the three GCS parts).
 
-Any change to codes, units, ranges or normals bumps :data:`VARIABLE_MAP_VERSION`, which is
-stored with every score so a result can be traced to the map that produced it.
+Any change to units, ranges or normals, or to the shipped maps, bumps
+:data:`VARIABLE_MAP_VERSION`, so a result can be traced to the map that produced it.
 
-Choices worth knowing (reference §7.2 "checking units and item choice"):
+Choices worth knowing (reference §7.2 "checking units and item choice"; the code choices are
+described in the shipped ConceptMaps' ``description``):
 
 * ``prothrombin_time_inr`` is the INR (MIMIC item 227467), not the PT in seconds.
-* ``partial_pressure_co2`` takes the arterial code only (2019-8); 11557-6 (pCO2 in blood,
-  specimen unspecified) is deliberately not mapped.
-* ``bicarbonate`` also takes total CO2 (2028-9): basic metabolic panels report HCO3 that way.
-* ``glucose``: MIMIC's item is finger-stick; capillary (41653-7), blood (2339-0), serum/plasma
-  (2345-7) and molar blood glucose (15074-8, mmol/L) are all accepted.
-* Blood pressure takes the generic LOINC codes (8480-6, 8462-4, 8478-0), also when they come
-  as components of the BP panel 85354-9 (FHIR vital-signs profile); MIMIC's items are NIBP.
+* ``bicarbonate`` also takes total CO2: basic metabolic panels report HCO3 that way.
 * Electrolytes: mEq/L equals mmol/L for the monovalent ions; magnesium (divalent) is
   1 mmol/L = 2 meq/L = 2.43 mg/dL.
-* PEEP: 76248-4 "PEEP Respiratory system --on ventilator" (measured total PEEP, like MIMIC
-  item 224700) first, then 20077-4 (PEEP setting). "76248-0" fails the LOINC mod-10 check
-  digit and is not a code.
 * ``gcs_verbal_response`` normal is 4, as the reference gives it (§1.4 step 5), not the
   clinical 5: the model was trained with that imputation.
 * Normal values the reference does not name are the mimic3-benchmark ``variable_ranges.csv``
@@ -43,7 +38,7 @@ from typing import Final, Literal
 from dipro.vocab import VARIABLES
 
 #: Version of this map; stored with every score. Bump on any change below.
-VARIABLE_MAP_VERSION: Final[str] = "2026.11.1"
+VARIABLE_MAP_VERSION: Final[str] = "2026.12.1"
 
 #: LOINC code system URI (FHIR Coding.system).
 LOINC_SYSTEM: Final[str] = "http://loinc.org"
@@ -77,7 +72,6 @@ class VariableSpec:
 
     Attributes:
         name: The variable's name in ``dipro.vocab.VARIABLES``.
-        loinc_codes: LOINC codes that feed it, primary first.
         canonical_unit: UCUM code of the unit the model expects.
         conversions: Every accepted unit (the canonical one first, scale 1).
         valid_range: ``(low, high)`` inclusive, in the canonical unit; a value outside is
@@ -89,18 +83,12 @@ class VariableSpec:
     """
 
     name: str
-    loinc_codes: tuple[str, ...]
     canonical_unit: str
     conversions: tuple[UnitConversion, ...]
     valid_range: tuple[float, float]
     normal: float
     kind: VariableKind = "continuous"
     unitless_ok: bool = False
-
-    @property
-    def primary_loinc(self) -> str:
-        """The LOINC code to write when producing this variable (e.g. synthetic data)."""
-        return self.loinc_codes[0]
 
     @property
     def accepted_units(self) -> tuple[str, ...]:
@@ -136,7 +124,6 @@ _MG_DL_GLUCOSE = _units("mg/dL", ("mmol/L", 18.016), ("g/L", 100.0), ("mg/L", 0.
 
 def _spec(
     name: str,
-    loinc: tuple[str, ...],
     conversions: tuple[UnitConversion, ...],
     valid_range: tuple[float, float],
     normal: float,
@@ -146,7 +133,6 @@ def _spec(
 ) -> VariableSpec:
     return VariableSpec(
         name=name,
-        loinc_codes=loinc,
         canonical_unit=conversions[0].unit,
         conversions=conversions,
         valid_range=valid_range,
@@ -157,45 +143,37 @@ def _spec(
 
 
 _SPECS: Final[tuple[VariableSpec, ...]] = (
-    _spec("alanine_aminotransferase", ("1742-6", "1743-4"), _ENZYME, (0.0, 11000.0), 34.0),
-    _spec("albumin", ("1751-7", "61151-7"), _units("g/dL", ("g/L", 0.1)), (0.5, 10.0), 3.1),
-    _spec("alkaline_phosphatase", ("6768-6",), _ENZYME, (0.0, 4000.0), 106.0),
-    _spec("anion_gap", ("33037-3", "1863-0"), _MONOVALENT, (-20.0, 60.0), 13.0),
-    _spec("aspartate_aminotransferase", ("1920-8", "30239-8"), _ENZYME, (0.0, 22000.0), 40.0),
-    _spec("bicarbonate", ("1963-8", "2028-9"), _MONOVALENT, (0.0, 70.0), 25.0),
+    _spec("alanine_aminotransferase", _ENZYME, (0.0, 11000.0), 34.0),
+    _spec("albumin", _units("g/dL", ("g/L", 0.1)), (0.5, 10.0), 3.1),
+    _spec("alkaline_phosphatase", _ENZYME, (0.0, 4000.0), 106.0),
+    _spec("anion_gap", _MONOVALENT, (-20.0, 60.0), 13.0),
+    _spec("aspartate_aminotransferase", _ENZYME, (0.0, 22000.0), 40.0),
+    _spec("bicarbonate", _MONOVALENT, (0.0, 70.0), 25.0),
     _spec(
         "bilirubin",
-        ("1975-2", "42719-5"),
         _units("mg/dL", ("umol/L", 1.0 / 17.104)),
         (0.0, 70.0),
         0.9,
     ),
     _spec(
         "blood_urea_nitrogen",
-        ("3094-0", "6299-2"),
         _units("mg/dL", ("mmol/L", 2.8), ("mg/L", 0.1)),
         (0.0, 300.0),
         23.0,
     ),
-    _spec("chloride", ("2075-0", "2069-3"), _MONOVALENT, (50.0, 180.0), 104.0),
+    _spec("chloride", _MONOVALENT, (50.0, 180.0), 104.0),
     _spec(
         "creatinine",
-        ("2160-0", "38483-4", "14682-9"),
         _units("mg/dL", ("umol/L", 1.0 / 88.42), ("mmol/L", 1000.0 / 88.42)),
         (0.05, 70.0),
         1.0,
     ),
-    _spec("diastolic_blood_pressure", ("8462-4",), _PRESSURE_MMHG, (5.0, 300.0), 59.0),
-    _spec("fraction_inspired_oxygen", ("3150-0",), _units("1", ("%", 0.01)), (0.2, 1.0), 0.21),
-    _spec(
-        "gcs_eye_opening", ("9267-6",), _SCORE, (1.0, 4.0), 4.0, kind="ordinal", unitless_ok=True
-    ),
-    _spec(
-        "gcs_motor_response", ("9268-4",), _SCORE, (1.0, 6.0), 6.0, kind="ordinal", unitless_ok=True
-    ),
+    _spec("diastolic_blood_pressure", _PRESSURE_MMHG, (5.0, 300.0), 59.0),
+    _spec("fraction_inspired_oxygen", _units("1", ("%", 0.01)), (0.2, 1.0), 0.21),
+    _spec("gcs_eye_opening", _SCORE, (1.0, 4.0), 4.0, kind="ordinal", unitless_ok=True),
+    _spec("gcs_motor_response", _SCORE, (1.0, 6.0), 6.0, kind="ordinal", unitless_ok=True),
     _spec(
         "gcs_verbal_response",
-        ("9270-0",),
         _SCORE,
         (1.0, 5.0),
         4.0,
@@ -204,15 +182,13 @@ _SPECS: Final[tuple[VariableSpec, ...]] = (
     ),
     _spec(
         "glucose",
-        ("41653-7", "2339-0", "2345-7", "15074-8", "14749-6"),
         _MG_DL_GLUCOSE,
         (5.0, 2200.0),
         128.0,
     ),
-    _spec("heart_rate", ("8867-4",), _RATE, (0.0, 350.0), 86.0),
+    _spec("heart_rate", _RATE, (0.0, 350.0), 86.0),
     _spec(
         "height",
-        ("8302-2", "8306-3", "8308-9"),
         _units(
             "cm", ("m", 100.0), ("mm", 0.1), ("[in_i]", 2.54), ("[in_us]", 2.54), ("[ft_i]", 30.48)
         ),
@@ -221,89 +197,76 @@ _SPECS: Final[tuple[VariableSpec, ...]] = (
     ),
     _spec(
         "hematocrit",
-        ("4544-3", "20570-8"),
         _units("%", ("1", 100.0), ("L/L", 100.0)),
         (5.0, 100.0),
         30.9,
     ),
     _spec(
         "hemoglobin",
-        ("718-7", "20509-6"),
         _units("g/dL", ("g/L", 0.1), ("mmol/L", 1.6114)),
         (1.0, 30.0),
         10.2,
     ),
     _spec(
         "magnesium",
-        ("19123-9", "2601-3"),
         _units("mg/dL", ("mmol/L", 2.43), ("meq/L", 1.215)),
         (0.1, 22.0),
         2.0,
     ),
-    _spec("mean_blood_pressure", ("8478-0",), _PRESSURE_MMHG, (5.0, 300.0), 77.0),
+    _spec("mean_blood_pressure", _PRESSURE_MMHG, (5.0, 300.0), 77.0),
     _spec(
         "oxygen_saturation",
-        ("59408-5", "2708-6", "20564-1"),
         _units("%", ("1", 100.0)),
         (0.0, 100.0),
         98.0,
     ),
-    _spec("partial_pressure_co2", ("2019-8",), _PRESSURE_MMHG, (5.0, 250.0), 40.0),
+    _spec("partial_pressure_co2", _PRESSURE_MMHG, (5.0, 250.0), 40.0),
     _spec(
         "partial_thromboplastin_time",
-        ("14979-9", "3173-2"),
         _units("s", ("min", 60.0)),
         (5.0, 250.0),
         34.3,
     ),
-    _spec("platelets", ("777-3", "26515-7"), _COUNT_PER_UL, (0.0, 2200.0), 208.0),
+    _spec("platelets", _COUNT_PER_UL, (0.0, 2200.0), 208.0),
     _spec(
         "peep",
-        ("76248-4", "20077-4"),
         _units("cm[H2O]", ("mbar", 1.019716), ("hPa", 1.019716)),
         (0.0, 50.0),
         5.0,
     ),
-    _spec("potassium", ("2823-3", "6298-4"), _MONOVALENT, (0.5, 15.0), 4.1),
+    _spec("potassium", _MONOVALENT, (0.5, 15.0), 4.1),
     _spec(
         "prothrombin_time_inr",
-        ("6301-6", "34714-6", "46418-0"),
         _units("{INR}", ("1", 1.0), ("{ratio}", 1.0)),
         (0.1, 25.0),
         1.1,
         unitless_ok=True,
     ),
-    _spec("respiratory_rate", ("9279-1",), _RATE, (0.0, 150.0), 19.0),
-    _spec("sodium", ("2951-2", "2947-0"), _MONOVALENT, (80.0, 220.0), 139.0),
-    _spec("systolic_blood_pressure", ("8480-6",), _PRESSURE_MMHG, (10.0, 350.0), 118.0),
+    _spec("respiratory_rate", _RATE, (0.0, 150.0), 19.0),
+    _spec("sodium", _MONOVALENT, (80.0, 220.0), 139.0),
+    _spec("systolic_blood_pressure", _PRESSURE_MMHG, (10.0, 350.0), 118.0),
     _spec(
         "temperature",
-        ("8310-5", "8331-1"),
         _units("Cel", ("[degF]", 5.0 / 9.0, -160.0 / 9.0), ("K", 1.0, -273.15)),
         (14.0, 47.0),
         37.0,
     ),
     _spec(
         "troponin_t",
-        ("6598-7", "67151-1"),
         _units("ng/mL", ("ug/L", 1.0), ("ng/L", 1e-3), ("pg/mL", 1e-3)),
         (0.0, 100.0),
         0.1,
     ),
-    _spec(
-        "urine_output", ("9187-6",), _units("mL", ("L", 1000.0), ("cm3", 1.0)), (0.0, 5000.0), 120.0
-    ),
+    _spec("urine_output", _units("mL", ("L", 1000.0), ("cm3", 1.0)), (0.0, 5000.0), 120.0),
     _spec(
         "weight",
-        ("29463-7", "3141-9"),
         _units("kg", ("g", 1e-3), ("[lb_av]", 0.45359237), ("[oz_av]", 0.028349523125)),
         (0.3, 500.0),
         81.8,
     ),
-    _spec("white_blood_cell_count", ("6690-2", "26464-8"), _COUNT_PER_UL, (0.0, 1100.0), 9.9),
+    _spec("white_blood_cell_count", _COUNT_PER_UL, (0.0, 1100.0), 9.9),
     _spec(
         "ph",
-        ("2744-1", "11558-4"),
         _units("[pH]", ("1", 1.0), ("{pH}", 1.0)),
         (6.3, 8.4),
         7.4,
@@ -316,11 +279,6 @@ VARIABLE_SPECS: Final[tuple[VariableSpec, ...]] = _SPECS
 
 #: Spec by variable name.
 SPECS_BY_NAME: Final = MappingProxyType({s.name: s for s in _SPECS})
-
-#: Spec by LOINC code (every code of every variable; codes are unique across variables).
-VARIABLES_BY_LOINC: Final = MappingProxyType(
-    {code: spec for spec in _SPECS for code in spec.loinc_codes}
-)
 
 if tuple(s.name for s in _SPECS) != VARIABLES:  # pragma: no cover - import-time contract
     raise ImportError("variable map order differs from dipro.vocab.VARIABLES")

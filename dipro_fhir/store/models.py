@@ -2,8 +2,10 @@
 
 Tables: ``runs`` (one row per pipeline run), ``scores`` (one row per predicted outcome, natural
 key ``(model_version, task, patient_id, as_of, outcome)``), ``patient_failures`` and
-``data_problems`` (both keyed per run so re-recording a chunk is idempotent) and
-``watermarks`` (the as-of time of the last successful run per pipeline and model).
+``data_problems`` (both keyed per run so re-recording a chunk is idempotent; a problem of no
+patient that can be told has ``patient_id`` ``''``), ``data_quality`` (a run's data-quality
+summary, counts only, keyed ``(run_id, kind, item)``) and ``watermarks`` (the as-of time of
+the last successful run per pipeline and model).
 
 The Alembic migrations in the repository's ``migrations/`` create exactly this schema; a test
 compares the two (``alembic.autogenerate.compare_metadata``). Patient ids are stored as given:
@@ -123,6 +125,27 @@ class DataProblemRow(Base):
     code: Mapped[str] = mapped_column(String(CODE_LENGTH))
     # '' rather than NULL when there is no resource: NULLs never collide in a unique key.
     resource: Mapped[str] = mapped_column(String(200))
+    detail: Mapped[str] = mapped_column(Text)
+
+
+class DataQualityRow(Base):
+    """One count of a run's data-quality summary (no patient data).
+
+    ``kind`` is ``patients`` (item ``''``), ``unmapped-code`` (item ``system|code``, count =
+    Observations, ``detail`` = a display), ``variable-coverage`` (item = variable, count =
+    patients with a value, ``share`` = count / patients), ``image-problem`` or
+    ``unattributed-problem`` (item = issue code).
+    """
+
+    __tablename__ = "data_quality"
+    __table_args__ = (UniqueConstraint("run_id", "kind", "item"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    item: Mapped[str] = mapped_column(String(250))
+    count: Mapped[int] = mapped_column(Integer)
+    share: Mapped[float | None] = mapped_column(Float)
     detail: Mapped[str] = mapped_column(Text)
 
 

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
+from dipro_fhir.mapping.code_maps import primary_loinc
 from dipro_fhir.mapping.variables import BP_PANEL_LOINC, SPECS_BY_NAME, UnitConversion
 from dipro_fhir.synth.records import Measurement, SynthObservation
 
@@ -275,7 +276,7 @@ def _measure(rng: np.random.Generator, name: str, canonical: float | None) -> Me
     unit = spec.canonical_unit
     if name in _ALTERNATIVE_UNITS and rng.random() < ALTERNATIVE_UNIT_SHARE:
         unit = _ALTERNATIVE_UNITS[name]
-    loinc = spec.primary_loinc
+    loinc = primary_loinc(name)
     if name == "glucose" and unit == "mmol/L":
         loinc = "15074-8"  # the molar glucose code (in the map's list for glucose)
     if canonical is None:

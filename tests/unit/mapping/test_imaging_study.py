@@ -45,3 +45,31 @@ def test_study_without_dicom_uid_or_with_other_endpoint_kinds() -> None:
     assert wado_rs_address(other) is None
     off = {"connectionType": {"code": "dicom-wado-rs"}, "address": "https://x", "status": "off"}
     assert wado_rs_address(off) is None
+
+
+def _study(*identifiers: dict[str, str]) -> dict[str, object]:
+    return {"resourceType": "ImagingStudy", "identifier": list(identifiers)}
+
+
+def test_study_uid_from_dicom_uid_and_rfc3986_systems() -> None:
+    uid = "1.2.840.113619.2.55.3.604688119.969.1268071029.320"
+    # FHIR R4 ImagingStudy notes: system urn:dicom:uid, value urn:oid:<uid>.
+    assert study_uid(_study({"system": "urn:dicom:uid", "value": f"urn:oid:{uid}"})) == uid
+    # Synthea and others: system urn:ietf:rfc:3986 with the same urn:oid: value.
+    assert study_uid(_study({"system": "urn:ietf:rfc:3986", "value": f"urn:oid:{uid}"})) == uid
+    # urn:dicom:uid wins over an rfc3986 identifier listed first.
+    both = _study(
+        {"system": "urn:ietf:rfc:3986", "value": "urn:oid:1.2.3"},
+        {"system": "urn:dicom:uid", "value": f"urn:oid:{uid}"},
+    )
+    assert study_uid(both) == uid
+
+
+def test_rfc3986_identifiers_that_are_not_oids_or_not_uids_are_ignored() -> None:
+    for value in (
+        "urn:uuid:9a1d6a1e-7c8b-4b6e-9d0b-1f2e3d4c5b6a",
+        "https://pacs/x",
+        "urn:oid:1.02",
+    ):
+        assert study_uid(_study({"system": "urn:ietf:rfc:3986", "value": value})) is None
+    assert study_uid(_study({"system": "urn:dicom:uid", "value": "urn:oid:" + "1." * 40})) is None

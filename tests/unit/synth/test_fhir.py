@@ -11,9 +11,10 @@ import numpy as np
 
 from dipro.vocab import FINDINGS, PROGRESSION_CLASSES, PROGRESSION_IGNORE
 from dipro_fhir.fhir.resources import validate_resource
+from dipro_fhir.mapping.code_maps import default_code_maps
 from dipro_fhir.mapping.timeline import build_timeline
 from dipro_fhir.mapping.units import to_canonical
-from dipro_fhir.mapping.variables import SPECS_BY_NAME, VARIABLES_BY_LOINC
+from dipro_fhir.mapping.variables import LOINC_SYSTEM, SPECS_BY_NAME
 from dipro_fhir.synth import SyntheticPatient, generate_cohort
 from dipro_fhir.synth.fhir import (
     FINDING_SYSTEM,
@@ -34,7 +35,9 @@ def _values(resource: dict[str, Any]) -> list[tuple[str, float, str]]:
         if "valueQuantity" in el:
             q = el["valueQuantity"]
             code = el["code"]["coding"][0]["code"]
-            out.append((VARIABLES_BY_LOINC[code].name, q["value"], q["code"]))
+            variable = default_code_maps().variable_of(LOINC_SYSTEM, code)
+            assert variable is not None
+            out.append((variable.spec.name, q["value"], q["code"]))
     return out
 
 

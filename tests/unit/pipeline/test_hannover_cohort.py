@@ -1,0 +1,164 @@
+"""A real longitudinal cohort end to end: 67 Hannover films of 11 patients, extracted, scored,
+written back as RiskAssessments (NDJSON sink), with its data-quality summary.
+
+The films and their CSV live in the project's shared data beside the checkout
+(``../shared/data/cxr-hannover-dev``, CC BY 3.0, see its README); ``scripts/hannover_cohort.py``
+turns them into FHIR NDJSON + DICOM first.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from collections import Counter
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pydicom
+import pytest
+from pydantic import SecretStr
+
+from dipro_fhir.dicomweb.source import FolderImageSource
+from dipro_fhir.fhir import NdjsonFhirSource
+from dipro_fhir.fhir.cohort import CohortRule
+from dipro_fhir.imaging.events import fetch_image_events
+from dipro_fhir.mapping.imaging_study import read_imaging_study
+from dipro_fhir.mapping.labels import LabelRules, mortality_label
+from dipro_fhir.pipeline import RunRequest, run_locally
+from dipro_fhir.settings import (
+    DicomWebSettings,
+    FhirSettings,
+    MappingSettings,
+    ModelSettings,
+    RunSettings,
+    Settings,
+    StoreSettings,
+    WriteBackSettings,
+)
+from dipro_fhir.store.migrate import upgrade_database
+from tests.checkpoints import write_tiny_checkpoint
+
+REPO = Path(__file__).resolve().parents[3]
+DATA = REPO.parent / "shared" / "data" / "cxr-hannover-dev"
+BERLIN = ZoneInfo("Europe/Berlin")
+
+pytestmark = pytest.mark.skipif(
+    not (DATA / "data.csv").is_file(), reason=f"the Hannover set is not at {DATA}"
+)
+
+
+def _script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "hannover_cohort", REPO / "scripts" / "hannover_cohort.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    out = tmp_path_factory.mktemp("hannover")
+    summary = _script().build(DATA, out, datetime(2020, 4, 20).date())
+    return out, summary
+
+
+def _settings(cohort: Path, work: Path) -> Settings:
+    return Settings(
+        fhir=FhirSettings(ndjson_dir=cohort),
+        dicomweb=DicomWebSettings(folder=cohort / "dicom"),
+        store=StoreSettings(url=SecretStr(f"sqlite:///{work / 'results.sqlite'}")),
+        model=ModelSettings(checkpoint=work / "checkpoint", device="cpu"),
+        writeback=WriteBackSettings(target="ndjson", ndjson_dir=work / "results"),
+        run=RunSettings(
+            site_timezone="Europe/Berlin", availability="issued", staging_dir=str(work / "staging")
+        ),
+        mapping=MappingSettings(concept_map_dir=cohort / "conceptmaps"),
+    )
+
+
+def test_the_cohort_is_real_films_wrapped_as_dicom_with_fhir_around_them(
+    cohort: tuple[Path, dict[str, Any]],
+) -> None:
+    folder, summary = cohort
+    assert (summary["patients"], summary["films"]) == (11, 67)
+    files = sorted((folder / "dicom").rglob("*.dcm"))
+    assert len(files) == 67
+    assert all(f.read_bytes()[128:132] == b"DICM" for f in files)  # Part 10 preamble
+    ds = pydicom.dcmread(files[0])
+    assert ds.Modality in ("CR", "DX")
+    assert ds.ViewPosition in ("AP", "PA")
+    assert ds.Columns == 640  # the PNG's own size, not resampled
+    encounters = [json.loads(x) for x in (folder / "Encounter.ndjson").read_text().splitlines()]
+    icu = [e for e in encounters if e["id"].endswith("-icu")]
+    assert len(icu) == 7
+    assert all(e["partOf"]["reference"].endswith("-hosp") for e in icu)
+
+
+def test_the_death_is_the_patients_death_as_a_day(cohort: tuple[Path, dict[str, Any]]) -> None:
+    folder, _ = cohort
+    patients = [json.loads(x) for x in (folder / "Patient.ndjson").read_text().splitlines()]
+    (dead,) = [p for p in patients if "deceasedDateTime" in p]
+    assert len(dead["deceasedDateTime"]) == 10  # a date: only the day is known
+    source = NdjsonFhirSource(folder)
+    encounters = list(source.encounters(dead["id"]))
+    rules = LabelRules(site_tz=BERLIN)
+    assert mortality_label(dead, encounters[0], encounters, rules) == 1.0
+
+
+def test_the_hannover_cohort_runs_end_to_end(
+    cohort: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    folder, summary = cohort
+    settings = _settings(folder, tmp_path)
+    upgrade_database(settings.store.url.get_secret_value())
+    write_tiny_checkpoint(settings.model.checkpoint)
+    as_of = datetime.fromisoformat(summary["as_of"])
+
+    run = run_locally(settings, RunRequest(as_of=as_of, dag_run_id="hannover"))
+
+    assert run["status"] == "success"
+    assert (run["patients"], run["extracted"], run["scored"]) == (11, 11, 11)
+    assert 30 <= run["cxrs"] <= 66  # up to max_cxrs (6) recent films per patient
+    written = (tmp_path / "results" / "RiskAssessment.ndjson").read_text().splitlines()
+    assert run["written"] == len(written) == 33  # mortality, length of stay, progression
+    quality = run["data_quality"]
+    assert quality["unmapped_codes"] == {"http://loinc.org|11556-8": 3}  # pO2: no variable
+    assert quality["coverage"]["partial_pressure_co2"] > 0  # pCO2 through the site's map
+    again = run_locally(settings, RunRequest(as_of=as_of, dag_run_id="hannover-again"))
+    assert again["written"] == 0  # idempotent
+
+
+def test_regions_are_found_on_most_real_films(cohort: tuple[Path, dict[str, Any]]) -> None:
+    folder, _ = cohort
+    source = FolderImageSource(folder / "dicom")
+    placed: Counter[int] = Counter()
+    for line in (folder / "ImagingStudy.ndjson").read_text().splitlines():
+        study = read_imaging_study(json.loads(line))
+        assert study.study_uid is not None
+        assert study.started is not None
+        events, _ = fetch_image_events(
+            source, study.study_uid, window_start=study.started - timedelta(days=1),
+            crop_size=16, site_tz=BERLIN,
+        )  # fmt: skip
+        placed.update(int(e.region_mask.sum()) for e in events)
+    assert sum(placed.values()) == 67
+    # Measured with the geometric locator: 59 of 67 bedside films get all ten regions.
+    assert placed[10] >= 50
+
+
+def test_icu_patients_by_location_type(cohort: tuple[Path, dict[str, Any]]) -> None:
+    folder, summary = cohort
+    as_of = datetime.fromisoformat(summary["as_of"])
+    pairs = list(
+        NdjsonFhirSource(folder).active_encounter_patients(as_of, CohortRule(kind="location"))
+    )
+    assert pairs
+    assert all(encounter.endswith("-icu") for _, encounter in pairs)
