@@ -20,6 +20,7 @@ from dipro_fhir.fhir.concept_maps import load_code_maps
 from dipro_fhir.fhir.ndjson_source import NdjsonFhirSource
 from dipro_fhir.fhir.retry import RetryPolicy
 from dipro_fhir.fhir.source import FhirSource, HttpFhirSource
+from dipro_fhir.limits import InputLimits
 from dipro_fhir.mapping.code_maps import CodeMaps
 from dipro_fhir.settings import DicomWebSettings, FhirSettings, Settings
 from dipro_fhir.store.results import ResultStore
@@ -61,7 +62,12 @@ def fhir_auth(fhir: FhirSettings) -> FhirAuth | None:
     )
 
 
-def fhir_client(fhir: FhirSettings) -> FhirClient:
+def input_limits(settings: Settings) -> InputLimits:
+    """The run's input limits (``settings.limits``)."""
+    return InputLimits(**settings.limits.model_dump())
+
+
+def fhir_client(fhir: FhirSettings, limits: InputLimits | None = None) -> FhirClient:
     """A pooled FHIR client for ``fhir.base_url``.
 
     Raises:
@@ -77,6 +83,7 @@ def fhir_client(fhir: FhirSettings) -> FhirClient:
         verify_tls=fhir.verify_tls,
         page_size=fhir.page_size,
         next_link_base=fhir.next_link_base,
+        limits=limits or InputLimits(),
     )
 
 
@@ -88,10 +95,11 @@ def fhir_source(settings: Settings, *, images: bool = True) -> FhirSource:
     """
     if images or not (settings.fhir.base_url or settings.fhir.ndjson_dir):
         settings.require_sources()
+    limits = input_limits(settings)
     if settings.fhir.base_url:
-        return HttpFhirSource(fhir_client(settings.fhir))
+        return HttpFhirSource(fhir_client(settings.fhir, limits))
     assert settings.fhir.ndjson_dir is not None  # require_sources checked it
-    return NdjsonFhirSource(settings.fhir.ndjson_dir)
+    return NdjsonFhirSource(settings.fhir.ndjson_dir, limits)
 
 
 def image_source(dicomweb: DicomWebSettings) -> ImageSource:
@@ -133,13 +141,17 @@ def result_sink(settings: Settings) -> ResultSink | None:
 
 
 def engine(settings: Settings) -> Engine:
-    """A SQLAlchemy engine for the results database (``pool_pre_ping`` for long DAGs)."""
+    """A SQLAlchemy engine for the results database (``pool_pre_ping`` for long DAGs).
+
+    ``hide_parameters``: a database error's message (and so its traceback in a log) never
+    shows the statement's parameters, which hold patient ids and scores.
+    """
     url = settings.store.url.get_secret_value()
     if url.startswith("sqlite:///"):
         from pathlib import Path
 
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True)
 
 
 def code_maps(settings: Settings) -> CodeMaps:

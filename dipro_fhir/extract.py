@@ -13,7 +13,11 @@ after ``as_of``, or became known after it (``meta.lastUpdated``; ``started`` und
 
 Failures are sorted by what the run does next: a server that stays unavailable after retries
 or a missing Patient fails *this patient* (:class:`PatientFailure`); refused credentials and
-model-contract problems stop the run (they would fail every patient).
+model-contract problems stop the run (they would fail every patient). Anything else raised
+while one patient is extracted (a defect, a breached input limit deep in a library) is
+caught at the patient boundary too: the patient fails with reason ``internal-error`` (or
+``input-limit``) and only the exception's type is kept, never its message (it may quote
+data).
 
 Codes are read through the run's code maps (ConceptMaps: :mod:`dipro_fhir.mapping.code_maps`).
 What the window held that could not be used is added to a :class:`QualityCounter` (the
@@ -35,13 +39,20 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from dipro_fhir.dicomweb.source import ImageSource
-from dipro_fhir.errors import InvalidResource, ResourceNotFound, SourceUnavailable
+from dipro_fhir.errors import (
+    AuthError,
+    InvalidResource,
+    ModelContractError,
+    ResourceNotFound,
+    SourceUnavailable,
+)
 from dipro_fhir.fhir.cohort import DEFAULT_RULE, CohortRule, choose_encounter
 from dipro_fhir.fhir.matching import is_under_way
 from dipro_fhir.fhir.resources import validate_many, validate_resource
 from dipro_fhir.fhir.source import FhirSource
 from dipro_fhir.imaging.events import fetch_image_events
 from dipro_fhir.imaging.regions import GeometricRegionLocator, RegionLocator
+from dipro_fhir.limits import DEFAULT_LIMITS, InputLimitExceeded, InputLimits, is_fhir_id
 from dipro_fhir.log import patient_tag
 from dipro_fhir.mapping.code_maps import CodeMaps, default_code_maps
 from dipro_fhir.mapping.imaging_study import StudyRef, read_imaging_study
@@ -99,9 +110,10 @@ class ExtractOptions:
     locator: RegionLocator
     site_tz: tzinfo
     availability: str = "strict"
-    log_salt: str = "dipro-fhir"
+    log_salt: str | None = None
     code_maps: CodeMaps = field(default_factory=default_code_maps)
     cohort: CohortRule = DEFAULT_RULE
+    limits: InputLimits = DEFAULT_LIMITS
 
 
 def extract_options(settings: Settings, *, crop_size: int, max_cxrs: int) -> ExtractOptions:
@@ -113,6 +125,7 @@ def extract_options(settings: Settings, *, crop_size: int, max_cxrs: int) -> Ext
     from dipro_fhir import connections
 
     maps = connections.code_maps(settings)
+    salt = settings.run.log_salt
     return ExtractOptions(
         window_hours=settings.run.window_hours,
         crop_size=crop_size,
@@ -120,9 +133,10 @@ def extract_options(settings: Settings, *, crop_size: int, max_cxrs: int) -> Ext
         locator=GeometricRegionLocator(),
         site_tz=ZoneInfo(settings.run.site_timezone),
         availability=settings.run.availability,
-        log_salt=settings.run.log_salt.get_secret_value(),
+        log_salt=None if salt is None else salt.get_secret_value(),
         code_maps=maps,
         cohort=connections.cohort_rule(settings, maps),
+        limits=connections.input_limits(settings),
     )
 
 
@@ -153,21 +167,38 @@ def extract_patient(
         ModelContractError: The mapped data cannot fit the model (stop the run).
     """
     try:
+        if not is_fhir_id(patient_id) or not (encounter_id is None or is_fhir_id(encounter_id)):
+            raise InputLimitExceeded(f"not a FHIR id ({len(patient_id)} characters)")
         timeline, unmapped = _extract(
             fhir, images, patient_id, encounter_id, as_of, options, timer or StageTimer()
         )
         if quality is not None:
             quality.add(unmapped.merged(timeline_quality(timeline)))
         return timeline
+    except (AuthError, ModelContractError):
+        raise
     except SourceUnavailable as exc:
         reason, retriable, detail = "source-unavailable", True, f"status {exc.status}"
     except ResourceNotFound as exc:
         reason, retriable, detail = "not-found", False, f"status {exc.status}"
+    except InputLimitExceeded as exc:
+        reason, retriable, detail = "input-limit", False, _limit_detail(exc)
     except InvalidResource as exc:
         reason, retriable, detail = "invalid-resource", False, type(exc).__name__
+    except RecursionError:
+        reason, retriable, detail = "input-limit", False, "nested too deep (RecursionError)"
+    except MemoryError:
+        reason, retriable, detail = "input-limit", False, "out of memory (MemoryError)"
+    except Exception as exc:  # the patient boundary: one patient fails
+        reason, retriable, detail = "internal-error", False, type(exc).__name__
     tag = patient_tag(patient_id, options.log_salt)
-    logger.warning("patient %s failed in extract: %s", tag, reason)
+    logger.warning("patient %s failed in extract: %s (%s)", tag, reason, detail)
     return PatientFailure(patient_id, "extract", reason, detail, retriable)
+
+
+def _limit_detail(exc: InputLimitExceeded) -> str:
+    """The limit's message: sizes and counts only (module :mod:`dipro_fhir.limits`)."""
+    return str(exc)
 
 
 def _extract(
@@ -308,6 +339,7 @@ def _recent_cxrs(
             locator=options.locator,
             imaging_study_ref=study.resource,
             site_tz=options.site_tz,
+            limits=options.limits,
         )
         issues.extend(problems)
         for event in found:

@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from dipro_fhir.scoring.score import PatientFailure, Score
-from dipro_fhir.timeline import EncounterId, PatientId, ResourceRef, RunId
+from dipro_fhir.scoring.score import PatientFailure, Score, failure_class
+from dipro_fhir.timeline import NO_PATIENT, EncounterId, PatientId, ResourceRef, RunId
 
 Cohort = Literal["active", "new_data"]
 
@@ -129,11 +129,19 @@ def run_id_for(request: RunRequest, model_version: str) -> RunId:
 def summarise(chunks: Sequence[ChunkManifest]) -> dict[str, Any]:
     """Counts, failure reasons and per-stage timings over a run's chunks."""
     reasons: dict[str, int] = {}
+    classes: dict[str, int] = {}
     failed: set[str] = set()
+    unattributed = 0
     for chunk in chunks:
-        for patient, _stage, reason, _detail, _retriable in chunk.failures:
-            failed.add(patient)
+        for patient, _stage, reason, _detail, retriable in chunk.failures:
             reasons[reason] = reasons.get(reason, 0) + 1
+            if patient == NO_PATIENT:  # problems of no patient (invalid ids) are no patient
+                unattributed += 1
+                continue
+            if patient not in failed:
+                kind = failure_class(reason, retriable)
+                classes[kind] = classes.get(kind, 0) + 1
+            failed.add(patient)
     totals: dict[str, int] = {}
     timings: dict[str, float] = {}
     for chunk in chunks:
@@ -148,6 +156,8 @@ def summarise(chunks: Sequence[ChunkManifest]) -> dict[str, Any]:
         "patients": sum(len(c.patients) for c in chunks),
         "failed_patients": len(failed),
         "failure_reasons": reasons,
+        "failure_classes": classes,
+        "unattributed_failures": unattributed,
         **totals,
         "timings_s": timings,
     }

@@ -10,6 +10,15 @@ write-back skips what is already on the server and upserts the database.
                               failure limit)
 
 Which patients an ``active`` run plans is ``settings.cohort`` (:func:`active_cohort`).
+
+Bulkheads: every patient is extracted, scored and written inside its own boundary; whatever
+goes wrong for one patient is recorded as its :class:`PatientFailure` (reason class
+``retriable``, ``data`` or ``internal``, no patient data in the message) and the chunk goes
+on. A chunk fails whole only when its dependencies are down (``run.outage_after`` patients
+in a row found the source unavailable, credentials refused, the database unreachable); the
+scheduler (or :func:`run_locally`) then hands it to :func:`fail_chunk` and :func:`finalize_run`
+records its patients. Ids that are not FHIR ids (from the request, a Group, a search) never
+go further than the plan: they are counted as one ``invalid-id`` failure of no patient.
 """
 
 from __future__ import annotations
@@ -23,8 +32,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dipro_fhir import connections, staging
-from dipro_fhir.errors import ConfigError, DiproFhirError
+from dipro_fhir.errors import (
+    AuthError,
+    ConfigError,
+    DiproFhirError,
+    ModelContractError,
+    SourceUnavailable,
+)
 from dipro_fhir.fhir.source import FhirSource
+from dipro_fhir.limits import is_fhir_id
 from dipro_fhir.manifest import (
     ChunkManifest,
     RunRequest,
@@ -36,7 +52,7 @@ from dipro_fhir.manifest import (
 )
 from dipro_fhir.scoring.score import PatientFailure
 from dipro_fhir.settings import Settings
-from dipro_fhir.timeline import NO_PATIENT, EncounterId, PatientId, RunId
+from dipro_fhir.timeline import NO_PATIENT, EncounterId, PatientId, PatientTimeline, RunId
 
 logger = logging.getLogger(__name__)
 
@@ -81,24 +97,11 @@ def plan_run(settings: Settings, request: RunRequest) -> list[dict[str, Any]]:
             f"model version {request.model_version!r} requested, checkpoint has {card.version!r}"
         )
     run_id = run_id_for(request, card.version)
-    patients = _cohort(settings, request, card.name)
+    planned = _cohort(settings, request, card.name)
+    patients = [(p, e) for p, e in planned if is_fhir_id(p) and (e is None or is_fhir_id(e))]
+    invalid = len(planned) - len(patients)
     if not request.dry_run:
-        from sqlalchemy.exc import OperationalError, ProgrammingError
-
-        try:
-            connections.result_store(settings).start_run(
-                run_id,
-                as_of=request.as_of,
-                model_name=card.name,
-                model_version=card.version,
-                pipeline=PIPELINE,
-                dag_run_id=request.dag_run_id,
-            )
-        except (OperationalError, ProgrammingError) as exc:
-            raise ConfigError(
-                "the results database cannot record the run (no schema?): "
-                "run `dipro-fhir db upgrade` first"
-            ) from exc
+        _start_run(settings, request, run_id, card.name, card.version)
     size = settings.run.chunk_size
     chunks = [
         ChunkManifest(
@@ -108,10 +111,45 @@ def plan_run(settings: Settings, request: RunRequest) -> list[dict[str, Any]]:
             patients=tuple(patients[i : i + size]),
             dry_run=request.dry_run,
         ).to_xcom()
-        for i in range(0, len(patients), size)
+        for i in range(0, max(len(patients), 1 if invalid else 0), size)
     ]
+    if invalid:
+        detail = f"{invalid} cohort entries whose patient or encounter id is not a FHIR id"
+        chunks[0]["failures"] = [[NO_PATIENT, "plan", "invalid-id", detail, False]]
+        logger.warning("run %s: %d cohort entries with invalid ids skipped", run_id, invalid)
     logger.info("run %s planned: %d patients in %d chunks", run_id, len(patients), len(chunks))
     return chunks
+
+
+def _start_run(
+    settings: Settings, request: RunRequest, run_id: RunId, model_name: str, version: str
+) -> None:
+    """Record the run; an unreachable database and a missing schema are told apart."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+
+    store = connections.result_store(settings)
+    try:
+        with store.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except DBAPIError as exc:
+        raise SourceUnavailable(
+            f"the results database is unreachable ({type(exc.orig).__name__})"
+        ) from None
+    try:
+        store.start_run(
+            run_id,
+            as_of=request.as_of,
+            model_name=model_name,
+            model_version=version,
+            pipeline=PIPELINE,
+            dag_run_id=request.dag_run_id,
+        )
+    except (OperationalError, ProgrammingError) as exc:
+        raise ConfigError(
+            "the results database cannot record the run (no schema?): "
+            "run `dipro-fhir db upgrade` first"
+        ) from exc
 
 
 def _cohort(
@@ -163,8 +201,10 @@ def extract_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, 
     options = extract_options(settings, crop_size=config.crop_size, max_cxrs=config.max_cxrs)
     fhir = connections.fhir_source(settings)
     images = connections.image_source(settings.dicomweb)
-    timelines, failures = [], list(chunk.failure_records())
+    timelines: list[PatientTimeline] = []
+    failures = list(chunk.failure_records())
     timer, quality = StageTimer(), QualityCounter()
+    unavailable_in_a_row = 0
     for patient_id, encounter_id in chunk.patients:
         result = extract_patient(
             fhir,
@@ -178,7 +218,14 @@ def extract_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, 
         )
         if isinstance(result, PatientFailure):
             failures.append(result)
+            unavailable_in_a_row = unavailable_in_a_row + 1 if result.retriable else 0
+            if unavailable_in_a_row >= settings.run.outage_after and not timelines:
+                raise SourceUnavailable(
+                    f"chunk {chunk.index}: the first {unavailable_in_a_row} patients found "
+                    "the sources unavailable; the chunk fails whole (dependencies down)"
+                )
         else:
+            unavailable_in_a_row = 0
             timelines.append(result)
     folder = staging.run_folder(settings.run.staging_dir, chunk.run_id)
     path = staging.save_timelines(f"{folder}/chunk-{chunk.index:05d}.timelines.npz", timelines)
@@ -203,16 +250,31 @@ def score_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, An
     model = load_model(settings.model.checkpoint, settings.model.device)
     assert chunk.timelines_path is not None, "score_chunk needs an extracted chunk"
     timelines = staging.load_timelines(chunk.timelines_path)
-    scores = score_timelines(
-        model, timelines, run_id=RunId(chunk.run_id), batch_size=settings.model.batch_size
-    )
+    run_id = RunId(chunk.run_id)
+    failures: list[PatientFailure] = []
+    try:
+        scores = score_timelines(
+            model, timelines, run_id=run_id, batch_size=settings.model.batch_size
+        )
+    except Exception:  # a batch failed: find its patient, score the rest
+        scores = []
+        for timeline in timelines:
+            try:
+                scores += score_timelines(model, [timeline], run_id=run_id, batch_size=1)
+            except Exception as exc:  # the patient boundary
+                failures.append(_score_failure(timeline.patient_id, exc))
+        if timelines and len(failures) == len(timelines):
+            raise  # every patient fails alike: the model, not the data
+    failed = {f.patient_id for f in failures}
     folder = staging.run_folder(settings.run.staging_dir, chunk.run_id)
     path = f"{folder}/chunk-{chunk.index:05d}.scores.json"
     payload = {
         "model": asdict(model.info),
         "scores": [score_to_json(s) for s in scores],
         "stay_starts": {
-            t.patient_id: t.stay_start.isoformat() for t in timelines if t.stay_start is not None
+            t.patient_id: t.stay_start.isoformat()
+            for t in timelines
+            if t.stay_start is not None and t.patient_id not in failed
         },
         "issues": {
             t.patient_id: [[i.code, i.resource, i.detail] for i in t.issues] for t in timelines
@@ -223,11 +285,19 @@ def score_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, An
         chunk,
         "score",
         started,
-        [],
+        failures,
         scores_path=path,
         counts={"scored": len({s.patient_id for s in scores}), "scores": len(scores)},
         timings={"model_load": model.load_seconds},
     )
+
+
+def _score_failure(patient_id: PatientId, exc: Exception) -> PatientFailure:
+    from dipro_fhir.log import patient_tag
+
+    reason = "model-contract" if isinstance(exc, ModelContractError) else "internal-error"
+    logger.warning("patient %s failed in score: %s", patient_tag(patient_id), type(exc).__name__)
+    return PatientFailure(patient_id, "score", reason, type(exc).__name__, False)
 
 
 def write_back_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, Any]:
@@ -274,14 +344,16 @@ def write_back_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[st
     )
 
 
-def fail_chunk(manifest: Mapping[str, Any], stage: str) -> dict[str, Any]:
+def fail_chunk(
+    manifest: Mapping[str, Any], stage: str, detail: str | None = None
+) -> dict[str, Any]:
     """A chunk whose ``stage`` task failed for good: every patient fails there, retriable.
 
-    The scheduler calls this for chunks that produced no output, so :func:`finalize_run`
-    records their patients instead of losing them.
+    The scheduler (or :func:`run_locally`) calls this for chunks that produced no output,
+    so :func:`finalize_run` records their patients instead of losing them.
     """
     chunk = ChunkManifest.from_xcom(manifest)
-    reason = (stage, "task-failed", "the chunk's task failed after its retries", True)
+    reason = (stage, "task-failed", detail or "the chunk's task failed after its retries", True)
     failures = tuple((p, *reason) for p, _encounter in chunk.patients)
     return replace(chunk, failures=failures, counts={**chunk.counts, "lost": 1}).to_xcom()
 
@@ -380,14 +452,29 @@ def run_locally(
     """
     manifests = plan_run(settings, request)
     done: list[dict[str, Any]] = []
+    fatal: BaseException | None = None
     for i, manifest in enumerate(manifests, start=1):
+        if fatal is not None:  # credentials refused or the model unusable: no chunk can pass
+            done.append(fail_chunk(manifest, "extract", f"not run ({type(fatal).__name__})"))
+            continue
         for stage, step in (
             ("extract", extract_chunk),
             ("score", score_chunk),
             ("writeback", write_back_chunk),
         ):
-            manifest = step(settings, manifest)
-            if progress is not None:
-                progress(stage, i, len(manifests))
+            try:
+                manifest = step(settings, manifest)
+            except Exception as exc:  # the chunk boundary, as a task's
+                logger.error("chunk %d failed in %s: %s", i - 1, stage, type(exc).__name__)
+                manifest = fail_chunk(manifest, stage, f"{stage} failed ({type(exc).__name__})")
+                if isinstance(exc, AuthError | ModelContractError | ConfigError):
+                    fatal = exc
+                break
+            finally:
+                if progress is not None:
+                    progress(stage, i, len(manifests))
         done.append(manifest)
-    return finalize_run(settings, done)
+    summary = finalize_run(settings, done)
+    if fatal is not None:
+        raise fatal
+    return summary

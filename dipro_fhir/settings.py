@@ -122,7 +122,15 @@ class RunSettings(BaseModel):
     site_timezone: str = "UTC"
     availability: Literal["strict", "issued"] = "strict"
     staging_dir: str = "var/staging"
-    log_salt: SecretStr = SecretStr("dipro-fhir")
+    # The salt of patient tags in logs: secret and per site. Unset, each process draws a
+    # random one (tags then correlate lines of one task only); the demo writes one to its
+    # working folder.
+    log_salt: SecretStr | None = None
+    # A chunk fails whole (dependencies down) when this many patients in a row, and every
+    # patient so far, failed with the source unavailable; else failures stay per patient.
+    outage_after: int = Field(default=5, ge=1)
+    # A run still "running" with no heartbeat for this long is stale (killed in flight).
+    stale_after_s: float = Field(default=6 * 3600.0, gt=0)
 
 
 # --- Site data: code maps and cohort rules -------------------------------------------------
@@ -178,6 +186,19 @@ class CohortSettings(BaseModel):
 # --- end of the site-data block --------------------------------------------------------------
 
 
+class LimitSettings(BaseModel):
+    """Input limits (:mod:`dipro_fhir.limits`); a breach is a data problem, never a crash."""
+
+    max_json_depth: int = Field(default=100, ge=8)
+    max_resource_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    max_response_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(default=40_000_000, ge=256)
+    max_image_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
+
+
+# --- end of the limits block --------------------------------------------------------------
+
+
 class Settings(BaseSettings):
     """The whole configuration. Build it once per process, at the entry point."""
 
@@ -193,6 +214,7 @@ class Settings(BaseSettings):
     run: RunSettings = RunSettings()
     mapping: MappingSettings = MappingSettings()  # site-data block
     cohort: CohortSettings = CohortSettings()  # site-data block
+    limits: LimitSettings = LimitSettings()
 
     def require_sources(self) -> None:
         """Raise :class:`ConfigError` unless a FHIR and an image source are configured."""
@@ -216,5 +238,17 @@ def embedded_settings(workdir: Path) -> Settings:
         store=StoreSettings(url=SecretStr(f"sqlite:///{(workdir / 'results.sqlite').resolve()}")),
         model=ModelSettings(checkpoint=workdir / "checkpoint"),
         writeback=WriteBackSettings(target="ndjson", ndjson_dir=workdir / "results"),
-        run=RunSettings(staging_dir=str(workdir / "staging")),
+        run=RunSettings(staging_dir=str(workdir / "staging"), log_salt=demo_log_salt(workdir)),
     )
+
+
+def demo_log_salt(workdir: Path) -> SecretStr:
+    """The demo's log salt: drawn once, kept in ``workdir/log-salt`` (readable by its owner)."""
+    import secrets
+
+    path = workdir / "log-salt"
+    if not path.is_file():
+        workdir.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(16))
+        path.chmod(0o600)
+    return SecretStr(path.read_text().strip())

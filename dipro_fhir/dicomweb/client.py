@@ -3,8 +3,11 @@
 Wraps dicomweb-client's ``DICOMwebClient`` (QIDO-RS, WADO-RS, STOW-RS; PS3.18 10.4-10.6)
 with an injected ``requests.Session``. The library's own retrying is switched off: every
 call goes through :meth:`DicomWebClient._call`, which retries 429/502/503/504 and
-connection failures with :class:`~dipro_fhir.fhir.retry.RetryPolicy` (exponential backoff,
-``Retry-After``) and maps the final HTTP status with
+connection failures, bodies cut short (``ChunkedEncodingError``) and malformed 200 answers
+(JSON or multipart that does not parse) with :class:`~dipro_fhir.fhir.retry.RetryPolicy`
+(exponential backoff, ``Retry-After``); what stays malformed after the retries is
+``SourceUnavailable``; JSON nested past the limit is a data problem
+(:class:`~dipro_fhir.limits.InputLimitExceeded`). It maps the final HTTP status with
 :func:`~dipro_fhir.fhir.status.error_for_status` (404 -> ``ResourceNotFound`` ...).
 
 Server quirks handled here (Orthanc 1.10, see shared/ENVIRONMENT.md): no wildcards in
@@ -24,11 +27,13 @@ from typing import Any, TypeVar
 import requests
 from dicomweb_client.api import DICOMwebClient
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 
 from dipro_fhir.errors import SourceUnavailable
 from dipro_fhir.fhir.auth import BasicAuth, BearerTokenAuth, Secret
 from dipro_fhir.fhir.retry import RETRYABLE_STATUSES, RetryPolicy
 from dipro_fhir.fhir.status import error_for_status
+from dipro_fhir.limits import InputLimitExceeded
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -36,6 +41,22 @@ Json = dict[str, Any]
 
 #: Explicit VR Little Endian: what frame retrieval asks for (PS3.18 8.7.3.5.2).
 FRAME_MEDIA_TYPE = ("application/octet-stream", "1.2.840.10008.1.2.1")
+#: A connection lost mid-answer, or a body cut short of its length: worth another try.
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
+)
+#: What a 200 answer with a garbled body raises inside dicomweb-client and pydicom
+#: (JSONDecodeError is a ValueError; a cut multipart or Part 10 stream raises these).
+MALFORMED_ERRORS: tuple[type[Exception], ...] = (
+    ValueError,
+    EOFError,
+    KeyError,
+    IndexError,
+    InvalidDicomError,
+)
 
 
 class DicomWebClient:
@@ -91,7 +112,9 @@ class DicomWebClient:
                     self._sleep(self._retry.delay_s(attempt, retry_after))
                     continue
                 raise error_for_status(status, None, action=action, attempts=attempt) from exc
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except RecursionError as exc:
+                raise InputLimitExceeded(f"{action}: JSON nested too deep") from exc
+            except (*TRANSIENT_ERRORS, *MALFORMED_ERRORS) as exc:
                 if attempt < self._retry.max_attempts:
                     log.info("%s: %s, retry %d", action, type(exc).__name__, attempt)
                     self._sleep(self._retry.delay_s(attempt))

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -30,6 +30,7 @@ from dipro_fhir.errors import InvalidResource, SourceUnavailable
 from dipro_fhir.fhir.auth import FhirAuth
 from dipro_fhir.fhir.retry import RETRYABLE_STATUSES, RetryPolicy
 from dipro_fhir.fhir.status import error_for_status
+from dipro_fhir.limits import DEFAULT_LIMITS, InputLimits, loads, require_fhir_id
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,13 @@ TRANSIENT_ERRORS = (
     requests.ConnectionError,
     requests.Timeout,
     requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ContentDecodingError,
 )
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
+
+
+class MalformedBody(SourceUnavailable):
+    """A 2xx answer whose body is not a JSON object (cut short, garbled): retried."""
 
 
 class FhirClient:
@@ -59,6 +65,8 @@ class FhirClient:
         max_pages: Upper bound of pages followed by one search (loop guard).
         next_link_base: The base URL a server behind a proxy puts into its ``next`` links;
             links under it are rewritten onto ``base_url``. ``None``: same origin only.
+        limits: Largest body and deepest JSON nesting accepted (a breach raises
+            :class:`~dipro_fhir.limits.InputLimitExceeded`, a data problem).
     """
 
     def __init__(
@@ -74,6 +82,7 @@ class FhirClient:
         pool_size: int = 10,
         max_pages: int = 100_000,
         next_link_base: str | None = None,
+        limits: InputLimits = DEFAULT_LIMITS,
     ) -> None:
         self.base_url = base_url.rstrip("/") + "/"
         self.auth = auth
@@ -83,6 +92,7 @@ class FhirClient:
         self.page_size = page_size
         self.max_pages = max_pages
         self.next_link_base = next_link_base.rstrip("/") if next_link_base else None
+        self.limits = limits
         self._owns_session = session is None
         self._session = session if session is not None else _pooled_session(pool_size)
 
@@ -97,8 +107,10 @@ class FhirClient:
 
         Raises:
             ResourceNotFound: The server answered 404 or 410.
+            InputLimitExceeded: ``resource_id`` is not a FHIR id (nothing is sent).
         """
-        return self._call("GET", f"{resource_type}/{resource_id}", label=resource_type)
+        require_fhir_id(resource_id, f"{resource_type} id")
+        return self._call("GET", f"{resource_type}/{_segment(resource_id)}", label=resource_type)
 
     def search(self, resource_type: str, params: SearchParams) -> Iterator[dict[str, Any]]:
         """Yield every matching resource over all pages (``search.mode`` match or absent).
@@ -159,7 +171,7 @@ class FhirClient:
         headers = {"If-Match": _weak_etag(if_match)} if if_match else {}
         return self._call(
             "PUT",
-            f"{resource_type}/{resource_id}",
+            f"{resource_type}/{_segment(resource_id)}",
             json_body=resource,
             headers=headers,
             label=resource_type,
@@ -244,16 +256,27 @@ class FhirClient:
     ) -> dict[str, Any]:
         url = path if path.startswith(("http://", "https://")) else self.base_url + path
         may_retry = method in IDEMPOTENT_METHODS if retryable is None else retryable
-        response, attempts = self._send(
-            method,
-            url,
-            label,
-            may_retry,
-            params=params,
-            json=json_body,
-            headers={**_default_headers(method, json_body), **(headers or {})},
-        )
-        return _read_body(response, action=f"{method} {label}", attempts=attempts)
+        tries = self.retry.max_attempts if may_retry else 1
+        for body_attempt in range(1, tries + 1):
+            response, attempts = self._send(
+                method,
+                url,
+                label,
+                may_retry,
+                params=params,
+                json=json_body,
+                headers={**_default_headers(method, json_body), **(headers or {})},
+            )
+            try:
+                return _read_body(
+                    response, action=f"{method} {label}", attempts=attempts, limits=self.limits
+                )
+            except MalformedBody:
+                _log_attempt(method, label, response.status_code, 0.0, body_attempt, "malformed")
+                if body_attempt >= tries:
+                    raise
+                time.sleep(self.retry.delay_s(body_attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _send(
         self, method: str, url: str, label: str, may_retry: bool, **kwargs: Any
@@ -317,15 +340,17 @@ def bundle_is_idempotent(bundle: Mapping[str, Any]) -> bool:
     return True
 
 
-def _read_body(response: requests.Response, *, action: str, attempts: int) -> dict[str, Any]:
+def _read_body(
+    response: requests.Response, *, action: str, attempts: int, limits: InputLimits
+) -> dict[str, Any]:
     status = response.status_code
-    body = _json_object(response)
+    body = _json_object(response, limits, action)
     if status >= 300:
         outcome = body if body and body.get("resourceType") == "OperationOutcome" else None
         raise error_for_status(status, outcome, action=action, attempts=attempts)
     if body is None:
         kind = response.headers.get("Content-Type", "no content type")
-        raise SourceUnavailable(
+        raise MalformedBody(
             f"{action}: HTTP {status} with a body that is not a JSON object "
             f"({kind}, {len(response.content)} bytes)",
             status=status,
@@ -335,14 +360,21 @@ def _read_body(response: requests.Response, *, action: str, attempts: int) -> di
     return body
 
 
-def _json_object(response: requests.Response) -> dict[str, Any] | None:
+def _json_object(
+    response: requests.Response, limits: InputLimits, action: str
+) -> dict[str, Any] | None:
     if not response.content:
         return None
     try:
-        body = response.json()
-    except ValueError:
+        body = loads(response.content, limits, what=action)
+    except ValueError:  # not JSON (InputLimitExceeded is no ValueError: it propagates)
         return None
     return body if isinstance(body, dict) else None
+
+
+def _segment(resource_id: str) -> str:
+    """One URL path segment: nothing in an id may climb out of ``Type/`` (``../``)."""
+    return quote(resource_id, safe="")
 
 
 def _encode_params(params: SearchParams) -> list[tuple[str, str]]:

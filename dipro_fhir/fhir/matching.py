@@ -86,6 +86,27 @@ def effective_range(observation: Mapping[str, Any]) -> tuple[datetime, datetime]
     return period_range(observation.get("effectivePeriod"))
 
 
+def time_problem(resource: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(code, detail)`` when a resource's own time cannot place it: an Observation with no
+    readable ``effective[x]`` (``missing-time``), or an Observation's ``effectivePeriod`` or
+    an Encounter's ``period`` that ends before it starts (``invalid-period``). Else ``None``."""
+    rtype = resource.get("resourceType")
+    if rtype == "Observation":
+        span = effective_range(resource)
+        if span is None:
+            return "missing-time", "no readable effective[x]: not placed on the timeline"
+        period = resource.get("effectivePeriod")
+    elif rtype == "Encounter":
+        period = resource.get("period")
+    else:
+        return None
+    if isinstance(period, dict):
+        start, end = time_range(period.get("start")), time_range(period.get("end"))
+        if start is not None and end is not None and end[1] <= start[0]:
+            return "invalid-period", "the period ends before it starts"
+    return None
+
+
 def overlaps(span: tuple[datetime, datetime] | None, since: datetime, until: datetime) -> bool:
     """True when ``date=ge{since}&date=lt{until}`` matches a value spanning ``span``."""
     return span is not None and span[1] > since and span[0] < until

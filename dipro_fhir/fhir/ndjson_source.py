@@ -7,7 +7,8 @@ resource per line. Files are never loaded whole: the first per-patient question 
 type scans its files once and keeps only byte offsets per patient; answers then seek to
 those lines. Cohort questions stream the files. Lines that are not JSON objects of the
 expected type, or that name no patient, become ``MappingIssue`` records (byte offsets only,
-no content) instead of errors.
+no content) instead of errors; so do lines past the input limits (size, JSON nesting:
+:mod:`dipro_fhir.limits`), whose patient cannot be read.
 
 Who a problem belongs to: a resource whose ``subject`` is a ``urn:uuid:`` reference (left
 over when a transaction Bundle is split into NDJSON: the Bundle's ``fullUrl`` is gone) is
@@ -20,7 +21,6 @@ whoever is processed first.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
@@ -37,7 +37,9 @@ from dipro_fhir.fhir.matching import (
     overlaps,
     subject_id,
 )
+from dipro_fhir.fhir.problems import PatientProblems
 from dipro_fhir.fhir.source import DATA_TYPES, group_patient_ids, list_entries
+from dipro_fhir.limits import DEFAULT_LIMITS, InputLimitExceeded, InputLimits, loads
 from dipro_fhir.timeline import MappingIssue
 
 log = logging.getLogger(__name__)
@@ -49,8 +51,9 @@ URN_UUID = "urn:uuid:"
 class NdjsonFhirSource:
     """Read FHIR resources from Bulk Data NDJSON files in ``directory``."""
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, limits: InputLimits = DEFAULT_LIMITS) -> None:
         self.directory = Path(directory)
+        self.limits = limits
         if not self.directory.is_dir():
             raise FileNotFoundError(f"NDJSON folder not found: {self.directory}")
         self._index: dict[str, dict[str, list[Location]]] = {}
@@ -58,9 +61,10 @@ class NdjsonFhirSource:
         self._reported: set[Location] = set()
         self._patient_ids: set[str] | None = None
         self._resolved: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        self._problems = PatientProblems()
 
     def patient(self, patient_id: str) -> dict[str, Any]:
-        for resource in self._by_patient("Patient", patient_id):
+        for resource in list(self._by_patient("Patient", patient_id)):  # all: duplicates
             return resource
         raise ResourceNotFound("Patient not in the NDJSON export", status=404)
 
@@ -139,7 +143,7 @@ class NdjsonFhirSource:
 
     def patient_issues(self, patient_id: str) -> list[MappingIssue]:
         resolved = self._resolved.pop(patient_id, Counter())
-        return [
+        return self._problems.take(patient_id) + [
             MappingIssue(
                 "urn-uuid-reference",
                 resource_type,
@@ -161,6 +165,9 @@ class NdjsonFhirSource:
         return ([single] if single.is_file() else []) + parts
 
     def _by_patient(self, resource_type: str, patient_id: str) -> Iterator[dict[str, Any]]:
+        yield from self._problems.screen(patient_id, self._lines_of(resource_type, patient_id))
+
+    def _lines_of(self, resource_type: str, patient_id: str) -> Iterator[dict[str, Any]]:
         index = self._index.get(resource_type)
         if index is None:
             index = self._build_index(resource_type)
@@ -168,7 +175,7 @@ class NdjsonFhirSource:
         for path, offset in index.get(patient_id, []):
             with path.open("rb") as handle:
                 handle.seek(offset)
-                resource = json.loads(handle.readline())
+                resource = loads(handle.readline(), self.limits)
             yield resource
 
     def _build_index(self, resource_type: str) -> dict[str, list[Location]]:
@@ -226,8 +233,16 @@ class NdjsonFhirSource:
     def _decode(
         self, line: bytes, resource_type: str, path: Path, offset: int
     ) -> dict[str, Any] | None:
+        if len(line) > self.limits.max_resource_bytes:
+            detail = f"line of {len(line)} bytes > limit {self.limits.max_resource_bytes}"
+            self._report("resource-too-large", resource_type, path, offset, detail)
+            return None
         try:
-            resource = json.loads(line)
+            resource = loads(line, self.limits)
+        except InputLimitExceeded:
+            detail = f"nested deeper than {self.limits.max_json_depth} levels"
+            self._report("json-too-deep", resource_type, path, offset, detail)
+            return None
         except ValueError:
             self._report("invalid-json", resource_type, path, offset, "line is not JSON")
             return None

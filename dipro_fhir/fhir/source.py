@@ -27,6 +27,7 @@ from dipro_fhir.fhir.matching import (
     reference_id,
     subject_id,
 )
+from dipro_fhir.fhir.problems import PatientProblems
 from dipro_fhir.timeline import MappingIssue
 
 DATA_TYPES = ("Observation", "ImagingStudy")
@@ -110,6 +111,7 @@ class HttpFhirSource:
     def __init__(self, client: FhirClient) -> None:
         self.client = client
         self._issues: list[MappingIssue] = []
+        self._problems = PatientProblems()
 
     def patient(self, patient_id: str) -> dict[str, Any]:
         return self.client.read("Patient", patient_id)
@@ -199,13 +201,21 @@ class HttpFhirSource:
         yield from self.client.search("Observation", {"_elements": "code,component"})
 
     def patient_issues(self, patient_id: str) -> list[MappingIssue]:
-        return []  # a server resolves references itself; its odd answers are no patient's
+        # A server resolves references itself; its odd answers are no patient's. Repeated
+        # ids and unplaceable times of the patient's own resources are the patient's.
+        return self._problems.take(patient_id)
 
     def take_issues(self) -> list[MappingIssue]:
         issues, self._issues = self._issues, []
         return issues
 
     def _owned(
+        self, resource_type: str, patient_id: str, params: dict[str, str | list[str]]
+    ) -> Iterator[dict[str, Any]]:
+        found = self._matching(resource_type, patient_id, params)
+        yield from self._problems.screen(patient_id, found)
+
+    def _matching(
         self, resource_type: str, patient_id: str, params: dict[str, str | list[str]]
     ) -> Iterator[dict[str, Any]]:
         for resource in self.client.search(resource_type, params):

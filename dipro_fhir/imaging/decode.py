@@ -20,6 +20,7 @@ from pydicom.multival import MultiValue
 from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
 
 from dipro_fhir.errors import InvalidResource
+from dipro_fhir.limits import DEFAULT_LIMITS, InputLimits
 
 FloatImage = npt.NDArray[np.float32]
 
@@ -43,9 +44,34 @@ class CorruptImage(InvalidResource):
     """The DICOM object's pixels cannot be decoded into a grayscale image."""
 
 
-def _stored_pixels(ds: Dataset) -> npt.NDArray[np.generic]:
+class ImageTooLarge(CorruptImage):
+    """The image breaches ``max_image_pixels`` or ``max_image_bytes``; it is not decoded."""
+
+
+def check_image_size(rows: int, columns: int, pixel_bytes: int, limits: InputLimits) -> None:
+    """Refuse an image before decoding it.
+
+    Raises:
+        ImageTooLarge: Rows x Columns or the Pixel Data bytes exceed the limits.
+    """
+    if rows * columns > limits.max_image_pixels:
+        raise ImageTooLarge(
+            f"{rows}x{columns} pixels > limit {limits.max_image_pixels}: not decoded"
+        )
+    if pixel_bytes > limits.max_image_bytes:
+        raise ImageTooLarge(
+            f"{pixel_bytes} bytes of pixel data > limit {limits.max_image_bytes}: not decoded"
+        )
+
+
+def _stored_pixels(ds: Dataset, limits: InputLimits) -> npt.NDArray[np.generic]:
     if "PixelData" not in ds:
         raise CorruptImage("the object has no Pixel Data")
+    try:
+        rows, columns = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    except (TypeError, ValueError) as exc:
+        raise CorruptImage("Rows or Columns is not a number") from exc
+    check_image_size(rows, columns, len(ds.PixelData or b""), limits)
     if int(ds.get("SamplesPerPixel", 1)) != 1:
         raise CorruptImage("not a grayscale image (Samples per Pixel != 1)")
     photometric = str(ds.get("PhotometricInterpretation", ""))
@@ -102,11 +128,12 @@ def _percentile_window(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float6
     return np.asarray(np.clip((values - lo) / (hi - lo), 0.0, 1.0))
 
 
-def decode_radiograph(ds: Dataset) -> FloatImage:
+def decode_radiograph(ds: Dataset, limits: InputLimits = DEFAULT_LIMITS) -> FloatImage:
     """Decode a CR/DX object into a display image.
 
     Args:
         ds: A dataset with Pixel Data (any transfer syntax pydicom can decode).
+        limits: The largest image decoded (pixels, bytes).
 
     Returns:
         float32 ``[H, W]`` in ``[0, 1]``; bright = dense (bone white) for MONOCHROME1 and
@@ -114,8 +141,9 @@ def decode_radiograph(ds: Dataset) -> FloatImage:
 
     Raises:
         CorruptImage: Missing, truncated or undecodable pixel data, or not grayscale.
+        ImageTooLarge: Past ``limits``.
     """
-    stored = _stored_pixels(ds)
+    stored = _stored_pixels(ds, limits)
     try:
         if "VOILUTSequence" in ds and "WindowCenter" not in ds:
             display = _voi_lut_sequence(stored, ds)

@@ -10,6 +10,8 @@ the patient:
   (the event is still produced; missing regions are zero crops with a False mask);
 - ``image-missing``: the study, series or instance is not on the image source (404);
 - ``no-frontal-image``: the study holds no frontal chest radiograph;
+- ``image-too-large``: more pixels or bytes than ``limits`` allow (checked from the header
+  before the instance is fetched, and again before decoding);
 - ``duplicate-sop-instance``: the source holds two objects of one SOP Instance UID
   (a folder; which one is used is documented in :mod:`dipro_fhir.dicomweb.source`).
 
@@ -27,9 +29,15 @@ from pydicom.dataset import Dataset
 from dipro_fhir.dicomweb.source import CHEST_MODALITIES, ImageSource
 from dipro_fhir.errors import ResourceNotFound
 from dipro_fhir.imaging.crops import crop_regions
-from dipro_fhir.imaging.decode import CorruptImage, decode_radiograph
+from dipro_fhir.imaging.decode import (
+    CorruptImage,
+    ImageTooLarge,
+    check_image_size,
+    decode_radiograph,
+)
 from dipro_fhir.imaging.frontal import ImageCandidate, acquisition_time, select_frontal
 from dipro_fhir.imaging.regions import GeometricRegionLocator, RegionLocator
+from dipro_fhir.limits import DEFAULT_LIMITS, InputLimits
 from dipro_fhir.timeline import ImageEvent, MappingIssue, ResourceRef
 
 log = logging.getLogger(__name__)
@@ -43,6 +51,7 @@ def image_event_from_dataset(
     locator: RegionLocator | None = None,
     imaging_study_ref: ResourceRef | None = None,
     site_tz: tzinfo = UTC,
+    limits: InputLimits = DEFAULT_LIMITS,
 ) -> tuple[ImageEvent | None, list[MappingIssue]]:
     """Map one frontal radiograph to an event.
 
@@ -53,13 +62,16 @@ def image_event_from_dataset(
         locator: Region locator; :class:`GeometricRegionLocator` by default.
         imaging_study_ref: The FHIR ImagingStudy that named this study, for provenance.
         site_tz: Time zone of header times that carry no offset.
+        limits: The largest image decoded.
 
     Returns:
         The event (``None`` when the image is unusable) and the issues met.
     """
     resource = f"instance/{ds.get('SOPInstanceUID', '')}"
     try:
-        image = decode_radiograph(ds)
+        image = decode_radiograph(ds, limits)
+    except ImageTooLarge as exc:
+        return None, [MappingIssue("image-too-large", resource, str(exc))]
     except CorruptImage as exc:
         return None, [MappingIssue("corrupt-dicom", resource, str(exc))]
     acquired = acquisition_time(ds, site_tz)
@@ -114,6 +126,7 @@ def fetch_image_events(
     locator: RegionLocator | None = None,
     imaging_study_ref: ResourceRef | None = None,
     site_tz: tzinfo = UTC,
+    limits: InputLimits = DEFAULT_LIMITS,
 ) -> tuple[list[ImageEvent], list[MappingIssue]]:
     """Select, retrieve and map the frontal radiograph of one study.
 
@@ -134,9 +147,13 @@ def fetch_image_events(
         if choice.candidate is None:
             return [], [*found, MappingIssue("no-frontal-image", study_ref, choice.reason)]
         c = choice.candidate
+        check_image_size(c.rows, c.columns, 0, limits)
         ds = source.retrieve(c.study_uid, c.series_uid, c.instance_uid)
     except ResourceNotFound as exc:
         return [], [*found, MappingIssue("image-missing", study_ref, str(exc))]
+    except ImageTooLarge as exc:
+        issue = MappingIssue("image-too-large", f"instance/{c.instance_uid}", str(exc))
+        return [], [*found, issue]
     except CorruptImage as exc:
         issue = MappingIssue("corrupt-dicom", f"instance/{c.instance_uid}", str(exc))
         return [], [*found, issue]
@@ -147,6 +164,7 @@ def fetch_image_events(
         locator=locator,
         imaging_study_ref=imaging_study_ref,
         site_tz=site_tz,
+        limits=limits,
     )
     log.debug(
         "study mapped in %.0f ms (%d issues)", 1e3 * (time.monotonic() - started), len(issues)

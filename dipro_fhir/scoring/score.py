@@ -128,3 +128,21 @@ class PatientFailure:
             raise ValueError(f"stage {self.stage!r} is not one of {FAILURE_STAGES}")
         if not self.reason:
             raise ValueError("reason must not be empty")
+
+    @property
+    def reason_class(self) -> str:
+        """``retriable`` (a later run may succeed), ``internal`` (a defect of ours, caught
+        at the patient boundary) or ``data`` (the patient's data must be fixed)."""
+        return failure_class(self.reason, self.retriable)
+
+
+#: Reasons that name a defect of dipro-fhir rather than of the data or a server.
+INTERNAL_REASONS = frozenset({"internal-error"})
+FAILURE_CLASSES = ("retriable", "data", "internal")
+
+
+def failure_class(reason: str, retriable: bool) -> str:
+    """The class of a failure reason (:attr:`PatientFailure.reason_class`)."""
+    if retriable:
+        return "retriable"
+    return "internal" if reason in INTERNAL_REASONS else "data"

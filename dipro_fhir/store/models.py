@@ -46,6 +46,7 @@ NAMING_CONVENTION = {
 ID_LENGTH = 64
 PATIENT_ID_LENGTH = 64  # FHIR R4 id datatype: [A-Za-z0-9\-\.]{1,64}
 CODE_LENGTH = 64
+RESOURCE_LENGTH = 200
 RUN_ID_LENGTH = 250
 
 
@@ -124,7 +125,7 @@ class DataProblemRow(Base):
     patient_id: Mapped[str] = mapped_column(String(PATIENT_ID_LENGTH))
     code: Mapped[str] = mapped_column(String(CODE_LENGTH))
     # '' rather than NULL when there is no resource: NULLs never collide in a unique key.
-    resource: Mapped[str] = mapped_column(String(200))
+    resource: Mapped[str] = mapped_column(String(RESOURCE_LENGTH))
     detail: Mapped[str] = mapped_column(Text)
 
 

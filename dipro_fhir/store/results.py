@@ -18,13 +18,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, Table, func, select
+from sqlalchemy import Connection, Engine, Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.sql.dml import Insert
 
 from dipro_fhir.scoring.score import PatientFailure, Score
-from dipro_fhir.store.models import DataProblemRow, PatientFailureRow, Run, ScoreRow, Watermark
-from dipro_fhir.timeline import MappingIssue, PatientId, RunId
+from dipro_fhir.store.models import (
+    PATIENT_ID_LENGTH,
+    RESOURCE_LENGTH,
+    DataProblemRow,
+    PatientFailureRow,
+    Run,
+    ScoreRow,
+    Watermark,
+)
+from dipro_fhir.timeline import NO_PATIENT, MappingIssue, PatientId, RunId
 from dipro_fhir.writeback.risk import RiskThresholds, classify_risk
 
 _LOG = logging.getLogger(__name__)
@@ -175,19 +184,24 @@ class ResultStore:
                 "run_id": run_id,
                 "patient_id": patient,
                 "code": issue.code,
-                "resource": issue.resource or "",
+                "resource": (issue.resource or "")[:RESOURCE_LENGTH],
                 "detail": issue.detail,
             }
             for patient, found in (issues or {}).items()
             for issue in found
         ]
-        with self.engine.begin() as conn:
-            if score_rows:
-                conn.execute(self._upsert_scores(), score_rows)
-            if failure_rows:
-                conn.execute(self._upsert_failures(), failure_rows)
-            if problem_rows:
-                conn.execute(self._insert_problems(), problem_rows)
+        try:
+            with self.engine.begin() as conn:
+                self._write_rows(conn, score_rows, failure_rows, problem_rows)
+        except (DataError, IntegrityError) as exc:
+            # One patient's rows the database refuses must not cost the chunk: record
+            # patient by patient, and a patient whose rows are refused as failed.
+            _LOG.warning(
+                "run %s chunk refused by the database (%s); recording patient by patient",
+                run_id,
+                type(exc).__name__,
+            )
+            failure_rows = self._record_each(run_id, score_rows, failure_rows, problem_rows)
         _LOG.info(
             "run %s chunk recorded: %d scores, %d failures, %d data problems",
             run_id,
@@ -196,6 +210,56 @@ class ResultStore:
             len(problem_rows),
         )
         return ChunkCounts(len(score_rows), len(failure_rows), len(problem_rows))
+
+    def _write_rows(
+        self,
+        conn: Connection,
+        score_rows: Sequence[dict[str, Any]],
+        failure_rows: Sequence[dict[str, Any]],
+        problem_rows: Sequence[dict[str, Any]],
+    ) -> None:
+        if score_rows:
+            conn.execute(self._upsert_scores(), list(score_rows))
+        if failure_rows:
+            conn.execute(self._upsert_failures(), list(failure_rows))
+        if problem_rows:
+            conn.execute(self._insert_problems(), list(problem_rows))
+
+    def _record_each(
+        self,
+        run_id: RunId,
+        score_rows: Sequence[dict[str, Any]],
+        failure_rows: Sequence[dict[str, Any]],
+        problem_rows: Sequence[dict[str, Any]],
+    ) -> list[dict[str, Any]]:
+        """Record rows one patient per transaction; return the failure rows as stored."""
+        patients = dict.fromkeys(
+            str(r["patient_id"]) for r in (*score_rows, *failure_rows, *problem_rows)
+        )
+        stored: list[dict[str, Any]] = []
+        for patient in patients:
+
+            def own(rows: Sequence[dict[str, Any]], p: str = patient) -> list[dict[str, Any]]:
+                return [r for r in rows if r["patient_id"] == p]
+
+            try:
+                with self.engine.begin() as conn:
+                    self._write_rows(conn, own(score_rows), own(failure_rows), own(problem_rows))
+                stored += own(failure_rows)
+            except (DataError, IntegrityError) as exc:
+                fits = len(patient) <= PATIENT_ID_LENGTH
+                row = {
+                    "run_id": run_id,
+                    "patient_id": patient if fits else NO_PATIENT,
+                    "stage": "writeback",
+                    "reason": "store-rejected",
+                    "detail": f"the database refused the patient's rows ({type(exc).__name__})",
+                    "retriable": False,
+                }
+                with self.engine.begin() as conn:
+                    conn.execute(self._upsert_failures(), [row])
+                stored.append(row)
+        return stored
 
     def _score_row(
         self, run_id: RunId, score: Score, fhir_ids: Mapping[tuple[PatientId, str], str]

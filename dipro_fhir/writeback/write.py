@@ -138,11 +138,15 @@ def _build(
     failures: list[PatientFailure] = []
     for group in groups:
         patient = group[0].patient_id
-        resource = to_risk_assessment(group, options, stay_start=stay_starts.get(patient))
         try:
+            resource = to_risk_assessment(group, options, stay_start=stay_starts.get(patient))
             check_risk_assessment(resource, options.probability_scale)
         except InvalidResource as exc:
             failures.append(PatientFailure(patient, "writeback", "invalid-resource", str(exc)))
+            continue
+        except Exception as exc:  # the patient boundary: one patient fails
+            detail = type(exc).__name__
+            failures.append(PatientFailure(patient, "writeback", "internal-error", detail))
             continue
         built.append((group, resource))
     return built, failures
