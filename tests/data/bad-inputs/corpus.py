@@ -69,7 +69,9 @@ class _Files:
         text = (self.root / f"{rtype}.ndjson").read_text().splitlines()
         return [json.loads(line) for line in text if line.strip()]
 
-    def rewrite(self, rtype: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> None:
+    def rewrite(
+        self, rtype: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]
+    ) -> None:
         kept = [r for r in map(change, self.lines(rtype)) if r is not None]
         (self.root / f"{rtype}.ndjson").write_text("".join(json.dumps(r) + "\n" for r in kept))
 

@@ -205,7 +205,7 @@ def _backwards(f: _Files, p: str) -> Damage:
     }
     obs = _observation(p, "backwards", effectiveDateTime=None, effectivePeriod=period)
     f.append("Observation", obs)
-    return _mine("period-end-before-start", p, "missing-time", "invalid-resource")
+    return _mine("period-end-before-start", p, "invalid-period")
 
 
 @kind("observation-id-path-characters")
