@@ -31,7 +31,8 @@ def load_corpus() -> tuple[ModuleType, ModuleType]:
     """The corpus module and its kinds (loaded by path: the folder name has a hyphen)."""
     if "bad_inputs_corpus" not in sys.modules:
         spec = importlib.util.spec_from_file_location("bad_inputs_corpus", CORPUS_DIR / "corpus.py")
-        assert spec is not None and spec.loader is not None
+        assert spec is not None
+        assert spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module
         spec.loader.exec_module(module)

@@ -16,9 +16,8 @@ from typing import Any
 
 import numpy as np
 import pydicom
-from pydicom.uid import ExplicitVRLittleEndian
-
 from bad_inputs_corpus import AS_OF, Damage, _Files, _nested, _observation  # see corpus.load
+from pydicom.uid import ExplicitVRLittleEndian
 
 Apply = Callable[[_Files, str], Damage]
 
