@@ -99,7 +99,15 @@ class DagOptions:
 
 
 def build_settings() -> Settings:
-    """Settings for a task: the ``DIPRO_*`` environment, overridden by the Connections."""
+    """Settings for a task: the ``DIPRO_*`` environment, overridden by the Connections.
+
+    Every task calls this first, so it also applies the project's log rules inside the task
+    (:func:`dipro_fhir.log.configure_task`: third-party loggers at WARNING, UIDs and paths
+    redacted).
+    """
+    from dipro_fhir import log
+
+    log.configure_task()
     settings = Settings()
     update: dict[str, Any] = {}
     fhir = _find_connection(FHIR_CONN_ID)

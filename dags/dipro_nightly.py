@@ -140,7 +140,7 @@ def dipro_nightly() -> None:
             dry_run=bool(params["dry_run"]),
             model_version=params["model_version"],
         )
-        return pipeline.plan_run(settings, request)
+        return [_stash(settings, m, "plan") for m in pipeline.plan_run(settings, request)]
 
     @task(
         retries=RETRIES,
@@ -151,7 +151,9 @@ def dipro_nightly() -> None:
     def extract(manifest: dict[str, Any]) -> dict[str, Any]:
         from dipro_fhir import pipeline
 
-        return pipeline.extract_chunk(build_settings(), manifest)
+        settings = build_settings()
+        done = pipeline.extract_chunk(settings, _unstash(manifest))
+        return _stash(settings, done, "extract")
 
     @task(
         queue=OPTIONS.gpu_queue,
@@ -164,7 +166,9 @@ def dipro_nightly() -> None:
     def score(manifest: dict[str, Any]) -> dict[str, Any]:
         from dipro_fhir import pipeline
 
-        return pipeline.score_chunk(build_settings(), manifest)
+        settings = build_settings()
+        done = pipeline.score_chunk(settings, _unstash(manifest))
+        return _stash(settings, done, "score")
 
     @task(
         retries=RETRIES,
@@ -175,7 +179,9 @@ def dipro_nightly() -> None:
     def write_back(manifest: dict[str, Any]) -> dict[str, Any]:
         from dipro_fhir import pipeline
 
-        return pipeline.write_back_chunk(build_settings(), manifest)
+        settings = build_settings()
+        done = pipeline.write_back_chunk(settings, _unstash(manifest))
+        return _stash(settings, done, "writeback")
 
     @task(trigger_rule="all_done")
     def finalize(
@@ -191,7 +197,7 @@ def dipro_nightly() -> None:
         # A mapped task instance that failed for good pushed no XCom: it is absent here.
         # Slicing reads a lazy XCom sequence in one request; iterating it probes one index
         # past the end and logs a spurious "XCom not found" error.
-        finished = list(written[:]) if written else []
+        finished = [_unstash(r) for r in written[:]] if written else []
         stages = {
             "extract": _indexes(extracted[:] if extracted else ()),
             "score": _indexes(scored[:] if scored else ()),
@@ -200,7 +206,8 @@ def dipro_nightly() -> None:
         lost = [m for m in planned[:] if m["index"] not in done]
         failed = [
             pipeline.fail_chunk(
-                m, next((s for s, ok in stages.items() if m["index"] not in ok), "writeback")
+                _unstash(m),
+                next((s for s, ok in stages.items() if m["index"] not in ok), "writeback"),
             )
             for m in lost
         ]
@@ -223,6 +230,19 @@ def dipro_nightly() -> None:
 
 def _indexes(manifests: Sequence[dict[str, Any]]) -> set[int]:
     return {int(m["index"]) for m in manifests}
+
+
+def _stash(settings: Any, manifest: dict[str, Any], stage: str) -> dict[str, Any]:
+    """XCom carries a reference to the manifest in staging, never its patient ids."""
+    from dipro_fhir import staging
+
+    return staging.stash_manifest(settings.run.staging_dir, manifest, stage)
+
+
+def _unstash(reference: dict[str, Any]) -> dict[str, Any]:
+    from dipro_fhir import staging
+
+    return staging.unstash_manifest(reference)
 
 
 dipro_nightly()

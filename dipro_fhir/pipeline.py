@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
@@ -103,6 +104,7 @@ def plan_run(settings: Settings, request: RunRequest) -> list[dict[str, Any]]:
     if not request.dry_run:
         _start_run(settings, request, run_id, card.name, card.version)
     size = settings.run.chunk_size
+    attempt = uuid.uuid4().hex[:8]  # this attempt's own staging folder
     chunks = [
         ChunkManifest(
             run_id=run_id,
@@ -110,6 +112,7 @@ def plan_run(settings: Settings, request: RunRequest) -> list[dict[str, Any]]:
             as_of=request.as_of.astimezone(UTC).isoformat(),
             patients=tuple(patients[i : i + size]),
             dry_run=request.dry_run,
+            attempt=attempt,
         ).to_xcom()
         for i in range(0, max(len(patients), 1 if invalid else 0), size)
     ]
@@ -227,7 +230,7 @@ def extract_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, 
         else:
             unavailable_in_a_row = 0
             timelines.append(result)
-    folder = staging.run_folder(settings.run.staging_dir, chunk.run_id)
+    folder = staging.run_folder(settings.run.staging_dir, chunk.run_id, chunk.attempt)
     path = staging.save_timelines(f"{folder}/chunk-{chunk.index:05d}.timelines.npz", timelines)
     chunk = replace(chunk, quality=quality.summary.to_json(), orphan_issues=chunk_orphans(fhir))
     return _next(
@@ -266,7 +269,7 @@ def score_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, An
         if timelines and len(failures) == len(timelines):
             raise  # every patient fails alike: the model, not the data
     failed = {f.patient_id for f in failures}
-    folder = staging.run_folder(settings.run.staging_dir, chunk.run_id)
+    folder = staging.run_folder(settings.run.staging_dir, chunk.run_id, chunk.attempt)
     path = f"{folder}/chunk-{chunk.index:05d}.scores.json"
     payload = {
         "model": asdict(model.info),
@@ -380,7 +383,7 @@ def finalize_run(settings: Settings, manifests: Sequence[Mapping[str, Any]]) -> 
     if chunks and not chunks[0].dry_run:
         _record_run_end(settings, chunks, summary)
     if chunks and status != "failed":
-        staging.remove_run(settings.run.staging_dir, chunks[0].run_id)
+        staging.remove_run(settings.run.staging_dir, chunks[0].run_id, chunks[0].attempt)
     if status == "failed":
         raise RunFailed(
             f"{summary['failed_patients']} of {summary['patients']} patients failed "

@@ -46,9 +46,39 @@ def _fs(location: str) -> tuple[Any, str]:
     return fs, path
 
 
-def run_folder(staging_dir: str | Path, run_id: str) -> str:
-    """The location (path or URL) that holds one run's chunk files."""
-    return f"{str(staging_dir).rstrip('/')}/{run_id}"
+def run_folder(staging_dir: str | Path, run_id: str, attempt: str = "") -> str:
+    """The location (path or URL) that holds one run's chunk files: one folder per attempt
+    (``attempt``, drawn by the plan), so two attempts of one night never share files."""
+    base = f"{str(staging_dir).rstrip('/')}/{run_id}"
+    return f"{base}/{attempt}" if attempt else base
+
+
+STASH_KEYS = ("run_id", "index", "stage", "stash")
+
+
+def stash_manifest(staging_dir: str | Path, manifest: dict[str, Any], stage: str) -> dict[str, Any]:
+    """Keep a chunk manifest in the staging area; return a reference without patient data.
+
+    What a scheduler passes between tasks (Airflow's XCom, which its logs print) is then
+    ``{"run_id", "index", "stage", "stash"}`` only; :func:`unstash_manifest` reads it back.
+    """
+    folder = run_folder(staging_dir, str(manifest["run_id"]), str(manifest.get("attempt", "")))
+    location = f"{folder}/chunk-{int(manifest['index']):05d}.{stage}.manifest.json"
+    write_bytes(location, json.dumps(manifest).encode())
+    return {
+        "run_id": manifest["run_id"],
+        "index": manifest["index"],
+        "stage": stage,
+        "stash": location,
+    }
+
+
+def unstash_manifest(reference: dict[str, Any]) -> dict[str, Any]:
+    """The manifest a :func:`stash_manifest` reference names (a full manifest passes as is)."""
+    if "stash" not in reference:
+        return reference
+    manifest: dict[str, Any] = json.loads(read_bytes(str(reference["stash"])))
+    return manifest
 
 
 def write_bytes(location: str, data: bytes) -> str:
@@ -110,11 +140,18 @@ def load_timelines(location: str) -> list[PatientTimeline]:
         return [_timeline_from(i, rec, data) for i, rec in enumerate(header["timelines"])]
 
 
-def remove_run(staging_dir: str | Path, run_id: str) -> None:
-    """Delete a run's staging folder (after the run succeeded)."""
-    fs, path = _fs(run_folder(staging_dir, run_id))
+def remove_run(staging_dir: str | Path, run_id: str, attempt: str = "") -> None:
+    """Delete an attempt's staging folder (after it succeeded), and the run's folder when no
+    other attempt (a concurrent run of the night) still has files there."""
+    fs, path = _fs(run_folder(staging_dir, run_id, attempt))
     if fs.exists(path):
         fs.rm(path, recursive=True)
+    fs, parent = _fs(run_folder(staging_dir, run_id))
+    try:
+        if attempt and fs.exists(parent) and not fs.ls(parent):
+            fs.rm(parent, recursive=True)
+    except OSError:  # another attempt wrote there meanwhile: its finalize removes it
+        pass
 
 
 def _ref_json(ref: ResourceRef | None) -> list[str | None] | None:
