@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dipro_fhir import connections, staging
 from dipro_fhir.errors import (
@@ -51,9 +51,14 @@ from dipro_fhir.manifest import (
     score_to_json,
     summarise,
 )
-from dipro_fhir.scoring.score import PatientFailure
+from dipro_fhir.scoring.score import PatientFailure, Score
 from dipro_fhir.settings import Settings
 from dipro_fhir.timeline import NO_PATIENT, EncounterId, PatientId, PatientTimeline, RunId
+
+if TYPE_CHECKING:
+    from dipro_fhir.store.results import ChunkCounts, ResultStore
+    from dipro_fhir.timeline import MappingIssue
+    from dipro_fhir.writeback.write import WriteReport
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +145,7 @@ def _start_run(
             f"the results database is unreachable ({type(exc.orig).__name__})"
         ) from None
     try:
+        store.mark_stale(timedelta(seconds=settings.run.stale_after_s))
         store.start_run(
             run_id,
             as_of=request.as_of,
@@ -200,6 +206,7 @@ def extract_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, 
 
     chunk = ChunkManifest.from_xcom(manifest)
     started = time.perf_counter()
+    _heartbeat(settings, chunk)
     config = read_card(settings.model.checkpoint).config
     options = extract_options(settings, crop_size=config.crop_size, max_cxrs=config.max_cxrs)
     fhir = connections.fhir_source(settings)
@@ -250,6 +257,7 @@ def score_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, An
 
     chunk = ChunkManifest.from_xcom(manifest)
     started = time.perf_counter()
+    _heartbeat(settings, chunk)
     model = load_model(settings.model.checkpoint, settings.model.device)
     assert chunk.timelines_path is not None, "score_chunk needs an extracted chunk"
     timelines = staging.load_timelines(chunk.timelines_path)
@@ -295,6 +303,12 @@ def score_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, An
     )
 
 
+def _heartbeat(settings: Settings, chunk: ChunkManifest) -> None:
+    """Tell the store this run is alive (stale-run detection), unless nothing is recorded."""
+    if not chunk.dry_run:
+        connections.result_store(settings).heartbeat(RunId(chunk.run_id))
+
+
 def _score_failure(patient_id: PatientId, exc: Exception) -> PatientFailure:
     from dipro_fhir.log import patient_tag
 
@@ -305,10 +319,7 @@ def _score_failure(patient_id: PatientId, exc: Exception) -> PatientFailure:
 
 def write_back_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, Any]:
     """Publish a chunk: RiskAssessments to the sink first, then rows to the results store."""
-    from dipro_fhir.scoring.score import ModelInfo
     from dipro_fhir.timeline import MappingIssue
-    from dipro_fhir.writeback.assessment import AssessmentOptions
-    from dipro_fhir.writeback.write import publish_chunk
 
     chunk = ChunkManifest.from_xcom(manifest)
     started = time.perf_counter()
@@ -323,9 +334,35 @@ def write_back_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[st
     }
     if chunk.orphan_issues:  # problems of no patient that can be told
         issues[NO_PATIENT] = [MappingIssue(c, r or None, d) for c, r, d in chunk.orphan_issues]
-    report, _ = publish_chunk(
+    store = connections.result_store(settings)
+    store.heartbeat(RunId(chunk.run_id))
+    # Two runs of one night (same as-of and model) write back one after the other.
+    with store.night_lock(f"{chunk.as_of}|{payload['model']['version']}"):
+        report, _ = _publish(settings, store, chunk, payload, scores, issues)
+    return _next(
+        chunk,
+        "writeback",
+        started,
+        list(report.failures),
+        counts={"written": report.written, "unchanged": report.unchanged},
+    )
+
+
+def _publish(
+    settings: Settings,
+    store: ResultStore,
+    chunk: ChunkManifest,
+    payload: Mapping[str, Any],
+    scores: Sequence[Score],
+    issues: Mapping[PatientId, Sequence[MappingIssue]],
+) -> tuple[WriteReport, ChunkCounts]:
+    from dipro_fhir.scoring.score import ModelInfo
+    from dipro_fhir.writeback.assessment import AssessmentOptions
+    from dipro_fhir.writeback.write import publish_chunk
+
+    return publish_chunk(
         connections.result_sink(settings),
-        connections.result_store(settings),
+        store,
         RunId(chunk.run_id),
         scores,
         ModelInfo(**payload["model"]),
@@ -337,13 +374,6 @@ def write_back_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[st
         stay_starts={
             PatientId(p): datetime.fromisoformat(t) for p, t in payload["stay_starts"].items()
         },
-    )
-    return _next(
-        chunk,
-        "writeback",
-        started,
-        list(report.failures),
-        counts={"written": report.written, "unchanged": report.unchanged},
     )
 
 
@@ -413,7 +443,12 @@ def _record_run_end(
             store.record_chunk(run_id, [], chunk.failure_records())
     counts = {k: v for k, v in summary.items() if isinstance(v, int)}
     status = summary["status"]
-    store.finish_run(run_id, status=status, counts=counts, timings_s=summary["timings_s"])
+    night = store.finish_run(run_id, status=status, counts=counts, timings_s=summary["timings_s"])
+    summary["night_status"] = night
+    # This attempt's failures stay open; earlier ones it did not repeat are superseded (a
+    # complete night supersedes every failure of a later, failing attempt too).
+    current = [] if night == "success" else [f for c in chunks for f in c.failure_records()]
+    summary["superseded_failures"] = store.supersede_failures(run_id, current)
     retriable = any(f[4] for chunk in chunks for f in chunk.failures)
     if status != "failed" and not retriable:
         card = read_card(settings.model.checkpoint)

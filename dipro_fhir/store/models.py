@@ -32,6 +32,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -72,6 +73,9 @@ class Run(Base):
     timings: Mapped[dict[str, Any]] = mapped_column(JSON)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Run state (0005): the last sign of life of a running attempt, and how many attempts.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, server_default="1")
 
 
 class ScoreRow(Base):
@@ -112,6 +116,10 @@ class PatientFailureRow(Base):
     reason: Mapped[str] = mapped_column(String(CODE_LENGTH))
     detail: Mapped[str] = mapped_column(Text)
     retriable: Mapped[bool] = mapped_column(Boolean)
+    # ``retriable``, ``data`` or ``internal`` (PatientFailure.reason_class).
+    reason_class: Mapped[str] = mapped_column(String(16), server_default="data")
+    # A later successful attempt of the run finished this patient; kept as history.
+    superseded: Mapped[bool] = mapped_column(Boolean, server_default=false())
 
 
 class DataProblemRow(Base):

@@ -12,13 +12,15 @@ deterministic model) and fills in ``fhir_resource_id`` when the earlier run had 
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, func, select
+from sqlalchemy import Connection, Engine, Table, case, func, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.sql.dml import Insert
@@ -38,7 +40,7 @@ from dipro_fhir.writeback.risk import RiskThresholds, classify_risk
 
 _LOG = logging.getLogger(__name__)
 
-RUN_STATUSES = ("running", "success", "partial", "failed")
+RUN_STATUSES = ("running", "success", "partial", "failed", "stale")
 SCORE_KEY = ("model_version", "task", "patient_id", "as_of", "outcome")
 
 
@@ -91,6 +93,8 @@ class RunRecord:
     timings: dict[str, Any]
     started_at: datetime
     finished_at: datetime | None
+    heartbeat_at: datetime | None = None
+    attempts: int = 1
 
 
 def _insert(engine: Engine, table: Table) -> Insert:
@@ -142,12 +146,82 @@ class ResultStore:
             "started_at": datetime.now(UTC),
             "finished_at": None,
         }
+        row["heartbeat_at"], row["attempts"] = row["started_at"], 1
         stmt = _insert(self.engine, table).values(row)
+        complete = table.c.status == "success"
         stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
-            index_elements=["id"], set_={"status": "running", "finished_at": None}
+            index_elements=["id"],
+            set_={
+                # A complete night stays complete while it is re-run (it is never downgraded).
+                "status": case((complete, table.c.status), else_="running"),
+                "finished_at": case((complete, table.c.finished_at), else_=None),
+                "heartbeat_at": row["heartbeat_at"],
+                "attempts": table.c.attempts + 1,
+            },
         )
         with self.engine.begin() as conn:
             conn.execute(stmt)
+
+    def heartbeat(self, run_id: RunId) -> None:
+        """Record that an attempt of the run is alive (each chunk step calls this)."""
+        table = Run.__table__
+        assert isinstance(table, Table)
+        with self.engine.begin() as conn:
+            conn.execute(
+                table.update().where(table.c.id == run_id).values(heartbeat_at=datetime.now(UTC))
+            )
+
+    def mark_stale(self, older_than: timedelta) -> list[RunId]:
+        """Mark ``running`` runs with no heartbeat for ``older_than`` as ``stale`` (killed in
+        flight); return their ids. Starting such a run again resumes it."""
+        table = Run.__table__
+        assert isinstance(table, Table)
+        limit = datetime.now(UTC) - older_than
+        last_seen = func.coalesce(table.c.heartbeat_at, table.c.started_at)
+        stmt = (
+            table.update()
+            .where(table.c.status == "running", last_seen < limit)
+            .values(status="stale", finished_at=datetime.now(UTC))
+            .returning(table.c.id)
+        )
+        with self.engine.begin() as conn:
+            stale = [RunId(r) for r in conn.execute(stmt).scalars()]
+        if stale:
+            _LOG.warning("%d stale runs (no heartbeat since %s) marked stale", len(stale), limit)
+        return stale
+
+    def supersede_failures(self, run_id: RunId, current: Sequence[PatientFailure]) -> int:
+        """Mark the run's failures that ``current`` (the last attempt's) does not repeat as
+        superseded: kept as history, no longer the run's open failures. Returns how many."""
+        table = PatientFailureRow.__table__
+        assert isinstance(table, Table)
+        keys = [(f.patient_id, f.stage, f.reason) for f in current]
+        stmt = table.update().where(table.c.run_id == run_id, table.c.superseded.is_(False))
+        if keys:
+            key = tuple_(table.c.patient_id, table.c.stage, table.c.reason)
+            stmt = stmt.where(key.not_in(keys))
+        with self.engine.begin() as conn:
+            count = conn.execute(stmt.values(superseded=True)).rowcount
+        return int(count)
+
+    @contextmanager
+    def night_lock(self, key: str) -> Iterator[None]:
+        """Hold a lock on ``key`` (a night and model) for the block: two concurrent runs of
+        one night write back one after the other, and the second finds the first's
+        resources identical (no needless versions). PostgreSQL advisory lock; SQLite (the
+        embedded demo, one process) needs none."""
+        if self.engine.dialect.name != "postgresql":
+            yield
+            return
+        number = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": number})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": number})
+                conn.commit()
 
     def record_chunk(
         self,
@@ -176,6 +250,8 @@ class ResultStore:
                 "reason": f.reason,
                 "detail": f.detail,
                 "retriable": f.retriable,
+                "reason_class": f.reason_class,
+                "superseded": False,
             }
             for f in failures
         ]
@@ -255,6 +331,8 @@ class ResultStore:
                     "reason": "store-rejected",
                     "detail": f"the database refused the patient's rows ({type(exc).__name__})",
                     "retriable": False,
+                    "reason_class": "internal",
+                    "superseded": False,
                 }
                 with self.engine.begin() as conn:
                     conn.execute(self._upsert_failures(), [row])
@@ -310,7 +388,12 @@ class ResultStore:
         new = stmt.excluded  # type: ignore[attr-defined]
         return stmt.on_conflict_do_update(  # type: ignore[attr-defined,no-any-return]
             index_elements=["run_id", "patient_id", "stage", "reason"],
-            set_={"detail": new.detail, "retriable": new.retriable},
+            set_={
+                "detail": new.detail,
+                "retriable": new.retriable,
+                "reason_class": new.reason_class,
+                "superseded": False,
+            },
         )
 
     def _insert_problems(self) -> Insert:
@@ -327,8 +410,15 @@ class ResultStore:
         status: str,
         counts: Mapping[str, int] | None = None,
         timings_s: Mapping[str, float] | None = None,
-    ) -> None:
-        """Record a run's end: ``status`` is ``success``, ``partial`` or ``failed``."""
+    ) -> str:
+        """Record a run's end: ``status`` is ``success``, ``partial`` or ``failed``.
+
+        Returns:
+            The run's status as stored: a run already ``success`` stays so (its counts too).
+
+        Raises:
+            KeyError: The run was never started.
+        """
         if status not in RUN_STATUSES:
             raise ValueError(f"status {status!r} is not one of {RUN_STATUSES}")
         table = Run.__table__
@@ -339,9 +429,19 @@ class ResultStore:
         if timings_s is not None:
             values["timings"] = dict(timings_s)
         with self.engine.begin() as conn:
-            result = conn.execute(table.update().where(table.c.id == run_id).values(values))
-        if result.rowcount != 1:
-            raise KeyError(f"run {run_id} was never started")
+            stored = conn.execute(
+                select(table.c.status).where(table.c.id == run_id).with_for_update()
+            ).scalar_one_or_none()
+            if stored is None:
+                raise KeyError(f"run {run_id} was never started")
+            if stored == "success" and status != "success":
+                # A complete night is never downgraded by a later, failing attempt.
+                _LOG.warning(
+                    "run %s: an attempt ended %s; the night stays complete", run_id, status
+                )
+                return "success"
+            conn.execute(table.update().where(table.c.id == run_id).values(values))
+        return status
 
     def watermark(self, pipeline: str, model_name: str) -> datetime | None:
         """Return the as-of time of the last successful run, or ``None`` before the first."""
@@ -433,4 +533,6 @@ class ResultStore:
             timings=dict(r["timings"]),
             started_at=as_utc(r["started_at"]),
             finished_at=None if finished is None else as_utc(finished),
+            heartbeat_at=None if r["heartbeat_at"] is None else as_utc(r["heartbeat_at"]),
+            attempts=int(r["attempts"]),
         )
