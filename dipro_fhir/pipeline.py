@@ -205,9 +205,19 @@ def extract_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, 
             "cxrs": sum(len(t.images) for t in timelines),
             "cxrs_from_cache": 0 if lookup is None else lookup.hits,
             "feature_cache_corrupt": 0 if lookup is None else lookup.corrupt,
+            **_dicomweb_bytes(images),
         },
         timings={f"extract.{k}": v for k, v in timer.seconds.items()},
     )
+
+
+def _dicomweb_bytes(images: object) -> dict[str, int]:
+    """Bytes a DICOMweb source received: pixels (WADO instance) and everything else."""
+    received: dict[str, int] | None = getattr(images, "bytes_received", None)
+    if received is None:
+        return {}
+    pixels = received.get("WADO instance", 0)
+    return {"wado_instance_bytes": pixels, "dicomweb_other_bytes": sum(received.values()) - pixels}
 
 
 def score_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, Any]:
