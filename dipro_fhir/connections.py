@@ -23,6 +23,7 @@ from dipro_fhir.fhir.source import FhirSource, HttpFhirSource
 from dipro_fhir.limits import InputLimits
 from dipro_fhir.mapping.code_maps import CodeMaps
 from dipro_fhir.settings import DicomWebSettings, FhirSettings, Settings
+from dipro_fhir.store.feature_cache import FeatureCache
 from dipro_fhir.store.results import ResultStore
 from dipro_fhir.writeback.risk import RiskThresholds
 from dipro_fhir.writeback.sinks import FhirResultSink, NdjsonResultSink, ResultSink
@@ -152,6 +153,19 @@ def engine(settings: Settings) -> Engine:
 
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+
+
+def feature_cache(settings: Settings) -> FeatureCache | None:
+    """The shared CXR feature cache on the results database, or ``None`` when disabled.
+
+    Raises:
+        ConfigError: The results database has no ``feature_cache`` table (not migrated).
+    """
+    cache = settings.cache
+    if not cache.enabled:
+        return None
+    root = cache.url if cache.backend == "fsspec" else None
+    return FeatureCache(engine(settings), max_bytes=cache.max_bytes, object_store=root)
 
 
 def code_maps(settings: Settings) -> CodeMaps:

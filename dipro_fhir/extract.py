@@ -50,7 +50,7 @@ from dipro_fhir.fhir.cohort import DEFAULT_RULE, CohortRule, choose_encounter
 from dipro_fhir.fhir.matching import is_under_way
 from dipro_fhir.fhir.resources import validate_many, validate_resource
 from dipro_fhir.fhir.source import FhirSource
-from dipro_fhir.imaging.events import fetch_image_events
+from dipro_fhir.imaging.events import FeatureLookup, fetch_image_events
 from dipro_fhir.imaging.regions import GeometricRegionLocator, RegionLocator
 from dipro_fhir.limits import DEFAULT_LIMITS, InputLimitExceeded, InputLimits, is_fhir_id
 from dipro_fhir.log import patient_tag
@@ -114,10 +114,19 @@ class ExtractOptions:
     code_maps: CodeMaps = field(default_factory=default_code_maps)
     cohort: CohortRule = DEFAULT_RULE
     limits: InputLimits = DEFAULT_LIMITS
+    features: FeatureLookup | None = None
 
 
-def extract_options(settings: Settings, *, crop_size: int, max_cxrs: int) -> ExtractOptions:
+def extract_options(
+    settings: Settings,
+    *,
+    crop_size: int,
+    max_cxrs: int,
+    features: FeatureLookup | None = None,
+) -> ExtractOptions:
     """The run settings' extraction options, for a model with this crop size and sequence.
+
+    ``features``: the shared feature cache; cached instances are then not retrieved.
 
     Raises:
         ConfigError: A configured ConceptMap cannot be read.
@@ -137,6 +146,7 @@ def extract_options(settings: Settings, *, crop_size: int, max_cxrs: int) -> Ext
         code_maps=maps,
         cohort=connections.cohort_rule(settings, maps),
         limits=connections.input_limits(settings),
+        features=features,
     )
 
 
@@ -340,6 +350,7 @@ def _recent_cxrs(
             imaging_study_ref=study.resource,
             site_tz=options.site_tz,
             limits=options.limits,
+            cache=options.features,
         )
         issues.extend(problems)
         for event in found:

@@ -199,16 +199,27 @@ def active_cohort(
 
 
 def extract_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """Extract and map every patient of a chunk into one staging file of timelines."""
-    from dipro.checkpoint import read_card
+    """Extract and map every patient of a chunk into one staging file of timelines.
+
+    With the feature cache on, instances cached for the checkpoint's backbone are not
+    retrieved (:class:`~dipro_fhir.scoring.features.CachedImages`).
+    """
+    from dipro.checkpoint import read_backbone_digest, read_card
     from dipro_fhir.extract import QualityCounter, StageTimer, extract_options, extract_patient
     from dipro_fhir.run_quality import chunk_orphans
+    from dipro_fhir.scoring.features import CachedImages
 
     chunk = ChunkManifest.from_xcom(manifest)
     started = time.perf_counter()
     _heartbeat(settings, chunk)
     config = read_card(settings.model.checkpoint).config
-    options = extract_options(settings, crop_size=config.crop_size, max_cxrs=config.max_cxrs)
+    cache = connections.feature_cache(settings)
+    lookup = None
+    if cache is not None:
+        lookup = CachedImages(cache, read_backbone_digest(settings.model.checkpoint))
+    options = extract_options(
+        settings, crop_size=config.crop_size, max_cxrs=config.max_cxrs, features=lookup
+    )
     fhir = connections.fhir_source(settings)
     images = connections.image_source(settings.dicomweb)
     timelines: list[PatientTimeline] = []
@@ -246,13 +257,29 @@ def extract_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, 
         started,
         failures,
         timelines_path=str(path),
-        counts={"extracted": len(timelines), "cxrs": sum(len(t.images) for t in timelines)},
+        counts={
+            "extracted": len(timelines),
+            "cxrs": sum(len(t.images) for t in timelines),
+            "cxrs_from_cache": 0 if lookup is None else lookup.hits,
+            "feature_cache_corrupt": 0 if lookup is None else lookup.corrupt,
+            **_dicomweb_bytes(images),
+        },
         timings={f"extract.{k}": v for k, v in timer.seconds.items()},
     )
 
 
+def _dicomweb_bytes(images: object) -> dict[str, int]:
+    """Bytes a DICOMweb source received: pixels (WADO instance) and everything else."""
+    received: dict[str, int] | None = getattr(images, "bytes_received", None)
+    if received is None:
+        return {}
+    pixels = received.get("WADO instance", 0)
+    return {"wado_instance_bytes": pixels, "dicomweb_other_bytes": sum(received.values()) - pixels}
+
+
 def score_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, Any]:
     """Score a chunk's timelines; the scores go to a staging JSON file."""
+    from dipro_fhir.scoring.features import FeatureStats
     from dipro_fhir.scoring.scorer import load_model, score_timelines
 
     chunk = ChunkManifest.from_xcom(manifest)
@@ -263,15 +290,24 @@ def score_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, An
     timelines = staging.load_timelines(chunk.timelines_path)
     run_id = RunId(chunk.run_id)
     failures: list[PatientFailure] = []
+    cache = connections.feature_cache(settings)
+    stats = FeatureStats()
     try:
         scores = score_timelines(
-            model, timelines, run_id=run_id, batch_size=settings.model.batch_size
+            model,
+            timelines,
+            run_id=run_id,
+            batch_size=settings.model.batch_size,
+            cache=cache,
+            stats=stats,
         )
     except Exception:  # a batch failed: find its patient, score the rest
         scores = []
         for timeline in timelines:
             try:
-                scores += score_timelines(model, [timeline], run_id=run_id, batch_size=1)
+                scores += score_timelines(
+                    model, [timeline], run_id=run_id, batch_size=1, cache=cache, stats=stats
+                )
             except Exception as exc:  # the patient boundary
                 failures.append(_score_failure(timeline.patient_id, exc))
         if timelines and len(failures) == len(timelines):
@@ -298,8 +334,13 @@ def score_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, An
         started,
         failures,
         scores_path=path,
-        counts={"scored": len({s.patient_id for s in scores}), "scores": len(scores)},
-        timings={"model_load": model.load_seconds},
+        counts={
+            "scored": len({s.patient_id for s in scores}),
+            "scores": len(scores),
+            "backbone_crops": stats.crops_computed,
+            "cxrs_features_cached": stats.cxrs_cached,
+        },
+        timings={"model_load": model.load_seconds, "score.backbone": stats.backbone_s},
     )
 
 

@@ -35,6 +35,7 @@ from dipro_fhir.timeline import (
     MappingIssue,
     PatientId,
     PatientTimeline,
+    RegionFeatures,
     ResourceRef,
 )
 
@@ -123,6 +124,10 @@ def save_timelines(location: str, timelines: Sequence[PatientTimeline]) -> str:
         for j, img in enumerate(tl.images):
             arrays[f"{i}/img{j}/crops"] = img.crops
             arrays[f"{i}/img{j}/region_mask"] = img.region_mask
+            if img.boxes is not None:
+                arrays[f"{i}/img{j}/boxes"] = img.boxes
+            if img.features is not None:
+                arrays[f"{i}/img{j}/features"] = img.features.values
         records.append(_timeline_record(tl))
     header = json.dumps({"format": _FORMAT, "timelines": records}).encode()
     arrays["header"] = np.frombuffer(header, dtype=np.uint8)
@@ -180,6 +185,9 @@ def _timeline_record(tl: PatientTimeline) -> dict[str, Any]:
                 "hours": img.hours_since_window_start,
                 "view_position": img.view_position,
                 "imaging_study": _ref_json(img.imaging_study),
+                "qc": [list(q) for q in img.qc],
+                "preprocessing": img.preprocessing,
+                "features_digest": None if img.features is None else img.features.weights_digest,
             }
             for img in tl.images
         ],
@@ -187,6 +195,12 @@ def _timeline_record(tl: PatientTimeline) -> dict[str, Any]:
         "issues": [[x.code, x.resource, x.detail] for x in tl.issues],
         "stay_start": None if tl.stay_start is None else tl.stay_start.isoformat(),
     }
+
+
+def _features(data: Any, prefix: str, digest: str | None) -> RegionFeatures | None:
+    if digest is None:
+        return None
+    return RegionFeatures(data[f"{prefix}/features"], digest)
 
 
 def _timeline_from(i: int, rec: dict[str, Any], data: Any) -> PatientTimeline:
@@ -201,6 +215,10 @@ def _timeline_from(i: int, rec: dict[str, Any], data: Any) -> PatientTimeline:
             region_mask=data[f"{i}/img{j}/region_mask"],
             view_position=img["view_position"],
             imaging_study=_ref_from(img["imaging_study"]),
+            features=_features(data, f"{i}/img{j}", img.get("features_digest")),
+            boxes=data.get(f"{i}/img{j}/boxes"),
+            qc=tuple((str(c), str(d)) for c, d in img.get("qc", [])),
+            preprocessing=str(img.get("preprocessing", "")),
         )
         for j, img in enumerate(rec["images"])
     )

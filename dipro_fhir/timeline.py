@@ -71,6 +71,22 @@ class ObservationEvent:
     source: ResourceRef
 
 
+Float16Array = npt.NDArray[np.float16]
+
+
+@dataclass(frozen=True, slots=True)
+class RegionFeatures:
+    """A CXR's pooled backbone features, reused from the feature cache.
+
+    Attributes:
+        values: float16 ``[R, F]``, one feature vector per region (``dipro`` region order).
+        weights_digest: Digest of the backbone weights that computed them.
+    """
+
+    values: Float16Array
+    weights_digest: str
+
+
 @dataclass(frozen=True, slots=True)
 class ImageEvent:
     """One frontal chest radiograph, located and cropped.
@@ -80,8 +96,14 @@ class ImageEvent:
         hours_since_window_start: ``(acquired - window_start)`` in hours; negative for
             context CXRs before the window.
         crops: float32 ``[R, 1, H, W]`` in ``[0, 1]``, region order of ``dipro.vocab.REGIONS``;
-            all zeros where a region could not be placed.
+            all zeros where a region could not be placed. Empty (``H = W = 0``) when the
+            image was not read because its features came from the cache (``features``).
         region_mask: bool ``[R]``; ``False`` where the locator could not place the region.
+        features: Cached backbone features, when the image was not read again.
+        boxes: float32 ``[R, 4]`` region boxes ``(x0, y0, x1, y1)`` in pixels, NaN where a
+            region is missing; ``None`` when unknown.
+        qc: The image's QC verdict: ``(code, detail)`` of the data problems it raised.
+        preprocessing: The preprocessing version that made the crops (feature-cache key).
     """
 
     study_uid: str
@@ -93,6 +115,10 @@ class ImageEvent:
     region_mask: BoolArray
     view_position: str
     imaging_study: ResourceRef | None = None
+    features: RegionFeatures | None = None
+    boxes: FloatArray | None = None
+    qc: tuple[tuple[str, str], ...] = ()
+    preprocessing: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,11 +96,20 @@ class DicomWebClient:
             url=base_url.rstrip("/"), session=self._session, timeout=timeout_s
         )
         self._web.set_http_retry_params(retry=False)
+        #: Response body bytes received, per action (``"WADO instance"``, ``"QIDO series"`` ...).
+        self.bytes_received: dict[str, int] = {}
+        self._received = 0
+        self._session.hooks.setdefault("response", []).append(self._count_bytes)
+
+    def _count_bytes(self, response: requests.Response, *args: object, **kwargs: object) -> None:
+        """Session hook: add up body sizes (the body is read here once and kept)."""
+        self._received += len(response.content)
 
     def _call(self, action: str, fn: Callable[[], T]) -> T:
         """Run one library call with retries; map failures to our exceptions."""
         started = time.monotonic()
         for attempt in range(1, self._retry.max_attempts + 1):
+            before = self._received
             try:
                 result = fn()
             except requests.HTTPError as exc:
@@ -123,6 +132,8 @@ class DicomWebClient:
                     f"{action}: {type(exc).__name__} after {attempt} attempts"
                 ) from exc
             log.debug("%s: ok in %.0f ms", action, 1e3 * (time.monotonic() - started))
+            received = self._received - before
+            self.bytes_received[action] = self.bytes_received.get(action, 0) + received
             return result
         raise AssertionError("unreachable")  # pragma: no cover
 

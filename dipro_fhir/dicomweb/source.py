@@ -98,6 +98,11 @@ class DicomWebImageSource:
     def __init__(self, client: DicomWebClient) -> None:
         self._client = client
 
+    @property
+    def bytes_received(self) -> dict[str, int]:
+        """Response bytes received so far, per action (``"WADO instance"``: the pixels)."""
+        return dict(self._client.bytes_received)
+
     def studies_for_patient(
         self, patient_id: str, modalities: Sequence[str] = CHEST_MODALITIES
     ) -> list[str]:

@@ -39,6 +39,9 @@ DECODE_ERRORS: tuple[type[Exception], ...] = (
 
 _PERCENTILES = (0.5, 99.5)
 
+#: Version of the decoding chain below; bump it when its output changes (feature-cache key).
+DECODER_VERSION = "decode/1"
+
 
 class CorruptImage(InvalidResource):
     """The DICOM object's pixels cannot be decoded into a grayscale image."""

@@ -16,6 +16,11 @@ the patient:
   (a folder; which one is used is documented in :mod:`dipro_fhir.dicomweb.source`).
 
 ``SourceUnavailable`` and ``AuthError`` are not data problems and propagate.
+
+With a :class:`FeatureLookup` (the shared feature cache), a study whose chosen frontal
+instance is cached is not retrieved or decoded: the QIDO/metadata selection still runs, and
+the event carries the cached features, mask, boxes and QC verdict instead of crops. A corrupt
+cache entry is a ``feature-cache-corrupt`` data problem and the image is read as usual.
 """
 
 from __future__ import annotations
@@ -23,13 +28,17 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime, tzinfo
+from typing import Protocol
 
+import numpy as np
 from pydicom.dataset import Dataset
 
 from dipro_fhir.dicomweb.source import CHEST_MODALITIES, ImageSource
 from dipro_fhir.errors import ResourceNotFound
+from dipro_fhir.imaging.boxes import RegionBoxes
 from dipro_fhir.imaging.crops import crop_regions
 from dipro_fhir.imaging.decode import (
+    DECODER_VERSION,
     CorruptImage,
     ImageTooLarge,
     check_image_size,
@@ -38,9 +47,47 @@ from dipro_fhir.imaging.decode import (
 from dipro_fhir.imaging.frontal import ImageCandidate, acquisition_time, select_frontal
 from dipro_fhir.imaging.regions import GeometricRegionLocator, RegionLocator
 from dipro_fhir.limits import DEFAULT_LIMITS, InputLimits
-from dipro_fhir.timeline import ImageEvent, MappingIssue, ResourceRef
+from dipro_fhir.timeline import FloatArray, ImageEvent, MappingIssue, ResourceRef
 
 log = logging.getLogger(__name__)
+
+#: Version of the region QC verdict (which codes an image raises); part of the cache key.
+QC_VERSION = "qc/1"
+#: DICOM frame numbers start at 1; a radiograph is one frame.
+FRAME = 1
+#: Codes of the QC verdict, replayed from the cache when the image is not read again.
+QC_CODES = frozenset({"regions-not-found", "regions-partial", "regions-approximate"})
+
+
+def preprocessing_version(locator: RegionLocator | None, crop_size: int) -> str:
+    """Decoder, locator (class, parameters, version) and QC versions and the crop size.
+
+    A locator's ``repr`` names its parameters (a frozen dataclass), so tuning one changes the
+    version; a plug-in locator may add a ``version`` attribute for changes to its code.
+    """
+    loc = locator or GeometricRegionLocator()
+    name = f"{loc!r}@{getattr(loc, 'version', '1')}"
+    return f"{DECODER_VERSION};locator={name};{QC_VERSION};crop={crop_size}"
+
+
+class FeatureLookup(Protocol):
+    """The feature cache as extraction sees it (:mod:`dipro_fhir.scoring.features`)."""
+
+    def cached_event(
+        self,
+        candidate: ImageCandidate,
+        preprocessing: str,
+        window_start: datetime,
+        imaging_study_ref: ResourceRef | None,
+    ) -> tuple[ImageEvent | None, list[MappingIssue]]:
+        """The event rebuilt from a cached entry (or ``None``) and the issues met."""
+        ...
+
+
+def boxes_array(boxes: RegionBoxes) -> FloatArray:
+    """float32 ``[R, 4]`` of ``boxes``, NaN rows where a region is missing."""
+    rows = [b if b is not None else (np.nan,) * 4 for b in boxes.boxes]
+    return np.asarray(rows, dtype=np.float32).reshape(len(rows), 4)
 
 
 def image_event_from_dataset(
@@ -89,6 +136,7 @@ def image_event_from_dataset(
     if mask.any() and boxes.approximate:
         # Placed by mirroring one lung or from the body outline, not from both lung fields.
         issues.append(MappingIssue("regions-approximate", resource, f"method {boxes.method}"))
+    qc = tuple((i.code, i.detail) for i in issues if i.code in QC_CODES)
     event = ImageEvent(
         study_uid=str(ds.get("StudyInstanceUID", "")),
         series_uid=str(ds.get("SeriesInstanceUID", "")),
@@ -99,6 +147,9 @@ def image_event_from_dataset(
         region_mask=mask,
         view_position=str(ds.get("ViewPosition", "") or ""),
         imaging_study=imaging_study_ref,
+        boxes=boxes_array(boxes),
+        qc=qc,
+        preprocessing=preprocessing_version(locator, crop_size),
     )
     return event, issues
 
@@ -127,8 +178,11 @@ def fetch_image_events(
     imaging_study_ref: ResourceRef | None = None,
     site_tz: tzinfo = UTC,
     limits: InputLimits = DEFAULT_LIMITS,
+    cache: FeatureLookup | None = None,
 ) -> tuple[list[ImageEvent], list[MappingIssue]]:
     """Select, retrieve and map the frontal radiograph of one study.
+
+    With ``cache``, a cached instance is neither retrieved nor decoded (module docstring).
 
     Returns:
         At most one event (the study's frontal film) and the issues met; a study that is
@@ -148,6 +202,12 @@ def fetch_image_events(
             return [], [*found, MappingIssue("no-frontal-image", study_ref, choice.reason)]
         c = choice.candidate
         check_image_size(c.rows, c.columns, 0, limits)
+        if cache is not None:
+            version = preprocessing_version(locator, crop_size)
+            hit, cache_issues = cache.cached_event(c, version, window_start, imaging_study_ref)
+            found = [*found, *cache_issues]
+            if hit is not None:
+                return [hit], found
         ds = source.retrieve(c.study_uid, c.series_uid, c.instance_uid)
     except ResourceNotFound as exc:
         return [], [*found, MappingIssue("image-missing", study_ref, str(exc))]

@@ -124,12 +124,19 @@ def normalise_demographics(tl: PatientTimeline, prep: Preprocessing) -> FloatArr
 
 
 def collate(
-    timelines: Sequence[PatientTimeline], prep: Preprocessing, *, max_cxrs: int, crop_size: int
+    timelines: Sequence[PatientTimeline],
+    prep: Preprocessing,
+    *,
+    max_cxrs: int,
+    crop_size: int,
+    with_crops: bool = True,
 ) -> DiproBatch:
     """Stack timelines into one padded :class:`~dipro.batch.DiproBatch`.
 
     Each patient keeps its ``max_cxrs`` most recent CXRs (oldest first); shorter sequences
-    are padded and masked. All timelines must share the EHR window length.
+    are padded and masked. All timelines must share the EHR window length. With
+    ``with_crops=False`` the crops are left empty (``H = W = 0``): the caller scores from
+    region features (:mod:`dipro_fhir.scoring.features`).
 
     Raises:
         ModelContractError: Crops of another size than the model's, or mixed window lengths.
@@ -142,18 +149,20 @@ def collate(
     images = [tl.images[-max_cxrs:] for tl in timelines]
     n = max((len(x) for x in images), default=0)
     b, r = len(timelines), len(REGIONS)
-    crops = np.zeros((b, n, r, 1, crop_size, crop_size), dtype=np.float32)
+    side = crop_size if with_crops else 0
+    crops = np.zeros((b, n, r, 1, side, side), dtype=np.float32)
     region_mask = np.zeros((b, n, r), dtype=bool)
     cxr_mask = np.zeros((b, n), dtype=bool)
     cxr_hours = np.zeros((b, n), dtype=np.float32)
     for i, seq in enumerate(images):
         for j, img in enumerate(seq):
-            if img.crops.shape != (r, 1, crop_size, crop_size):
+            if with_crops and img.crops.shape != (r, 1, crop_size, crop_size):
                 raise ModelContractError(
                     f"CXR crops have shape {img.crops.shape}; the model expects "
                     f"{(r, 1, crop_size, crop_size)}: set the imaging crop size from the card"
                 )
-            crops[i, j] = img.crops
+            if with_crops:
+                crops[i, j] = img.crops
             region_mask[i, j] = img.region_mask
             cxr_mask[i, j] = True
             cxr_hours[i, j] = img.hours_since_window_start

@@ -1,10 +1,13 @@
 """Score mapped timelines with a DiPro checkpoint and turn probabilities into :class:`Score`.
 
 The checkpoint is loaded once per process (an Airflow task is one process, so once per chunk)
-with memory-mapped weights; batches go to CUDA when present, else the CPU. A patient with
-fewer than two CXRs is scored by the EHR-only path (every pair masked, reference §7.2); its
-mortality and length-of-stay scores say so (``path="ehr_only"``) and it gets no progression
-scores, because progression is defined for the most recent consecutive CXR pair.
+with memory-mapped weights; batches go to CUDA when present, else the CPU. The backbone runs
+first, only on CXRs whose features are not cached, in batches across patients
+(:mod:`dipro_fhir.scoring.features`); the rest of the network then scores from features.
+A patient with fewer than two CXRs is scored by the EHR-only path (every pair masked,
+reference §7.2); its mortality and length-of-stay scores say so (``path="ehr_only"``) and
+it gets no progression scores, because progression is defined for the most recent
+consecutive CXR pair.
 """
 
 from __future__ import annotations
@@ -17,13 +20,15 @@ from pathlib import Path
 
 import torch
 
-from dipro.checkpoint import CheckpointMismatch, ModelCard, load_checkpoint
+from dipro.checkpoint import CheckpointMismatch, ModelCard, load_checkpoint, state_digest
 from dipro.network import DiPro
-from dipro.scoring import ScoreResult, score, select_device
+from dipro.scoring import ScoreResult, prepare_for_inference, score, select_device
 from dipro.vocab import FINDINGS, LOS_BINS, PROGRESSION_CLASSES
 from dipro_fhir.errors import ModelContractError
+from dipro_fhir.scoring.features import FeatureStats, region_features, stack_features
 from dipro_fhir.scoring.preprocess import Preprocessing, collate
 from dipro_fhir.scoring.score import MORTALITY_OUTCOME, ModelInfo, Score
+from dipro_fhir.store.feature_cache import FeatureCache
 from dipro_fhir.timeline import PatientTimeline, ResourceRef, RunId
 
 logger = logging.getLogger(__name__)
@@ -43,6 +48,7 @@ class LoadedModel:
     preprocessing: Preprocessing
     info: ModelInfo
     load_seconds: float
+    backbone_digest: str = ""
 
 
 def load_model(checkpoint: Path, device: str = "auto") -> LoadedModel:
@@ -64,10 +70,12 @@ def load_model(checkpoint: Path, device: str = "auto") -> LoadedModel:
     except CheckpointMismatch as exc:
         raise ModelContractError(f"checkpoint {checkpoint} refused: {exc}") from exc
     prep = Preprocessing.from_json(card.preprocessing)
+    digest = state_digest(network.backbone_state())
+    prepare_for_inference(network)
     seconds = time.perf_counter() - started
     logger.info("model %s %s loaded on %s in %.2fs", card.name, card.version, target, seconds)
     info = ModelInfo(card.name, card.version, card.weights_sha256)
-    return LoadedModel(network, card, prep, info, seconds)
+    return LoadedModel(network, card, prep, info, seconds, digest)
 
 
 def _batches(
@@ -83,15 +91,43 @@ def score_timelines(
     *,
     run_id: RunId,
     batch_size: int = 16,
+    cache: FeatureCache | None = None,
+    stats: FeatureStats | None = None,
 ) -> list[Score]:
-    """Score timelines in batches; one :class:`Score` per patient, task and outcome."""
+    """Score timelines in batches; one :class:`Score` per patient, task and outcome.
+
+    Args:
+        model: The loaded checkpoint.
+        timelines: A chunk's timelines (CXRs with crops, or with cached features).
+        run_id: The run.
+        batch_size: Patients per network batch.
+        cache: The shared feature cache that computed features are written to.
+        stats: Adds up backbone work (CXRs cached and computed), when given.
+
+    Raises:
+        ModelContractError: The timelines do not fit the model.
+    """
     config = model.network.config
+    features = region_features(
+        model.network,
+        timelines,
+        max_cxrs=config.max_cxrs,
+        crop_size=config.crop_size,
+        weights_digest=model.backbone_digest,
+        cache=cache,
+        stats=stats,
+    )
     scores: list[Score] = []
     for group in _batches(timelines, batch_size):
         batch = collate(
-            group, model.preprocessing, max_cxrs=config.max_cxrs, crop_size=config.crop_size
+            group,
+            model.preprocessing,
+            max_cxrs=config.max_cxrs,
+            crop_size=config.crop_size,
+            with_crops=False,
         )
-        result = score(model.network, batch)
+        stacked = stack_features(group, features, config.max_cxrs)
+        result = score(model.network, batch, region_features=stacked)
         for i, tl in enumerate(group):
             scores.extend(_scores_of(model.info, tl, result, i, run_id))
     return scores

@@ -4,8 +4,9 @@ Tables: ``runs`` (one row per pipeline run), ``scores`` (one row per predicted o
 key ``(model_version, task, patient_id, as_of, outcome)``), ``patient_failures`` and
 ``data_problems`` (both keyed per run so re-recording a chunk is idempotent; a problem of no
 patient that can be told has ``patient_id`` ``''``), ``data_quality`` (a run's data-quality
-summary, counts only, keyed ``(run_id, kind, item)``) and ``watermarks`` (the as-of time of
-the last successful run per pipeline and model).
+summary, counts only, keyed ``(run_id, kind, item)``), ``watermarks`` (the as-of time of
+the last successful run per pipeline and model) and ``feature_cache`` (cached CXR region
+features shared by all workers, :mod:`dipro_fhir.store.feature_cache`).
 
 The Alembic migrations in the repository's ``migrations/`` create exactly this schema; a test
 compares the two (``alembic.autogenerate.compare_metadata``). Patient ids are stored as given:
@@ -28,6 +29,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -168,3 +170,26 @@ class Watermark(Base):
     as_of: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     run_id: Mapped[str] = mapped_column(String(RUN_ID_LENGTH))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class FeatureCacheRow(Base):
+    """One cached CXR: pooled backbone features of its regions, boxes and QC verdict.
+
+    ``key`` is the SHA-256 of every key part (instance, frame, preprocessing version, backbone
+    weights digest), which are kept beside it for inspection and bulk invalidation.
+    ``payload`` is NULL when the bytes live in an object store (``DIPRO_CACHE__BACKEND=fsspec``);
+    ``checksum`` covers key and payload, so a corrupt or partial entry is never used.
+    """
+
+    __tablename__ = "feature_cache"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    instance_uid: Mapped[str] = mapped_column(String(ID_LENGTH))
+    frame: Mapped[int] = mapped_column(Integer)
+    preprocessing: Mapped[str] = mapped_column(String(250))
+    weights_digest: Mapped[str] = mapped_column(String(64))
+    nbytes: Mapped[int] = mapped_column(Integer)
+    checksum: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

@@ -1,7 +1,7 @@
 """run state: heartbeats and attempts of a run, superseded failures, failure reason classes
 
-Revision ID: 0005_run_state
-Revises: 0002
+Revision ID: 0005
+Revises: 0003
 Create Date: 2026-11-28 00:00:00
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005_run_state"
-down_revision: str | None = "0002"
+revision: str = "0005"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

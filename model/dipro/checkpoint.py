@@ -222,3 +222,34 @@ def load_checkpoint(
     if map_location is not None:
         model = model.to(map_location)
     return model.eval(), card
+
+
+def state_digest(state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 hex digest of named tensors (names, dtypes, shapes and values, sorted by name).
+
+    Used for ``DiPro.backbone_state()``: the digest of the weights a crop's backbone feature
+    depends on, so retraining only the heads keeps cached features valid.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def read_backbone_digest(directory: Path) -> str:
+    """Digest (``state_digest``) of a checkpoint's backbone and padding weights.
+
+    Reads the weights memory-mapped, without building the network (an extraction worker
+    needs the digest to look up cached features, not the model).
+
+    Raises:
+        CheckpointMismatch: The weights file is missing or unreadable.
+    """
+    weights = directory / WEIGHTS_FILE
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True, mmap=True)
+    except (OSError, RuntimeError) as exc:
+        raise CheckpointMismatch(f"cannot read {WEIGHTS_FILE}: {exc}") from exc
+    return state_digest({k: v for k, v in state.items() if k.startswith(("backbone.", "padding."))})

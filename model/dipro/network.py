@@ -103,39 +103,85 @@ class DiPro(nn.Module):
         if config.region_embedding:
             self.region_embedding = nn.Parameter(torch.randn(config.num_regions, d))
 
-    def encode_regions(self, batch: DiproBatch) -> torch.Tensor:
-        """Return region features F [B, N, R, D]; only real CXRs go through the backbone."""
-        b, n, r = batch.region_mask.shape
-        real = batch.cxr_mask  # [B, N]
-        features = batch.cxr_crops.new_zeros(b, n, r, self.config.d_model)
-        if not bool(real.any()):
-            return features
-        crops = self.padding(batch.cxr_crops[real], batch.region_mask[real])  # [M, R, C, H, W]
-        flat = crops.flatten(0, 1)  # [M * R, C, H, W]
+    @property
+    def feature_dim(self) -> int:
+        """Width F of one crop's pooled backbone feature (2048 for ResNet-50)."""
+        return int(self.backbone.out_dim)
+
+    def encode_crops(self, crops: torch.Tensor, region_mask: torch.Tensor) -> torch.Tensor:
+        """Pooled backbone features of whole CXRs: [M, R, C, H, W] -> [M, R, F].
+
+        The learned padding fills missing regions first, so the result depends only on the
+        CXR's crops, its region mask and the backbone + padding weights: it can be computed
+        once per image and cached (``backbone_state`` names the weights it depends on).
+        """
+        m, r = region_mask.shape
+        flat = self.padding(crops, region_mask).flatten(0, 1)  # [M * R, C, H, W]
         if self.training:  # one pass: BatchNorm statistics need the whole batch
             pooled = self.backbone(flat)
         else:  # eval BatchNorm is per sample, so chunking bounds memory without changing outputs
             pooled = torch.cat([self.backbone(c) for c in flat.split(self.inference_chunk)])
-        encoded = self.adapter(pooled)  # [M * R, D]
+        out: torch.Tensor = pooled.reshape(m, r, -1)
+        return out
+
+    def backbone_state(self) -> dict[str, torch.Tensor]:
+        """The weights ``encode_crops`` depends on (backbone and learned padding), by name."""
+        state = self.state_dict()
+        return {k: v for k, v in state.items() if k.startswith(("backbone.", "padding."))}
+
+    def encode_regions(
+        self, batch: DiproBatch, region_features: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Return region features F [B, N, R, D]; only real CXRs go through the backbone.
+
+        Args:
+            batch: The inputs.
+            region_features: Optional float [B, N, R, F] pooled backbone features computed
+                earlier (``encode_crops``, e.g. from a feature cache); then the crops are not
+                read and the backbone does not run.
+        """
+        b, n, r = batch.region_mask.shape
+        real = batch.cxr_mask  # [B, N]
+        features = batch.ehr_values.new_zeros(b, n, r, self.config.d_model)
+        if not bool(real.any()):
+            return features
+        if region_features is None:
+            pooled = self.encode_crops(batch.cxr_crops[real], batch.region_mask[real])
+        else:
+            pooled = region_features[real].to(features.dtype)  # [M, R, F]
+        encoded = self.adapter(pooled.flatten(0, 1))  # [M * R, D]
         features = features.to(encoded.dtype)
         features[real] = encoded.reshape(-1, r, self.config.d_model)
         return features
 
-    def forward(self, batch: DiproBatch, with_reversed: bool | None = None) -> DiproOutput:
+    def forward(
+        self,
+        batch: DiproBatch,
+        with_reversed: bool | None = None,
+        region_features: torch.Tensor | None = None,
+    ) -> DiproOutput:
         """Score a batch.
 
         Args:
             batch: The inputs; N may be 0..config.max_cxrs.
             with_reversed: Compute the PAE reversed-pair features (default: in training).
+            region_features: Optional float [B, N, R, F] pooled backbone features of the
+                batch's CXRs (see ``encode_regions``); the crops may then be empty (H = W = 0).
         """
         if batch.cxr_crops.shape[1] > self.config.max_cxrs:
             raise ValueError(
                 f"{batch.cxr_crops.shape[1]} CXR slots exceed max_cxrs={self.config.max_cxrs}"
             )
+        if region_features is not None and region_features.shape[1] < batch.cxr_crops.shape[1]:
+            raise ValueError("region_features must cover every CXR slot of the batch")
+        missing = 2 - batch.cxr_crops.shape[1]
         batch = _pad_cxr_slots(batch, 2)
+        if region_features is not None and missing > 0:
+            pad = region_features.new_zeros(batch.batch_size, missing, *region_features.shape[2:])
+            region_features = torch.cat([region_features, pad], dim=1)
         reverse = self.training if with_reversed is None else with_reversed
         b, _, r = batch.region_mask.shape
-        features = self.encode_regions(batch)  # [B, N, R, D]
+        features = self.encode_regions(batch, region_features)  # [B, N, R, D]
         pair_valid = batch.cxr_mask[:, :-1] & batch.cxr_mask[:, 1:]  # [B, P]
         parts = self.std(features, pair_valid, reverse)
         ehr_in = batch.ehr_values

@@ -1,8 +1,14 @@
 """Inference: probabilities per task from a ``DiproBatch``.
 
 Runs under ``torch.inference_mode`` on the model's device (CUDA when the caller put it there),
-with bf16 (or fp16 where bf16 is unsupported) autocast on CUDA and plain fp32 on CPU. Results
-come back as float32 CPU tensors so callers never touch devices.
+with bf16 (or fp16 where bf16 is unsupported) autocast on CUDA and plain fp32 on CPU (bf16
+autocast on this CPU was measured slower, ``python -m dipro.bench``). Crops go to the backbone
+in ``channels_last`` layout (``prepare_for_inference``), from pinned host memory on CUDA.
+Results come back as float32 CPU tensors so callers never touch devices.
+
+Two steps can run apart: ``encode_crops`` turns whole CXRs into pooled backbone features
+(what a feature cache stores), and ``score(..., region_features=...)`` scores a batch from
+such features without running the backbone.
 """
 
 from __future__ import annotations
@@ -49,13 +55,71 @@ def _model_device(model: DiPro) -> torch.device:
     return next(model.parameters()).device
 
 
-def score(model: DiPro, batch: DiproBatch, *, mixed_precision: bool = True) -> ScoreResult:
+def prepare_for_inference(model: DiPro) -> DiPro:
+    """Eval mode, convolution weights in ``channels_last`` (NHWC) layout; returns ``model``."""
+    model.eval()
+    model.backbone.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return model
+
+
+def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Copy to ``device``; through pinned host memory (asynchronous DMA) on CUDA."""
+    if device.type == "cuda" and x.device.type == "cpu":
+        return x.pin_memory().to(device, non_blocking=True)
+    return x.to(device)
+
+
+def encode_crops(
+    model: DiPro,
+    crops: torch.Tensor,
+    region_mask: torch.Tensor,
+    *,
+    mixed_precision: bool = True,
+) -> torch.Tensor:
+    """Pooled backbone features of whole CXRs (the network's ``encode_crops``), on any device.
+
+    Args:
+        model: The network, on its device.
+        crops: float32 [M, R, C, H, W] in [0, 1] (M CXRs, any patients).
+        region_mask: bool [M, R].
+        mixed_precision: Autocast (bf16) on CUDA; ignored on CPU.
+
+    Returns:
+        float32 [M, R, F] on the CPU.
+    """
+    device = _model_device(model)
+    dtype = autocast_dtype(device) if mixed_precision else None
+    was_training = model.training
+    model.eval()
+    try:
+        with (
+            torch.inference_mode(),
+            torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None),
+        ):
+            m, r, c, h, w = crops.shape
+            flat = _to_device(crops, device).reshape(m * r, c, h, w)
+            nhwc = flat.contiguous(memory_format=torch.channels_last).reshape(m, r, c, h, w)
+            out = model.encode_crops(nhwc, _to_device(region_mask, device))
+    finally:
+        model.train(was_training)
+    return out.float().cpu()
+
+
+def score(
+    model: DiPro,
+    batch: DiproBatch,
+    *,
+    mixed_precision: bool = True,
+    region_features: torch.Tensor | None = None,
+) -> ScoreResult:
     """Score one batch with ``model`` in eval mode.
 
     Args:
         model: The network, already on its device (see ``select_device``).
         batch: Inputs on any device; moved to the model's.
         mixed_precision: Use autocast on CUDA (ignored on CPU).
+        region_features: float [B, N, R, F] pooled backbone features of the batch's CXRs
+            (``encode_crops``); the backbone then does not run and the crops are not read.
 
     Returns:
         Probabilities per configured task and the path flag.
@@ -69,7 +133,8 @@ def score(model: DiPro, batch: DiproBatch, *, mixed_precision: bool = True) -> S
             torch.inference_mode(),
             torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None),
         ):
-            out = model(batch.to(device), with_reversed=False)
+            features = None if region_features is None else _to_device(region_features, device)
+            out = model(batch.to(device), with_reversed=False, region_features=features)
     finally:
         model.train(was_training)
 
