@@ -89,6 +89,11 @@ def fhir_source(settings: Settings, *, images: bool = True) -> FhirSource:
     if images or not (settings.fhir.base_url or settings.fhir.ndjson_dir):
         settings.require_sources()
     if settings.fhir.base_url:
+        if settings.fhir.batched_search:
+            from dipro_fhir.fhir.batched import BatchedHttpFhirSource
+
+            client = fhir_client(settings.fhir)
+            return BatchedHttpFhirSource(client, batch_size=settings.fhir.batch_size)
         return HttpFhirSource(fhir_client(settings.fhir))
     assert settings.fhir.ndjson_dir is not None  # require_sources checked it
     return NdjsonFhirSource(settings.fhir.ndjson_dir)

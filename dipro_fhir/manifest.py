@@ -63,6 +63,7 @@ class ChunkManifest:
     timings_s: Mapping[str, float] = field(default_factory=dict)
     quality: Mapping[str, Any] = field(default_factory=dict)
     orphan_issues: tuple[tuple[str, str, str], ...] = ()
+    ndjson_dir: str | None = None  # a Bulk Data export of the run (extraction_mode bulk)
 
     def to_xcom(self) -> dict[str, Any]:
         """A JSON-able dict."""
@@ -89,6 +90,7 @@ class ChunkManifest:
             orphan_issues=tuple(
                 (str(c), str(r), str(d)) for c, r, d in data.get("orphan_issues", ())
             ),
+            ndjson_dir=data.get("ndjson_dir"),
         )
 
     @property

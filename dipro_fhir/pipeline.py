@@ -161,7 +161,7 @@ def extract_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, 
     started = time.perf_counter()
     config = read_card(settings.model.checkpoint).config
     options = extract_options(settings, crop_size=config.crop_size, max_cxrs=config.max_cxrs)
-    fhir = connections.fhir_source(settings)
+    fhir = chunk_source(settings, chunk)
     images = connections.image_source(settings.dicomweb)
     timelines, failures = [], list(chunk.failure_records())
     timer, quality = StageTimer(), QualityCounter()
@@ -192,6 +192,20 @@ def extract_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, 
         counts={"extracted": len(timelines), "cxrs": sum(len(t.images) for t in timelines)},
         timings={f"extract.{k}": v for k, v in timer.seconds.items()},
     )
+
+
+def chunk_source(settings: Settings, chunk: ChunkManifest) -> FhirSource:
+    """A chunk's FHIR source: the run's Bulk export when it has one, else the configured
+    source, prefetched for the chunk when it batches its searches."""
+    from dipro_fhir.fhir.batched import prefetch_chunk
+    from dipro_fhir.fhir.ndjson_source import NdjsonFhirSource
+
+    if chunk.ndjson_dir:
+        return NdjsonFhirSource(chunk.ndjson_dir)
+    source = connections.fhir_source(settings)
+    patients = [p for p, _ in chunk.patients]
+    prefetch_chunk(source, patients, chunk.as_of_time, settings.run.window_hours)
+    return source
 
 
 def score_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, Any]:
