@@ -38,6 +38,6 @@ def fingerprint(timeline: PatientTimeline) -> tuple[Any, ...]:
         int(np.asarray(timeline.ehr_mask).sum()),
         images,
         tuple(timeline.provenance),
-        tuple((i.code, i.resource) for i in timeline.issues),
+        tuple(sorted((i.code, i.resource or "") for i in timeline.issues)),  # order: search order
         None if timeline.stay_start is None else timeline.stay_start.isoformat(),
     )

@@ -8,7 +8,10 @@ chunk (FHIR R4 search: a comma is OR, 3.1.1.4.1):
 
 * ``Encounter?subject=Patient/a,Patient/b,...&_include=Encounter:subject`` (the Patients
   come along, so no ``Patient`` read per patient);
-* ``Observation?subject=...&date=ge<window start>&date=lt<as-of>&_count=<page>``;
+* ``Observation?subject=...&_lastUpdated=ge<window start>&_count=<page>``, the window
+  then applied here (an Observation effective in the window was last updated at or after
+  its effective time). Not ``date``: with several subjects HAPI on H2 takes 4.5 s instead
+  of 0.3 s for a first page of four patients, and over 30 s for fifty (timeouts);
 * ``ImagingStudy?subject=...``.
 
 Results are kept for the chunk only (a chunk is bounded by ``run.chunk_size``, never the
@@ -68,7 +71,7 @@ class BatchedHttpFhirSource(HttpFhirSource):
         ids = list(dict.fromkeys(patient_ids))
         try:
             for n in range(0, len(ids), self.batch_size):
-                self._fetch_batch(ids[n : n + self.batch_size], since, until)
+                self._fetch_batch(ids[n : n + self.batch_size], since)
         except RequestRejected as exc:
             log.warning("batched search refused (%s); using per-patient searches", exc.status)
             self.supported = False
@@ -122,7 +125,7 @@ class BatchedHttpFhirSource(HttpFhirSource):
             return None  # not prefetched: ask the server
         return by_patient.get(patient_id, [])
 
-    def _fetch_batch(self, ids: list[str], since: datetime, until: datetime) -> None:
+    def _fetch_batch(self, ids: list[str], since: datetime) -> None:
         subjects = ",".join(f"Patient/{i}" for i in ids)
         wanted = set(ids)
         count = str(self.page_size)
@@ -130,11 +133,7 @@ class BatchedHttpFhirSource(HttpFhirSource):
             ("Encounter", {"subject": subjects, "_include": "Encounter:subject", "_count": count}),
             (
                 "Observation",
-                {
-                    "subject": subjects,
-                    "date": [f"ge{_instant(since)}", f"lt{_instant(until)}"],
-                    "_count": count,
-                },
+                {"subject": subjects, "_lastUpdated": f"ge{_instant(since)}", "_count": count},
             ),
             ("ImagingStudy", {"subject": subjects, "_count": count}),
         ]
