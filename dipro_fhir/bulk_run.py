@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -139,19 +140,10 @@ def finish_export(
             bulk.cancel_all(jobs)  # done or failed: the server may drop the files
     counts = {f"bulk.{t}": n for t, n in report.lines_by_type().items()}
     counts["bulk.error_issues"] = sum(report.error_issues.values())
-    out = []
-    for m in manifests:
-        chunk = ChunkManifest.from_xcom(m)
-        out.append(
-            ChunkManifest(
-                **{
-                    **{f: getattr(chunk, f) for f in chunk.__dataclass_fields__},
-                    "ndjson_dir": state["folder"],
-                    "counts": {**chunk.counts, **counts},
-                }
-            ).to_xcom()
-        )
-    return out
+    return [
+        replace(c, ndjson_dir=state["folder"], counts={**c.counts, **counts}).to_xcom()
+        for c in (ChunkManifest.from_xcom(m) for m in manifests)
+    ]
 
 
 def cancel_export(settings: Settings, state: Mapping[str, Any]) -> None:
@@ -194,6 +186,11 @@ def _export_group(
         return settings.fhir.bulk_group_id
     if settings.cohort.rule == "group" and settings.cohort.group_id:
         return settings.cohort.group_id
+    if chunks[0].dry_run:
+        raise ConfigError(
+            "a dry run writes nothing, so it cannot write the cohort's Group: set "
+            "fhir.bulk_group_id or fhir.bulk_level=system for a bulk dry run"
+        )
     patients = [p for chunk in chunks for p, _ in chunk.patients]
     group = cohort_group(chunks[0].run_id, list(dict.fromkeys(patients)))
     client.put(group)
