@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from _dipro_bulk import BulkExportOperator
 from _dipro_common import DagOptions, build_settings
 from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
@@ -27,7 +28,9 @@ DOC_MD = f"""
 Scores a cohort with the DiPro model as of one point in time and writes one FHIR
 `RiskAssessment` per patient and task, plus result rows in PostgreSQL.
 
-**Steps.** `plan` chooses the cohort and splits it into chunks; per chunk (dynamic task
+**Steps.** `plan` chooses the cohort and splits it into chunks; `bulk_export` (in
+`extraction_mode` `bulk`) exports the cohort with FHIR Bulk Data `$export` into the staging
+area, waiting deferred in the triggerer (no worker slot held); per chunk (dynamic task
 mapping) `extract` (FHIR + DICOMweb -> timelines), `score` (the network; queue
 `{OPTIONS.gpu_queue}`, pool `{OPTIONS.gpu_pool or "default_pool"}`) and `write_back`; then
 `finalize` records the run summary. Chunk tasks retry {OPTIONS.retries} times with exponential
@@ -49,6 +52,9 @@ it is used, so a run depends only on its logical date.
   patients with new data since the last successful run.
 - `model_version` (string or null): refuse to run unless the checkpoint has this version.
 - `dry_run` (boolean, default false): extract and score, write nothing.
+- `extraction_mode` (`rest`, `bulk` or null = `DIPRO_RUN__EXTRACTION_MODE`, default `rest`):
+  FHIR searches per chunk, or one Bulk Data `$export` of the cohort (`Group/[id]/$export`
+  with `_since`; `DIPRO_FHIR__BULK_LEVEL=system` for a sandbox server).
 
 **Backfills** use this DAG: each run depends only on its logical date, so
 `airflow backfill create --dag-id dipro_nightly --from-date 2025-01-01T02:00:00Z
@@ -113,6 +119,12 @@ RETRIES, RETRY_DELAY, BACKOFF = OPTIONS.retries, OPTIONS.retry_delay, 2.0
             description="Refuse to run unless the checkpoint has this version.",
         ),
         "dry_run": Param(False, type="boolean", description="Extract and score, write nothing."),
+        "extraction_mode": Param(
+            None,
+            type=["null", "string"],
+            enum=[None, "rest", "bulk"],
+            description="rest: FHIR searches; bulk: Bulk Data $export (null: the setting).",
+        ),
     },
 )
 def dipro_nightly() -> None:
@@ -221,7 +233,13 @@ def dipro_nightly() -> None:
         return summary
 
     planned = plan()
-    extracted = extract.expand(manifest=planned)
+    exported = BulkExportOperator(
+        task_id="bulk_export",
+        manifests=planned,
+        extraction_mode="{{ params.extraction_mode }}",
+        retries=0,
+    )
+    extracted = extract.expand(manifest=exported.output)
     scored = score.expand(manifest=extracted)
     written = write_back.expand(manifest=scored)
     # TaskFlow resolves these XComArgs to lists at run time.

@@ -98,6 +98,11 @@ def fhir_source(settings: Settings, *, images: bool = True) -> FhirSource:
         settings.require_sources()
     limits = input_limits(settings)
     if settings.fhir.base_url:
+        if settings.fhir.batched_search:
+            from dipro_fhir.fhir.batched import BatchedHttpFhirSource
+
+            client = fhir_client(settings.fhir, limits)
+            return BatchedHttpFhirSource(client, batch_size=settings.fhir.batch_size)
         return HttpFhirSource(fhir_client(settings.fhir, limits))
     assert settings.fhir.ndjson_dir is not None  # require_sources checked it
     return NdjsonFhirSource(settings.fhir.ndjson_dir, limits)

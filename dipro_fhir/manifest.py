@@ -64,6 +64,7 @@ class ChunkManifest:
     quality: Mapping[str, Any] = field(default_factory=dict)
     orphan_issues: tuple[tuple[str, str, str], ...] = ()
     attempt: str = ""
+    ndjson_dir: str | None = None  # a Bulk Data export of the run (extraction_mode bulk)
 
     def to_xcom(self) -> dict[str, Any]:
         """A JSON-able dict."""
@@ -91,6 +92,7 @@ class ChunkManifest:
                 (str(c), str(r), str(d)) for c, r, d in data.get("orphan_issues", ())
             ),
             attempt=str(data.get("attempt", "")),
+            ndjson_dir=data.get("ndjson_dir"),
         )
 
     @property

@@ -220,7 +220,7 @@ def extract_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, 
     options = extract_options(
         settings, crop_size=config.crop_size, max_cxrs=config.max_cxrs, features=lookup
     )
-    fhir = connections.fhir_source(settings)
+    fhir = chunk_source(settings, chunk)
     images = connections.image_source(settings.dicomweb)
     timelines: list[PatientTimeline] = []
     failures = list(chunk.failure_records())
@@ -275,6 +275,20 @@ def _dicomweb_bytes(images: object) -> dict[str, int]:
         return {}
     pixels = received.get("WADO instance", 0)
     return {"wado_instance_bytes": pixels, "dicomweb_other_bytes": sum(received.values()) - pixels}
+
+
+def chunk_source(settings: Settings, chunk: ChunkManifest) -> FhirSource:
+    """A chunk's FHIR source: the run's Bulk export when it has one, else the configured
+    source, prefetched for the chunk when it batches its searches."""
+    from dipro_fhir.fhir.batched import prefetch_chunk
+    from dipro_fhir.fhir.ndjson_source import NdjsonFhirSource
+
+    if chunk.ndjson_dir:
+        return NdjsonFhirSource(chunk.ndjson_dir, connections.input_limits(settings))
+    source = connections.fhir_source(settings)
+    patients = [p for p, _ in chunk.patients]
+    prefetch_chunk(source, patients, chunk.as_of_time, settings.run.window_hours)
+    return source
 
 
 def score_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, Any]:

@@ -45,6 +45,18 @@ class FhirSettings(BaseModel):
     # A server behind a reverse proxy may put its internal base into ``next`` links: name
     # it here and such links are rewritten onto ``base_url`` (default: same origin only).
     next_link_base: str | None = None
+    # Fewer REST requests (README "Population extraction: Bulk Data and batched searches"):
+    # a chunk's Encounters, windowed Observations and ImagingStudies in batched searches
+    # (per-patient searches on servers that refuse them).
+    batched_search: bool = False
+    batch_size: int = Field(default=50, ge=1, le=200)
+    # Bulk Data $export (extraction_mode bulk): the Group to export (None: the plan writes
+    # one of the cohort), or a system-level export (a sandbox server of one cohort only).
+    bulk_group_id: str | None = None
+    bulk_level: Literal["group", "system"] = "group"
+    bulk_type_filter: bool = True
+    bulk_poll_max_s: float = Field(default=60.0, gt=0)
+    bulk_timeout_s: float = Field(default=6 * 3600.0, gt=0)
 
     @model_validator(mode="after")
     def _one_source(self) -> FhirSettings:
@@ -153,6 +165,7 @@ class RunSettings(BaseModel):
     outage_after: int = Field(default=5, ge=1)
     # A run still "running" with no heartbeat for this long is stale (killed in flight).
     stale_after_s: float = Field(default=6 * 3600.0, gt=0)
+    extraction_mode: Literal["rest", "bulk"] = "rest"
 
 
 # --- Site data: code maps and cohort rules -------------------------------------------------

@@ -199,6 +199,45 @@ class FhirClient:
         """Post a batch Bundle (entries succeed or fail one by one); see :meth:`transaction`."""
         return self._post_bundle(bundle, "batch", idempotent)
 
+    def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        label: str,
+        headers: Mapping[str, str] | None = None,
+        params: list[tuple[str, str]] | None = None,
+        stream: bool = False,
+        authenticated: bool = True,
+    ) -> requests.Response:
+        """Send one request with this client's retries and return the raw response (any
+        status), for operations outside search and CRUD (Bulk Data ``$export``).
+
+        Args:
+            method: HTTP method; idempotent ones are retried on 429/5xx and broken connections.
+            url: An absolute URL or a path under ``base_url``.
+            label: What to log (never the URL: it may carry ids).
+            headers: Extra headers (``Accept`` defaults to FHIR JSON).
+            params: Query parameters.
+            stream: Leave the body unread (``Response.iter_content``).
+            authenticated: Send credentials; ``False`` for a file store that must not see them.
+
+        Raises:
+            SourceUnavailable: The connection kept failing after the retries.
+        """
+        full = url if url.startswith(("http://", "https://")) else self.base_url + url
+        response, _ = self._send(
+            method,
+            full,
+            label,
+            method in IDEMPOTENT_METHODS,
+            auth=self.auth if authenticated else None,
+            headers={"Accept": FHIR_JSON, **(headers or {})},
+            params=params,
+            stream=stream,
+        )
+        return response
+
     # -- lifecycle ------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -265,6 +304,7 @@ class FhirClient:
                 may_retry,
                 params=params,
                 json=json_body,
+                auth=self.auth,
                 headers={**_default_headers(method, json_body), **(headers or {})},
             )
             try:
@@ -291,7 +331,6 @@ class FhirClient:
                 response = self._session.request(
                     method,
                     url,
-                    auth=self.auth,
                     timeout=self.timeout_s,
                     verify=self.verify_tls,
                     **kwargs,
@@ -306,11 +345,12 @@ class FhirClient:
                 continue
             status = response.status_code
             _log_attempt(method, label, status, started, attempt, None)
-            if status == 401 and not refreshed and self.auth is not None:
+            if status == 401 and not refreshed and kwargs.get("auth") is not None and self.auth:
                 refreshed = self.auth.refresh_after_unauthorized()
                 if refreshed:
                     continue
             if status in RETRYABLE_STATUSES and attempt < attempts:
+                response.close()
                 time.sleep(self.retry.delay_s(attempt, response.headers.get("Retry-After")))
                 continue
             return response, attempt

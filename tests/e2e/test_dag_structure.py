@@ -37,8 +37,9 @@ def test_dags_folder_parses_without_import_errors(monkeypatch: pytest.MonkeyPatc
 
 
 def test_nightly_dag_wires_plan_chunks_and_finalize(dipro_dag: DAG) -> None:
-    assert set(dipro_dag.task_ids) == {"plan", *CHUNK_TASKS, "finalize"}
-    assert dipro_dag.get_task("extract").upstream_task_ids == {"plan"}
+    assert set(dipro_dag.task_ids) == {"plan", "bulk_export", *CHUNK_TASKS, "finalize"}
+    assert dipro_dag.get_task("bulk_export").upstream_task_ids == {"plan"}
+    assert dipro_dag.get_task("extract").upstream_task_ids == {"bulk_export"}
     assert dipro_dag.get_task("score").upstream_task_ids == {"extract"}
     assert dipro_dag.get_task("write_back").upstream_task_ids == {"score"}
     assert dipro_dag.get_task("finalize").upstream_task_ids == {"plan", *CHUNK_TASKS}
@@ -50,6 +51,18 @@ def test_chunk_tasks_are_dynamically_mapped(dipro_dag: DAG) -> None:
     for task_id in CHUNK_TASKS:
         assert isinstance(dipro_dag.get_task(task_id), MappedOperator), task_id
     assert not isinstance(dipro_dag.get_task("finalize"), MappedOperator)
+
+
+def test_bulk_export_waits_in_a_trigger_that_round_trips(dipro_dag: DAG) -> None:
+    from _dipro_bulk import BulkExportOperator, BulkExportTrigger
+
+    task = dipro_dag.get_task("bulk_export")
+    assert isinstance(task, BulkExportOperator)
+    assert task.template_fields == ("manifests", "extraction_mode")
+    trigger = BulkExportTrigger(state={"jobs": [], "folder": "/x"}, timeout_s=60.0)
+    classpath, kwargs = trigger.serialize()
+    assert classpath == "_dipro_bulk.BulkExportTrigger"
+    assert BulkExportTrigger(**kwargs).serialize() == (classpath, kwargs)
 
 
 def test_finalize_runs_even_when_a_chunk_failed(dipro_dag: DAG) -> None:

@@ -162,3 +162,26 @@ def test_run_with_two_patient_params_scores_exactly_those(
     assert len(chosen) == 2
     _run(as_of, {"patient_ids": chosen, "as_of": as_of.isoformat()})
     assert set(_score_rows(configured, as_of)) == set(chosen)
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_bulk_mode_gives_the_same_results_as_rest_mode(
+    airflow_env: AirflowEnv, configured: str, loaded_cohort: list[Any], fhir_server: Any
+) -> None:
+    """The same night in ``bulk`` mode (a Group the plan writes, ``$export`` waited for in
+    the trigger, NDJSON into staging) converges on REST mode's run: every RiskAssessment
+    and Provenance keeps its version (same scores, same sources) and the rows are equal."""
+    as_of = AS_OF + timedelta(hours=12)
+    expected = _active(loaded_cohort, as_of)
+    _run(as_of, {"as_of": as_of.isoformat(), "extraction_mode": "rest"})
+    rest_rows = _score_rows(configured, as_of)
+    rest_state = _server_state(fhir_server.base_url)
+    assert set(rest_rows) == expected
+
+    bulk = _run(as_of, {"as_of": as_of.isoformat(), "extraction_mode": "bulk"})
+
+    export = next(ti for ti in bulk.get_task_instances() if ti.task_id == "bulk_export")
+    assert str(export.state) == "success"
+    assert _score_rows(configured, as_of) == rest_rows
+    assert _server_state(fhir_server.base_url) == rest_state

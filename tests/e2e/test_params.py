@@ -31,6 +31,7 @@ def test_defaults_are_valid_and_score_the_active_cohort(dipro_dag: DAG) -> None:
         "cohort": "active",
         "model_version": None,
         "dry_run": False,
+        "extraction_mode": None,
     }
 
 
@@ -43,6 +44,8 @@ def test_defaults_are_valid_and_score_the_active_cohort(dipro_dag: DAG) -> None:
         {"as_of": "2025-03-01T02:00:00.250+01:00"},
         {"as_of": "2025-03-01T02:00:00"},
         {"cohort": "new_data", "model_version": "dipro-1.0.0", "dry_run": True},
+        {"extraction_mode": "bulk"},
+        {"extraction_mode": "rest"},
     ],
 )
 def test_well_formed_conf_validates(dipro_dag: DAG, conf: dict[str, Any]) -> None:
@@ -63,6 +66,7 @@ def test_well_formed_conf_validates(dipro_dag: DAG, conf: dict[str, Any]) -> Non
         {"cohort": "foo"},
         {"model_version": ""},
         {"dry_run": "yes"},
+        {"extraction_mode": "ftp"},
     ],
 )
 def test_malformed_conf_is_refused(dipro_dag: DAG, conf: dict[str, Any]) -> None:

@@ -47,7 +47,10 @@ public class FhirServerConfig {
 		settings.setResourceClientIdStrategy(properties.clientIdStrategy());
 		settings.setExpungeEnabled(properties.expungeEnabled());
 		settings.setAllowMultipleDelete(properties.allowMultipleDelete());
-		settings.setFetchSizeDefaultMaximum(properties.maxPageSize());
+		// No setFetchSizeDefaultMaximum: capping every search's fetch at max_page_size turns the
+		// unpaged searches of Bulk Data export into paged ones, and every $export of more than
+		// 200 resources of a type failed (HAPI-0464). Page sizes stay capped by the paging
+		// provider (max_page_size), as in the official image.
 		return settings;
 	}
 

@@ -1,0 +1,391 @@
+"""FHIR Bulk Data ``$export`` client (Bulk Data Access IG v2, https://hl7.org/fhir/uv/bulkdata/).
+
+The asynchronous request pattern: a kick-off ``GET [base]/Group/[id]/$export`` (or the
+system-level ``[base]/$export``) with ``Prefer: respond-async`` answers 202 and a
+``Content-Location`` status URL; polling it answers 202 (with ``Retry-After`` and
+``X-Progress``) until the job completes (200 and a JSON manifest naming the NDJSON output and
+error files) or fails (4xx/5xx with an OperationOutcome). A job that fails, times out or is
+abandoned is cancelled with ``DELETE`` on the status URL; so is a finished one once its files
+are down (the IG's "client is done" signal, so the server can free them).
+
+``_typeFilter`` is optional in the IG: when the server refuses it (400/422 at kick-off) the
+job is asked again without it, and the readers filter themselves (they always re-check).
+Downloads are :mod:`dipro_fhir.fhir.bulk_files`. Only job-level facts are logged (types,
+counts, seconds): status URLs and manifests may carry Group ids, never patient data, and
+are not logged either.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import requests
+
+from dipro_fhir.errors import DiproFhirError, SourceUnavailable
+from dipro_fhir.fhir.client import FhirClient
+from dipro_fhir.fhir.retry import RETRYABLE_STATUSES, parse_retry_after
+from dipro_fhir.fhir.status import describe_outcome
+
+log = logging.getLogger(__name__)
+
+#: Types the extraction reads in full for each patient (no ``_since``: a stay is older).
+CONTEXT_TYPES: tuple[str, ...] = ("Patient", "Encounter", "ImagingStudy")
+#: Types read only inside the window: exported with ``_since``.
+WINDOW_TYPES: tuple[str, ...] = ("Observation",)
+NDJSON = "application/fhir+ndjson"
+
+
+class BulkExportError(DiproFhirError):
+    """The server refused or failed an export job, or it did not finish in time."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExportRequest:
+    """One ``$export`` kick-off.
+
+    Attributes:
+        types: ``_type``: the resource types wanted.
+        group_id: Export the members of this Group; ``None``: system level (``[base]/$export``).
+        since: ``_since``: only resources changed at or after this (timezone-aware) instant.
+        type_filters: ``_typeFilter`` searches (``Observation?combo-code=...``).
+    """
+
+    types: tuple[str, ...]
+    group_id: str | None = None
+    since: datetime | None = None
+    type_filters: tuple[str, ...] = ()
+
+    @property
+    def path(self) -> str:
+        """The kick-off path under the FHIR base."""
+        return f"Group/{self.group_id}/$export" if self.group_id else "$export"
+
+    def params(self, *, with_filters: bool = True) -> list[tuple[str, str]]:
+        """The kick-off query parameters."""
+        query = [("_outputFormat", NDJSON), ("_type", ",".join(self.types))]
+        if self.since is not None:
+            if self.since.tzinfo is None:
+                raise ValueError("_since must be timezone-aware")
+            query.append(("_since", self.since.isoformat()))
+        if with_filters:
+            query.extend(("_typeFilter", f) for f in self.type_filters)
+        return query
+
+
+@dataclass(frozen=True, slots=True)
+class ExportJob:
+    """A kicked-off job: where to poll it, and whether ``_typeFilter`` was accepted."""
+
+    status_url: str
+    types: tuple[str, ...]
+    type_filter_used: bool
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able dict (for XCom and trigger kwargs)."""
+        return {
+            "status_url": self.status_url,
+            "types": list(self.types),
+            "type_filter_used": self.type_filter_used,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ExportJob:
+        """Read :meth:`to_json`'s dict."""
+        return cls(str(data["status_url"]), tuple(data["types"]), bool(data["type_filter_used"]))
+
+
+@dataclass(frozen=True, slots=True)
+class OutputFile:
+    """One file of a completed export's manifest (``output`` or ``error``)."""
+
+    type: str
+    url: str
+    count: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExportManifest:
+    """The complete-status manifest of an export job."""
+
+    transaction_time: str
+    requires_access_token: bool
+    output: tuple[OutputFile, ...]
+    error: tuple[OutputFile, ...] = ()
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> ExportManifest:
+        """Read a manifest body.
+
+        Raises:
+            BulkExportError: It is not a Bulk Data manifest.
+        """
+        if not isinstance(body.get("output"), list) or "transactionTime" not in body:
+            raise BulkExportError("the export status answer is not a Bulk Data manifest")
+
+        def files(items: object) -> tuple[OutputFile, ...]:
+            found = []
+            for item in items if isinstance(items, list) else []:
+                if isinstance(item, dict) and item.get("type") and item.get("url"):
+                    count = item.get("count")
+                    found.append(
+                        OutputFile(
+                            str(item["type"]),
+                            str(item["url"]),
+                            count if isinstance(count, int) else None,
+                        )
+                    )
+            return tuple(found)
+
+        return cls(
+            transaction_time=str(body["transactionTime"]),
+            requires_access_token=bool(body.get("requiresAccessToken", True)),
+            output=files(body["output"]),
+            error=files(body.get("error")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    """One poll: still running (``manifest`` None, wait ``retry_after_s``) or complete."""
+
+    manifest: ExportManifest | None
+    retry_after_s: float = 0.0
+    progress: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PollPolicy:
+    """How long to wait between polls and for a whole job.
+
+    Without ``Retry-After`` the delay starts at ``initial_s`` and doubles up to ``max_s``;
+    a server's ``Retry-After`` is honoured but capped at ``max_s``.
+    """
+
+    initial_s: float = 1.0
+    max_s: float = 60.0
+    timeout_s: float = 6 * 3600.0
+
+    def delay_s(self, polls: int, retry_after_s: float | None) -> float:
+        """Seconds before the next poll after ``polls`` polls (1 for the first)."""
+        if retry_after_s is not None:
+            return min(max(retry_after_s, 0.1), self.max_s)
+        return min(self.initial_s * 2.0 ** (polls - 1), self.max_s)
+
+
+@dataclass
+class ExportStats:
+    """What the jobs cost: requests by kind (for the benchmark and the run summary)."""
+
+    kickoffs: int = 0
+    polls: int = 0
+    cancels: int = 0
+    type_filter_refused: int = 0
+    waited_s: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+class BulkExportClient:
+    """Kick off, poll and cancel ``$export`` jobs over a :class:`FhirClient` (its session,
+    auth, including SMART backend services, and retries).
+
+    Args:
+        client: The FHIR REST client of the server.
+        policy: Poll delays and the job timeout.
+        sleep: How to wait (tests and the trigger pass their own).
+    """
+
+    def __init__(
+        self,
+        client: FhirClient,
+        policy: PollPolicy = PollPolicy(),
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.client = client
+        self.policy = policy
+        self.sleep = sleep
+        self.stats = ExportStats()
+
+    def kick_off(self, request: ExportRequest) -> ExportJob:
+        """Start a job; retry once without ``_typeFilter`` when the server refuses it.
+
+        Raises:
+            BulkExportError: The server refused the kick-off (after the fallback).
+        """
+        response = self._kick(request, with_filters=True)
+        used = bool(request.type_filters)
+        if used and response.status_code in (400, 422):
+            self.stats.type_filter_refused += 1
+            log.warning("bulk export: _typeFilter refused (%d); asking without it",
+                        response.status_code)  # fmt: skip
+            response = self._kick(request, with_filters=False)
+            used = False
+        location = response.headers.get("Content-Location")
+        if response.status_code != 202 or not location:
+            raise BulkExportError(
+                f"$export kick-off answered {response.status_code}: {_outcome(response)}"
+            )
+        log.info("bulk export started: types=%s since=%s type_filter=%s",
+                 ",".join(request.types), request.since is not None, used)  # fmt: skip
+        return ExportJob(location, request.types, used)
+
+    def poll(self, job: ExportJob) -> PollResult:
+        """Ask once how the job stands. A throttled or unavailable server (after the
+        client's own retries) counts as "still running": waiting loses nothing.
+
+        Raises:
+            BulkExportError: The job failed (the server answered an error for it).
+        """
+        self.stats.polls += 1
+        try:
+            response = self.client.send("GET", job.status_url, label="$export status")
+        except SourceUnavailable:
+            return PollResult(None, self.policy.max_s, "unreachable")
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        status = response.status_code
+        if status == 202 or status in RETRYABLE_STATUSES:
+            wait = retry_after if retry_after is not None else self.policy.initial_s
+            return PollResult(None, wait, response.headers.get("X-Progress"))
+        if status == 200:
+            return PollResult(ExportManifest.from_json(_json(response)))
+        raise BulkExportError(f"$export job failed ({status}): {_outcome(response)}")
+
+    def wait(self, jobs: Sequence[ExportJob]) -> list[ExportManifest]:
+        """Poll every job until all complete; cancel them all on failure or timeout.
+
+        Raises:
+            BulkExportError: A job failed or the policy's timeout passed (all cancelled).
+        """
+        started = time.monotonic()
+        done: dict[int, ExportManifest] = {}
+        polls = 0
+        try:
+            while len(done) < len(jobs):
+                polls += 1
+                delays = []
+                for i, job in enumerate(jobs):
+                    if i in done:
+                        continue
+                    result = self.poll(job)
+                    if result.manifest is not None:
+                        done[i] = result.manifest
+                    else:
+                        delays.append(result.retry_after_s)
+                if len(done) == len(jobs):
+                    break
+                if time.monotonic() - started > self.policy.timeout_s:
+                    raise BulkExportError(f"$export not done in {self.policy.timeout_s:.0f} s")
+                self.sleep(self.policy.delay_s(polls, max(delays)))
+        except BaseException:
+            self.cancel_all(jobs)
+            raise
+        finally:
+            self.stats.waited_s += time.monotonic() - started
+        return [done[i] for i in range(len(jobs))]
+
+    def cancel(self, job: ExportJob) -> bool:
+        """``DELETE`` the job (cancel it, or release its files). Never raises.
+
+        Returns:
+            Whether the server accepted (2xx).
+        """
+        self.stats.cancels += 1
+        try:
+            response = self.client.send("DELETE", job.status_url, label="$export cancel")
+        except (SourceUnavailable, requests.RequestException) as exc:
+            log.warning("bulk export: cancel failed: %s", type(exc).__name__)
+            return False
+        response.close()
+        return 200 <= response.status_code < 300
+
+    def cancel_all(self, jobs: Sequence[ExportJob]) -> None:
+        """:meth:`cancel` each job."""
+        for job in jobs:
+            self.cancel(job)
+
+    def _kick(self, request: ExportRequest, *, with_filters: bool) -> requests.Response:
+        self.stats.kickoffs += 1
+        return self.client.send(
+            "GET",
+            request.path,
+            label="$export kick-off",
+            headers={"Prefer": "respond-async"},
+            params=request.params(with_filters=with_filters),
+        )
+
+
+def export_requests(
+    *,
+    group_id: str | None,
+    as_of: datetime,
+    window_hours: int,
+    watermark: datetime | None,
+    observation_filter: str | None,
+) -> list[ExportRequest]:
+    """The night's export jobs: the context types in full, Observations changed since
+    ``min(watermark, as_of) - window_hours`` (an Observation effective in the window was
+    last updated at or after its effective time, so it is among them).
+
+    Args:
+        group_id: The cohort's Group; ``None`` for a system-level export (sandbox).
+        as_of: The run's as-of time.
+        window_hours: The extraction window (DiPro's 48 hours).
+        watermark: The last successful run's as-of time, if any.
+        observation_filter: A ``_typeFilter`` for Observations, if any.
+    """
+    newest = as_of if watermark is None else min(watermark, as_of)
+    since = newest - timedelta(hours=window_hours)
+    filters = (observation_filter,) if observation_filter else ()
+    return [
+        ExportRequest(CONTEXT_TYPES, group_id),
+        ExportRequest(WINDOW_TYPES, group_id, since, filters),
+    ]
+
+
+def code_filter(tokens: Sequence[str], *, max_chars: int = 6000) -> str | None:
+    """``Observation?combo-code=<tokens>`` (``code`` or ``component.code``, so panels whose
+    components are mapped stay in); ``None`` when the list would make the URL too long."""
+    if not tokens:
+        return None
+    value = "Observation?combo-code=" + ",".join(tokens)
+    return value if len(value) <= max_chars else None
+
+
+def _json(response: requests.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise BulkExportError("the export status answer is not JSON") from exc
+    if not isinstance(body, dict):
+        raise BulkExportError("the export status answer is not a JSON object")
+    return body
+
+
+def _outcome(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return f"{len(response.content)} bytes of {response.headers.get('Content-Type')}"
+    if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":
+        return describe_outcome(body)
+    return "no OperationOutcome"
+
+
+__all__ = [
+    "CONTEXT_TYPES",
+    "WINDOW_TYPES",
+    "BulkExportClient",
+    "BulkExportError",
+    "ExportJob",
+    "ExportManifest",
+    "ExportRequest",
+    "OutputFile",
+    "PollPolicy",
+    "PollResult",
+    "code_filter",
+    "export_requests",
+]

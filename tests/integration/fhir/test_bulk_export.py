@@ -1,0 +1,198 @@
+"""The Bulk Data ``$export`` client against HAPI FHIR: round trip into a staging folder that
+the NDJSON source reads, incremental ``_since``, ``_typeFilter`` fallback, and faults from the
+fault proxy (429 with Retry-After and 503 while polling, a connection reset and a body cut
+short while downloading) that lose nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dipro_fhir.bulk_run import cohort_group
+from dipro_fhir.fhir.bulk import (
+    BulkExportClient,
+    ExportManifest,
+    ExportRequest,
+    PollPolicy,
+    export_requests,
+)
+from dipro_fhir.fhir.bulk_files import DownloadReport, download_export
+from dipro_fhir.fhir.client import FhirClient
+from dipro_fhir.fhir.ndjson_source import NdjsonFhirSource
+from dipro_fhir.fhir.retry import RetryPolicy
+from dipro_fhir.fhir.source import HttpFhirSource
+from dipro_fhir.synth import generate_cohort
+from dipro_fhir.synth.load import load_into_servers
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+AS_OF = datetime(2026, 11, 24, 2, tzinfo=UTC)
+FAST_RETRY = RetryPolicy(max_attempts=4, backoff_s=0.05, max_backoff_s=0.2)
+FAST_POLL = PollPolicy(initial_s=0.3, max_s=2.0, timeout_s=180.0)
+
+
+class _NoImages:
+    def store(self, datasets: Any) -> None:
+        """The export tests read FHIR only."""
+
+
+@pytest.fixture(scope="module")
+def cohort(hapi_server: Any) -> Iterator[tuple[str, list[str]]]:
+    """Three synthetic patients (about 1,200 Observations) and a Group of two of them."""
+    hapi_server.reset()
+    patients = generate_cohort(
+        3,
+        seed=5,
+        start=AS_OF - timedelta(days=4),
+        admission_span_days=3.5,
+        reference_time=AS_OF,
+        id_prefix="bulk",
+    )
+    with FhirClient(hapi_server.base_url) as client:
+        report = load_into_servers(
+            patients, client, _NoImages(), dicomweb_base_url="http://dicom.invalid/dicom-web"
+        )
+        assert report.count("Observation") > 600
+        ids = sorted(r["id"] for r in client.search("Patient", {}))
+        client.put(cohort_group("bulk-test-run", ids[:2]))
+    yield hapi_server.base_url, ids
+    hapi_server.reset()
+
+
+def _export(
+    base_url: str, requests: list[ExportRequest], folder: Path
+) -> tuple[DownloadReport, list[ExportManifest], BulkExportClient]:
+    with FhirClient(base_url, retry=FAST_RETRY) as client:
+        bulk = BulkExportClient(client, FAST_POLL)
+        jobs = [bulk.kick_off(r) for r in requests]
+        manifests = bulk.wait(jobs)
+        report = download_export(client, manifests, folder)
+        bulk.cancel_all(jobs)
+    return report, manifests, bulk
+
+
+def _group_id() -> str:
+    return str(cohort_group("bulk-test-run", [])["id"])
+
+
+def _ids(source: NdjsonFhirSource, resource_type: str) -> set[str]:
+    return {str(r["id"]) for _, r in source._stream(resource_type)}
+
+
+def test_group_export_round_trip_into_staging(
+    cohort: tuple[str, list[str]], tmp_path: Path
+) -> None:
+    base_url, ids = cohort
+    members = ids[:2]
+    requests = export_requests(
+        group_id=_group_id(), as_of=AS_OF, window_hours=48, watermark=None,
+        observation_filter=None,
+    )  # fmt: skip
+
+    report, manifests, bulk = _export(base_url, requests, tmp_path / "bulk")
+
+    assert bulk.stats.kickoffs == 2
+    assert [m.error for m in manifests] == [(), ()]
+    source = NdjsonFhirSource(tmp_path / "bulk")
+    assert _ids(source, "Patient") == set(members)  # the Group's members, not the third
+    assert not list((tmp_path / "bulk").glob("**/*.part"))
+    with FhirClient(base_url) as client:
+        rest = HttpFhirSource(client)
+        for pid in members:
+            window = {"since": AS_OF - timedelta(days=30), "until": AS_OF + timedelta(days=30)}
+            want = {o["id"] for o in rest.observations(pid, **window)}
+            got = {o["id"] for o in source.observations(pid, **window)}
+            assert want
+            assert got == want
+            assert {e["id"] for e in source.encounters(pid)} == {
+                e["id"] for e in rest.encounters(pid)
+            }
+        expected = sum(client.count("Observation", {"subject": f"Patient/{p}"}) for p in members)
+    assert report.lines_by_type()["Observation"] == expected
+
+
+def test_incremental_since_fetches_only_changed_resources(
+    cohort: tuple[str, list[str]], tmp_path: Path
+) -> None:
+    base_url, ids = cohort
+    first, manifests, _ = _export(
+        base_url, [ExportRequest(("Observation",), _group_id())], tmp_path / "night1"
+    )
+    watermark = datetime.fromisoformat(manifests[0].transaction_time)
+    with FhirClient(base_url) as client:
+        changed = list(
+            client.search("Observation", {"subject": f"Patient/{ids[0]}", "_count": "3"})
+        )
+        changed = changed[:3]
+        for obs in changed:
+            obs["status"] = "amended"
+            client.put(obs)
+        # A change to a patient outside the Group is not exported.
+        outside = next(iter(client.search("Observation", {"subject": f"Patient/{ids[2]}"})))
+        outside["status"] = "amended"
+        client.put(outside)
+
+    second, _, _ = _export(
+        base_url,
+        [ExportRequest(("Observation",), _group_id(), since=watermark)],
+        tmp_path / "night2",
+    )
+
+    assert first.lines_by_type()["Observation"] > 400
+    assert second.lines_by_type() == {"Observation": 3}
+    source = NdjsonFhirSource(tmp_path / "night2")
+    assert _ids(source, "Observation") == {o["id"] for o in changed}
+
+
+def test_refused_type_filter_falls_back_to_an_export_without_it(
+    cohort: tuple[str, list[str]], tmp_path: Path, fault_proxy: Any
+) -> None:
+    base_url, _ = cohort
+    proxy = fault_proxy(base_url)
+    proxy.inject("status", times=1, match=r"_typeFilter", status=400)
+    request = ExportRequest(
+        ("Patient",), _group_id(), type_filters=("Observation?code=http://loinc.org|8867-4",)
+    )
+    with FhirClient(proxy.base_url, retry=FAST_RETRY) as client:
+        bulk = BulkExportClient(client, FAST_POLL)
+        job = bulk.kick_off(request)
+        manifests = bulk.wait([job])
+        report = download_export(client, manifests, tmp_path)
+    assert not job.type_filter_used
+    assert bulk.stats.type_filter_refused == 1
+    assert proxy.count(r"_typeFilter") == 1
+    assert proxy.count(r"/\$export\?") == 2
+    assert report.lines_by_type() == {"Patient": 2}
+
+
+def test_faults_while_polling_and_downloading_lose_nothing(
+    cohort: tuple[str, list[str]], tmp_path: Path, fault_proxy: Any
+) -> None:
+    base_url, _ = cohort
+    requests = [ExportRequest(("Patient", "Encounter", "Observation"), _group_id())]
+    clean, _, _ = _export(base_url, requests, tmp_path / "clean")
+    proxy = fault_proxy(base_url)
+    poll = r"export-poll-status"
+    proxy.inject("429", times=2, match=poll, method="GET", retry_after=1)
+    proxy.inject("503", times=1, match=poll, method="GET")
+    proxy.inject("truncate", times=1, match=r"/Binary/", method="GET")  # cut mid-file
+    proxy.inject("reset", times=1, match=r"/Binary/", method="GET")
+
+    faulted, _, bulk = _export(proxy.base_url, requests, tmp_path / "faulted")
+
+    assert proxy.pending_faults() == 0
+    assert faulted.lines_by_type() == clean.lines_by_type()
+    assert faulted.bytes == clean.bytes
+    for resource_type in ("Patient", "Encounter", "Observation"):
+        assert _ids(NdjsonFhirSource(tmp_path / "faulted"), resource_type) == _ids(
+            NdjsonFhirSource(tmp_path / "clean"), resource_type
+        )
+    assert any(f.attempts > 1 for f in faulted.files)  # the cut file was fetched again
+    assert faulted.requests == len(faulted.files) + 1
+    assert not list((tmp_path / "faulted").glob("**/*.part"))
+    assert bulk.stats.polls >= 1
