@@ -173,6 +173,27 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retract(args: argparse.Namespace) -> int:
+    """Retract a model version's results: RiskAssessments entered-in-error, rows marked."""
+    from dipro_fhir.retraction import run_retraction
+    from dipro_fhir.store.retractions import RetractionRequest
+
+    patients = list(args.patient or ())
+    if args.patients_file:
+        lines = Path(args.patients_file).read_text(encoding="utf-8").splitlines()
+        patients += [line.strip() for line in lines if line.strip()]
+    request = RetractionRequest(
+        model_version=args.model_version,
+        reason=args.reason,
+        since=_as_of(args.since) if args.since else None,
+        until=_as_of(args.until) if args.until else None,
+        patients=tuple(patients),
+        model_name=args.model_name,
+    )
+    print(json.dumps(run_retraction(Settings(), request), indent=2))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The embedded default: synthetic cohort, demo checkpoint, the nightly DAG, a report."""
     from dipro_fhir.demo import DemoOptions, run_demo
@@ -240,6 +261,16 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade = db_sub.add_parser("upgrade", help=cmd_db_upgrade.__doc__)
     upgrade.add_argument("revision", nargs="?", default="head")
     upgrade.set_defaults(func=cmd_db_upgrade)
+
+    retract = sub.add_parser("retract", help=cmd_retract.__doc__)
+    retract.add_argument("--model-version", required=True, help="the version to retract")
+    retract.add_argument("--reason", required=True, help="why (goes to the Provenance)")
+    retract.add_argument("--since", help="first as-of time retracted (ISO; inclusive)")
+    retract.add_argument("--until", help="as-of times before this are retracted (ISO)")
+    retract.add_argument("--patient", action="append", help="only this patient (repeatable)")
+    retract.add_argument("--patients-file", help="file with one patient id per line")
+    retract.add_argument("--model-name", help="the model's name (default: from the database)")
+    retract.set_defaults(func=cmd_retract)
 
     synth = sub.add_parser("synth", help=cmd_synth.__doc__)
     synth.add_argument("action", choices=["write", "load"])

@@ -86,6 +86,7 @@ def plan_run(settings: Settings, request: RunRequest) -> list[dict[str, Any]]:
         from sqlalchemy.exc import OperationalError, ProgrammingError
 
         try:
+            _refuse_withdrawn(settings, card.version, request.as_of)
             connections.result_store(settings).start_run(
                 run_id,
                 as_of=request.as_of,
@@ -112,6 +113,16 @@ def plan_run(settings: Settings, request: RunRequest) -> list[dict[str, Any]]:
     ]
     logger.info("run %s planned: %d patients in %d chunks", run_id, len(patients), len(chunks))
     return chunks
+
+
+def _refuse_withdrawn(settings: Settings, version: str, as_of: datetime) -> None:
+    from dipro_fhir.store.retractions import RetractionStore
+
+    if RetractionStore(connections.engine(settings)).withdrawn(version, as_of):
+        raise ConfigError(
+            f"model version {version!r} is retracted for as-of {as_of.isoformat()}: "
+            "its results must not be published again (see `dipro-fhir retract`)"
+        )
 
 
 def _cohort(
