@@ -173,6 +173,59 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retract(args: argparse.Namespace) -> int:
+    """Retract a model version's results: RiskAssessments entered-in-error, rows marked."""
+    from dipro_fhir.retraction import run_retraction
+    from dipro_fhir.store.retractions import RetractionRequest
+
+    patients = list(args.patient or ())
+    if args.patients_file:
+        lines = Path(args.patients_file).read_text(encoding="utf-8").splitlines()
+        patients += [line.strip() for line in lines if line.strip()]
+    request = RetractionRequest(
+        model_version=args.model_version,
+        reason=args.reason,
+        since=_as_of(args.since) if args.since else None,
+        until=_as_of(args.until) if args.until else None,
+        patients=tuple(patients),
+        model_name=args.model_name,
+    )
+    print(json.dumps(run_retraction(Settings(), request), indent=2))
+    return 0
+
+
+def cmd_smart_keys(args: argparse.Namespace) -> int:
+    """SMART Backend Services keys: generate or rotate, print or serve the JWKS, remove."""
+    import threading
+
+    from dipro_fhir.fhir import smart_keys
+
+    folder = Path(args.dir)
+    if args.action in ("generate", "rotate"):
+        key = smart_keys.generate_key(folder, args.alg)
+        print(
+            f"new signing key {key.kid} ({key.algorithm}): {key.private_key_path}", file=sys.stderr
+        )
+    elif args.action == "remove":
+        if not args.kid:
+            raise DiproFhirError("smart keys remove needs --kid")
+        smart_keys.remove_key(folder, args.kid)
+    elif args.action == "serve":
+        server = smart_keys.serve_jwks(folder, args.host, args.port, args.path)
+        port = server.server_address[1]
+        print(f"serving the JWKS at http://{args.host}:{port}{args.path}", flush=True)
+        try:
+            threading.Event().wait()  # nobody sets it: serve until interrupted
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.shutdown()
+            server.server_close()
+        return 0
+    print(json.dumps(smart_keys.read_jwks(folder), indent=2))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The embedded default: synthetic cohort, demo checkpoint, the nightly DAG, a report."""
     from dipro_fhir.demo import DemoOptions, run_demo
@@ -240,6 +293,28 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade = db_sub.add_parser("upgrade", help=cmd_db_upgrade.__doc__)
     upgrade.add_argument("revision", nargs="?", default="head")
     upgrade.set_defaults(func=cmd_db_upgrade)
+
+    retract = sub.add_parser("retract", help=cmd_retract.__doc__)
+    retract.add_argument("--model-version", required=True, help="the version to retract")
+    retract.add_argument("--reason", required=True, help="why (goes to the Provenance)")
+    retract.add_argument("--since", help="first as-of time retracted (ISO; inclusive)")
+    retract.add_argument("--until", help="as-of times before this are retracted (ISO)")
+    retract.add_argument("--patient", action="append", help="only this patient (repeatable)")
+    retract.add_argument("--patients-file", help="file with one patient id per line")
+    retract.add_argument("--model-name", help="the model's name (default: from the database)")
+    retract.set_defaults(func=cmd_retract)
+
+    smart = sub.add_parser("smart", help="SMART Backend Services")
+    smart_sub = smart.add_subparsers(dest="smart_command", required=True)
+    keys = smart_sub.add_parser("keys", help=cmd_smart_keys.__doc__)
+    keys.add_argument("action", choices=["generate", "rotate", "jwks", "remove", "serve"])
+    keys.add_argument("--dir", required=True, help="the key folder")
+    keys.add_argument("--alg", choices=["RS384", "ES384"], default="RS384")
+    keys.add_argument("--kid", help="the key to remove")
+    keys.add_argument("--host", default="127.0.0.1", help="serve: address to listen on")
+    keys.add_argument("--port", type=int, default=8765, help="serve: port (0: any free)")
+    keys.add_argument("--path", default="/jwks.json", help="serve: URL path of the JWKS")
+    keys.set_defaults(func=cmd_smart_keys)
 
     synth = sub.add_parser("synth", help=cmd_synth.__doc__)
     synth.add_argument("action", choices=["write", "load"])

@@ -45,20 +45,28 @@ def fhir_auth(fhir: FhirSettings) -> FhirAuth | None:
         if fhir.token is None:
             raise ConfigError("fhir.auth=bearer needs fhir.token")
         return BearerTokenAuth(fhir.token.get_secret_value())
+    from dipro_fhir.fhir.smart_keys import algorithm_for, key_id_for
+
     missing = [
         name
-        for name in ("smart_client_id", "smart_token_url", "smart_private_key_path", "smart_key_id")
+        for name in ("smart_client_id", "smart_token_url", "smart_private_key_path")
         if getattr(fhir, name) is None
     ]
     if missing:
         raise ConfigError(f"fhir.auth=smart needs {', '.join('fhir.' + m for m in missing)}")
     assert fhir.smart_private_key_path is not None  # checked above, for mypy
+    key = fhir.smart_private_key_path.read_bytes()
+    # ``dipro-fhir smart keys``: the kid of ``signing.pem`` is in ``signing.kid`` beside it.
+    key_id = fhir.smart_key_id or key_id_for(fhir.smart_private_key_path)
+    if key_id is None:
+        raise ConfigError("fhir.auth=smart needs fhir.smart_key_id (or a key from `smart keys`)")
     return SmartBackendAuth(
         token_url=str(fhir.smart_token_url),
         client_id=str(fhir.smart_client_id),
-        private_key=fhir.smart_private_key_path.read_bytes(),
-        key_id=str(fhir.smart_key_id),
+        private_key=key,
+        key_id=key_id,
         scope=fhir.smart_scope,
+        algorithm=algorithm_for(key),
         verify_tls=fhir.verify_tls,
     )
 

@@ -144,6 +144,7 @@ def _start_run(
         raise SourceUnavailable(
             f"the results database is unreachable ({type(exc.orig).__name__})"
         ) from None
+    _refuse_withdrawn(settings, version, request.as_of)
     try:
         store.mark_stale(timedelta(seconds=settings.run.stale_after_s))
         store.start_run(
@@ -159,6 +160,16 @@ def _start_run(
             "the results database cannot record the run (no schema?): "
             "run `dipro-fhir db upgrade` first"
         ) from exc
+
+
+def _refuse_withdrawn(settings: Settings, version: str, as_of: datetime) -> None:
+    from dipro_fhir.store.retractions import RetractionStore
+
+    if RetractionStore(connections.engine(settings)).withdrawn(version, as_of):
+        raise ConfigError(
+            f"model version {version!r} is retracted for as-of {as_of.isoformat()}: "
+            "its results must not be published again (see `dipro-fhir retract`)"
+        )
 
 
 def _cohort(

@@ -55,11 +55,17 @@ def outcomes_for(task: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True, slots=True)
 class ModelInfo:
-    """The model that produced scores: name, version and the hash of its model card."""
+    """The model that produced scores: name, version, the weights' SHA-256 and its card.
+
+    ``card_hash`` is the SHA-256 of the weights file (the card's ``weights_sha256``);
+    ``card_json`` is the checkpoint's ``model_card.json`` (``""`` when not at hand), written
+    to FHIR as the model card DocumentReference.
+    """
 
     name: str
     version: str
     card_hash: str
+    card_json: str = ""
 
 
 @dataclass(frozen=True, slots=True)

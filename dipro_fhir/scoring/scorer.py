@@ -74,7 +74,7 @@ def load_model(checkpoint: Path, device: str = "auto") -> LoadedModel:
     prepare_for_inference(network)
     seconds = time.perf_counter() - started
     logger.info("model %s %s loaded on %s in %.2fs", card.name, card.version, target, seconds)
-    info = ModelInfo(card.name, card.version, card.weights_sha256)
+    info = ModelInfo(card.name, card.version, card.weights_sha256, card.to_json())
     return LoadedModel(network, card, prep, info, seconds, digest)
 
 

@@ -4,9 +4,11 @@ Tables: ``runs`` (one row per pipeline run), ``scores`` (one row per predicted o
 key ``(model_version, task, patient_id, as_of, outcome)``), ``patient_failures`` and
 ``data_problems`` (both keyed per run so re-recording a chunk is idempotent; a problem of no
 patient that can be told has ``patient_id`` ``''``), ``data_quality`` (a run's data-quality
-summary, counts only, keyed ``(run_id, kind, item)``), ``watermarks`` (the as-of time of
-the last successful run per pipeline and model) and ``feature_cache`` (cached CXR region
-features shared by all workers, :mod:`dipro_fhir.store.feature_cache`).
+summary, counts only, keyed ``(run_id, kind, item)``), ``retractions`` (one row per
+retraction of a model version's results; retracted scores carry ``retracted_at``),
+``watermarks`` (the as-of time of the last successful run per pipeline and model) and
+``feature_cache`` (cached CXR region features shared by all workers,
+:mod:`dipro_fhir.store.feature_cache`).
 
 The Alembic migrations in the repository's ``migrations/`` create exactly this schema; a test
 compares the two (``alembic.autogenerate.compare_metadata``). Patient ids are stored as given:
@@ -103,6 +105,31 @@ class ScoreRow(Base):
     model_name: Mapped[str] = mapped_column(String(CODE_LENGTH))
     model_version: Mapped[str] = mapped_column(String(CODE_LENGTH))
     as_of: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Set when the score was retracted (``dipro-fhir retract``); never cleared by a re-run.
+    retracted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    retraction_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))
+
+
+class RetractionRow(Base):
+    """A retraction of a model version's results (time range and patients optional).
+
+    ``id`` is derived from what is retracted, so running the same retraction again (after a
+    crash, or by mistake) finds its row; ``patients`` is ``None`` for every patient.
+    """
+
+    __tablename__ = "retractions"
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(CODE_LENGTH))
+    model_version: Mapped[str] = mapped_column(String(CODE_LENGTH))
+    since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    patients: Mapped[list[str] | None] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class PatientFailureRow(Base):

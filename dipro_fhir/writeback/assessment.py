@@ -6,7 +6,7 @@ One RiskAssessment per patient, task, model version and as-of time, with one
 * ``RiskAssessment.prediction.probabilityDecimal``: the R4 element comment says a decimal
   probability is a percentage (invariant ras-2: ``<= 100``) while HL7's examples use
   fractions. ``probability_scale`` chooses; the default ``percent`` follows the specification.
-  ras-2 is checked here because fhir.resources checks no invariants.
+  ras-1 and ras-2 are checked here because fhir.resources checks no invariants.
 * ``prediction.qualitativeRisk``: ``risk-probability`` low/moderate/high by thresholds.
 * ``prediction.whenPeriod``: mortality is *in-hospital* mortality, so the period starts at the
   as-of time and stays open (ends at discharge, unknown yet). Length of stay concerns the
@@ -24,7 +24,8 @@ One RiskAssessment per patient, task, model version and as-of time, with one
   default) accept logical references to resources they do not hold.
 * ``method``: the model, as text and a coding in the project's model CodeSystem; the
   ``performer`` is the model's ``Device``.
-* ``meta.security``: HL7 AI-transparency label ``AIAST``.
+* ``meta.security``: HL7 AI-transparency label ``AIAST``; Device, model card and
+  Provenance follow AI Transparency on FHIR 1.0.0-ballot (:mod:`.transparency`).
 * Fewer than two CXRs (``Score.path == "ehr_only"``): ``note`` says "scored without CXR
   pairs (EHR-only path)".
 """
@@ -38,15 +39,16 @@ from typing import Any, Literal
 
 from dipro_fhir.errors import InvalidResource
 from dipro_fhir.fhir.resources import validate_resource
-from dipro_fhir.scoring.score import ModelInfo, Score, outcomes_for
+from dipro_fhir.scoring.score import Score, outcomes_for
 from dipro_fhir.settings import WriteBackSettings
 from dipro_fhir.timeline import ResourceRef
-from dipro_fhir.writeback import codes
+from dipro_fhir.writeback import codes, transparency
 from dipro_fhir.writeback.risk import RISK_DISPLAY, RISK_PROBABILITY_SYSTEM, RiskThresholds
 from dipro_fhir.writeback.risk import classify_risk as _classify
 
 EHR_ONLY_NOTE = "scored without CXR pairs (EHR-only path)"
 SOURCE_URI_SYSTEM = "urn:ietf:rfc:3986"
+UCUM = "http://unitsofmeasure.org"
 AI_LABEL = {
     "system": codes.AI_LABEL_SYSTEM,
     "code": codes.AI_LABEL_CODE,
@@ -271,39 +273,35 @@ _BASIS_TYPES = frozenset({"ImagingStudy", "Observation"})
 
 
 def check_risk_assessment(resource: Mapping[str, Any], scale: str = "percent") -> None:
-    """Validate a RiskAssessment structurally (R4B) and check invariant ras-2 and the scale.
+    """Validate a RiskAssessment structurally (R4B) and check invariants ras-1, ras-2.
+
+    fhir.resources checks no invariants, so both are checked here, before any write:
+
+    * ras-1 (``prediction.probabilityRange``): low and high, when present, are percentages
+      (UCUM ``%``), whatever the scale of ``probabilityDecimal``.
+    * ras-2 (``prediction.probabilityDecimal``): ``<= 100``; and within ``[0, 100]`` for the
+      ``percent`` scale, ``[0, 1]`` for ``fraction``.
 
     Raises:
-        InvalidResource: The resource is not a valid R4 RiskAssessment, or a probability
-            is out of range for the scale (ras-2: a decimal probability is ``<= 100``).
+        InvalidResource: The resource is not a valid R4 RiskAssessment, or it breaks ras-1
+            or ras-2 (or the configured scale).
     """
     validate_resource(resource)
     top = 100.0 if scale == "percent" else 1.0
     for index, prediction in enumerate(resource.get("prediction") or []):
+        where = f"RiskAssessment.prediction[{index}]"
         value = prediction.get("probabilityDecimal")
+        if value is not None and float(value) > 100.0:
+            raise InvalidResource(f"{where}.probabilityDecimal above 100 (ras-2)")
         if value is not None and not 0.0 <= float(value) <= top:
-            raise InvalidResource(
-                f"RiskAssessment.prediction[{index}].probabilityDecimal out of range "
-                f"(ras-2, scale {scale})"
-            )
-
-
-def to_device(model: ModelInfo) -> dict[str, Any]:
-    """Build the ``Device`` that stands for one model version (deterministic id)."""
-    return {
-        "resourceType": "Device",
-        "id": codes.device_id(model.name, model.version),
-        "meta": {"security": [dict(AI_LABEL)]},
-        "identifier": [
-            {"system": codes.MODEL_ID_SYSTEM, "value": f"{model.name}|{model.version}"},
-            {"system": codes.MODEL_CARD_SYSTEM, "value": model.card_hash},
-        ],
-        "status": "active",
-        "deviceName": [{"name": model.name, "type": "model-name"}],
-        "type": {"text": "AI/ML prediction model"},
-        "version": [{"value": model.version}],
-        "note": [{"text": f"model card sha256 {model.card_hash}"}],
-    }
+            raise InvalidResource(f"{where}.probabilityDecimal out of range (ras-2, scale {scale})")
+        bounds = prediction.get("probabilityRange") or {}
+        for end in ("low", "high"):
+            quantity = bounds.get(end)
+            if quantity is not None and (
+                quantity.get("code") != "%" or quantity.get("system") != UCUM
+            ):
+                raise InvalidResource(f"{where}.probabilityRange.{end} is not a percentage (ras-1)")
 
 
 def to_provenance(
@@ -316,26 +314,23 @@ def to_provenance(
 ) -> dict[str, Any]:
     """Build the ``Provenance`` tying a chunk's RiskAssessments to the run and the model.
 
-    ``entity`` (role ``source``) lists at most ``options.max_basis`` inputs, chosen as for
-    basis and referenced in the same form.
+    AI Transparency on FHIR (``AI-Provenance``): ``reason`` AIAST, the Device as the agent
+    with the AI role, the model card as an entity (role ``derivation``). The other entities
+    (role ``source``) list at most ``options.max_basis`` inputs, chosen as for basis and
+    referenced in the same form.
     """
     opts = options or AssessmentOptions()
     provenance: dict[str, Any] = {
         "resourceType": "Provenance",
         "id": codes.provenance_id(run_id, list(targets)),
+        "meta": {"profile": [transparency.PROVENANCE_PROFILE]},
         "target": [{"reference": t} for t in targets],
         "recorded": codes.utc_instant(recorded),
+        "reason": [{"coding": [dict(transparency.AI_REASON)]}],
         "activity": {"text": f"dipro-fhir scoring run {run_id}"},
-        "agent": [
-            {
-                "type": {"coding": [{"system": codes.PARTICIPANT_SYSTEM, "code": "performer"}]},
-                "who": {"reference": device_reference},
-            }
-        ],
+        "agent": [transparency.ai_agent(device_reference)],
+        "entity": [transparency.model_card_entity(device_reference)],
     }
     chosen = select_basis(sources, opts.max_basis)
-    if chosen:
-        provenance["entity"] = [
-            {"role": "source", "what": opts.source_reference(r)} for r in chosen
-        ]
+    provenance["entity"] += [{"role": "source", "what": opts.source_reference(r)} for r in chosen]
     return provenance

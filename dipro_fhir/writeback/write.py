@@ -41,11 +41,11 @@ from dipro_fhir.writeback import codes
 from dipro_fhir.writeback.assessment import (
     AssessmentOptions,
     check_risk_assessment,
-    to_device,
     to_provenance,
     to_risk_assessment,
 )
 from dipro_fhir.writeback.sinks import EntryOutcome, ResultSink
+from dipro_fhir.writeback.transparency import to_device, to_model_card
 
 _LOG = logging.getLogger(__name__)
 _SERVER_META = ("versionId", "lastUpdated", "source", "author", "project", "compartment")
@@ -77,12 +77,15 @@ class WriteReport:
         failures: One failure per patient and reason that could not be written.
         written: RiskAssessments written now.
         unchanged: RiskAssessments skipped because identical content was already there.
+        retracted: RiskAssessments skipped because they were retracted
+            (``entered-in-error``): a later run never brings a retracted result back.
     """
 
     resource_ids: Mapping[tuple[PatientId, str], str] = field(default_factory=dict)
     failures: tuple[PatientFailure, ...] = ()
     written: int = 0
     unchanged: int = 0
+    retracted: int = 0
 
     def ids_for(self, patient_id: PatientId) -> tuple[str, ...]:
         """Return the RiskAssessment ids held for one patient."""
@@ -126,6 +129,11 @@ def _failures(
 
 
 def _ensure_device(sink: ResultSink, model: ModelInfo) -> EntryOutcome:
+    """Write the model card, then the Device that references it (card first: HAPI checks
+    the reference)."""
+    card = _put_unless_same(sink, to_model_card(model))
+    if not card.ok:
+        return card
     return _put_unless_same(sink, to_device(model))
 
 
@@ -196,20 +204,23 @@ def write_scores(
         identifier_fallback=opts.source_references == "literal" and opts.identifier_fallback,
     )
     ids: dict[tuple[PatientId, str], str] = {}
-    written = unchanged = 0
+    written = unchanged = retracted = 0
     size = opts.transaction_size
     for start in range(0, len(built), size):
         part = _write_part(sink, built[start : start + size], model, opts, context)
         ids.update(part.ids)
         written, unchanged = written + part.written, unchanged + part.unchanged
+        retracted += part.retracted
         failures += part.failures
     _LOG.info(
-        "write-back: %d RiskAssessments written, %d unchanged, %d patients failed",
+        "write-back: %d RiskAssessments written, %d unchanged, %d retracted kept, "
+        "%d patients failed",
         written,
         unchanged,
+        retracted,
         len({f.patient_id for f in failures}),
     )
-    return WriteReport(ids, tuple(failures), written, unchanged)
+    return WriteReport(ids, tuple(failures), written, unchanged, retracted)
 
 
 @dataclass(slots=True)
@@ -217,6 +228,7 @@ class _PartResult:
     ids: dict[tuple[PatientId, str], str] = field(default_factory=dict)
     written: int = 0
     unchanged: int = 0
+    retracted: int = 0
     failures: list[PatientFailure] = field(default_factory=list)
     conflicted: bool = False
 
@@ -253,6 +265,7 @@ def _attempt_part(
     key = {r["id"]: (g[0].patient_id, g[0].task) for g, r in part}
     try:
         stored = sink.existing("RiskAssessment", list(key))
+        retracted = {r["id"] for _, r in part if _is_retracted(stored.get(r["id"]))}
         same = [(g, r) for g, r in part if same_content(stored.get(r["id"]), r)]
         covered = sink.provenance_targets([_ref(r) for _, r in same])
     except DiproFhirError as exc:
@@ -263,7 +276,10 @@ def _attempt_part(
                 PatientFailure(p, "writeback", "source-unavailable", detail, True) for p in patients
             ]
         )
-    result = _PartResult(ids={key[r["id"]]: r["id"] for _, r in same}, unchanged=len(same))
+    held = [r["id"] for _, r in same] + sorted(retracted)
+    result = _PartResult(
+        ids={key[i]: i for i in held}, unchanged=len(same), retracted=len(retracted)
+    )
     to_send = [(g, r) for g, r in part if key[r["id"]] not in result.ids]
     # Identical RiskAssessments that no Provenance targets (an earlier write lost it) get
     # one now: a Provenance is never lost for good.
@@ -372,6 +388,10 @@ def _rebuild(
         (g, to_risk_assessment(g, options, stay_start=context.stay_starts.get(g[0].patient_id)))
         for g, _ in part
     ]
+
+
+def _is_retracted(stored: Mapping[str, Any] | None) -> bool:
+    return stored is not None and stored.get("status") == "entered-in-error"
 
 
 def _ref(resource: Mapping[str, Any]) -> str:

@@ -33,7 +33,14 @@ def _parse(monkeypatch: pytest.MonkeyPatch, **environ: str) -> Any:
 
 def test_dags_folder_parses_without_import_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     bag = _parse(monkeypatch)
-    assert set(bag.dag_ids) == {"dipro_nightly"}
+    assert set(bag.dag_ids) == {"dipro_nightly", "dipro_retract"}
+
+
+def test_retract_dag_has_one_task_and_required_params(monkeypatch: pytest.MonkeyPatch) -> None:
+    dag = _parse(monkeypatch).dags["dipro_retract"]
+    assert dag.task_ids == ["retract"]
+    assert {"model_version", "reason", "since", "until", "patient_ids"} <= set(dag.params)
+    assert dag.schedule is None or str(dag.timetable.summary) in ("None", "none")
 
 
 def test_nightly_dag_wires_plan_chunks_and_finalize(dipro_dag: DAG) -> None:

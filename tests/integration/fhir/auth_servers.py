@@ -3,6 +3,9 @@
 - :class:`TokenServer`: a SMART Backend Services token endpoint. It verifies the client
   assertion JWT with the client's public key (signature, ``aud``, ``iss`` = ``sub``, ``exp``
   at most five minutes ahead, ``jti`` never reused, ``kid``) and issues opaque access tokens.
+  The key is registered by value (``public_key`` and ``key_id``) or as a JWKS URL
+  (``jwks_url``, fetched on every request and the key chosen by the assertion's ``kid``, as
+  SMART Backend Services lets a client register).
 - :class:`AuthGateway`: an authenticating gateway in front of the FHIR server (the harness
   itself checks no credentials). It records every ``Authorization`` header it receives,
   answers 401 to credentials its ``accept`` callable refuses and forwards the rest.
@@ -14,6 +17,7 @@ import http.client
 import json
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -43,8 +47,17 @@ class _Server:
 class TokenServer(_Server):
     """SMART token endpoint at ``{url}``; ``issued`` lists the tokens it gave out."""
 
-    def __init__(self, client_id: str, public_key: Any, key_id: str, expires_in: int = 300):
+    def __init__(
+        self,
+        client_id: str,
+        public_key: Any = None,
+        key_id: str | None = None,
+        expires_in: int = 300,
+        *,
+        jwks_url: str | None = None,
+    ):
         self.client_id, self.public_key, self.key_id = client_id, public_key, key_id
+        self.jwks_url = jwks_url
         self.expires_in = expires_in
         self.issued: list[str] = []
         self.refusals: list[str] = []
@@ -73,11 +86,16 @@ class TokenServer(_Server):
         if form.get("client_assertion_type") != ASSERTION_TYPE:
             raise ValueError("client_assertion_type")
         assertion = form.get("client_assertion", "")
-        if jwt.get_unverified_header(assertion).get("kid") != self.key_id:
+        kid = jwt.get_unverified_header(assertion).get("kid")
+        if self.jwks_url is not None:
+            public_key = self._registered_key(kid)
+        elif kid != self.key_id:
             raise ValueError("kid")
+        else:
+            public_key = self.public_key
         claims = jwt.decode(
             assertion,
-            self.public_key,
+            public_key,
             algorithms=["RS384", "ES384"],
             audience=self.url,
             issuer=self.client_id,
@@ -88,6 +106,15 @@ class TokenServer(_Server):
         if claims["jti"] in self._jtis:
             raise ValueError("jti reused")
         self._jtis.add(claims["jti"])
+
+    def _registered_key(self, kid: Any) -> Any:
+        assert self.jwks_url is not None
+        with urllib.request.urlopen(self.jwks_url, timeout=10) as response:
+            jwks = json.loads(response.read())
+        for jwk in jwks.get("keys", []):
+            if jwk.get("kid") == kid:
+                return jwt.PyJWK(jwk).key
+        raise ValueError("kid not in the registered JWKS")
 
 
 class _TokenHandler(BaseHTTPRequestHandler):

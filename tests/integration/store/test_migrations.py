@@ -27,7 +27,16 @@ from dipro_fhir.store.models import Base
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[3]
-TABLES = {"runs", "scores", "patient_failures", "data_problems", "data_quality", "watermarks"}
+TABLES = {
+    "runs",
+    "scores",
+    "patient_failures",
+    "data_problems",
+    "data_quality",
+    "feature_cache",
+    "retractions",
+    "watermarks",
+}
 
 # pytest-alembic's built-in checks, bound here with its runner fixture (the plugin's own
 # entry point is not loaded in every environment).

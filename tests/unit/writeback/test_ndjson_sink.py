@@ -27,7 +27,12 @@ def test_rerun_to_ndjson_rewrites_nothing(tmp_path: Path) -> None:
     assert (second.written, second.unchanged) == (0, 15)
     assert second.resource_ids == first.resource_ids
     assert {p.name: p.read_bytes() for p in tmp_path.glob("*.ndjson")} == before
-    assert set(before) == {"RiskAssessment.ndjson", "Device.ndjson", "Provenance.ndjson"}
+    assert set(before) == {
+        "RiskAssessment.ndjson",
+        "Device.ndjson",
+        "DocumentReference.ndjson",
+        "Provenance.ndjson",
+    }
     assert len(_lines(sink.path("Provenance"))) == 1
 
 
