@@ -36,7 +36,9 @@ def to_rgb(image: npt.NDArray[np.floating], scale: float = 1.0) -> Image.Image:
     arr = (np.clip(np.asarray(image, dtype=np.float64), 0.0, 1.0) * 255.0).astype(np.uint8)
     pic = Image.fromarray(arr).convert("RGB")
     if scale != 1.0:
-        pic = pic.resize((round(pic.width * scale), round(pic.height * scale)), Image.Resampling.BILINEAR)
+        pic = pic.resize(
+            (round(pic.width * scale), round(pic.height * scale)), Image.Resampling.BILINEAR
+        )
     return pic
 
 
