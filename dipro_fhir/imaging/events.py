@@ -6,8 +6,14 @@ the patient:
 
 - ``corrupt-dicom``: the pixels cannot be decoded (truncated file, garbage pixel data);
 - ``missing-acquisition-time``: no usable date in the header;
-- ``regions-not-found`` / ``regions-partial``: the locator placed none / some regions
-  (the event is still produced; missing regions are zero crops with a False mask);
+- ``regions-not-found``: the locator placed no region (the film is not used);
+- ``regions-qc-film``: quality control (:mod:`dipro_fhir.imaging.qc`) found the placement
+  implausible as a whole (the film is not used; detail: the reason code);
+- ``regions-qc-failed``: quality control failed some regions (detail: region and checks);
+  they go downstream as missing, like regions the locator could not place;
+- ``regions-partial``: the event is produced with some regions missing (detail: which);
+  missing regions are zero crops with a False mask, which the model replaces by its
+  learnable padding;
 - ``image-missing``: the study, series or instance is not on the image source (404);
 - ``no-frontal-image``: the study holds no frontal chest radiograph;
 - ``duplicate-sop-instance``: the source holds two objects of one SOP Instance UID
@@ -22,13 +28,16 @@ import logging
 import time
 from datetime import UTC, datetime, tzinfo
 
+import numpy as np
 from pydicom.dataset import Dataset
 
+from dipro.vocab import REGIONS
 from dipro_fhir.dicomweb.source import CHEST_MODALITIES, ImageSource
 from dipro_fhir.errors import ResourceNotFound
 from dipro_fhir.imaging.crops import crop_regions
 from dipro_fhir.imaging.decode import CorruptImage, decode_radiograph
 from dipro_fhir.imaging.frontal import ImageCandidate, acquisition_time, select_frontal
+from dipro_fhir.imaging.qc import apply_qc, check_placement
 from dipro_fhir.imaging.regions import GeometricRegionLocator, RegionLocator
 from dipro_fhir.timeline import ImageEvent, MappingIssue, ResourceRef
 
@@ -66,17 +75,25 @@ def image_event_from_dataset(
     if acquired is None:
         return None, [MappingIssue("missing-acquisition-time", resource, "no usable date")]
     boxes = (locator or GeometricRegionLocator()).locate(image)
-    crops, mask = crop_regions(image, boxes, crop_size)
     issues: list[MappingIssue] = []
-    if not mask.any():
-        issues.append(MappingIssue("regions-not-found", resource, "thorax not found"))
-    elif not mask.all():
-        issues.append(
-            MappingIssue("regions-partial", resource, f"{int((~mask).sum())} regions missing")
-        )
-    if mask.any() and boxes.approximate:
-        # Placed by mirroring one lung or from the body outline, not from both lung fields.
+    placed = boxes.mask
+    if not placed.any():
+        return None, [MappingIssue("regions-not-found", resource, "thorax not found")]
+    qc = check_placement(image, boxes)
+    if not qc.film_ok:
+        # The placement as a whole is not plausible: the film is not used (issue 11).
+        return None, [MappingIssue("regions-qc-film", resource, qc.film_reason)]
+    if boxes.approximate:
+        # Placed by mirroring one lung, not from both lung fields.
         issues.append(MappingIssue("regions-approximate", resource, f"method {boxes.method}"))
+    failed = [r for r in qc.regions if not r.ok and "not-placed" not in r.reasons]
+    if failed:
+        detail = "; ".join(f"{r.region}: {','.join(r.reasons)}" for r in failed)
+        issues.append(MappingIssue("regions-qc-failed", resource, detail))
+    crops, mask = crop_regions(image, apply_qc(boxes, qc), crop_size)
+    if not mask.all():
+        missing = ",".join(REGIONS[i] for i in np.flatnonzero(~mask))
+        issues.append(MappingIssue("regions-partial", resource, f"missing: {missing}"))
     event = ImageEvent(
         study_uid=str(ds.get("StudyInstanceUID", "")),
         series_uid=str(ds.get("SeriesInstanceUID", "")),

@@ -62,8 +62,12 @@ THORAX_RANGES = ((0.58, 0.92), (0.44, 0.93))
 SIZE_SLACK = 0.5
 #: Tolerance of the base check, as a fraction of the lung box's height; angles get more
 #: (their box reaches below the recess, and the measured base is the recess's upper edge).
-BASE_TOLERANCE = 0.15
+BASE_TOLERANCE = 0.18
 ANGLE_TOLERANCE = 0.22
+#: Below the base the profile stays bright for at least this fraction of the film height
+#: (a nodule or a rib crossing is shorter).
+BASE_RUN = 0.08
+STAYS_BRIGHT = 0.7
 #: Lateral reach of one lung from the midline over the other's: at most this (measured
 #: 0.64..1.37 on the annotated films; a box over the arm or shoulder reaches further).
 SYMMETRY_MAX = 1.45
@@ -158,7 +162,9 @@ def _rise(profile: npt.NDArray[np.float64], start: int, run: int, level: float =
         return None  # no contrast: opacified base, nothing to measure
     above = ahead > lung + level * (bright - lung)
     for i in range(above.size):
-        if above[i : i + run].all():
+        # Bright for a run, and mostly bright from there on (abdomen, or the chest wall and
+        # beyond; bowel gas leaves dark patches), unlike a nodule or a rib.
+        if above[i : i + run].all() and above[i:].mean() >= STAYS_BRIGHT:
             return start + i
     return None
 
@@ -171,7 +177,7 @@ def lung_base(film: _Film, lung: Box, image_left: bool) -> float | None:
     c0, c1 = (x0 + 0.1 * w, x0 + 0.5 * w) if image_left else (x0 + 0.5 * w, x0 + 0.9 * w)
     cols = n[:, max(0, int(c0)) : max(int(c0) + 1, int(c1))]
     profile = box_blur(cols.mean(axis=1)[None, :], 2)[0]
-    row = _rise(profile, int(y0 + 0.5 * h), max(2, int(0.04 * n.shape[0])))
+    row = _rise(profile, int(y0 + 0.5 * h), max(2, int(BASE_RUN * n.shape[0])))
     return None if row is None else float(row * f)
 
 
