@@ -6,8 +6,14 @@ the patient:
 
 - ``corrupt-dicom``: the pixels cannot be decoded (truncated file, garbage pixel data);
 - ``missing-acquisition-time``: no usable date in the header;
-- ``regions-not-found`` / ``regions-partial``: the locator placed none / some regions
-  (the event is still produced; missing regions are zero crops with a False mask);
+- ``regions-not-found``: the locator placed no region (the film is not used);
+- ``regions-qc-film``: quality control (:mod:`dipro_fhir.imaging.qc`) found the placement
+  implausible as a whole (the film is not used; detail: the reason code);
+- ``regions-qc-failed``: quality control failed some regions (detail: region and checks);
+  they go downstream as missing, like regions the locator could not place;
+- ``regions-partial``: the event is produced with some regions missing (detail: which);
+  missing regions are zero crops with a False mask, which the model replaces by its
+  learnable padding;
 - ``image-missing``: the study, series or instance is not on the image source (404);
 - ``no-frontal-image``: the study holds no frontal chest radiograph;
 - ``image-too-large``: more pixels or bytes than ``limits`` allow (checked from the header
@@ -33,6 +39,7 @@ from typing import Protocol
 import numpy as np
 from pydicom.dataset import Dataset
 
+from dipro.vocab import REGIONS
 from dipro_fhir.dicomweb.source import CHEST_MODALITIES, ImageSource
 from dipro_fhir.errors import ResourceNotFound
 from dipro_fhir.imaging.boxes import RegionBoxes
@@ -45,6 +52,7 @@ from dipro_fhir.imaging.decode import (
     decode_radiograph,
 )
 from dipro_fhir.imaging.frontal import ImageCandidate, acquisition_time, select_frontal
+from dipro_fhir.imaging.qc import apply_qc, check_placement
 from dipro_fhir.imaging.regions import GeometricRegionLocator, RegionLocator
 from dipro_fhir.limits import DEFAULT_LIMITS, InputLimits
 from dipro_fhir.timeline import FloatArray, ImageEvent, MappingIssue, ResourceRef
@@ -52,11 +60,13 @@ from dipro_fhir.timeline import FloatArray, ImageEvent, MappingIssue, ResourceRe
 log = logging.getLogger(__name__)
 
 #: Version of the region QC verdict (which codes an image raises); part of the cache key.
-QC_VERSION = "qc/1"
+QC_VERSION = "qc/2"
 #: DICOM frame numbers start at 1; a radiograph is one frame.
 FRAME = 1
 #: Codes of the QC verdict, replayed from the cache when the image is not read again.
-QC_CODES = frozenset({"regions-not-found", "regions-partial", "regions-approximate"})
+QC_CODES = frozenset(
+    {"regions-not-found", "regions-partial", "regions-approximate", "regions-qc-failed"}
+)
 
 
 def preprocessing_version(locator: RegionLocator | None, crop_size: int) -> str:
@@ -125,18 +135,26 @@ def image_event_from_dataset(
     if acquired is None:
         return None, [MappingIssue("missing-acquisition-time", resource, "no usable date")]
     boxes = (locator or GeometricRegionLocator()).locate(image)
-    crops, mask = crop_regions(image, boxes, crop_size)
     issues: list[MappingIssue] = []
-    if not mask.any():
-        issues.append(MappingIssue("regions-not-found", resource, "thorax not found"))
-    elif not mask.all():
-        issues.append(
-            MappingIssue("regions-partial", resource, f"{int((~mask).sum())} regions missing")
-        )
-    if mask.any() and boxes.approximate:
-        # Placed by mirroring one lung or from the body outline, not from both lung fields.
+    placed = boxes.mask
+    if not placed.any():
+        return None, [MappingIssue("regions-not-found", resource, "thorax not found")]
+    qc = check_placement(image, boxes)
+    if not qc.film_ok:
+        # The placement as a whole is not plausible: the film is not used (issue 11).
+        return None, [MappingIssue("regions-qc-film", resource, qc.film_reason)]
+    if boxes.approximate:
+        # Placed by mirroring one lung, not from both lung fields.
         issues.append(MappingIssue("regions-approximate", resource, f"method {boxes.method}"))
-    qc = tuple((i.code, i.detail) for i in issues if i.code in QC_CODES)
+    failed = [r for r in qc.regions if not r.ok and "not-placed" not in r.reasons]
+    if failed:
+        detail = "; ".join(f"{r.region}: {','.join(r.reasons)}" for r in failed)
+        issues.append(MappingIssue("regions-qc-failed", resource, detail))
+    crops, mask = crop_regions(image, apply_qc(boxes, qc), crop_size)
+    if not mask.all():
+        missing = ",".join(REGIONS[i] for i in np.flatnonzero(~mask))
+        issues.append(MappingIssue("regions-partial", resource, f"missing: {missing}"))
+    verdict = tuple((i.code, i.detail) for i in issues if i.code in QC_CODES)
     event = ImageEvent(
         study_uid=str(ds.get("StudyInstanceUID", "")),
         series_uid=str(ds.get("SeriesInstanceUID", "")),
@@ -148,7 +166,7 @@ def image_event_from_dataset(
         view_position=str(ds.get("ViewPosition", "") or ""),
         imaging_study=imaging_study_ref,
         boxes=boxes_array(boxes),
-        qc=qc,
+        qc=verdict,
         preprocessing=preprocessing_version(locator, crop_size),
     )
     return event, issues

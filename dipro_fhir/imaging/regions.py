@@ -14,8 +14,10 @@ default:
    thin bridges from the apices to the outside air (neck, collimator bands). Opacified lungs
    (effusion, consolidation, edema) are darker than soft tissue but not than the outside
    air, so the same is then tried at thresholds from the body's own grey levels (Otsu inside
-   the body, then its 60th..20th percentiles). A dark field crossing the body midline in
-   many rows means a lateral film: no regions;
+   the body, then its 60th..20th percentiles). A threshold at which a dark field crosses
+   the body midline in many rows is skipped (there the mediastinum of a frontal film, or a
+   white lung, is as dark as the lungs); only when that holds at most thresholds and no
+   pair is found is the film taken for a lateral one: no regions;
 3. take the mediastinal midline as the centre of the least-lung column band between the
    two lung-column peaks; split the lung mask there;
 4. each lung's box is the extent of its rows/columns holding at least 5 % of the peak
@@ -205,13 +207,18 @@ class GeometricRegionLocator:
         outline = _body_columns(body)
         mid = 0.5 * (outline[0] + outline[1]) if outline else 0.5 * norm.shape[1]
         fields = [_inner_dark(norm < t, 0) for t in thresholds]
-        if any(_crosses_midline(lungs, mid) for lungs in fields):
-            return RegionBoxes.missing(width, height)  # a lateral, not a frontal film
-        for t, lungs in zip(thresholds, fields, strict=True):
+        crossing = [_crosses_midline(lungs, mid) for lungs in fields]
+        for t, lungs, crosses in zip(thresholds, fields, crossing, strict=True):
+            if crosses:
+                # At this threshold the mediastinum (or, on a white-out, a lung) is as dark as
+                # the lungs: no pair can be split here, try the next threshold.
+                continue
             for radius in _OPENING_RADII:
                 marks = self._landmarks(lungs if radius == 0 else _inner_dark(norm < t, radius))
                 if marks is not None:
                     return place_regions(_scale(marks, f), width, height)
+        if sum(crossing) * 2 > len(crossing):
+            return RegionBoxes.missing(width, height)  # dark across the midline: a lateral film
         if outline is None:
             return RegionBoxes.missing(width, height)
         cols = np.arange(norm.shape[1])[None, :]

@@ -40,6 +40,7 @@ IMAGE_UNUSABLE: Final[frozenset[str]] = frozenset(
         "corrupt-dicom",
         "missing-acquisition-time",
         "regions-not-found",
+        "regions-qc-film",
         "after-as-of",
     }
 )

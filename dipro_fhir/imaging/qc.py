@@ -1,0 +1,304 @@
+"""Quality control of a region placement: anatomical plausibility checks and a confidence
+per region, whatever locator placed the boxes (issue 11: "no wrong box without a flag").
+
+A wrong box silently feeds a wrong region into every score of the patient, so each of the
+ten boxes is checked against the film and against the other boxes:
+
+* ``outside-body``: the box must lie inside the body outline (pixels not connected to the
+  outside air at the film border; a film with no outside air in the frame has the whole
+  frame as its outline, recorded as :attr:`PlacementQC.no_outside_air`);
+* ``below-diaphragm``: lungs, lower zones and costophrenic angles must end at the lung base.
+  The base is measured on the film, independently of the locator: in the lateral half of
+  each lung box the row profile goes from dark lung to the bright diaphragm/abdomen; the
+  base is the first row below mid-lung from which the profile stays bright;
+* ``beyond-chest-wall``: lungs and angles must not reach further from the midline than
+  :data:`SYMMETRY_MAX` times the other lung (a box over the arm or shoulder does; a measured
+  chest wall, like the base, was tried and found unreliable on the development films);
+* ``angle-not-at-base`` / ``above-base``: a costophrenic angle sits at the lateral base of
+  its lung box and reaches down to the measured base;
+* ``heart-position``: the cardiac silhouette lies between the lungs and below the hila;
+* ``left-right``: patient-right regions on the image left of the midline, left ones right;
+* ``size``: width, height and aspect within the ranges measured on the annotated
+  development films (``tests/data/regions/hannover_regions.coco.json``), widened by
+  :data:`SIZE_SLACK`; the thorax (union of the lung boxes) within its range of the film.
+
+Each check gives a margin; the region's confidence is ``min(1, 0.5 + margin / 2)`` over its
+checks, so a region fails (``confidence < 0.5``) exactly when a check fails. A failed region
+goes downstream as missing. The whole film fails when the boxes are not measured from
+lung fields (``template`` placement), when a lung fails, or when
+:data:`MAX_FAILED_REGIONS` or more regions fail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import numpy.typing as npt
+
+from dipro.vocab import REGIONS
+from dipro_fhir.imaging.boxes import Box, RegionBoxes
+from dipro_fhir.imaging.regions import _border_connected, _downsample, box_blur, otsu_threshold
+
+Image = npt.NDArray[np.floating]
+
+#: Per region: (width, height) as fractions of the thorax box and aspect (w/h) ranges,
+#: measured on the 64 annotated development films (min..max).
+SIZE_RANGES: dict[str, tuple[tuple[float, float], tuple[float, float], tuple[float, float]]] = {
+    "left_lung": ((0.31, 0.51), (0.78, 1.0), (0.37, 0.81)),
+    "right_lung": ((0.32, 0.53), (0.72, 1.0), (0.44, 0.94)),
+    "left_lower_lung_zone": ((0.31, 0.51), (0.29, 0.38), (1.08, 2.53)),
+    "right_lower_lung_zone": ((0.32, 0.53), (0.23, 0.37), (1.34, 2.81)),
+    "left_hilar_structures": ((0.11, 0.20), (0.29, 0.42), (0.50, 0.89)),
+    "right_hilar_structures": ((0.13, 0.22), (0.29, 0.38), (0.54, 1.06)),
+    "left_costophrenic_angle": ((0.14, 0.20), (0.17, 0.28), (0.76, 1.31)),
+    "right_costophrenic_angle": ((0.13, 0.18), (0.17, 0.27), (0.88, 1.29)),
+    "cardiac_silhouette": ((0.38, 0.62), (0.40, 0.64), (0.91, 2.00)),
+    "mediastinum": ((0.14, 0.29), (0.42, 0.77), (0.29, 0.94)),
+}
+#: Thorax (union of the lung boxes) as fractions of the film: width, height.
+THORAX_RANGES = ((0.58, 0.92), (0.44, 0.93))
+#: Ranges are widened by this factor on each side (box edges are read off by eye, +-15 px).
+SIZE_SLACK = 0.5
+#: Tolerance of the base check, as a fraction of the lung box's height; angles get more
+#: (their box reaches below the recess, and the measured base is the recess's upper edge).
+BASE_TOLERANCE = 0.18
+ANGLE_TOLERANCE = 0.22
+#: Below the base the profile stays bright for at least this fraction of the film height
+#: (a nodule or a rib crossing is shorter).
+BASE_RUN = 0.08
+STAYS_BRIGHT = 0.7
+#: Lateral reach of one lung from the midline over the other's: at most this (measured
+#: 0.64..1.37 on the annotated films; a box over the arm or shoulder reaches further).
+SYMMETRY_MAX = 1.45
+#: A film with this many failed regions is not used at all.
+MAX_FAILED_REGIONS = 4
+_SIDE = {
+    r: ("left" if r.startswith("left") else "right" if r.startswith("right") else "")
+    for r in REGIONS
+}
+_BASE_REGIONS = ("lung", "lower_lung_zone", "costophrenic_angle")
+
+
+@dataclass(frozen=True, slots=True)
+class RegionQC:
+    """One region's verdict: ``confidence`` in [0, 1], ``reasons`` of the failed checks."""
+
+    region: str
+    confidence: float
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """Whether the region passed every check (and was placed)."""
+        return self.confidence >= 0.5 and not self.reasons
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementQC:
+    """The checks of one film's placement.
+
+    Attributes:
+        regions: One verdict per region, ``dipro.vocab.REGIONS`` order (a region the
+            locator did not place has confidence 0 and reason ``not-placed``).
+        film_ok: Whether the film can be used at all.
+        film_reason: Why not (stable code), ``""`` when usable.
+        no_outside_air: No outside air in the frame (the body outline is the frame).
+    """
+
+    regions: tuple[RegionQC, ...]
+    film_ok: bool
+    film_reason: str = ""
+    no_outside_air: bool = False
+
+    @property
+    def failed(self) -> tuple[str, ...]:
+        """Names of the regions that go downstream as missing."""
+        if not self.film_ok:
+            return tuple(REGIONS)
+        return tuple(r.region for r in self.regions if not r.ok)
+
+
+@dataclass(frozen=True, slots=True)
+class _Film:
+    norm: npt.NDArray[np.float64]
+    body: npt.NDArray[np.bool_]
+    f: int
+    no_air: bool
+
+
+def _film(image: Image) -> _Film:
+    small, f = _downsample(image, 160)
+    lo, hi = np.percentile(small, [1.0, 99.0])
+    norm = box_blur(np.clip((small - lo) / max(hi - lo, 1e-6), 0.0, 1.0), 1)
+    air = _border_connected(norm < otsu_threshold(norm.ravel()))
+    # The outline: per row, everything between the first and last pixel that is not outside
+    # air (lungs reach the outside air through the neck on many films; they are inside).
+    cols = np.arange(norm.shape[1])[None, :]
+    solid = ~air
+    first = np.where(solid.any(axis=1), solid.argmax(axis=1), norm.shape[1])[:, None]
+    last = np.where(solid.any(axis=1), norm.shape[1] - 1 - solid[:, ::-1].argmax(axis=1), -1)
+    body = (cols >= first) & (cols <= last[:, None])
+    # Air must be a real margin: lung touching the frame edge is not outside air.
+    no_air = bool(air.mean() < 0.03 or body.mean() < 0.3)
+    if no_air:
+        body = np.ones_like(body)
+    return _Film(norm=norm, body=body, f=f, no_air=no_air)
+
+
+def _score(margin: float) -> float:
+    return float(min(1.0, max(0.0, 0.5 + margin / 2.0)))
+
+
+def _rise(profile: npt.NDArray[np.float64], start: int, run: int, level: float = 0.5) -> int | None:
+    """First index >= ``start`` from which ``profile`` stays above ``level`` of the way
+    from the lung (30th percentile before ``start``) to the bright side, for ``run``."""
+    ahead = profile[start:]
+    if ahead.size < 2 or start < 2:
+        return None
+    lung = float(np.percentile(profile[max(0, start - 3 * run) : start + 1], 30))
+    bright = float(np.percentile(ahead, 95))
+    if bright - lung < 0.08:
+        return None  # no contrast: opacified base, nothing to measure
+    above = ahead > lung + level * (bright - lung)
+    for i in range(above.size):
+        # Bright for a run, and mostly bright from there on (abdomen, or the chest wall and
+        # beyond; bowel gas leaves dark patches), unlike a nodule or a rib.
+        if above[i : i + run].all() and above[i:].mean() >= STAYS_BRIGHT:
+            return start + i
+    return None
+
+
+def lung_base(film: _Film, lung: Box, image_left: bool) -> float | None:
+    """Measured lung base (row, full-image pixels) under the lateral half of ``lung``."""
+    f, n = film.f, film.norm
+    x0, y0, x1, y1 = (v / f for v in lung)
+    w, h = x1 - x0, y1 - y0
+    c0, c1 = (x0 + 0.1 * w, x0 + 0.5 * w) if image_left else (x0 + 0.5 * w, x0 + 0.9 * w)
+    cols = n[:, max(0, int(c0)) : max(int(c0) + 1, int(c1))]
+    profile = box_blur(cols.mean(axis=1)[None, :], 2)[0]
+    row = _rise(profile, int(y0 + 0.5 * h), max(2, int(BASE_RUN * n.shape[0])))
+    return None if row is None else float(row * f)
+
+
+def _size_margin(region: str, box: Box, thorax: Box) -> float:
+    tw, th = thorax[2] - thorax[0], thorax[3] - thorax[1]
+    w, h = box[2] - box[0], box[3] - box[1]
+    margins = []
+    for value, (lo, hi) in zip(
+        (w / tw, h / th, w / max(h, 1e-6)), SIZE_RANGES[region], strict=True
+    ):
+        lo, hi = lo * (1 - SIZE_SLACK), hi * (1 + SIZE_SLACK)
+        margins.append(min(value - lo, hi - value) / max(hi - lo, 1e-6) * 4)
+    return min(margins)
+
+
+def check_placement(image: Image, boxes: RegionBoxes) -> PlacementQC:
+    """Check every placed region of ``image`` (display-oriented ``[H, W]``).
+
+    Returns:
+        The per-region verdicts and whether the film is usable (module docstring).
+    """
+    film = _film(image)
+    placed = {r: b for r, b in zip(REGIONS, boxes.boxes, strict=True) if b is not None}
+    margins: dict[str, list[tuple[float, str]]] = {r: [] for r in REGIONS}
+    if boxes.method == "none" or not placed:
+        return PlacementQC(_verdicts(placed, margins), False, "regions-not-found", film.no_air)
+    rl, ll = placed.get("right_lung"), placed.get("left_lung")
+    if rl is None or ll is None:
+        return PlacementQC(_verdicts(placed, margins), False, "lung-missing", film.no_air)
+    thorax = (rl[0], min(rl[1], ll[1]), ll[2], max(rl[3], ll[3]))
+    mid = 0.5 * (rl[2] + ll[0])
+    h_img, w_img = image.shape[0], image.shape[1]
+    for region, box in placed.items():
+        inside = _inside_body(film, box)
+        margins[region].append((2 * (inside - 0.8) / 0.2, "outside-body"))
+        margins[region].append((_size_margin(region, box, thorax), "size"))
+        cx = 0.5 * (box[0] + box[2])
+        side = _SIDE[region]
+        if side == "right":
+            margins[region].append(((mid - cx) / (0.05 * w_img), "left-right"))
+        elif side == "left":
+            margins[region].append(((cx - mid) / (0.05 * w_img), "left-right"))
+    for side, lung in (("right", rl), ("left", ll)):
+        image_left = side == "right"
+        base = lung_base(film, lung, image_left)
+        lh, lw = lung[3] - lung[1], lung[2] - lung[0]
+        other = (ll[2] - mid) if image_left else (mid - rl[0])
+        for part in _BASE_REGIONS:
+            region = f"{side}_{part}"
+            pbox = placed.get(region)
+            if pbox is None:
+                continue
+            if base is not None:
+                over = pbox[3] - base
+                tol = (ANGLE_TOLERANCE if part == "costophrenic_angle" else BASE_TOLERANCE) * lh
+                margins[region].append(((tol - over) / (0.05 * lh), "below-diaphragm"))
+                if part == "costophrenic_angle":  # the angle must reach down to the base
+                    margins[region].append(((tol + over) / (0.05 * lh), "above-base"))
+            reach = (mid - pbox[0]) if image_left else (pbox[2] - mid)
+            lateral = other * SYMMETRY_MAX - reach
+            margins[region].append((lateral / (0.05 * lw), "beyond-chest-wall"))
+        cp = placed.get(f"{side}_costophrenic_angle")
+        if cp is not None:
+            at_base = min(cp[3] - (lung[3] - 0.1 * lh), cp[1] - (lung[1] + 0.5 * lh))
+            lateral = (0.5 * (lung[0] + lung[2]) - 0.5 * (cp[0] + cp[2])) * (
+                1 if image_left else -1
+            )
+            margins[cp_name := f"{side}_costophrenic_angle"].append(
+                (at_base / (0.05 * lh), "angle-not-at-base")
+            )
+            margins[cp_name].append((lateral / (0.05 * lw), "angle-not-at-base"))
+    heart = placed.get("cardiac_silhouette")
+    if heart is not None:
+        hx = 0.5 * (heart[0] + heart[2])
+        between = min(hx - 0.5 * (rl[0] + rl[2]), 0.5 * (ll[0] + ll[2]) - hx) / (0.05 * w_img)
+        hila = [
+            placed[r][1] for r in ("left_hilar_structures", "right_hilar_structures") if r in placed
+        ]
+        below = (heart[1] - min(hila)) / (0.05 * h_img) if hila else 1.0
+        margins["cardiac_silhouette"].append((min(between, below), "heart-position"))
+    tw, th = (thorax[2] - thorax[0]) / w_img, (thorax[3] - thorax[1]) / h_img
+    (wlo, whi), (hlo, hhi) = THORAX_RANGES
+    thorax_margin = min(tw - wlo * 0.8, whi * 1.1 - tw, th - hlo * 0.8, hhi * 1.1 - th) / 0.05
+    verdicts = _verdicts(placed, margins)
+    failed = [v.region for v in verdicts if not v.ok]
+    if boxes.method == "template":
+        return PlacementQC(verdicts, False, "regions-template", film.no_air)
+    if thorax_margin < 0:
+        return PlacementQC(verdicts, False, "thorax-size", film.no_air)
+    if "left_lung" in failed or "right_lung" in failed:
+        return PlacementQC(verdicts, False, "lung-failed", film.no_air)
+    if len(failed) >= MAX_FAILED_REGIONS:
+        return PlacementQC(verdicts, False, "regions-failed", film.no_air)
+    return PlacementQC(verdicts, True, "", film.no_air)
+
+
+def _inside_body(film: _Film, box: Box) -> float:
+    f = film.f
+    x0, y0 = max(0, int(box[0] / f)), max(0, int(box[1] / f))
+    x1, y1 = max(x0 + 1, int(np.ceil(box[2] / f))), max(y0 + 1, int(np.ceil(box[3] / f)))
+    part = film.body[y0:y1, x0:x1]
+    return float(part.mean()) if part.size else 0.0
+
+
+def _verdicts(
+    placed: dict[str, Box], margins: dict[str, list[tuple[float, str]]]
+) -> tuple[RegionQC, ...]:
+    out = []
+    for region in REGIONS:
+        if region not in placed:
+            out.append(RegionQC(region, 0.0, ("not-placed",)))
+            continue
+        checks = margins[region]
+        confidence = min((_score(m) for m, _ in checks), default=1.0)
+        reasons = tuple(sorted({why for m, why in checks if m < 0}))
+        out.append(RegionQC(region, confidence, reasons))
+    return tuple(out)
+
+
+def apply_qc(boxes: RegionBoxes, qc: PlacementQC) -> RegionBoxes:
+    """The placement with every failed region (all of them if the film failed) missing."""
+    failed = set(qc.failed)
+    kept = tuple(None if r in failed else b for r, b in zip(REGIONS, boxes.boxes, strict=True))
+    return replace(boxes, boxes=kept)

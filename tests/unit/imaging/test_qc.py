@@ -1,0 +1,87 @@
+"""Quality control flags boxes that are anatomically wrong and passes true ones."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from dipro.vocab import REGIONS
+from dipro_fhir.imaging.boxes import Box, RegionBoxes
+from dipro_fhir.imaging.qc import apply_qc, check_placement
+from dipro_fhir.synth.radiograph import random_anatomy, render_chest, true_regions
+
+
+def _film(seed: int) -> tuple[np.ndarray, RegionBoxes]:  # type: ignore[type-arg]
+    anatomy = random_anatomy(np.random.default_rng(seed))
+    return render_chest(seed, anatomy, {}), true_regions(anatomy, {})
+
+
+def _moved(boxes: RegionBoxes, names: tuple[str, ...], dx: float, dy: float) -> RegionBoxes:
+    def move(name: str, box: Box | None) -> Box | None:
+        if box is None or name not in names:
+            return box
+        return (box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy)
+
+    return replace(
+        boxes, boxes=tuple(move(n, b) for n, b in zip(REGIONS, boxes.boxes, strict=True))
+    )
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_true_boxes_pass_with_high_confidence(seed: int) -> None:
+    image, truth = _film(seed)
+    qc = check_placement(image, truth)
+    assert qc.film_ok, qc
+    assert qc.failed == ()
+    assert min(r.confidence for r in qc.regions) >= 0.5
+
+
+def test_angles_below_the_diaphragm_are_flagged_and_dropped() -> None:
+    image, truth = _film(1)
+    names = ("left_costophrenic_angle", "right_costophrenic_angle")
+    lung = truth.get("left_lung")
+    assert lung is not None
+    wrong = _moved(truth, names, 0.0, 0.4 * (lung[3] - lung[1]))
+    qc = check_placement(image, wrong)
+    assert set(qc.failed) == set(names)
+    for r in qc.regions:
+        if r.region in names:
+            assert "below-diaphragm" in r.reasons
+            assert r.confidence < 0.5
+    kept = apply_qc(wrong, qc)
+    assert [b is None for b in kept.boxes] == [n in names for n in REGIONS]
+
+
+def test_swapped_sides_fail_the_film() -> None:
+    image, truth = _film(2)
+    swapped = list(truth.boxes)
+    for i in range(0, 8, 2):
+        swapped[i], swapped[i + 1] = swapped[i + 1], swapped[i]
+    qc = check_placement(image, replace(truth, boxes=tuple(swapped)))
+    assert not qc.film_ok
+    assert set(qc.failed) == set(REGIONS)
+    assert any("left-right" in r.reasons for r in qc.regions)
+
+
+def test_heart_above_the_hila_is_flagged() -> None:
+    image, truth = _film(3)
+    heart = truth.get("cardiac_silhouette")
+    hilum = truth.get("left_hilar_structures")
+    assert heart is not None
+    assert hilum is not None
+    wrong = _moved(truth, ("cardiac_silhouette",), 0.0, hilum[1] - heart[1] - 40.0)
+    qc = check_placement(image, wrong)
+    assert "cardiac_silhouette" in qc.failed
+    assert "heart-position" in qc.regions[REGIONS.index("cardiac_silhouette")].reasons
+
+
+def test_template_and_missing_placements_fail_the_film() -> None:
+    image, truth = _film(4)
+    assert check_placement(image, replace(truth, method="template")).film_reason == (
+        "regions-template"
+    )
+    none = check_placement(image, RegionBoxes.missing(truth.width, truth.height))
+    assert not none.film_ok
+    assert none.film_reason == "regions-not-found"
