@@ -84,6 +84,8 @@ class _Rule:
     path_pattern: re.Pattern[str] | None
     method: str | None
     options: dict[str, Any] = field(default_factory=dict)
+    every: int = 1
+    seen: int = 0
 
     def matches(self, method: str, target: str) -> bool:
         if self.method is not None and self.method.upper() != method:
@@ -125,6 +127,7 @@ class FaultProxy:
         *,
         method: str | None = None,
         skip: int = 0,
+        every: int = 1,
         **options: Any,
     ) -> None:
         """Break the next ``times`` matching requests.
@@ -141,13 +144,17 @@ class FaultProxy:
                 None matches every request.
             method: Only requests with this HTTP method (None: any).
             skip: Let this many matching requests through first.
+            every: Break only every ``every``-th matching request (a fault rate: the other
+                requests pass, so a retried request gets through).
             **options: Per-kind options, above.
         """
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}")
         pattern = re.compile(match) if match is not None else None
         with self._lock:
-            self._rules.append(_Rule(kind, times, skip, pattern, method, dict(options)))
+            self._rules.append(
+                _Rule(kind, times, skip, pattern, method, dict(options), every=max(every, 1))
+            )
 
     def clear(self) -> None:
         """Drop pending faults and forget the request log."""
@@ -185,6 +192,9 @@ class FaultProxy:
                 if rule.remaining > 0 and rule.matches(method, target):
                     if rule.skip > 0:
                         rule.skip -= 1
+                        continue
+                    rule.seen += 1
+                    if rule.seen % rule.every:
                         continue
                     rule.remaining -= 1
                     chosen = rule
