@@ -68,12 +68,15 @@ class SeenRequest:
         path: URL path without the query string.
         query: Query string without ``?`` (may be empty).
         fault: The fault kind injected into this request, or None if passed through.
+        body_type: The ``type`` of a JSON request body that is a FHIR Bundle
+            (``transaction``, ``batch``), else ``""``.
     """
 
     method: str
     path: str
     query: str
     fault: str | None
+    body_type: str = ""
 
 
 @dataclass(slots=True)
@@ -183,7 +186,9 @@ class FaultProxy:
         with self._lock:
             return sum(rule.remaining for rule in self._rules)
 
-    def take_fault(self, method: str, path: str, query: str) -> _Rule | None:
+    def take_fault(
+        self, method: str, path: str, query: str, body: bytes | None = None
+    ) -> _Rule | None:
         """Record a request and return the fault to apply to it, if any (thread-safe)."""
         target = _target(path, query)
         with self._lock:
@@ -199,7 +204,8 @@ class FaultProxy:
                     rule.remaining -= 1
                     chosen = rule
                     break
-            self._seen.append(SeenRequest(method, path, query, chosen.kind if chosen else None))
+            kind = chosen.kind if chosen else None
+            self._seen.append(SeenRequest(method, path, query, kind, _bundle_type(body)))
             return chosen
 
     def close(self) -> None:
@@ -208,6 +214,18 @@ class FaultProxy:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+def _bundle_type(body: bytes | None) -> str:
+    if not body or not body.lstrip().startswith(b"{"):
+        return ""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return ""
+    if isinstance(data, dict) and data.get("resourceType") == "Bundle":
+        return str(data.get("type", ""))
+    return ""
 
 
 def _target(path: str, query: str) -> str:
@@ -243,7 +261,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         proxy = self._proxy()
         split = urlsplit(self.path)
         body = self._read_body()
-        rule = proxy.take_fault(self.command, split.path, split.query)
+        rule = proxy.take_fault(self.command, split.path, split.query, body)
         kind = rule.kind if rule else None
         if rule is not None and kind in {"429", "503", "500", "status"}:
             self._send_injected_status(rule)
