@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from dipro_fhir import connections
 from dipro_fhir.errors import AuthError, DiproFhirError
@@ -34,16 +35,31 @@ def _fhir(settings: Settings) -> str:
     return f"FHIR {version}, Patient search allowed"
 
 
+def public_url(url: str) -> str:
+    """``url`` without credentials (``user:password@``) and without a query."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = host if parts.port is None else f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
 def _dicomweb(settings: Settings) -> str:
     source = connections.image_source(settings.dicomweb)
     source.studies_for_patient("dipro-fhir-connectivity-check")
-    where = settings.dicomweb.base_url or settings.dicomweb.folder
+    base = settings.dicomweb.base_url
+    where = public_url(base) if base else settings.dicomweb.folder
     return f"QIDO-RS answered ({'server' if settings.dicomweb.base_url else 'folder'} {where})"
 
 
 def _database(settings: Settings) -> str:
     engine = connections.engine(settings)
-    with engine.connect() as conn:
+    try:
+        conn = engine.connect()
+    except DBAPIError as exc:
+        raise DiproFhirError(
+            f"unreachable ({type(exc.orig).__name__}): {engine.url.render_as_string()}"
+        ) from None
+    with conn:
         conn.execute(text("SELECT 1"))
         try:
             revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()

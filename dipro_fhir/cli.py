@@ -31,6 +31,17 @@ def _as_of(text: str | None) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def fhir_id(text: str) -> str:
+    """An argparse type: a FHIR id (1-64 of A-Z a-z 0-9 - .), else a usage error."""
+    from dipro_fhir.limits import is_fhir_id
+
+    if not is_fhir_id(text):
+        raise argparse.ArgumentTypeError(
+            f"not a FHIR id ({len(text)} characters; 1-64 of A-Z a-z 0-9 - . are allowed)"
+        )
+    return text
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     """One scoring run against the configured servers, without a scheduler."""
     from tqdm import tqdm
@@ -258,15 +269,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     score = sub.add_parser("score", help=cmd_score.__doc__)
     score.add_argument("--as-of", help="ISO time (default: now)")
-    score.add_argument("--patient", action="append", help="score this patient (repeatable)")
-    score.add_argument("--group", help="score the members of this FHIR Group")
+    score.add_argument(
+        "--patient", action="append", type=fhir_id, help="score this patient (repeatable)"
+    )
+    score.add_argument("--group", type=fhir_id, help="score the members of this FHIR Group")
     score.add_argument("--cohort", choices=["active", "new_data"], default="active")
     score.add_argument("--dry-run", action="store_true", help="write nothing")
     score.set_defaults(func=cmd_score)
 
     extract = sub.add_parser("extract", help=cmd_extract.__doc__)
     extract.add_argument("--as-of", help="ISO time (default: now)")
-    extract.add_argument("--patient", action="append", help="this patient (repeatable)")
+    extract.add_argument(
+        "--patient", action="append", type=fhir_id, help="this patient (repeatable)"
+    )
     extract.add_argument("--limit", type=int, help="at most this many patients")
     extract.add_argument("--crop-size", type=int, default=32)
     extract.set_defaults(func=cmd_extract)

@@ -26,10 +26,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from dipro_fhir import connections, staging
@@ -40,8 +39,6 @@ from dipro_fhir.errors import (
     ModelContractError,
     SourceUnavailable,
 )
-from dipro_fhir.fhir.source import FhirSource
-from dipro_fhir.limits import is_fhir_id
 from dipro_fhir.manifest import (
     ChunkManifest,
     RunRequest,
@@ -51,11 +48,13 @@ from dipro_fhir.manifest import (
     score_to_json,
     summarise,
 )
+from dipro_fhir.plan import PIPELINE, active_cohort, plan_run
 from dipro_fhir.scoring.score import PatientFailure, Score
 from dipro_fhir.settings import Settings
 from dipro_fhir.timeline import NO_PATIENT, EncounterId, PatientId, PatientTimeline, RunId
 
 if TYPE_CHECKING:
+    from dipro_fhir.fhir.source import FhirSource
     from dipro_fhir.store.results import ChunkCounts, ResultStore
     from dipro_fhir.timeline import MappingIssue
     from dipro_fhir.writeback.write import WriteReport
@@ -79,134 +78,9 @@ __all__ = [
     "write_back_chunk",
 ]
 
-PIPELINE = "dipro_nightly"
-
 
 class RunFailed(DiproFhirError):
     """The run's share of failed patients exceeded the configured limit."""
-
-
-def plan_run(settings: Settings, request: RunRequest) -> list[dict[str, Any]]:
-    """Choose the cohort, record the run, and split it into chunk manifests.
-
-    Raises:
-        ConfigError: The request is inconsistent (naive time, unknown model version).
-        ModelContractError: The checkpoint cannot be read.
-    """
-    if request.as_of.tzinfo is None:
-        raise ConfigError("as_of must be timezone-aware")
-    from dipro.checkpoint import read_card
-
-    card = read_card(settings.model.checkpoint)
-    if request.model_version and request.model_version != card.version:
-        raise ConfigError(
-            f"model version {request.model_version!r} requested, checkpoint has {card.version!r}"
-        )
-    run_id = run_id_for(request, card.version)
-    planned = _cohort(settings, request, card.name)
-    patients = [(p, e) for p, e in planned if is_fhir_id(p) and (e is None or is_fhir_id(e))]
-    invalid = len(planned) - len(patients)
-    if not request.dry_run:
-        _start_run(settings, request, run_id, card.name, card.version)
-    size = settings.run.chunk_size
-    attempt = uuid.uuid4().hex[:8]  # this attempt's own staging folder
-    chunks = [
-        ChunkManifest(
-            run_id=run_id,
-            index=i // size,
-            as_of=request.as_of.astimezone(UTC).isoformat(),
-            patients=tuple(patients[i : i + size]),
-            dry_run=request.dry_run,
-            attempt=attempt,
-        ).to_xcom()
-        for i in range(0, max(len(patients), 1 if invalid else 0), size)
-    ]
-    if invalid:
-        detail = f"{invalid} cohort entries whose patient or encounter id is not a FHIR id"
-        chunks[0]["failures"] = [[NO_PATIENT, "plan", "invalid-id", detail, False]]
-        logger.warning("run %s: %d cohort entries with invalid ids skipped", run_id, invalid)
-    logger.info("run %s planned: %d patients in %d chunks", run_id, len(patients), len(chunks))
-    return chunks
-
-
-def _start_run(
-    settings: Settings, request: RunRequest, run_id: RunId, model_name: str, version: str
-) -> None:
-    """Record the run; an unreachable database and a missing schema are told apart."""
-    from sqlalchemy import text
-    from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
-
-    store = connections.result_store(settings)
-    try:
-        with store.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except DBAPIError as exc:
-        raise SourceUnavailable(
-            f"the results database is unreachable ({type(exc.orig).__name__})"
-        ) from None
-    _refuse_withdrawn(settings, version, request.as_of)
-    try:
-        store.mark_stale(timedelta(seconds=settings.run.stale_after_s))
-        store.start_run(
-            run_id,
-            as_of=request.as_of,
-            model_name=model_name,
-            model_version=version,
-            pipeline=PIPELINE,
-            dag_run_id=request.dag_run_id,
-        )
-    except (OperationalError, ProgrammingError) as exc:
-        raise ConfigError(
-            "the results database cannot record the run (no schema?): "
-            "run `dipro-fhir db upgrade` first"
-        ) from exc
-
-
-def _refuse_withdrawn(settings: Settings, version: str, as_of: datetime) -> None:
-    from dipro_fhir.store.retractions import RetractionStore
-
-    if RetractionStore(connections.engine(settings)).withdrawn(version, as_of):
-        raise ConfigError(
-            f"model version {version!r} is retracted for as-of {as_of.isoformat()}: "
-            "its results must not be published again (see `dipro-fhir retract`)"
-        )
-
-
-def _cohort(
-    settings: Settings, request: RunRequest, model_name: str
-) -> list[tuple[str, str | None]]:
-    source = connections.fhir_source(settings)
-    if request.patient_ids:
-        return [(p, None) for p in dict.fromkeys(request.patient_ids)]
-    if request.group_id:
-        return [(p, None) for p in source.group_members(request.group_id)]
-    if request.cohort == "new_data":
-        since = connections.result_store(settings).watermark(PIPELINE, model_name)
-        start = since or request.as_of - timedelta(hours=settings.run.window_hours)
-        return [(p, None) for p in source.patients_with_data_since(start, request.as_of)]
-    return active_cohort(settings, source, request.as_of)
-
-
-def active_cohort(
-    settings: Settings, source: FhirSource, as_of: datetime
-) -> list[tuple[str, str | None]]:
-    """The ``active`` cohort by ``settings.cohort``: a Group's or List's members, or one
-    admitted encounter per patient (:mod:`dipro_fhir.fhir.cohort`).
-
-    Raises:
-        ConfigError: The cohort's Group or List is not configured.
-    """
-    cohort = settings.cohort
-    if cohort.rule == "group":
-        if not cohort.group_id:
-            raise ConfigError("cohort.rule=group needs cohort.group_id")
-        return [(p, None) for p in source.group_members(cohort.group_id)]
-    if cohort.rule == "list":
-        if not cohort.list_id:
-            raise ConfigError("cohort.rule=list needs cohort.list_id")
-        return list(dict.fromkeys(source.list_members(cohort.list_id)))
-    rule = connections.cohort_rule(settings, connections.code_maps(settings))
-    return [(p, e) for p, e in source.active_encounter_patients(as_of, rule)]
 
 
 def extract_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, Any]:

@@ -59,6 +59,29 @@ MALFORMED_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+def check_instance(ds: Dataset, instance_uid: str) -> Dataset:
+    """Return ``ds`` when it is the whole instance asked for.
+
+    A 200 whose multipart body was cut or garbled still parses into a (partial) dataset;
+    it must name the SOP Instance UID asked for, and uncompressed Pixel Data must be as long
+    as Rows x Columns x Samples x Bits Allocated say.
+
+    Raises:
+        ValueError: It is not (:meth:`DicomWebClient._call` retries it as malformed).
+    """
+    if str(ds.get("SOPInstanceUID", "")) != instance_uid:
+        raise ValueError("the answer is not the instance asked for (cut or garbled)")
+    meta = getattr(ds, "file_meta", None)
+    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    if "PixelData" in ds and syntax is not None and not syntax.is_compressed:
+        rows, columns = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+        samples, bits = int(ds.get("SamplesPerPixel", 1) or 1), int(ds.get("BitsAllocated", 8))
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        if len(ds.PixelData) < rows * columns * samples * frames * bits // 8:
+            raise ValueError("the instance's Pixel Data is cut short")
+    return ds
+
+
 class DicomWebClient:
     """QIDO/WADO/STOW against one DICOMweb base URL, with retries and mapped errors.
 
@@ -179,15 +202,17 @@ class DicomWebClient:
     def retrieve_instance(self, study_uid: str, series_uid: str, instance_uid: str) -> Dataset:
         """WADO-RS one whole instance (any transfer syntax the server stores)."""
         started = time.monotonic()
-        ds: Dataset = self._call(
-            "WADO instance",
-            lambda: self._web.retrieve_instance(
+
+        def retrieve() -> Dataset:
+            found: Dataset = self._web.retrieve_instance(
                 study_instance_uid=study_uid,
                 series_instance_uid=series_uid,
                 sop_instance_uid=instance_uid,
                 media_types=(("application/dicom", "*"),),
-            ),
-        )
+            )
+            return check_instance(found, instance_uid)
+
+        ds: Dataset = self._call("WADO instance", retrieve)
         log.info("WADO instance: %.0f ms", 1e3 * (time.monotonic() - started))
         return ds
 

@@ -8,20 +8,20 @@ fills in exactly what is missing and changes nothing else.
 A score row keeps the run that first wrote it; a later run of the same natural key
 ``(model_version, task, patient_id, as_of, outcome)`` updates only its values (identical for a
 deterministic model) and fills in ``fhir_resource_id`` when the earlier run had none.
+
+Run state (start, heartbeat, end, superseded failures, the night lock) is in
+:mod:`dipro_fhir.store.runs`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, case, func, select, text, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, Table, func, select
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.sql.dml import Insert
 
@@ -31,24 +31,16 @@ from dipro_fhir.store.models import (
     RESOURCE_LENGTH,
     DataProblemRow,
     PatientFailureRow,
-    Run,
     ScoreRow,
     Watermark,
 )
+from dipro_fhir.store.runs import RUN_STATUSES, RunRecord, RunStateStore, as_utc, insert_for
 from dipro_fhir.timeline import NO_PATIENT, MappingIssue, PatientId, RunId
 from dipro_fhir.writeback.risk import RiskThresholds, classify_risk
 
 _LOG = logging.getLogger(__name__)
 
-RUN_STATUSES = ("running", "success", "partial", "failed", "stale")
 SCORE_KEY = ("model_version", "task", "patient_id", "as_of", "outcome")
-
-
-def as_utc(moment: datetime) -> datetime:
-    """Return ``moment`` in UTC; a naive value (SQLite keeps no offset) is taken as UTC."""
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,36 +70,7 @@ class StoredScore:
     as_of: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class RunRecord:
-    """A run as read back from the store."""
-
-    id: RunId
-    dag_run_id: str | None
-    pipeline: str
-    as_of: datetime
-    model_name: str
-    model_version: str
-    status: str
-    counts: dict[str, Any]
-    timings: dict[str, Any]
-    started_at: datetime
-    finished_at: datetime | None
-    heartbeat_at: datetime | None = None
-    attempts: int = 1
-
-
-def _insert(engine: Engine, table: Table) -> Insert:
-    """Return the dialect's ``INSERT`` that supports ``ON CONFLICT``."""
-    name = engine.dialect.name
-    if name == "postgresql":
-        return postgresql.insert(table)
-    if name == "sqlite":
-        return sqlite.insert(table)
-    raise NotImplementedError(f"upserts need PostgreSQL or SQLite, not {name}")
-
-
-class ResultStore:
+class ResultStore(RunStateStore):
     """Runs, scores and failures in a SQL database migrated with :func:`upgrade_database`.
 
     Args:
@@ -119,109 +82,6 @@ class ResultStore:
     def __init__(self, engine: Engine, thresholds: RiskThresholds | None = None) -> None:
         self.engine = engine
         self.thresholds = thresholds or RiskThresholds()
-
-    def start_run(
-        self,
-        run_id: RunId,
-        *,
-        as_of: datetime,
-        model_name: str,
-        model_version: str,
-        pipeline: str = "dipro_nightly",
-        dag_run_id: str | None = None,
-    ) -> None:
-        """Record that a run started; starting the same run again marks it running again."""
-        table = Run.__table__
-        assert isinstance(table, Table)
-        row: dict[str, Any] = {
-            "id": run_id,
-            "dag_run_id": dag_run_id,
-            "pipeline": pipeline,
-            "as_of": as_utc(as_of),
-            "model_name": model_name,
-            "model_version": model_version,
-            "status": "running",
-            "counts": {},
-            "timings": {},
-            "started_at": datetime.now(UTC),
-            "finished_at": None,
-        }
-        row["heartbeat_at"], row["attempts"] = row["started_at"], 1
-        stmt = _insert(self.engine, table).values(row)
-        complete = table.c.status == "success"
-        stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
-            index_elements=["id"],
-            set_={
-                # A complete night stays complete while it is re-run (it is never downgraded).
-                "status": case((complete, table.c.status), else_="running"),
-                "finished_at": case((complete, table.c.finished_at), else_=None),
-                "heartbeat_at": row["heartbeat_at"],
-                "attempts": table.c.attempts + 1,
-            },
-        )
-        with self.engine.begin() as conn:
-            conn.execute(stmt)
-
-    def heartbeat(self, run_id: RunId) -> None:
-        """Record that an attempt of the run is alive (each chunk step calls this)."""
-        table = Run.__table__
-        assert isinstance(table, Table)
-        with self.engine.begin() as conn:
-            conn.execute(
-                table.update().where(table.c.id == run_id).values(heartbeat_at=datetime.now(UTC))
-            )
-
-    def mark_stale(self, older_than: timedelta) -> list[RunId]:
-        """Mark ``running`` runs with no heartbeat for ``older_than`` as ``stale`` (killed in
-        flight); return their ids. Starting such a run again resumes it."""
-        table = Run.__table__
-        assert isinstance(table, Table)
-        limit = datetime.now(UTC) - older_than
-        last_seen = func.coalesce(table.c.heartbeat_at, table.c.started_at)
-        stmt = (
-            table.update()
-            .where(table.c.status == "running", last_seen < limit)
-            .values(status="stale", finished_at=datetime.now(UTC))
-            .returning(table.c.id)
-        )
-        with self.engine.begin() as conn:
-            stale = [RunId(r) for r in conn.execute(stmt).scalars()]
-        if stale:
-            _LOG.warning("%d stale runs (no heartbeat since %s) marked stale", len(stale), limit)
-        return stale
-
-    def supersede_failures(self, run_id: RunId, current: Sequence[PatientFailure]) -> int:
-        """Mark the run's failures that ``current`` (the last attempt's) does not repeat as
-        superseded: kept as history, no longer the run's open failures. Returns how many."""
-        table = PatientFailureRow.__table__
-        assert isinstance(table, Table)
-        keys = [(f.patient_id, f.stage, f.reason) for f in current]
-        stmt = table.update().where(table.c.run_id == run_id, table.c.superseded.is_(False))
-        if keys:
-            key = tuple_(table.c.patient_id, table.c.stage, table.c.reason)
-            stmt = stmt.where(key.not_in(keys))
-        with self.engine.begin() as conn:
-            count = conn.execute(stmt.values(superseded=True)).rowcount
-        return int(count)
-
-    @contextmanager
-    def night_lock(self, key: str) -> Iterator[None]:
-        """Hold a lock on ``key`` (a night and model) for the block: two concurrent runs of
-        one night write back one after the other, and the second finds the first's
-        resources identical (no needless versions). PostgreSQL advisory lock; SQLite (the
-        embedded demo, one process) needs none."""
-        if self.engine.dialect.name != "postgresql":
-            yield
-            return
-        number = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
-        with self.engine.connect() as conn:
-            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": number})
-            conn.commit()
-            try:
-                yield
-            finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": number})
-                conn.commit()
 
     def record_chunk(
         self,
@@ -360,7 +220,7 @@ class ResultStore:
     def _upsert_scores(self) -> Insert:
         table = ScoreRow.__table__
         assert isinstance(table, Table)
-        stmt = _insert(self.engine, table)
+        stmt = insert_for(self.engine, table)
         new = stmt.excluded  # type: ignore[attr-defined]
         changed = (
             table.c.probability.is_distinct_from(new.probability)
@@ -384,7 +244,7 @@ class ResultStore:
     def _upsert_failures(self) -> Insert:
         table = PatientFailureRow.__table__
         assert isinstance(table, Table)
-        stmt = _insert(self.engine, table)
+        stmt = insert_for(self.engine, table)
         new = stmt.excluded  # type: ignore[attr-defined]
         return stmt.on_conflict_do_update(  # type: ignore[attr-defined,no-any-return]
             index_elements=["run_id", "patient_id", "stage", "reason"],
@@ -399,49 +259,9 @@ class ResultStore:
     def _insert_problems(self) -> Insert:
         table = DataProblemRow.__table__
         assert isinstance(table, Table)
-        return _insert(self.engine, table).on_conflict_do_nothing(  # type: ignore[attr-defined,no-any-return]
+        return insert_for(self.engine, table).on_conflict_do_nothing(  # type: ignore[attr-defined,no-any-return]
             index_elements=["run_id", "patient_id", "code", "resource", "detail"]
         )
-
-    def finish_run(
-        self,
-        run_id: RunId,
-        *,
-        status: str,
-        counts: Mapping[str, int] | None = None,
-        timings_s: Mapping[str, float] | None = None,
-    ) -> str:
-        """Record a run's end: ``status`` is ``success``, ``partial`` or ``failed``.
-
-        Returns:
-            The run's status as stored: a run already ``success`` stays so (its counts too).
-
-        Raises:
-            KeyError: The run was never started.
-        """
-        if status not in RUN_STATUSES:
-            raise ValueError(f"status {status!r} is not one of {RUN_STATUSES}")
-        table = Run.__table__
-        assert isinstance(table, Table)
-        values: dict[str, Any] = {"status": status, "finished_at": datetime.now(UTC)}
-        if counts is not None:
-            values["counts"] = dict(counts)
-        if timings_s is not None:
-            values["timings"] = dict(timings_s)
-        with self.engine.begin() as conn:
-            stored = conn.execute(
-                select(table.c.status).where(table.c.id == run_id).with_for_update()
-            ).scalar_one_or_none()
-            if stored is None:
-                raise KeyError(f"run {run_id} was never started")
-            if stored == "success" and status != "success":
-                # A complete night is never downgraded by a later, failing attempt.
-                _LOG.warning(
-                    "run %s: an attempt ended %s; the night stays complete", run_id, status
-                )
-                return "success"
-            conn.execute(table.update().where(table.c.id == run_id).values(values))
-        return status
 
     def watermark(self, pipeline: str, model_name: str) -> datetime | None:
         """Return the as-of time of the last successful run, or ``None`` before the first."""
@@ -463,7 +283,7 @@ class ResultStore:
             "run_id": run_id,
             "updated_at": datetime.now(UTC),
         }
-        stmt = _insert(self.engine, table).values(row)
+        stmt = insert_for(self.engine, table).values(row)
         new = stmt.excluded  # type: ignore[attr-defined]
         stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
             index_elements=["pipeline", "model_name"],
@@ -514,25 +334,5 @@ class ResultStore:
             for r in rows
         ]
 
-    def run(self, run_id: RunId) -> RunRecord | None:
-        """Return a run, or ``None`` when it was never started."""
-        with self.engine.connect() as conn:
-            r = conn.execute(select(Run).where(Run.id == run_id)).mappings().one_or_none()
-        if r is None:
-            return None
-        finished = r["finished_at"]
-        return RunRecord(
-            id=RunId(r["id"]),
-            dag_run_id=r["dag_run_id"],
-            pipeline=r["pipeline"],
-            as_of=as_utc(r["as_of"]),
-            model_name=r["model_name"],
-            model_version=r["model_version"],
-            status=r["status"],
-            counts=dict(r["counts"]),
-            timings=dict(r["timings"]),
-            started_at=as_utc(r["started_at"]),
-            finished_at=None if finished is None else as_utc(finished),
-            heartbeat_at=None if r["heartbeat_at"] is None else as_utc(r["heartbeat_at"]),
-            attempts=int(r["attempts"]),
-        )
+
+__all__ = ["RUN_STATUSES", "ChunkCounts", "ResultStore", "RunRecord", "StoredScore", "as_utc"]

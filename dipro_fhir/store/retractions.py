@@ -20,7 +20,8 @@ from sqlalchemy import Engine, Table, and_, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from dipro_fhir.store.models import RetractionRow, ScoreRow
-from dipro_fhir.store.results import _insert, as_utc
+from dipro_fhir.store.results import as_utc
+from dipro_fhir.store.runs import insert_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +97,7 @@ class RetractionStore:
             "started_at": datetime.now(UTC),
             "finished_at": None,
         }
-        stmt = _insert(self.engine, table).values(row)
+        stmt = insert_for(self.engine, table).values(row)
         stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
             index_elements=["id"], set_={"status": "running", "finished_at": None}
         )

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,6 +40,25 @@ from dipro_fhir.fhir.status import describe_outcome
 
 _LOG = logging.getLogger(__name__)
 READ_BATCH = 100
+WRITE_ATTEMPTS = 4
+_SERVER_META = ("versionId", "lastUpdated", "source", "author", "project", "compartment")
+
+
+def same_content(stored: Mapping[str, Any] | None, ours: Mapping[str, Any]) -> bool:
+    """Whether ``stored`` already says what ``ours`` says (server-set ``meta`` ignored)."""
+    if stored is None:
+        return False
+    meta = {k: v for k, v in (stored.get("meta") or {}).items() if k not in _SERVER_META}
+    theirs = {k: v for k, v in stored.items() if k != "meta"}
+    if meta:
+        theirs["meta"] = meta
+    mine = dict(ours)
+    if ours["resourceType"] == "Provenance":  # ``recorded`` is the time of writing
+        theirs.pop("recorded", None)
+        mine.pop("recorded", None)
+    return theirs == mine
+
+
 TARGET_BATCH = 40  # references per Provenance search: about 2 kB of query string
 
 
@@ -144,6 +164,41 @@ class FhirResultSink:
             return []
         if len(resources) == 1:
             return [self._put_one(resources[0])]
+        done: list[EntryOutcome] = []
+        pending = list(resources)
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            outcomes = self._transaction(pending, last=attempt == WRITE_ATTEMPTS)
+            if outcomes is not None:
+                return done + outcomes
+            # The answer was lost (timeout, reset, cut body): the transaction may have been
+            # applied. Read back first; send again only what is not there yet, so a retry
+            # never writes a needless version of identical content.
+            time.sleep(min(0.5 * 2 ** (attempt - 1), 8.0))
+            try:
+                stored = self._stored(pending)
+            except DiproFhirError:
+                continue
+            there = [r for r in pending if same_content(stored.get(_reference(r)), r)]
+            done += [EntryOutcome(_reference(r), True) for r in there]
+            pending = [r for r in pending if r not in there]
+            if not pending:
+                return done
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _stored(self, resources: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        by_type: dict[str, list[str]] = {}
+        for r in resources:
+            by_type.setdefault(str(r["resourceType"]), []).append(str(r["id"]))
+        for resource_type, ids in by_type.items():
+            for rid, resource in self.existing(resource_type, ids).items():
+                found[f"{resource_type}/{rid}"] = resource
+        return found
+
+    def _transaction(
+        self, resources: Sequence[Mapping[str, Any]], *, last: bool
+    ) -> list[EntryOutcome] | None:
+        """One transaction without blind retries; ``None`` when its answer was lost."""
         bundle = {
             "resourceType": "Bundle",
             "type": "transaction",
@@ -157,7 +212,7 @@ class FhirResultSink:
         }
         references = [_reference(r) for r in resources]
         try:
-            response = self.client.transaction(bundle, idempotent=True)
+            response = self.client.transaction(bundle, idempotent=False)
         except PublishConflict as exc:
             # Another writer holds one of these ids right now (HAPI 409, HAPI-0550/0825):
             # the caller re-reads and retries the whole unit.
@@ -170,7 +225,7 @@ class FhirResultSink:
             )
             return [self._put_one(r) for r in resources]
         except SourceUnavailable as exc:
-            return [_failure(ref, exc) for ref in references]
+            return [_failure(ref, exc) for ref in references] if last else None
         return _transaction_outcomes(references, response)
 
     def provenance_targets(self, references: Sequence[str]) -> set[str]:

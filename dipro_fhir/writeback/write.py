@@ -44,11 +44,10 @@ from dipro_fhir.writeback.assessment import (
     to_provenance,
     to_risk_assessment,
 )
-from dipro_fhir.writeback.sinks import EntryOutcome, ResultSink
+from dipro_fhir.writeback.sinks import EntryOutcome, ResultSink, same_content
 from dipro_fhir.writeback.transparency import to_device, to_model_card
 
 _LOG = logging.getLogger(__name__)
-_SERVER_META = ("versionId", "lastUpdated", "source", "author", "project", "compartment")
 PROVENANCE_MISSING = "provenance-missing"
 CONFLICT_ATTEMPTS = 6
 CONFLICT_DELAY_S = 0.2
@@ -90,21 +89,6 @@ class WriteReport:
     def ids_for(self, patient_id: PatientId) -> tuple[str, ...]:
         """Return the RiskAssessment ids held for one patient."""
         return tuple(v for (p, _), v in sorted(self.resource_ids.items()) if p == patient_id)
-
-
-def same_content(stored: Mapping[str, Any] | None, ours: Mapping[str, Any]) -> bool:
-    """Whether ``stored`` already says what ``ours`` says (server-set ``meta`` ignored)."""
-    if stored is None:
-        return False
-    meta = {k: v for k, v in (stored.get("meta") or {}).items() if k not in _SERVER_META}
-    theirs = {k: v for k, v in stored.items() if k != "meta"}
-    if meta:
-        theirs["meta"] = meta
-    mine = dict(ours)
-    if ours["resourceType"] == "Provenance":  # ``recorded`` is the time of writing
-        theirs.pop("recorded", None)
-        mine.pop("recorded", None)
-    return theirs == mine
 
 
 def _group(scores: Sequence[Score]) -> list[list[Score]]:

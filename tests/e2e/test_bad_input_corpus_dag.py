@@ -79,6 +79,9 @@ def test_the_corpus_through_airflow_dags_test_logs_no_patient_data(
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
     assert "[debug" in output.lower()  # the run really logged at DEBUG
+    # Airflow logs every task's return value (XCom): they are staged-manifest references.
+    assert "Returned value was" in output
+    assert "'stash':" in output
 
     clean, damaged = scores_of(migrated_pg_url), scores_of(second_pg_url)
     for patient in corpus.good:

@@ -68,12 +68,15 @@ class SeenRequest:
         path: URL path without the query string.
         query: Query string without ``?`` (may be empty).
         fault: The fault kind injected into this request, or None if passed through.
+        body_type: The ``type`` of a JSON request body that is a FHIR Bundle
+            (``transaction``, ``batch``), else ``""``.
     """
 
     method: str
     path: str
     query: str
     fault: str | None
+    body_type: str = ""
 
 
 @dataclass(slots=True)
@@ -84,6 +87,8 @@ class _Rule:
     path_pattern: re.Pattern[str] | None
     method: str | None
     options: dict[str, Any] = field(default_factory=dict)
+    every: int = 1
+    seen: int = 0
 
     def matches(self, method: str, target: str) -> bool:
         if self.method is not None and self.method.upper() != method:
@@ -125,6 +130,7 @@ class FaultProxy:
         *,
         method: str | None = None,
         skip: int = 0,
+        every: int = 1,
         **options: Any,
     ) -> None:
         """Break the next ``times`` matching requests.
@@ -141,13 +147,17 @@ class FaultProxy:
                 None matches every request.
             method: Only requests with this HTTP method (None: any).
             skip: Let this many matching requests through first.
+            every: Break only every ``every``-th matching request (a fault rate: the other
+                requests pass, so a retried request gets through).
             **options: Per-kind options, above.
         """
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}")
         pattern = re.compile(match) if match is not None else None
         with self._lock:
-            self._rules.append(_Rule(kind, times, skip, pattern, method, dict(options)))
+            self._rules.append(
+                _Rule(kind, times, skip, pattern, method, dict(options), every=max(every, 1))
+            )
 
     def clear(self) -> None:
         """Drop pending faults and forget the request log."""
@@ -176,7 +186,9 @@ class FaultProxy:
         with self._lock:
             return sum(rule.remaining for rule in self._rules)
 
-    def take_fault(self, method: str, path: str, query: str) -> _Rule | None:
+    def take_fault(
+        self, method: str, path: str, query: str, body: bytes | None = None
+    ) -> _Rule | None:
         """Record a request and return the fault to apply to it, if any (thread-safe)."""
         target = _target(path, query)
         with self._lock:
@@ -186,10 +198,14 @@ class FaultProxy:
                     if rule.skip > 0:
                         rule.skip -= 1
                         continue
+                    rule.seen += 1
+                    if rule.seen % rule.every:
+                        continue
                     rule.remaining -= 1
                     chosen = rule
                     break
-            self._seen.append(SeenRequest(method, path, query, chosen.kind if chosen else None))
+            kind = chosen.kind if chosen else None
+            self._seen.append(SeenRequest(method, path, query, kind, _bundle_type(body)))
             return chosen
 
     def close(self) -> None:
@@ -198,6 +214,18 @@ class FaultProxy:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+def _bundle_type(body: bytes | None) -> str:
+    if not body or not body.lstrip().startswith(b"{"):
+        return ""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return ""
+    if isinstance(data, dict) and data.get("resourceType") == "Bundle":
+        return str(data.get("type", ""))
+    return ""
 
 
 def _target(path: str, query: str) -> str:
@@ -233,7 +261,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         proxy = self._proxy()
         split = urlsplit(self.path)
         body = self._read_body()
-        rule = proxy.take_fault(self.command, split.path, split.query)
+        rule = proxy.take_fault(self.command, split.path, split.query, body)
         kind = rule.kind if rule else None
         if rule is not None and kind in {"429", "503", "500", "status"}:
             self._send_injected_status(rule)

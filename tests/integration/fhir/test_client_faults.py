@@ -104,8 +104,13 @@ def test_idempotent_transaction_is_retried_but_plain_one_is_not(
     assert proxy.count(method="POST") == 3
 
 
-def test_malformed_json_body_is_a_clear_error(proxy: Any, make_client: MakeClient) -> None:
+def test_malformed_json_body_is_retried_then_a_clear_error(
+    proxy: Any, make_client: MakeClient
+) -> None:
     proxy.inject("malformed", times=1, match="/Patient/p1")
+    assert make_client(proxy.base_url).read("Patient", "p1")["id"] == "p1"
+    assert _reads(proxy) == ["malformed", None]
+    proxy.inject("malformed", times=100, match="/Patient/p1")
     with pytest.raises(SourceUnavailable, match="not a JSON object"):
         make_client(proxy.base_url).read("Patient", "p1")
 

@@ -377,3 +377,30 @@ def test_source_data_deleted_since_extraction_still_gets_a_provenance(
     assert len(provenance["target"]) == 6
     assert all("identifier" in e["what"] for e in provenance["entity"])
     assert (again.written, again.unchanged, again.failures) == (0, 6, ())
+
+
+def test_a_lost_answer_to_an_applied_transaction_is_read_back_not_resent(
+    seeded_base_url: str,
+    fault_proxy: Callable[[str], FaultProxy],
+    store: ResultStore,
+) -> None:
+    scores = cohort_scores(2)
+    proxy = fault_proxy(seeded_base_url)
+    # The Device's batch read and the assessments' batch read pass; the transaction of the
+    # assessments reaches the server, which applies it, but its answer is cut short.
+    proxy.inject("truncate", times=1, match=r"/fhir/?$", method="POST", skip=2)
+    with FhirClient(proxy.base_url) as fhir:
+        report, _ = publish_chunk(FhirResultSink(fhir), store, RunId("run-1"), scores, MODEL)
+    assert report.failures == ()
+    posts = [(r.body_type, r.fault) for r in proxy.requests if r.method == "POST"]
+    # batch reads, the cut transaction, one batch read back (no second transaction of the
+    # assessments), then the Provenance's.
+    assert posts[:4] == [
+        ("batch", None),
+        ("batch", None),
+        ("transaction", "truncate"),
+        ("batch", None),
+    ]
+    with FhirClient(seeded_base_url) as fhir:
+        assert set(_versions(fhir).values()) == {"1"}  # no needless version
+    print(f"lost answer: {len(posts)} POSTs, versions all 1")
