@@ -22,7 +22,7 @@ from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dipro_fhir import connections, staging
+from dipro_fhir import audit, connections, staging
 from dipro_fhir.errors import ConfigError, DiproFhirError
 from dipro_fhir.fhir.source import FhirSource
 from dipro_fhir.manifest import (
@@ -34,6 +34,7 @@ from dipro_fhir.manifest import (
     score_to_json,
     summarise,
 )
+from dipro_fhir.retraction import refuse_withdrawn
 from dipro_fhir.scoring.score import PatientFailure
 from dipro_fhir.settings import Settings
 from dipro_fhir.timeline import NO_PATIENT, EncounterId, PatientId, RunId
@@ -81,12 +82,13 @@ def plan_run(settings: Settings, request: RunRequest) -> list[dict[str, Any]]:
             f"model version {request.model_version!r} requested, checkpoint has {card.version!r}"
         )
     run_id = run_id_for(request, card.version)
-    patients = _cohort(settings, request, card.name)
+    with audit.recording(settings, "plan", (card.name, card.version)) as recorder:
+        patients = _cohort(settings, request, card.name, audit.observers(recorder))
     if not request.dry_run:
         from sqlalchemy.exc import OperationalError, ProgrammingError
 
         try:
-            _refuse_withdrawn(settings, card.version, request.as_of)
+            refuse_withdrawn(settings, card.version, request.as_of)
             connections.result_store(settings).start_run(
                 run_id,
                 as_of=request.as_of,
@@ -115,20 +117,10 @@ def plan_run(settings: Settings, request: RunRequest) -> list[dict[str, Any]]:
     return chunks
 
 
-def _refuse_withdrawn(settings: Settings, version: str, as_of: datetime) -> None:
-    from dipro_fhir.store.retractions import RetractionStore
-
-    if RetractionStore(connections.engine(settings)).withdrawn(version, as_of):
-        raise ConfigError(
-            f"model version {version!r} is retracted for as-of {as_of.isoformat()}: "
-            "its results must not be published again (see `dipro-fhir retract`)"
-        )
-
-
 def _cohort(
-    settings: Settings, request: RunRequest, model_name: str
+    settings: Settings, request: RunRequest, model_name: str, observers: Sequence[Any]
 ) -> list[tuple[str, str | None]]:
-    source = connections.fhir_source(settings)
+    source = connections.fhir_source(settings, observers=observers)
     if request.patient_ids:
         return [(p, None) for p in dict.fromkeys(request.patient_ids)]
     if request.group_id:
@@ -165,14 +157,26 @@ def active_cohort(
 def extract_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, Any]:
     """Extract and map every patient of a chunk into one staging file of timelines."""
     from dipro.checkpoint import read_card
-    from dipro_fhir.extract import QualityCounter, StageTimer, extract_options, extract_patient
-    from dipro_fhir.run_quality import chunk_orphans
 
     chunk = ChunkManifest.from_xcom(manifest)
     started = time.perf_counter()
-    config = read_card(settings.model.checkpoint).config
+    card = read_card(settings.model.checkpoint)
+    with audit.recording(settings, "extract", (card.name, card.version)) as recorder:
+        return _extract(settings, chunk, card.config, audit.observers(recorder), started)
+
+
+def _extract(
+    settings: Settings,
+    chunk: ChunkManifest,
+    config: Any,
+    observers: Sequence[Any],
+    started: float,
+) -> dict[str, Any]:
+    from dipro_fhir.extract import QualityCounter, StageTimer, extract_options, extract_patient
+    from dipro_fhir.run_quality import chunk_orphans
+
     options = extract_options(settings, crop_size=config.crop_size, max_cxrs=config.max_cxrs)
-    fhir = connections.fhir_source(settings)
+    fhir = connections.fhir_source(settings, observers=observers)
     images = connections.image_source(settings.dicomweb)
     timelines, failures = [], list(chunk.failure_records())
     timer, quality = StageTimer(), QualityCounter()
@@ -261,21 +265,23 @@ def write_back_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[st
     }
     if chunk.orphan_issues:  # problems of no patient that can be told
         issues[NO_PATIENT] = [MappingIssue(c, r or None, d) for c, r, d in chunk.orphan_issues]
-    report, _ = publish_chunk(
-        connections.result_sink(settings),
-        connections.result_store(settings),
-        RunId(chunk.run_id),
-        scores,
-        ModelInfo(**payload["model"]),
-        failures=chunk.failure_records(),
-        issues=issues,
-        options=AssessmentOptions.from_settings(
-            settings.writeback, source_base=settings.fhir.base_url
-        ),
-        stay_starts={
-            PatientId(p): datetime.fromisoformat(t) for p, t in payload["stay_starts"].items()
-        },
-    )
+    model = ModelInfo(**payload["model"])
+    with audit.recording(settings, "writeback", (model.name, model.version)) as recorder:
+        report, _ = publish_chunk(
+            connections.result_sink(settings, audit.observers(recorder)),
+            connections.result_store(settings),
+            RunId(chunk.run_id),
+            scores,
+            model,
+            failures=chunk.failure_records(),
+            issues=issues,
+            options=AssessmentOptions.from_settings(
+                settings.writeback, source_base=settings.fhir.base_url
+            ),
+            stay_starts={
+                PatientId(p): datetime.fromisoformat(t) for p, t in payload["stay_starts"].items()
+            },
+        )
     return _next(
         chunk,
         "writeback",

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -43,6 +44,28 @@ TRANSIENT_ERRORS = (
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 
 
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """One request the client made and how it ended, for observers (the audit trail).
+
+    Attributes:
+        method: HTTP method.
+        path: ``Type``, ``Type/id``, ``""`` (a Bundle to the base) or a full ``next`` URL.
+        params: Query parameters as sent (patient data possible: observers redact).
+        body: The JSON body sent, or ``None``.
+        status: The final HTTP status, or ``None`` when no answer came (transport error).
+    """
+
+    method: str
+    path: str
+    params: tuple[tuple[str, str], ...]
+    body: Mapping[str, Any] | None
+    status: int | None
+
+
+Observer = Callable[[Exchange], None]
+
+
 class FhirClient:
     """FHIR R4 REST client: read, search with paging, count, put, create, transaction, batch.
 
@@ -59,6 +82,8 @@ class FhirClient:
         max_pages: Upper bound of pages followed by one search (loop guard).
         next_link_base: The base URL a server behind a proxy puts into its ``next`` links;
             links under it are rewritten onto ``base_url``. ``None``: same origin only.
+        observers: Called with an :class:`Exchange` after every request (the audit trail);
+            an observer must not raise.
     """
 
     def __init__(
@@ -74,8 +99,10 @@ class FhirClient:
         pool_size: int = 10,
         max_pages: int = 100_000,
         next_link_base: str | None = None,
+        observers: Sequence[Observer] = (),
     ) -> None:
         self.base_url = base_url.rstrip("/") + "/"
+        self.observers = list(observers)
         self.auth = auth
         self.timeout_s = timeout_s
         self.retry = retry
@@ -244,15 +271,23 @@ class FhirClient:
     ) -> dict[str, Any]:
         url = path if path.startswith(("http://", "https://")) else self.base_url + path
         may_retry = method in IDEMPOTENT_METHODS if retryable is None else retryable
-        response, attempts = self._send(
-            method,
-            url,
-            label,
-            may_retry,
-            params=params,
-            json=json_body,
-            headers={**_default_headers(method, json_body), **(headers or {})},
-        )
+        status: int | None = None
+        try:
+            response, attempts = self._send(
+                method,
+                url,
+                label,
+                may_retry,
+                params=params,
+                json=json_body,
+                headers={**_default_headers(method, json_body), **(headers or {})},
+            )
+            status = response.status_code
+        finally:
+            if self.observers:
+                exchange = Exchange(method, path, tuple(params or ()), json_body, status)
+                for observe in self.observers:
+                    observe(exchange)
         return _read_body(response, action=f"{method} {label}", attempts=attempts)
 
     def _send(
