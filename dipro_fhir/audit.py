@@ -185,8 +185,10 @@ class AuditRecorder:
             if "://" in path:  # a next page: opaque to us, its query already recorded
                 text, action, subtype = "GET [next page]", "E", "search-type"
             elif "/" in path:
-                rtype = path.split("/", 1)[0]
+                rtype, rid = path.split("/", 1)
                 text, action, subtype = f"GET {rtype}/[redacted]", "R", "read"
+                if rtype == "Patient":  # BALP PatientRead: the patient in its own entity
+                    patients.append(rid)
             else:
                 query, patients = redact_query(exchange.params)
                 text, action, subtype = f"GET {kind}?{query}", "E", "search-type"

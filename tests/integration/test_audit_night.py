@@ -27,6 +27,7 @@ from dipro_fhir.settings import (
     WriteBackSettings,
 )
 from tests.checkpoints import write_tiny_checkpoint
+from tests.integration.writeback.validate import server_errors
 from tests.servers.orthanc import OrthancServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -101,6 +102,25 @@ def test_a_night_with_audit_on_leaves_auditevents_without_patient_data(
     with FhirClient(fhir_base_url) as client:
         events = list(client.search("AuditEvent", {"_count": "1000"}))
         patient_data = _patient_data(client)
+        written = {
+            rtype: list(client.search(rtype, {"_count": "500"}))
+            for rtype in ("Device", "DocumentReference", "RiskAssessment", "Provenance")
+        }
+    # The night's AI-transparency resources validate (fhir.resources and HAPI $validate).
+    assert [len(written[t]) for t in ("Device", "DocumentReference")] == [1, 1]
+    assert len(written["RiskAssessment"]) == 3 * N_PATIENTS
+    for provenance in written["Provenance"]:
+        assert provenance["reason"][0]["coding"][0]["code"] == "AIAST"
+        roles = [a["role"][0]["coding"][0]["code"] for a in provenance["agent"] if a.get("role")]
+        assert roles == ["Artificial-Intelligence"]
+    invalid: dict[str, list[str]] = {}
+    for resources in written.values():
+        for resource in resources:
+            validate_resource(resource)
+            errors = server_errors(fhir_base_url, resource)
+            if errors:
+                invalid[f"{resource['resourceType']}/{resource['id']}"] = errors
+    assert invalid == {}
     assert summary["status"] in ("success", "partial")
     assert events, "no AuditEvents on the server"
     leaks = {
@@ -131,7 +151,8 @@ def test_a_night_with_audit_on_leaves_auditevents_without_patient_data(
     print(
         f"audit night: {len(events)} AuditEvents ({dict(subtypes)}), outcomes "
         f"{dict(Counter(e['outcome'] for e in events))}, patients in the patient field "
-        f"{len(in_patient_field)}, patient data outside it: 0 of {len(patient_data)} values"
+        f"{len(in_patient_field)}, patient data outside it: 0 of {len(patient_data)} values; "
+        f"night resources validated on HAPI: { {k: len(v) for k, v in written.items()} }"
     )
     print("sample AuditEvent:", json.dumps(sample, indent=1))
     print(

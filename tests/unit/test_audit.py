@@ -58,6 +58,8 @@ def test_events_carry_patients_only_in_the_patient_entity() -> None:
     assert query["meta"]["profile"][0].endswith("IHE.BasicAudit.PatientQuery")
     assert [e["what"]["reference"] for e in query["entity"] if "what" in e] == ["Patient/p-77"]
     assert (read["action"], read["outcome"]) == ("R", "4")
+    assert read["meta"]["profile"][0].endswith("IHE.BasicAudit.PatientRead")
+    assert [e["what"]["reference"] for e in read["entity"] if "what" in e] == ["Patient/p-77"]
     assert (write["subtype"][0]["code"], write["action"], write["outcome"]) == (
         "transaction",
         "U",
