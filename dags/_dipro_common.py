@@ -17,7 +17,10 @@ Connections (all optional; when one is missing the ``DIPRO_*`` environment stand
     and an ``extra.token`` means a bearer token. ``bearer`` takes ``extra.token`` or the
     password. ``smart`` (SMART Backend Services) takes ``extra.smart_client_id`` (or the
     login), ``extra.smart_token_url``, ``extra.smart_private_key_path``, ``extra.smart_key_id``
-    and optionally ``extra.smart_scope``. Optional ``extra.timeout_s``, ``extra.verify_tls``.
+    and optionally ``extra.smart_scope``; with a key folder of ``dipro-fhir smart keys``,
+    point ``extra.smart_private_key_path`` at its ``signing.pem`` and leave
+    ``extra.smart_key_id`` unset (the kid is read beside it, so rotation needs no edit).
+    Optional ``extra.timeout_s``, ``extra.verify_tls``.
 ``dipro_dicomweb`` (type ``http``)
     The DICOMweb server, same URL and auth rules (``none``, ``basic``, ``bearer``).
 ``dipro_results_db`` (type ``postgres`` or ``sqlite``)

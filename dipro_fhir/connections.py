@@ -7,6 +7,8 @@ are revealed at the last moment, into the client that needs them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import requests
 from sqlalchemy import Engine, create_engine
 
@@ -14,7 +16,7 @@ from dipro_fhir.dicomweb.client import DicomWebClient
 from dipro_fhir.dicomweb.source import DicomWebImageSource, FolderImageSource, ImageSource
 from dipro_fhir.errors import ConfigError
 from dipro_fhir.fhir.auth import BasicAuth, BearerTokenAuth, FhirAuth, SmartBackendAuth
-from dipro_fhir.fhir.client import FhirClient
+from dipro_fhir.fhir.client import FhirClient, Observer
 from dipro_fhir.fhir.cohort import CohortRule
 from dipro_fhir.fhir.concept_maps import load_code_maps
 from dipro_fhir.fhir.ndjson_source import NdjsonFhirSource
@@ -76,8 +78,10 @@ def input_limits(settings: Settings) -> InputLimits:
     return InputLimits(**settings.limits.model_dump())
 
 
-def fhir_client(fhir: FhirSettings, limits: InputLimits | None = None) -> FhirClient:
-    """A pooled FHIR client for ``fhir.base_url``.
+def fhir_client(
+    fhir: FhirSettings, limits: InputLimits | None = None, observers: Sequence[Observer] = ()
+) -> FhirClient:
+    """A pooled FHIR client for ``fhir.base_url`` (``observers``: the audit trail's hooks).
 
     Raises:
         ConfigError: No base URL is configured.
@@ -93,10 +97,13 @@ def fhir_client(fhir: FhirSettings, limits: InputLimits | None = None) -> FhirCl
         page_size=fhir.page_size,
         next_link_base=fhir.next_link_base,
         limits=limits or InputLimits(),
+        observers=observers,
     )
 
 
-def fhir_source(settings: Settings, *, images: bool = True) -> FhirSource:
+def fhir_source(
+    settings: Settings, *, images: bool = True, observers: Sequence[Observer] = ()
+) -> FhirSource:
     """The FHIR source: a server when ``fhir.base_url`` is set, else the NDJSON folder.
 
     ``images=False`` is for commands that read FHIR only (``dipro-fhir codes``): they need
@@ -109,9 +116,9 @@ def fhir_source(settings: Settings, *, images: bool = True) -> FhirSource:
         if settings.fhir.batched_search:
             from dipro_fhir.fhir.batched import BatchedHttpFhirSource
 
-            client = fhir_client(settings.fhir, limits)
+            client = fhir_client(settings.fhir, limits, observers)
             return BatchedHttpFhirSource(client, batch_size=settings.fhir.batch_size)
-        return HttpFhirSource(fhir_client(settings.fhir, limits))
+        return HttpFhirSource(fhir_client(settings.fhir, limits, observers))
     assert settings.fhir.ndjson_dir is not None  # require_sources checked it
     return NdjsonFhirSource(settings.fhir.ndjson_dir, limits)
 
@@ -144,14 +151,14 @@ def image_source(dicomweb: DicomWebSettings) -> ImageSource:
     raise ConfigError("no image source: set DIPRO_DICOMWEB__BASE_URL or DIPRO_DICOMWEB__FOLDER")
 
 
-def result_sink(settings: Settings) -> ResultSink | None:
+def result_sink(settings: Settings, observers: Sequence[Observer] = ()) -> ResultSink | None:
     """Where RiskAssessments go: the FHIR server, an NDJSON folder, or nowhere (``none``)."""
     target = settings.writeback.target
     if target == "none":
         return None
     if target == "ndjson":
         return NdjsonResultSink(settings.writeback.ndjson_dir)
-    return FhirResultSink(fhir_client(settings.fhir))
+    return FhirResultSink(fhir_client(settings.fhir, input_limits(settings), observers))
 
 
 def engine(settings: Settings) -> Engine:

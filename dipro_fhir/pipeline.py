@@ -31,7 +31,7 @@ from dataclasses import asdict, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from dipro_fhir import connections, staging
+from dipro_fhir import audit, connections, staging
 from dipro_fhir.errors import (
     AuthError,
     ConfigError,
@@ -89,15 +89,28 @@ def extract_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, 
     With the feature cache on, instances cached for the checkpoint's backbone are not
     retrieved (:class:`~dipro_fhir.scoring.features.CachedImages`).
     """
-    from dipro.checkpoint import read_backbone_digest, read_card
-    from dipro_fhir.extract import QualityCounter, StageTimer, extract_options, extract_patient
-    from dipro_fhir.run_quality import chunk_orphans
-    from dipro_fhir.scoring.features import CachedImages
+    from dipro.checkpoint import read_card
 
     chunk = ChunkManifest.from_xcom(manifest)
     started = time.perf_counter()
     _heartbeat(settings, chunk)
-    config = read_card(settings.model.checkpoint).config
+    card = read_card(settings.model.checkpoint)
+    with audit.recording(settings, "extract", (card.name, card.version)) as recorder:
+        return _extract(settings, chunk, card.config, audit.observers(recorder), started)
+
+
+def _extract(
+    settings: Settings,
+    chunk: ChunkManifest,
+    config: Any,
+    observers: Sequence[Any],
+    started: float,
+) -> dict[str, Any]:
+    from dipro.checkpoint import read_backbone_digest
+    from dipro_fhir.extract import QualityCounter, StageTimer, extract_options, extract_patient
+    from dipro_fhir.run_quality import chunk_orphans
+    from dipro_fhir.scoring.features import CachedImages
+
     cache = connections.feature_cache(settings)
     lookup = None
     if cache is not None:
@@ -105,7 +118,7 @@ def extract_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, 
     options = extract_options(
         settings, crop_size=config.crop_size, max_cxrs=config.max_cxrs, features=lookup
     )
-    fhir = chunk_source(settings, chunk)
+    fhir = chunk_source(settings, chunk, observers)
     images = connections.image_source(settings.dicomweb)
     timelines: list[PatientTimeline] = []
     failures = list(chunk.failure_records())
@@ -162,7 +175,9 @@ def _dicomweb_bytes(images: object) -> dict[str, int]:
     return {"wado_instance_bytes": pixels, "dicomweb_other_bytes": sum(received.values()) - pixels}
 
 
-def chunk_source(settings: Settings, chunk: ChunkManifest) -> FhirSource:
+def chunk_source(
+    settings: Settings, chunk: ChunkManifest, observers: Sequence[Any] = ()
+) -> FhirSource:
     """A chunk's FHIR source: the run's Bulk export when it has one, else the configured
     source, prefetched for the chunk when it batches its searches."""
     from dipro_fhir.fhir.batched import prefetch_chunk
@@ -170,7 +185,7 @@ def chunk_source(settings: Settings, chunk: ChunkManifest) -> FhirSource:
 
     if chunk.ndjson_dir:
         return NdjsonFhirSource(chunk.ndjson_dir, connections.input_limits(settings))
-    source = connections.fhir_source(settings)
+    source = connections.fhir_source(settings, observers=observers)
     patients = [p for p, _ in chunk.patients]
     prefetch_chunk(source, patients, chunk.as_of_time, settings.run.window_hours)
     return source
@@ -277,8 +292,14 @@ def write_back_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[st
     store = connections.result_store(settings)
     store.heartbeat(RunId(chunk.run_id))
     # Two runs of one night (same as-of and model) write back one after the other.
-    with store.night_lock(f"{chunk.as_of}|{payload['model']['version']}"):
-        report, _ = _publish(settings, store, chunk, payload, scores, issues)
+    model = payload["model"]
+    with (
+        store.night_lock(f"{chunk.as_of}|{model['version']}"),
+        audit.recording(settings, "writeback", (model["name"], model["version"])) as recorder,
+    ):
+        report, _ = _publish(
+            settings, store, chunk, payload, scores, issues, audit.observers(recorder)
+        )
     return _next(
         chunk,
         "writeback",
@@ -295,13 +316,14 @@ def _publish(
     payload: Mapping[str, Any],
     scores: Sequence[Score],
     issues: Mapping[PatientId, Sequence[MappingIssue]],
+    observers: Sequence[Any] = (),
 ) -> tuple[WriteReport, ChunkCounts]:
     from dipro_fhir.scoring.score import ModelInfo
     from dipro_fhir.writeback.assessment import AssessmentOptions
     from dipro_fhir.writeback.write import publish_chunk
 
     return publish_chunk(
-        connections.result_sink(settings),
+        connections.result_sink(settings, observers),
         store,
         RunId(chunk.run_id),
         scores,

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dipro_fhir import connections
+from dipro_fhir import audit, connections
 from dipro_fhir.errors import ConfigError, SourceUnavailable
 from dipro_fhir.fhir.source import FhirSource
 from dipro_fhir.limits import is_fhir_id
@@ -44,7 +45,8 @@ def plan_run(settings: Settings, request: RunRequest) -> list[dict[str, Any]]:
             f"model version {request.model_version!r} requested, checkpoint has {card.version!r}"
         )
     run_id = run_id_for(request, card.version)
-    planned = _cohort(settings, request, card.name)
+    with audit.recording(settings, "plan", (card.name, card.version)) as recorder:
+        planned = _cohort(settings, request, card.name, audit.observers(recorder))
     patients = [(p, e) for p, e in planned if is_fhir_id(p) and (e is None or is_fhir_id(e))]
     invalid = len(planned) - len(patients)
     if not request.dry_run:
@@ -85,7 +87,9 @@ def _start_run(
         raise SourceUnavailable(
             f"the results database is unreachable ({type(exc.orig).__name__})"
         ) from None
-    _refuse_withdrawn(settings, version, request.as_of)
+    from dipro_fhir.retraction import refuse_withdrawn
+
+    refuse_withdrawn(settings, version, request.as_of)
     try:
         store.mark_stale(timedelta(seconds=settings.run.stale_after_s))
         store.start_run(
@@ -103,20 +107,10 @@ def _start_run(
         ) from exc
 
 
-def _refuse_withdrawn(settings: Settings, version: str, as_of: datetime) -> None:
-    from dipro_fhir.store.retractions import RetractionStore
-
-    if RetractionStore(connections.engine(settings)).withdrawn(version, as_of):
-        raise ConfigError(
-            f"model version {version!r} is retracted for as-of {as_of.isoformat()}: "
-            "its results must not be published again (see `dipro-fhir retract`)"
-        )
-
-
 def _cohort(
-    settings: Settings, request: RunRequest, model_name: str
+    settings: Settings, request: RunRequest, model_name: str, observers: Sequence[Any]
 ) -> list[tuple[str, str | None]]:
-    source = connections.fhir_source(settings)
+    source = connections.fhir_source(settings, observers=observers)
     if request.patient_ids:
         return [(p, None) for p in dict.fromkeys(request.patient_ids)]
     if request.group_id:

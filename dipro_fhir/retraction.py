@@ -6,12 +6,26 @@ See :mod:`dipro_fhir.writeback.retract` for how RiskAssessments are retracted an
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from dipro_fhir import connections
 from dipro_fhir.errors import ConfigError
 from dipro_fhir.settings import Settings
 from dipro_fhir.store.retractions import RetractionRequest, RetractionStore
+
+
+def refuse_withdrawn(settings: Settings, version: str, as_of: datetime) -> None:
+    """Refuse a run of a model version a retraction of every patient covers at ``as_of``.
+
+    Raises:
+        ConfigError: The version is withdrawn for that as-of time.
+    """
+    if RetractionStore(connections.engine(settings)).withdrawn(version, as_of):
+        raise ConfigError(
+            f"model version {version!r} is retracted for as-of {as_of.isoformat()}: "
+            "its results must not be published again (see `dipro-fhir retract`)"
+        )
 
 
 def run_retraction(settings: Settings, request: RetractionRequest) -> dict[str, Any]:

@@ -139,6 +139,16 @@ class WriteBackSettings(BaseModel):
     source_references: Literal["auto", "literal", "identifier"] = "auto"
 
 
+class AuditSettings(BaseModel):
+    """BALP-style AuditEvents of each run's FHIR requests (:mod:`dipro_fhir.audit`).
+
+    Off by default: hospital FHIR servers usually audit every request themselves, and a
+    client-side copy doubles load and records. On in the sandbox (HAPI does not audit).
+    """
+
+    enabled: bool = False
+
+
 class RunSettings(BaseModel):
     """How a scoring run plans, extracts and tolerates failures.
 
@@ -248,6 +258,7 @@ class Settings(BaseSettings):
     writeback: WriteBackSettings = WriteBackSettings()
     run: RunSettings = RunSettings()
     cache: CacheSettings = CacheSettings()
+    audit: AuditSettings = AuditSettings()
     mapping: MappingSettings = MappingSettings()  # site-data block
     cohort: CohortSettings = CohortSettings()  # site-data block
     limits: LimitSettings = LimitSettings()

@@ -801,6 +801,8 @@ def airflow_environ(sandbox: Sandbox) -> dict[str, str]:
         # Loaded after the fact: `lastUpdated` is the load time; availability from `issued`.
         "DIPRO_RUN__AVAILABILITY": "issued",
         "DIPRO_WRITEBACK__TARGET": "fhir",
+        # HAPI keeps no audit log of its own: the sandbox shows the client's BALP trail.
+        "DIPRO_AUDIT__ENABLED": "true",
         "DIPRO_TASK_RETRIES": str(c.task_retries),
         "DIPRO_RETRY_DELAY_S": str(c.retry_delay_s),
     }
@@ -1123,6 +1125,7 @@ def cmd_env(sandbox: Sandbox) -> int:
         "DIPRO_MODEL__CHECKPOINT": str(sandbox.checkpoint),
         "DIPRO_RUN__AVAILABILITY": "issued",
         "DIPRO_RUN__STAGING_DIR": str(sandbox.path("staging")),
+        "DIPRO_AUDIT__ENABLED": "true",
     }
     for key, value in values.items():
         print(f"export {key}='{value}'")

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
@@ -49,6 +50,28 @@ class MalformedBody(SourceUnavailable):
     """A 2xx answer whose body is not a JSON object (cut short, garbled): retried."""
 
 
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """One request the client made and how it ended, for observers (the audit trail).
+
+    Attributes:
+        method: HTTP method.
+        path: ``Type``, ``Type/id``, ``""`` (a Bundle to the base) or a full ``next`` URL.
+        params: Query parameters as sent (patient data possible: observers redact).
+        body: The JSON body sent, or ``None``.
+        status: The final HTTP status, or ``None`` when no answer came (transport error).
+    """
+
+    method: str
+    path: str
+    params: tuple[tuple[str, str], ...]
+    body: Mapping[str, Any] | None
+    status: int | None
+
+
+Observer = Callable[[Exchange], None]
+
+
 class FhirClient:
     """FHIR R4 REST client: read, search with paging, count, put, create, transaction, batch.
 
@@ -67,6 +90,8 @@ class FhirClient:
             links under it are rewritten onto ``base_url``. ``None``: same origin only.
         limits: Largest body and deepest JSON nesting accepted (a breach raises
             :class:`~dipro_fhir.limits.InputLimitExceeded`, a data problem).
+        observers: Called with an :class:`Exchange` after every request (the audit trail);
+            an observer must not raise.
     """
 
     def __init__(
@@ -83,8 +108,10 @@ class FhirClient:
         max_pages: int = 100_000,
         next_link_base: str | None = None,
         limits: InputLimits = DEFAULT_LIMITS,
+        observers: Sequence[Observer] = (),
     ) -> None:
         self.base_url = base_url.rstrip("/") + "/"
+        self.observers = list(observers)
         self.auth = auth
         self.timeout_s = timeout_s
         self.retry = retry
@@ -297,16 +324,24 @@ class FhirClient:
         may_retry = method in IDEMPOTENT_METHODS if retryable is None else retryable
         tries = self.retry.max_attempts if may_retry else 1
         for body_attempt in range(1, tries + 1):
-            response, attempts = self._send(
-                method,
-                url,
-                label,
-                may_retry,
-                params=params,
-                json=json_body,
-                auth=self.auth,
-                headers={**_default_headers(method, json_body), **(headers or {})},
-            )
+            status: int | None = None
+            try:
+                response, attempts = self._send(
+                    method,
+                    url,
+                    label,
+                    may_retry,
+                    params=params,
+                    json=json_body,
+                    auth=self.auth,
+                    headers={**_default_headers(method, json_body), **(headers or {})},
+                )
+                status = response.status_code
+            finally:
+                if self.observers:
+                    exchange = Exchange(method, path, tuple(params or ()), json_body, status)
+                    for observe in self.observers:
+                        observe(exchange)
             try:
                 return _read_body(
                     response, action=f"{method} {label}", attempts=attempts, limits=self.limits

@@ -24,7 +24,6 @@ FINDING_SYSTEM: Final[str] = f"{PROJECT_BASE}/CodeSystem/cxr-finding"
 SCORE_PATH_SYSTEM: Final[str] = f"{PROJECT_BASE}/CodeSystem/score-path"
 ASSESSMENT_ID_SYSTEM: Final[str] = f"{PROJECT_BASE}/sid/risk-assessment"
 MODEL_ID_SYSTEM: Final[str] = f"{PROJECT_BASE}/sid/model"
-MODEL_CARD_SYSTEM: Final[str] = f"{PROJECT_BASE}/sid/model-card-sha256"
 FINDING_EXTENSION: Final[str] = f"{PROJECT_BASE}/StructureDefinition/progression-finding"
 CHANGE_EXTENSION: Final[str] = f"{PROJECT_BASE}/StructureDefinition/progression-change"
 

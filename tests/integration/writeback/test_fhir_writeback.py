@@ -196,10 +196,10 @@ def test_rejected_entry_fails_only_its_patient(
     victim = [s for s in scores if s.patient_id == "pat-0001" and s.task == "mortality"]
     victim_id = codes.assessment_id("1.0.0", "mortality", "pat-0001", AS_OF)
     proxy = fault_proxy(fhir_base_url)
-    # POSTs to the base: batch read of the Device (written by a plain PUT), batch read of
-    # the assessments, then their transaction: that one is refused whole, and then the
-    # per-entry PUT of one assessment is refused.
-    proxy.inject("status", times=1, match=r"/fhir/?$", method="POST", skip=2, status=400)
+    # POSTs to the base: batch reads of the model card and the Device (each written by a
+    # plain PUT), batch read of the assessments, then their transaction: that one is
+    # refused whole, and then the per-entry PUT of one assessment is refused.
+    proxy.inject("status", times=1, match=r"/fhir/?$", method="POST", skip=3, status=400)
     proxy.inject("status", times=1, match=f"/RiskAssessment/{victim_id}$", method="PUT", status=422)
     literal_only = AssessmentOptions(identifier_fallback=False)
     with FhirClient(proxy.base_url) as fhir:
@@ -286,8 +286,9 @@ def test_server_outage_after_retries_fails_patients_as_retriable(
     fhir_base_url = seeded_base_url
     scores = cohort_scores(2)
     proxy = fault_proxy(fhir_base_url)
-    # The Device's batch read and the assessments' batch read pass; then the server is down.
-    proxy.inject("503", times=1000, match=r"/fhir/?$", method="POST", skip=2)
+    # The batch reads of the model card, the Device and the assessments pass; then the
+    # server is down.
+    proxy.inject("503", times=1000, match=r"/fhir/?$", method="POST", skip=3)
     fast = RetryPolicy(max_attempts=2, backoff_s=0.01, max_backoff_s=0.01, jitter=0.0)
     with FhirClient(proxy.base_url, retry=fast) as fhir:
         report, _ = publish_chunk(FhirResultSink(fhir), store, RunId("run-1"), scores, MODEL)
@@ -354,9 +355,12 @@ def test_data_from_elsewhere_is_referenced_by_identifier_and_hapi_accepts_it(
     assert {ref["identifier"]["system"] for ref in basis} == {"urn:ietf:rfc:3986"}
     assert {ref["type"] for ref in basis} == {"ImagingStudy", "Observation"}
     assert all(ref["display"] == ref["identifier"]["value"] for ref in basis)  # no base URL
-    entities = [e["what"] for e in provenance["entity"]]
+    entities = [e["what"] for e in provenance["entity"] if e["role"] == "source"]
     assert entities
     assert all("identifier" in what and "reference" not in what for what in entities)
+    # The model card (AI Transparency) is on the server written to: a literal reference.
+    cards = [e["what"] for e in provenance["entity"] if e["role"] == "derivation"]
+    assert [c["reference"].split("/")[0] for c in cards] == ["DocumentReference"]
     assert len(provenance["target"]) == 6
     assert (again.written, again.unchanged, again.failures) == (0, 6, ())
 
@@ -375,7 +379,9 @@ def test_source_data_deleted_since_extraction_still_gets_a_provenance(
         again = write_scores(FhirResultSink(fhir), scores, MODEL)
     assert (report.written, report.failures) == (6, ())
     assert len(provenance["target"]) == 6
-    assert all("identifier" in e["what"] for e in provenance["entity"])
+    sources = [e["what"] for e in provenance["entity"] if e["role"] == "source"]
+    assert sources
+    assert all("identifier" in what for what in sources)
     assert (again.written, again.unchanged, again.failures) == (0, 6, ())
 
 

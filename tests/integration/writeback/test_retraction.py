@@ -5,6 +5,7 @@ are marked, a re-run of the night brings nothing back, and ``kill -9`` then re-r
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from dipro_fhir.cli import main
 from dipro_fhir.fhir.client import FhirClient
 from dipro_fhir.scoring.score import ModelInfo
 from dipro_fhir.store import ResultStore
@@ -88,7 +90,11 @@ def _retracted_rows(engine: sa.Engine) -> dict[str, int]:
 
 
 def test_retracting_a_version_changes_exactly_its_assessments_and_a_rerun_keeps_them(
-    fhir_base_url: str, engine: sa.Engine
+    fhir_base_url: str,
+    engine: sa.Engine,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     with FhirClient(fhir_base_url) as client:
         load_sources(client, cohort_scores(N_PATIENTS))
@@ -109,15 +115,20 @@ def test_retracting_a_version_changes_exactly_its_assessments_and_a_rerun_keeps_
         rows_after_rerun = _retracted_rows(engine)
         second = retract(client, RetractionStore(engine), RetractionRequest("1.0.0", REASON))
         v1_versions = set(_versions(client, MODEL).values())
-        # One patient of version 2, in an as-of range around the night.
-        one = RetractionRequest(
-            "2.0.0",
-            "wrong patient linkage",
-            since=AS_OF - timedelta(hours=1),
-            until=AS_OF + timedelta(hours=1),
-            patients=("pat-0001",),
-        )
-        partial = retract(client, RetractionStore(engine), one)
+        # One patient of version 2, in an as-of range around the night: the command.
+        for name, value in {
+            "DIPRO_FHIR__BASE_URL": fhir_base_url,
+            "DIPRO_STORE__URL": str(engine.url.render_as_string(hide_password=False)),
+            "DIPRO_WRITEBACK__TARGET": "fhir",
+            "DIPRO_MODEL__CHECKPOINT": str(tmp_path / "no-checkpoint"),
+        }.items():
+            monkeypatch.setenv(name, value)
+        command = ["retract", "--model-version", "2.0.0", "--reason", "wrong patient linkage"]
+        window = ["--since", (AS_OF - timedelta(hours=1)).isoformat()]
+        window += ["--until", (AS_OF + timedelta(hours=1)).isoformat(), "--patient", "pat-0001"]
+        capsys.readouterr()
+        assert main([*command, *window]) == 0
+        partial = json.loads(capsys.readouterr().out)
         v2_after = _statuses(client, MODEL_2)
     assert before == (Counter(final=PER_VERSION), Counter(final=PER_VERSION))
     assert after == (Counter({"entered-in-error": PER_VERSION}), Counter(final=PER_VERSION))
@@ -136,19 +147,20 @@ def test_retracting_a_version_changes_exactly_its_assessments_and_a_rerun_keeps_
         0,
     )
     assert v1_versions == {"2"}  # one new version each, never more
-    assert (partial.found, partial.retracted) == (3, 3)
+    assert (partial["found"], partial["retracted"], partial["rows_marked"]) == (3, 3, 26)
     assert v2_after == Counter({"final": PER_VERSION - 3, "entered-in-error": 3})
     assert _retracted_rows(engine) == {"1.0.0": ROWS, "2.0.0": 26}
     store = RetractionStore(engine)
     assert store.withdrawn("1.0.0", AS_OF + timedelta(days=3))
     assert not store.withdrawn("2.0.0", AS_OF)
-    print(
-        f"retraction on HAPI: before v1 {dict(before[0])} v2 {dict(before[1])}; after v1 "
-        f"{dict(after[0])} v2 {dict(after[1])}; rows retracted {rows_after}; night re-run: "
-        f"written {again.written}, kept retracted {again.retracted}; v1 after re-run "
-        f"{dict(after_rerun)}; second retraction retracted {second.retracted}; one patient "
-        f"of v2: {dict(v2_after)}"
-    )
+    with capsys.disabled():
+        print(
+            f"retraction on HAPI: before v1 {dict(before[0])} v2 {dict(before[1])}; after v1 "
+            f"{dict(after[0])} v2 {dict(after[1])}; rows retracted {rows_after}; night re-run: "
+            f"written {again.written}, kept retracted {again.retracted}; v1 after re-run "
+            f"{dict(after_rerun)}; second retraction retracted {second.retracted}; one patient "
+            f"of v2: {dict(v2_after)}"
+        )
 
 
 def test_kill_9_during_retraction_then_rerun_is_consistent(

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import requests
 import sqlalchemy as sa
 
 from dipro_fhir.fhir.client import FhirClient
@@ -21,6 +19,7 @@ from dipro_fhir.writeback.assessment import AssessmentOptions
 from dipro_fhir.writeback.sinks import FhirResultSink
 from dipro_fhir.writeback.write import publish_chunk
 from tests.integration.writeback.sources import load_sources
+from tests.integration.writeback.validate import server_errors
 from tests.unit.writeback.scores import AS_OF, cohort_scores
 
 pytestmark = pytest.mark.integration
@@ -46,34 +45,6 @@ def store(migrated_pg_url: str) -> Iterator[ResultStore]:
     result.start_run(RunId("run-1"), as_of=AS_OF, model_name="dipro", model_version="1.0.0")
     yield result
     engine.dispose()
-
-
-#: HAPI's bundled terminology (THO v3-ObservationValue of its release) predates AIAST,
-#: which THO added for AI transparency; the code itself is the IG's (and THO's today).
-KNOWN_GAP = "Unknown code 'http://terminology.hl7.org/CodeSystem/v3-ObservationValue#AIAST'"
-
-
-def _server_errors(base_url: str, resource: dict[str, Any]) -> list[str]:
-    """``POST [type]/$validate`` on HAPI: the error and fatal issues, the known gap aside.
-
-    ``meta`` is left out: HAPI does not hold the IG's profiles (an unknown ``meta.profile``
-    is reported, not checked); the base R4 resource is what is validated.
-    """
-    body = {k: v for k, v in resource.items() if k != "meta"}
-    response = requests.post(
-        f"{base_url.rstrip('/')}/{resource['resourceType']}/$validate",
-        json=body,
-        headers={"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"},
-        timeout=60,
-    )
-    outcome = response.json()
-    assert outcome["resourceType"] == "OperationOutcome"
-    return [
-        f"{i.get('severity')}: {i.get('diagnostics', '')[:200]}"
-        for i in outcome.get("issue") or []
-        if i.get("severity") in ("error", "fatal")
-        and not str(i.get("diagnostics", "")).startswith(KNOWN_GAP)
-    ]
 
 
 def test_a_night_writes_ai_transparency_resources_that_validate(
@@ -110,7 +81,7 @@ def test_a_night_writes_ai_transparency_resources_that_validate(
     for rtype, resources in written.items():
         for resource in resources:
             validate_resource(resource)
-            found = _server_errors(fhir_base_url, resource)
+            found = server_errors(fhir_base_url, resource)
             if found:
                 errors[f"{rtype}/{resource['id']}"] = found
     assert errors == {}
