@@ -41,7 +41,8 @@ from dipro_fhir.fhir.matching import is_under_way
 from dipro_fhir.fhir.resources import validate_many, validate_resource
 from dipro_fhir.fhir.source import FhirSource
 from dipro_fhir.imaging.events import fetch_image_events
-from dipro_fhir.imaging.regions import GeometricRegionLocator, RegionLocator
+from dipro_fhir.imaging.locators import load_locator
+from dipro_fhir.imaging.regions import RegionLocator
 from dipro_fhir.log import patient_tag
 from dipro_fhir.mapping.code_maps import CodeMaps, default_code_maps
 from dipro_fhir.mapping.imaging_study import StudyRef, read_imaging_study
@@ -108,7 +109,7 @@ def extract_options(settings: Settings, *, crop_size: int, max_cxrs: int) -> Ext
     """The run settings' extraction options, for a model with this crop size and sequence.
 
     Raises:
-        ConfigError: A configured ConceptMap cannot be read.
+        ConfigError: A configured ConceptMap or the configured region locator cannot be read.
     """
     from dipro_fhir import connections
 
@@ -117,7 +118,7 @@ def extract_options(settings: Settings, *, crop_size: int, max_cxrs: int) -> Ext
         window_hours=settings.run.window_hours,
         crop_size=crop_size,
         max_cxrs=max_cxrs,
-        locator=GeometricRegionLocator(),
+        locator=load_locator(settings.imaging.locator),
         site_tz=ZoneInfo(settings.run.site_timezone),
         availability=settings.run.availability,
         log_salt=settings.run.log_salt.get_secret_value(),

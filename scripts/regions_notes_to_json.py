@@ -72,6 +72,17 @@ WRONG = {
     "e87352fc": "RCP LCP RLZ LLZ CS RL LL",
 }
 
+# Films the geometric locator placed nothing on at b365097 and placed after issue 11's
+# midline fix, looked at again with the quality-control flags drawn: (verdict, wrong regions,
+# note).
+AFTER = {
+    "33ad0dcb": ("plausible", "", "placed after the midline fix; QC passes"),
+    "a361d7b7": ("partly", "", "RL top above the apex; QC passes"),
+    "d9d6ca9a": ("partly", "", "RL top above the apex; QC passes"),
+    "3c3a2a35": ("wrong", "LL LLZ LCP", "LL/LCP over the arm; QC fails the film (lung-failed)"),
+    "d7f2ee0f": ("partly", "", "right lung at the film edge; boxes on the lungs; QC passes"),
+}
+
 
 def _box(text: str) -> list[float]:
     return [float(v) for v in text.split()]
@@ -92,6 +103,7 @@ def main(notes: Path, data: Path, out: Path) -> None:
         wrong = sorted(REGIONS[SHORT[s]] for s in WRONG.get(image_id, "").split())
         if kind == "wrong" and not wrong:
             raise ValueError(f"{image_id}: wrong without regions")
+        after = AFTER.get(image_id)
         verdicts.append(
             {
                 "image_id": image_id,
@@ -99,6 +111,17 @@ def main(notes: Path, data: Path, out: Path) -> None:
                 "modality": row["modality"],
                 "projection": row["projection"],
                 "geometric": {"verdict": kind, "wrong_regions": wrong, "note": text},
+                **(
+                    {
+                        "geometric_after": {
+                            "verdict": after[0],
+                            "wrong_regions": sorted(REGIONS[SHORT[x]] for x in after[1].split()),
+                            "note": after[2],
+                        }
+                    }
+                    if after
+                    else {}
+                ),
                 "annotated": flag != "unannotatable",
                 "low_confidence": flag == "lowconf",
             }
@@ -177,7 +200,8 @@ def main(notes: Path, data: Path, out: Path) -> None:
         "structure but an edge clearly off, e.g. a lung top in the neck), wrong (at least one box "
         "not on its structure: below a diaphragm, outside the chest wall, over the abdomen, or "
         "missing its landmark; wrong_regions lists them), none (the locator placed nothing).",
-        "locator": "GeometricRegionLocator at commit b365097 (before issue 11)",
+        "locator": "GeometricRegionLocator at commit b365097 (before issue 11); "
+        "geometric_after: the films it newly places after issue 11 (others are unchanged)",
         "films": verdicts,
     }
     (out / "hannover_verdicts.json").write_text(json.dumps(doc, indent=1) + "\n")

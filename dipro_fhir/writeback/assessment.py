@@ -27,6 +27,9 @@ One RiskAssessment per patient, task, model version and as-of time, with one
 * ``meta.security``: HL7 AI-transparency label ``AIAST``.
 * Fewer than two CXRs (``Score.path == "ehr_only"``): ``note`` says "scored without CXR
   pairs (EHR-only path)".
+* Regions missing on a radiograph used (not placed, or failed region quality control, issue
+  11) are named in a ``note``, with the number of radiographs left out because their whole
+  placement failed quality control.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from dipro.vocab import REGIONS
 from dipro_fhir.errors import InvalidResource
 from dipro_fhir.fhir.resources import validate_resource
 from dipro_fhir.scoring.score import ModelInfo, Score, outcomes_for
@@ -46,6 +50,7 @@ from dipro_fhir.writeback.risk import RISK_DISPLAY, RISK_PROBABILITY_SYSTEM, Ris
 from dipro_fhir.writeback.risk import classify_risk as _classify
 
 EHR_ONLY_NOTE = "scored without CXR pairs (EHR-only path)"
+REGIONS_MISSING_NOTE = "anatomical regions missing on the radiographs used (model padding)"
 SOURCE_URI_SYSTEM = "urn:ietf:rfc:3986"
 AI_LABEL = {
     "system": codes.AI_LABEL_SYSTEM,
@@ -189,10 +194,25 @@ def _check_group(scores: Sequence[Score]) -> Score:
     return first
 
 
+def regions_note(scores: Sequence[Score]) -> str | None:
+    """The note on regions that were missing, or films left out, by region quality control."""
+    missing = sorted({r for s in scores for r in s.missing_regions}, key=REGIONS.index)
+    not_used = max((s.images_not_used for s in scores), default=0)
+    parts = []
+    if missing:
+        parts.append(f"{REGIONS_MISSING_NOTE}: {', '.join(missing)}")
+    if not_used:
+        parts.append(f"{not_used} radiograph(s) not used: region placement failed quality control")
+    return "; ".join(parts) or None
+
+
 def _notes(scores: Sequence[Score], shown: int, total: int) -> list[dict[str, str]]:
     notes: list[dict[str, str]] = []
     if any(s.path == "ehr_only" for s in scores):
         notes.append({"text": EHR_ONLY_NOTE})
+    regions = regions_note(scores)
+    if regions:
+        notes.append({"text": regions})
     if shown < total:
         notes.append({"text": f"basis lists {shown} of {total} resources used"})
     return notes
