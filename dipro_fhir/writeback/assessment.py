@@ -51,6 +51,7 @@ from dipro_fhir.writeback.risk import classify_risk as _classify
 
 EHR_ONLY_NOTE = "scored without CXR pairs (EHR-only path)"
 REGIONS_MISSING_NOTE = "anatomical regions missing on the radiographs used (model padding)"
+FILMS_NOT_USED_NOTE = "region placement failed quality control"
 SOURCE_URI_SYSTEM = "urn:ietf:rfc:3986"
 AI_LABEL = {
     "system": codes.AI_LABEL_SYSTEM,
@@ -194,25 +195,24 @@ def _check_group(scores: Sequence[Score]) -> Score:
     return first
 
 
-def regions_note(scores: Sequence[Score]) -> str | None:
-    """The note on regions that were missing, or films left out, by region quality control."""
+def regions_notes(scores: Sequence[Score]) -> list[str]:
+    """Notes on the regions missing on the radiographs used and the radiographs left out by
+    region quality control (issue 11)."""
     missing = sorted({r for s in scores for r in s.missing_regions}, key=REGIONS.index)
     not_used = max((s.images_not_used for s in scores), default=0)
-    parts = []
+    notes = []
     if missing:
-        parts.append(f"{REGIONS_MISSING_NOTE}: {', '.join(missing)}")
+        notes.append(f"{REGIONS_MISSING_NOTE}: {', '.join(missing)}")
     if not_used:
-        parts.append(f"{not_used} radiograph(s) not used: region placement failed quality control")
-    return "; ".join(parts) or None
+        notes.append(f"{not_used} radiograph(s) not used: {FILMS_NOT_USED_NOTE}")
+    return notes
 
 
 def _notes(scores: Sequence[Score], shown: int, total: int) -> list[dict[str, str]]:
     notes: list[dict[str, str]] = []
     if any(s.path == "ehr_only" for s in scores):
         notes.append({"text": EHR_ONLY_NOTE})
-    regions = regions_note(scores)
-    if regions:
-        notes.append({"text": regions})
+    notes += [{"text": text} for text in regions_notes(scores)]
     if shown < total:
         notes.append({"text": f"basis lists {shown} of {total} resources used"})
     return notes

@@ -41,7 +41,7 @@ from dipro_fhir.settings import (
     WriteBackSettings,
 )
 from dipro_fhir.store.migrate import upgrade_database
-from dipro_fhir.writeback.assessment import REGIONS_MISSING_NOTE
+from dipro_fhir.writeback.assessment import FILMS_NOT_USED_NOTE, REGIONS_MISSING_NOTE
 from tests.checkpoints import write_tiny_checkpoint
 
 REPO = Path(__file__).resolve().parents[3]
@@ -142,7 +142,7 @@ def test_the_hannover_cohort_runs_end_to_end(
     dropped = quality["image_problems"].get("regions-qc-film", 0)
     assert dropped >= 1
     notes = [n["text"] for ra in assessments for n in ra.get("note", [])]
-    assert any("not used: region placement failed quality control" in n for n in notes)
+    assert any(n.endswith(f"not used: {FILMS_NOT_USED_NOTE}") for n in notes)
     named = [n for n in notes if n.startswith(REGIONS_MISSING_NOTE)]
     assert named
     for note in named:
