@@ -83,6 +83,26 @@ AFTER = {
     "d7f2ee0f": ("partly", "", "right lung at the film edge; boxes on the lungs; QC passes"),
 }
 
+# The shipped trained locator (dipro_fhir/imaging/weights) with quality control on the 15
+# films of the 4 held-out patients, looked at once as a montage (coarser than the 1:1 review).
+TRAINED_HELDOUT = {
+    "1052b0fe": ("partly", "", "kept; lung bases a little high"),
+    "17ad0a56": ("wrong", "", "boxes reach into the collimated band; QC fails the film"),
+    "23823ebc": ("plausible", "", "kept; on the chest, not over the abdomen as geometric"),
+    "26e8db49": ("partly", "", "kept, RCP flagged"),
+    "2ecd360d": ("partly", "", "kept, RCP flagged"),
+    "33ad0dcb": ("plausible", "", "kept"),
+    "3d388a98": ("partly", "", "kept"),
+    "8da14fff": ("partly", "", "kept; lower boxes somewhat high"),
+    "8e438fce": ("partly", "", "kept"),
+    "a7abee59": ("partly", "", "kept"),
+    "ada8c494": ("wrong", "LCP RCP", "kept; both angles well above the bases, NOT flagged"),
+    "c4a0e11a": ("partly", "", "kept; geometric placed nothing here"),
+    "cf35d0c4": ("partly", "", "kept, RCP flagged"),
+    "d2af569b": ("plausible", "", "kept"),
+    "e87352fc": ("partly", "", "roughly on the lungs; QC fails the film (lung-failed)"),
+}
+
 
 def _box(text: str) -> list[float]:
     return [float(v) for v in text.split()]
@@ -203,6 +223,14 @@ def main(notes: Path, data: Path, out: Path) -> None:
         "locator": "GeometricRegionLocator at commit b365097 (before issue 11); "
         "geometric_after: the films it newly places after issue 11 (others are unchanged)",
         "films": verdicts,
+        "trained_locator_heldout": {
+            k: {
+                "verdict": v,
+                "wrong_regions": sorted(REGIONS[SHORT[x]] for x in w.split()),
+                "note": n,
+            }
+            for k, (v, w, n) in TRAINED_HELDOUT.items()
+        },
     }
     (out / "hannover_verdicts.json").write_text(json.dumps(doc, indent=1) + "\n")
 
