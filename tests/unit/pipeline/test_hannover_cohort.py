@@ -169,10 +169,10 @@ def test_regions_are_found_on_most_real_films(cohort: tuple[Path, dict[str, Any]
         dropped += sum(1 for i in issues if i.code == "regions-qc-film")
         unplaced += sum(1 for i in issues if i.code == "regions-not-found")
     assert sum(placed.values()) + dropped + unplaced == 67
-    # Measured with the geometric locator and quality control (issue 11): 30 films with all
-    # ten regions, 4 with one or two regions failed, 30 dropped by quality control, 3 unplaced.
-    assert placed[10] >= 27
-    assert dropped <= 33
+    # Measured with the geometric locator and quality control (issue 11): 28 films with all
+    # ten regions, 4 with one or two regions failed, 32 dropped by quality control, 3 unplaced.
+    assert placed[10] >= 26
+    assert dropped <= 34
 
 
 def test_icu_patients_by_location_type(cohort: tuple[Path, dict[str, Any]]) -> None:
