@@ -128,6 +128,40 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_regions(args: argparse.Namespace) -> int:
+    """Place the ten regions on a folder of DICOM/PNG films: overlays, JSON, IoU vs truth."""
+    from dipro_fhir.imaging.evaluate import evaluate_folder, load_coco, render_summary
+    from dipro_fhir.imaging.locators import load_locator
+
+    spec = args.locator if args.locator is not None else Settings().imaging.locator
+    truth = load_coco(Path(args.truth)) if args.truth else None
+    out = Path(args.out)
+    result = evaluate_folder(Path(args.folder), load_locator(spec), out, truth)
+    print(render_summary(result.summary()))
+    print(f"overlays and regions.json in {out}")
+    return 0
+
+
+def cmd_train_locator(args: argparse.Namespace) -> int:
+    """Train the small region-locator network from COCO boxes; write weights + model card."""
+    from dipro_fhir.imaging.train_locator import train_locator
+
+    holdout = [p for arg in args.holdout or () for p in arg.split(",") if p]
+    card = train_locator(
+        Path(args.coco),
+        Path(args.images),
+        Path(args.out),
+        holdout=holdout,
+        epochs=args.epochs,
+        input_size=args.input_size,
+        seed=args.seed,
+        data_note=args.data_note or "",
+    )
+    print(json.dumps(card["heldout_mean_iou"], indent=2))
+    print(f"weights and model card in {args.out}")
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """Check connectivity and auth to FHIR, DICOMweb and the database, and the checkpoint."""
     from dipro_fhir.checks import run_checks
@@ -299,6 +333,26 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=20)
     train.add_argument("--version", default="0.1.0")
     train.set_defaults(func=cmd_train)
+
+    regions = sub.add_parser("regions", help=cmd_regions.__doc__)
+    regions.add_argument("folder", help="folder of *.dcm / *.png films (searched recursively)")
+    regions.add_argument(
+        "--truth", help="COCO JSON of annotated boxes: prints IoU and QC confusion"
+    )
+    regions.add_argument("--out", default="var/regions", help="overlays and regions.json go here")
+    regions.add_argument("--locator", help="override DIPRO_IMAGING__LOCATOR")
+    regions.set_defaults(func=cmd_regions)
+
+    tl = sub.add_parser("train-locator", help=cmd_train_locator.__doc__)
+    tl.add_argument("--coco", required=True, help="COCO JSON of the ten region boxes")
+    tl.add_argument("--images", required=True, help="folder the COCO file_name paths are in")
+    tl.add_argument("--out", required=True, help="folder for region_locator.pt and the card")
+    tl.add_argument("--holdout", action="append", help="held-out patient ids (comma list)")
+    tl.add_argument("--epochs", type=int, default=150)
+    tl.add_argument("--input-size", type=int, default=128)
+    tl.add_argument("--seed", type=int, default=0)
+    tl.add_argument("--data-note", help="what the data is, for the model card")
+    tl.set_defaults(func=cmd_train_locator)
 
     check = sub.add_parser("check", help=cmd_check.__doc__)
     check.set_defaults(func=cmd_check)

@@ -51,7 +51,8 @@ from dipro_fhir.fhir.matching import is_under_way
 from dipro_fhir.fhir.resources import validate_many, validate_resource
 from dipro_fhir.fhir.source import FhirSource
 from dipro_fhir.imaging.events import FeatureLookup, fetch_image_events
-from dipro_fhir.imaging.regions import GeometricRegionLocator, RegionLocator
+from dipro_fhir.imaging.locators import load_locator
+from dipro_fhir.imaging.regions import RegionLocator
 from dipro_fhir.limits import DEFAULT_LIMITS, InputLimitExceeded, InputLimits, is_fhir_id
 from dipro_fhir.log import patient_tag
 from dipro_fhir.mapping.code_maps import CodeMaps, default_code_maps
@@ -129,7 +130,7 @@ def extract_options(
     ``features``: the shared feature cache; cached instances are then not retrieved.
 
     Raises:
-        ConfigError: A configured ConceptMap cannot be read.
+        ConfigError: A configured ConceptMap or the configured region locator cannot be read.
     """
     from dipro_fhir import connections
 
@@ -139,7 +140,7 @@ def extract_options(
         window_hours=settings.run.window_hours,
         crop_size=crop_size,
         max_cxrs=max_cxrs,
-        locator=GeometricRegionLocator(),
+        locator=load_locator(settings.imaging.locator),
         site_tz=ZoneInfo(settings.run.site_timezone),
         availability=settings.run.availability,
         log_salt=None if salt is None else salt.get_secret_value(),

@@ -180,6 +180,8 @@ def score_to_json(score: Score) -> dict[str, Any]:
         "run_id": score.run_id,
         "basis": [[r.resource_type, r.id, r.version] for r in score.basis],
         "path": score.path,
+        "missing_regions": list(score.missing_regions),
+        "images_not_used": score.images_not_used,
     }
 
 
@@ -196,4 +198,6 @@ def score_from_json(data: Mapping[str, Any]) -> Score:
         run_id=RunId(data["run_id"]),
         basis=tuple(ResourceRef(t, i, v) for t, i, v in data["basis"]),
         path=data["path"],
+        missing_regions=tuple(data.get("missing_regions", ())),
+        images_not_used=int(data.get("images_not_used", 0)),
     )

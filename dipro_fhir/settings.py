@@ -228,6 +228,17 @@ class CohortSettings(BaseModel):
         return self
 
 
+class ImagingSettings(BaseModel):
+    """How regions are placed on the radiographs (issue 11).
+
+    ``locator``: ``geometric`` (default, dependency-free), ``trained`` (the shipped small
+    network), ``module:factory``, or a TorchScript (``.pt``/``.ts``) / ONNX (``.onnx``) file
+    with the contract of :mod:`dipro_fhir.imaging.locators`. Env: ``DIPRO_IMAGING__LOCATOR``.
+    """
+
+    locator: str = "geometric"
+
+
 # --- end of the site-data block --------------------------------------------------------------
 
 
@@ -262,6 +273,7 @@ class Settings(BaseSettings):
     mapping: MappingSettings = MappingSettings()  # site-data block
     cohort: CohortSettings = CohortSettings()  # site-data block
     limits: LimitSettings = LimitSettings()
+    imaging: ImagingSettings = ImagingSettings()
 
     def require_sources(self) -> None:
         """Raise :class:`ConfigError` unless a FHIR and an image source are configured."""

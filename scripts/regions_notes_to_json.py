@@ -72,6 +72,37 @@ WRONG = {
     "e87352fc": "RCP LCP RLZ LLZ CS RL LL",
 }
 
+# Films the geometric locator placed nothing on at b365097 and placed after issue 11's
+# midline fix, looked at again with the quality-control flags drawn: (verdict, wrong regions,
+# note).
+AFTER = {
+    "33ad0dcb": ("plausible", "", "placed after the midline fix; QC passes"),
+    "a361d7b7": ("partly", "", "RL top above the apex; QC passes"),
+    "d9d6ca9a": ("partly", "", "RL top above the apex; QC passes"),
+    "3c3a2a35": ("wrong", "LL LLZ LCP", "LL/LCP over the arm; QC fails the film (lung-failed)"),
+    "d7f2ee0f": ("partly", "", "right lung at the film edge; boxes on the lungs; QC passes"),
+}
+
+# The shipped trained locator (dipro_fhir/imaging/weights) with quality control on the 15
+# films of the 4 held-out patients, looked at once as a montage (coarser than the 1:1 review).
+TRAINED_HELDOUT = {
+    "1052b0fe": ("partly", "", "kept; lung bases a little high"),
+    "17ad0a56": ("wrong", "", "boxes reach into the collimated band; QC fails the film"),
+    "23823ebc": ("plausible", "", "kept; on the chest, not over the abdomen as geometric"),
+    "26e8db49": ("partly", "", "kept, RCP flagged"),
+    "2ecd360d": ("partly", "", "kept, RCP flagged"),
+    "33ad0dcb": ("plausible", "", "kept"),
+    "3d388a98": ("partly", "", "kept"),
+    "8da14fff": ("partly", "", "kept; lower boxes somewhat high"),
+    "8e438fce": ("partly", "", "kept"),
+    "a7abee59": ("partly", "", "kept"),
+    "ada8c494": ("wrong", "LCP RCP", "kept; both angles well above the bases, NOT flagged"),
+    "c4a0e11a": ("partly", "", "kept; geometric placed nothing here"),
+    "cf35d0c4": ("partly", "", "kept, RCP flagged"),
+    "d2af569b": ("plausible", "", "kept"),
+    "e87352fc": ("partly", "", "roughly on the lungs; QC fails the film (lung-failed)"),
+}
+
 
 def _box(text: str) -> list[float]:
     return [float(v) for v in text.split()]
@@ -92,6 +123,7 @@ def main(notes: Path, data: Path, out: Path) -> None:
         wrong = sorted(REGIONS[SHORT[s]] for s in WRONG.get(image_id, "").split())
         if kind == "wrong" and not wrong:
             raise ValueError(f"{image_id}: wrong without regions")
+        after = AFTER.get(image_id)
         verdicts.append(
             {
                 "image_id": image_id,
@@ -99,6 +131,17 @@ def main(notes: Path, data: Path, out: Path) -> None:
                 "modality": row["modality"],
                 "projection": row["projection"],
                 "geometric": {"verdict": kind, "wrong_regions": wrong, "note": text},
+                **(
+                    {
+                        "geometric_after": {
+                            "verdict": after[0],
+                            "wrong_regions": sorted(REGIONS[SHORT[x]] for x in after[1].split()),
+                            "note": after[2],
+                        }
+                    }
+                    if after
+                    else {}
+                ),
                 "annotated": flag != "unannotatable",
                 "low_confidence": flag == "lowconf",
             }
@@ -177,8 +220,17 @@ def main(notes: Path, data: Path, out: Path) -> None:
         "structure but an edge clearly off, e.g. a lung top in the neck), wrong (at least one box "
         "not on its structure: below a diaphragm, outside the chest wall, over the abdomen, or "
         "missing its landmark; wrong_regions lists them), none (the locator placed nothing).",
-        "locator": "GeometricRegionLocator at commit b365097 (before issue 11)",
+        "locator": "GeometricRegionLocator at commit b365097 (before issue 11); "
+        "geometric_after: the films it newly places after issue 11 (others are unchanged)",
         "films": verdicts,
+        "trained_locator_heldout": {
+            k: {
+                "verdict": v,
+                "wrong_regions": sorted(REGIONS[SHORT[x]] for x in w.split()),
+                "note": n,
+            }
+            for k, (v, w, n) in TRAINED_HELDOUT.items()
+        },
     }
     (out / "hannover_verdicts.json").write_text(json.dumps(doc, indent=1) + "\n")
 

@@ -8,7 +8,7 @@ ten boxes is checked against the film and against the other boxes:
   outside air at the film border; a film with no outside air in the frame has the whole
   frame as its outline, recorded as :attr:`PlacementQC.no_outside_air`);
 * ``below-diaphragm``: lungs, lower zones and costophrenic angles must end at the lung base.
-  The base is measured on the film, independently of the locator: in the lateral half of
+  The base is measured on the film, independently of the locator: in the lateral third of
   each lung box the row profile goes from dark lung to the bright diaphragm/abdomen; the
   base is the first row below mid-lung from which the profile stays bright;
 * ``beyond-chest-wall``: lungs and angles must not reach further from the midline than
@@ -170,11 +170,12 @@ def _rise(profile: npt.NDArray[np.float64], start: int, run: int, level: float =
 
 
 def lung_base(film: _Film, lung: Box, image_left: bool) -> float | None:
-    """Measured lung base (row, full-image pixels) under the lateral half of ``lung``."""
+    """Measured lung base (row, full-image pixels) under the lateral third of ``lung`` (an
+    enlarged heart reaches into the medial part of the left lung box)."""
     f, n = film.f, film.norm
     x0, y0, x1, y1 = (v / f for v in lung)
     w, h = x1 - x0, y1 - y0
-    c0, c1 = (x0 + 0.1 * w, x0 + 0.5 * w) if image_left else (x0 + 0.5 * w, x0 + 0.9 * w)
+    c0, c1 = (x0 + 0.08 * w, x0 + 0.4 * w) if image_left else (x0 + 0.6 * w, x0 + 0.92 * w)
     cols = n[:, max(0, int(c0)) : max(int(c0) + 1, int(c1))]
     profile = box_blur(cols.mean(axis=1)[None, :], 2)[0]
     row = _rise(profile, int(y0 + 0.5 * h), max(2, int(BASE_RUN * n.shape[0])))

@@ -16,8 +16,9 @@ default:
    air, so the same is then tried at thresholds from the body's own grey levels (Otsu inside
    the body, then its 60th..20th percentiles). A threshold at which a dark field crosses
    the body midline in many rows is skipped (there the mediastinum of a frontal film, or a
-   white lung, is as dark as the lungs); only when that holds at most thresholds and no
-   pair is found is the film taken for a lateral one: no regions;
+   white lung, is as dark as the lungs); the film is taken for a lateral one (no regions)
+   only when that holds at the body's own Otsu threshold or at most thresholds
+   (:func:`_lateral`);
 3. take the mediastinal midline as the centre of the least-lung column band between the
    two lung-column peaks; split the lung mask there;
 4. each lung's box is the extent of its rows/columns holding at least 5 % of the peak
@@ -208,6 +209,8 @@ class GeometricRegionLocator:
         mid = 0.5 * (outline[0] + outline[1]) if outline else 0.5 * norm.shape[1]
         fields = [_inner_dark(norm < t, 0) for t in thresholds]
         crossing = [_crosses_midline(lungs, mid) for lungs in fields]
+        if _lateral(crossing):
+            return RegionBoxes.missing(width, height)  # a lateral, not a frontal film
         for t, lungs, crosses in zip(thresholds, fields, crossing, strict=True):
             if crosses:
                 # At this threshold the mediastinum (or, on a white-out, a lung) is as dark as
@@ -217,8 +220,6 @@ class GeometricRegionLocator:
                 marks = self._landmarks(lungs if radius == 0 else _inner_dark(norm < t, radius))
                 if marks is not None:
                     return place_regions(_scale(marks, f), width, height)
-        if sum(crossing) * 2 > len(crossing):
-            return RegionBoxes.missing(width, height)  # dark across the midline: a lateral film
         if outline is None:
             return RegionBoxes.missing(width, height)
         cols = np.arange(norm.shape[1])[None, :]
@@ -337,6 +338,19 @@ def _body_columns(body: Mask) -> tuple[float, float] | None:
     if not 0.35 * body.shape[1] <= x1 - x0 <= 0.98 * body.shape[1]:
         return None
     return x0, x1
+
+
+def _lateral(crossing: list[bool]) -> bool:
+    """A lateral film: dark across the midline at the body's own Otsu threshold (the second
+    one; on a frontal film the mediastinum is brighter than that), at both lowest
+    percentiles (a white-out lateral: only the retrosternal/retrocardiac air stays dark),
+    or at most thresholds. Frontal films (bedside AP with white lungs included) cross at
+    the high percentiles, where the mediastinum is as dark as the lungs, or at one."""
+    if 2 * sum(crossing) > len(crossing):
+        return True
+    return len(crossing) == 2 + len(_BODY_PERCENTILES) and (
+        crossing[1] or (crossing[-1] and crossing[-2])
+    )
 
 
 def _crosses_midline(lungs: Mask, mid: float) -> bool:

@@ -84,6 +84,11 @@ class Score:
         run_id: The run that produced the score.
         basis: The resources the score was based on (Observations, ImagingStudies).
         path: ``"pairs"`` when CXR pairs were used, ``"ehr_only"`` with fewer than two CXRs.
+        missing_regions: Regions (``dipro.vocab.REGIONS`` names) missing on at least one of
+            the radiographs used (not placed, or failed quality control): the model saw
+            its learnable padding there.
+        images_not_used: Radiographs of the window left out because their region placement
+            failed quality control as a whole.
     """
 
     patient_id: PatientId
@@ -97,6 +102,8 @@ class Score:
     run_id: RunId
     basis: tuple[ResourceRef, ...] = ()
     path: str = "pairs"
+    missing_regions: tuple[str, ...] = ()
+    images_not_used: int = 0
 
     def __post_init__(self) -> None:
         if self.outcome not in outcomes_for(self.task):

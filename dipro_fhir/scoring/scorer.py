@@ -18,12 +18,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from dipro.checkpoint import CheckpointMismatch, ModelCard, load_checkpoint, state_digest
 from dipro.network import DiPro
 from dipro.scoring import ScoreResult, prepare_for_inference, score, select_device
-from dipro.vocab import FINDINGS, LOS_BINS, PROGRESSION_CLASSES
+from dipro.vocab import FINDINGS, LOS_BINS, PROGRESSION_CLASSES, REGIONS
 from dipro_fhir.errors import ModelContractError
 from dipro_fhir.scoring.features import FeatureStats, region_features, stack_features
 from dipro_fhir.scoring.preprocess import Preprocessing, collate
@@ -133,6 +134,14 @@ def score_timelines(
     return scores
 
 
+def region_problems(tl: PatientTimeline) -> tuple[tuple[str, ...], int]:
+    """Regions missing on any of the patient's radiographs and the number of radiographs
+    left out by region quality control (``regions-qc-film`` issues)."""
+    missing = {REGIONS[r] for img in tl.images for r in np.flatnonzero(~img.region_mask)}
+    not_used = sum(1 for issue in tl.issues if issue.code == "regions-qc-film")
+    return tuple(r for r in REGIONS if r in missing), not_used
+
+
 def _basis(tl: PatientTimeline) -> tuple[ResourceRef, ...]:
     studies = {img.imaging_study for img in tl.images if img.imaging_study is not None}
     return tuple(sorted(studies, key=lambda r: r.id)) + tuple(
@@ -146,6 +155,7 @@ def _scores_of(
     used_pairs = bool(result.used_pairs[i])
     path = "pairs" if used_pairs else "ehr_only"
     basis = _basis(tl)
+    missing, not_used = region_problems(tl)
 
     def make(task: str, outcome: str, p: float) -> Score:
         return Score(
@@ -160,6 +170,8 @@ def _scores_of(
             run_id=run_id,
             basis=basis,
             path=path,
+            missing_regions=missing,
+            images_not_used=not_used,
         )
 
     if result.mortality is not None:

@@ -28,6 +28,9 @@ One RiskAssessment per patient, task, model version and as-of time, with one
   Provenance follow AI Transparency on FHIR 1.0.0-ballot (:mod:`.transparency`).
 * Fewer than two CXRs (``Score.path == "ehr_only"``): ``note`` says "scored without CXR
   pairs (EHR-only path)".
+* Regions missing on a radiograph used (not placed, or failed region quality control, issue
+  11) are named in a ``note``, with the number of radiographs left out because their whole
+  placement failed quality control.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from dipro.vocab import REGIONS
 from dipro_fhir.errors import InvalidResource
 from dipro_fhir.fhir.resources import validate_resource
 from dipro_fhir.scoring.score import Score, outcomes_for
@@ -47,6 +51,8 @@ from dipro_fhir.writeback.risk import RISK_DISPLAY, RISK_PROBABILITY_SYSTEM, Ris
 from dipro_fhir.writeback.risk import classify_risk as _classify
 
 EHR_ONLY_NOTE = "scored without CXR pairs (EHR-only path)"
+REGIONS_MISSING_NOTE = "anatomical regions missing on the radiographs used (model padding)"
+FILMS_NOT_USED_NOTE = "region placement failed quality control"
 SOURCE_URI_SYSTEM = "urn:ietf:rfc:3986"
 UCUM = "http://unitsofmeasure.org"
 AI_LABEL = {
@@ -191,10 +197,24 @@ def _check_group(scores: Sequence[Score]) -> Score:
     return first
 
 
+def regions_notes(scores: Sequence[Score]) -> list[str]:
+    """Notes on the regions missing on the radiographs used and the radiographs left out by
+    region quality control (issue 11)."""
+    missing = sorted({r for s in scores for r in s.missing_regions}, key=REGIONS.index)
+    not_used = max((s.images_not_used for s in scores), default=0)
+    notes = []
+    if missing:
+        notes.append(f"{REGIONS_MISSING_NOTE}: {', '.join(missing)}")
+    if not_used:
+        notes.append(f"{not_used} radiograph(s) not used: {FILMS_NOT_USED_NOTE}")
+    return notes
+
+
 def _notes(scores: Sequence[Score], shown: int, total: int) -> list[dict[str, str]]:
     notes: list[dict[str, str]] = []
     if any(s.path == "ehr_only" for s in scores):
         notes.append({"text": EHR_ONLY_NOTE})
+    notes += [{"text": text} for text in regions_notes(scores)]
     if shown < total:
         notes.append({"text": f"basis lists {shown} of {total} resources used"})
     return notes

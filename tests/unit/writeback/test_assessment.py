@@ -170,3 +170,19 @@ def test_any_valid_scores_give_a_valid_round_tripping_assessment(
     assert round_trip(ra)["prediction"][0]["probabilityDecimal"] == pytest.approx(
         ra["prediction"][0]["probabilityDecimal"]
     )
+
+
+def test_missing_regions_and_films_left_out_are_noted() -> None:
+    from dataclasses import replace
+
+    from dipro_fhir.writeback.assessment import FILMS_NOT_USED_NOTE, REGIONS_MISSING_NOTE
+
+    base = _task(patient_scores("p1"), "mortality")
+    scores = [
+        replace(s, missing_regions=("right_costophrenic_angle", "left_lung"), images_not_used=2)
+        for s in base
+    ]
+    notes = [n["text"] for n in to_risk_assessment(scores)["note"]]
+    assert f"{REGIONS_MISSING_NOTE}: left_lung, right_costophrenic_angle" in notes
+    assert f"2 radiograph(s) not used: {FILMS_NOT_USED_NOTE}" in notes
+    assert "note" not in to_risk_assessment(base)

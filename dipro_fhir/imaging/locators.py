@@ -1,0 +1,175 @@
+"""Which region locator a run uses: ``DIPRO_IMAGING__LOCATOR`` (issue 11's plug-in seam).
+
+The setting takes one of:
+
+* a built-in name: ``geometric`` (:class:`~dipro_fhir.imaging.regions.
+  GeometricRegionLocator`, dependency-free, the default) or ``trained`` (the small network
+  shipped in ``dipro_fhir/imaging/weights/``, trained by ``dipro-fhir train-locator``);
+* ``module:factory``: an importable callable returning an object with
+  ``locate(image) -> RegionBoxes`` (:class:`~dipro_fhir.imaging.regions.RegionLocator`);
+* a file: ``*.pt`` / ``*.ts`` (TorchScript) or ``*.onnx`` (needs ``onnxruntime``) with the
+  contract below.
+
+Contract of a model file (TorchScript or ONNX):
+
+* input ``float32 [1, 1, S, S]``: the display image (bright = dense, patient's left on the
+  image right, values in [0, 1]) resized to ``S`` x ``S`` without keeping the aspect ratio.
+  ``S`` is the TorchScript attribute ``input_size`` when present, else the ONNX input's
+  static size, else 256;
+* output ``float32 [1, 10, 4]`` or ``[1, 10, 5]``: per region in ``dipro.vocab.REGIONS``
+  order ``(x0, y0, x1, y1)`` as fractions of the image width/height, and optionally a
+  score in [0, 1]; a region scoring below 0.5, or with a degenerate box, is missing.
+
+Whatever the locator, every placement then goes through :mod:`dipro_fhir.imaging.qc`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.nn.functional as F
+
+from dipro.vocab import REGIONS
+from dipro_fhir.errors import ConfigError
+from dipro_fhir.imaging.boxes import Box, RegionBoxes
+from dipro_fhir.imaging.regions import GeometricRegionLocator, RegionLocator
+
+#: The shipped weights of the ``trained`` built-in (TorchScript, contract above).
+SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "region_locator.pt"
+DEFAULT_INPUT = 256
+
+
+def boxes_from_output(out: npt.NDArray[np.floating], width: int, height: int) -> RegionBoxes:
+    """Turn a model's ``[10, 4]`` or ``[10, 5]`` output (contract above) into boxes."""
+    arr = np.asarray(out, dtype=np.float64).reshape(len(REGIONS), -1)
+    if arr.shape[1] not in (4, 5):
+        raise ValueError(f"expected [10, 4] or [10, 5] output, got {arr.shape}")
+    boxes: list[Box | None] = []
+    for row in arr:
+        if arr.shape[1] == 5 and not row[4] >= 0.5:
+            boxes.append(None)
+            continue
+        x0, x1 = sorted(
+            (float(np.clip(row[0], 0, 1)) * width, float(np.clip(row[2], 0, 1)) * width)
+        )
+        y0, y1 = sorted(
+            (float(np.clip(row[1], 0, 1)) * height, float(np.clip(row[3], 0, 1)) * height)
+        )
+        boxes.append((x0, y0, x1, y1) if x1 - x0 >= 2 and y1 - y0 >= 2 else None)
+    method = "model" if any(b is not None for b in boxes) else "none"
+    return RegionBoxes(boxes=tuple(boxes), width=width, height=height, method=method)
+
+
+def model_input(image: npt.NDArray[np.floating], size: int) -> torch.Tensor:
+    """The ``[1, 1, size, size]`` input of the contract (area-averaged resize)."""
+    t = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
+    return F.interpolate(t, size=(size, size), mode="area").clamp_(0.0, 1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class TorchScriptLocator:
+    """A TorchScript module with the contract of the module docstring."""
+
+    module: Any = field(repr=False)
+    input_size: int = DEFAULT_INPUT
+    version: str = "unknown"  # the weights file's digest: part of the feature-cache key
+
+    @classmethod
+    def load(cls, path: Path) -> TorchScriptLocator:
+        """Load ``path`` on the CPU (``torch.jit.load``)."""
+        module = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
+        module.eval()
+        return cls(module, int(getattr(module, "input_size", DEFAULT_INPUT)), _digest(path))
+
+    def locate(self, image: npt.NDArray[np.floating]) -> RegionBoxes:
+        """Run the model on ``image`` (``[H, W]``)."""
+        with torch.no_grad():
+            out = self.module(model_input(image, self.input_size))
+        return boxes_from_output(out[0].numpy(), int(image.shape[1]), int(image.shape[0]))
+
+
+@dataclass(frozen=True, slots=True)
+class OnnxLocator:
+    """An ONNX model with the contract of the module docstring (``onnxruntime``)."""
+
+    session: Any = field(repr=False)
+    input_size: int = DEFAULT_INPUT
+    version: str = "unknown"  # the model file's digest: part of the feature-cache key
+
+    @classmethod
+    def load(cls, path: Path) -> OnnxLocator:
+        """Open ``path`` with onnxruntime on the CPU.
+
+        Raises:
+            ConfigError: onnxruntime is not installed.
+        """
+        try:
+            import onnxruntime  # type: ignore[import-not-found]
+        except ImportError as exc:
+            raise ConfigError(
+                f"{path}: an ONNX locator needs the onnxruntime package (pip install "
+                "onnxruntime), or export the model to TorchScript (*.pt)"
+            ) from exc
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        shape = session.get_inputs()[0].shape
+        size = shape[-1] if isinstance(shape[-1], int) else DEFAULT_INPUT
+        return cls(session, int(size), _digest(path))
+
+    def locate(self, image: npt.NDArray[np.floating]) -> RegionBoxes:
+        """Run the model on ``image`` (``[H, W]``)."""
+        x = model_input(image, self.input_size).numpy()
+        name = self.session.get_inputs()[0].name
+        out = self.session.run(None, {name: x})[0]
+        return boxes_from_output(out[0], int(image.shape[1]), int(image.shape[0]))
+
+
+def _digest(path: Path) -> str:
+    """The first 16 hex digits of the file's SHA-256."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def _from_factory(spec: str) -> RegionLocator:
+    module_name, _, attr = spec.partition(":")
+    try:
+        factory: Callable[[], Any] = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"imaging.locator {spec!r}: cannot import it ({exc})") from exc
+    locator = factory()
+    if not callable(getattr(locator, "locate", None)):
+        raise ConfigError(f"imaging.locator {spec!r}: the factory's result has no locate()")
+    return locator  # type: ignore[no-any-return]
+
+
+def load_locator(spec: str) -> RegionLocator:
+    """The locator named by ``spec`` (module docstring).
+
+    Raises:
+        ConfigError: Unknown name, missing file, unimportable factory, or ONNX without
+            onnxruntime.
+    """
+    spec = spec.strip()
+    if spec in ("", "geometric"):
+        return GeometricRegionLocator()
+    if spec == "trained":
+        if not SHIPPED_WEIGHTS.is_file():
+            raise ConfigError(f"the trained locator's weights are missing: {SHIPPED_WEIGHTS}")
+        return TorchScriptLocator.load(SHIPPED_WEIGHTS)
+    path = Path(spec)
+    if path.suffix in (".pt", ".ts", ".onnx"):
+        if not path.is_file():
+            raise ConfigError(f"imaging.locator: no such model file {path}")
+        return OnnxLocator.load(path) if path.suffix == ".onnx" else TorchScriptLocator.load(path)
+    if ":" in spec:
+        return _from_factory(spec)
+    raise ConfigError(
+        f"imaging.locator {spec!r}: expected geometric, trained, module:factory, "
+        "or a .pt/.ts/.onnx file"
+    )

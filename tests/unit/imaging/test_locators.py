@@ -1,0 +1,116 @@
+"""The locator seam (DIPRO_IMAGING__LOCATOR) and the ``regions`` command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dipro.vocab import REGIONS
+from dipro_fhir.cli import main
+from dipro_fhir.errors import ConfigError
+from dipro_fhir.imaging.boxes import RegionBoxes
+from dipro_fhir.imaging.locators import TorchScriptLocator, boxes_from_output, load_locator
+from dipro_fhir.imaging.regions import GeometricRegionLocator
+from dipro_fhir.settings import Settings
+from dipro_fhir.synth.radiograph import random_anatomy, render_chest, true_regions
+
+
+class FixedBoxes(torch.nn.Module):
+    """A 'model' that always answers the same ten fractional boxes (contract test)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.input_size = 64
+        rows = [[0.1 + 0.01 * i, 0.2, 0.5, 0.8] for i in range(10)]
+        rows[3] = [0.4, 0.4, 0.4, 0.4]  # degenerate: missing
+        self.register_buffer("out", torch.tensor([rows], dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        assert x.shape[1:] == (1, 64, 64)
+        return self.out.expand(x.shape[0], -1, -1)
+
+
+def factory() -> GeometricRegionLocator:
+    """A ``module:factory`` for the seam test."""
+    return GeometricRegionLocator(target_px=128)
+
+
+def test_built_in_and_factory_names() -> None:
+    assert isinstance(load_locator("geometric"), GeometricRegionLocator)
+    found = load_locator("tests.unit.imaging.test_locators:factory")
+    assert isinstance(found, GeometricRegionLocator)
+    assert found.target_px == 128
+    with pytest.raises(ConfigError, match="expected geometric"):
+        load_locator("nonsense")
+    with pytest.raises(ConfigError, match="cannot import"):
+        load_locator("no.such.module:factory")
+    with pytest.raises(ConfigError, match="no such model file"):
+        load_locator("/nowhere/model.pt")
+
+
+def test_settings_name_the_locator(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DIPRO_IMAGING__LOCATOR", "tests.unit.imaging.test_locators:factory")
+    assert Settings().imaging.locator == "tests.unit.imaging.test_locators:factory"
+
+
+def test_a_torchscript_file_follows_the_contract(tmp_path: Path) -> None:
+    path = tmp_path / "fixed.pt"
+    torch.jit.script(FixedBoxes()).save(str(path))  # type: ignore[no-untyped-call]
+    locator = load_locator(str(path))
+    assert isinstance(locator, TorchScriptLocator)
+    assert locator.input_size == 64
+    boxes = locator.locate(np.zeros((300, 200), np.float32))
+    assert boxes.method == "model"
+    assert boxes.boxes[3] is None
+    assert boxes.boxes[0] == pytest.approx((20.0, 60.0, 100.0, 240.0))
+
+
+def test_scores_below_one_half_are_missing() -> None:
+    out = np.array([[0.1, 0.1, 0.5, 0.5, 0.9 if i % 2 else 0.2] for i in range(10)])
+    boxes = boxes_from_output(out, 100, 100)
+    assert [b is not None for b in boxes.boxes] == [i % 2 == 1 for i in range(10)]
+
+
+def test_the_regions_command_writes_overlays_json_and_iou(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    films = tmp_path / "films"
+    films.mkdir()
+    images, annotations = [], []
+    for seed in range(3):
+        anatomy = random_anatomy(np.random.default_rng(seed))
+        image = render_chest(seed, anatomy, {})
+        Image.fromarray((image * 255).astype(np.uint8)).save(films / f"f{seed}.png")
+        truth: RegionBoxes = true_regions(anatomy, {})
+        images.append({"id": seed + 1, "file_name": f"f{seed}.png", "width": 512, "height": 512})
+        for c, box in enumerate(truth.boxes, start=1):
+            assert box is not None
+            x0, y0, x1, y1 = box
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": seed + 1,
+                    "category_id": c,
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                }
+            )
+    coco = tmp_path / "truth.json"
+    categories = [{"id": i, "name": n} for i, n in enumerate(REGIONS, start=1)]
+    coco.write_text(
+        json.dumps({"images": images, "annotations": annotations, "categories": categories})
+    )
+    out = tmp_path / "out"
+    assert main(["regions", str(films), "--truth", str(coco), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "mean IoU per region" in printed
+    result = json.loads((out / "regions.json").read_text())
+    assert result["summary"]["films"] == 3
+    assert len(list((out / "overlays").glob("*.png"))) == 3
+    assert result["summary"]["mean_iou"]["left_lung"] > 0.5
+    assert result["summary"]["seconds_per_film"] > 0
+    assert all("qc" in f and "seconds" in f for f in result["films"])
