@@ -207,7 +207,10 @@ def extract_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, 
             "feature_cache_corrupt": 0 if lookup is None else lookup.corrupt,
             **_dicomweb_bytes(images),
         },
-        timings={f"extract.{k}": v for k, v in timer.seconds.items()},
+        timings={
+            **{f"extract.{k}": v for k, v in timer.seconds.items()},
+            **_dicomweb_seconds(images),
+        },
     )
 
 
@@ -218,6 +221,18 @@ def _dicomweb_bytes(images: object) -> dict[str, int]:
         return {}
     pixels = received.get("WADO instance", 0)
     return {"wado_instance_bytes": pixels, "dicomweb_other_bytes": sum(received.values()) - pixels}
+
+
+def _dicomweb_seconds(images: object) -> dict[str, float]:
+    """Seconds a DICOMweb source spent: pixels (WADO instance) and the QIDO/metadata check."""
+    spent: dict[str, float] | None = getattr(images, "seconds_by_action", None)
+    if spent is None:
+        return {}
+    pixels = spent.get("WADO instance", 0.0)
+    return {
+        "extract.images.wado_instance": pixels,
+        "extract.images.qido_metadata": sum(spent.values()) - pixels,
+    }
 
 
 def score_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -37,6 +38,7 @@ from dipro.network import DiPro, count_parameters
 from dipro.scoring import ScoreResult, encode_crops, prepare_for_inference, score
 from dipro.synthetic import SyntheticSpec, make_synthetic
 
+T = TypeVar("T")
 CXRS, HOURS = 4, 48
 #: NVIDIA H200 (SXM) dense bf16 tensor-core peak, from its data sheet (the device on offer).
 H200_BF16_PEAK_FLOPS = 989e12
@@ -48,17 +50,18 @@ def _config(name: str) -> DiproConfig:
     return default_config() if name == "default" else paper_config("progression")
 
 
-def _timed(fn: Callable[[], object], repeats: int) -> float:
-    """Seconds per call after one warm-up call (allocator, oneDNN / cuDNN kernel choice)."""
-    fn()
+def _timed(fn: Callable[[], T], repeats: int) -> tuple[float, T]:
+    """Seconds per call after one warm-up call (allocator, oneDNN / cuDNN kernel choice),
+    and the last call's result."""
+    result = fn()
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     started = time.perf_counter()
     for _ in range(repeats):
-        fn()
+        result = fn()
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    return (time.perf_counter() - started) / repeats
+    return (time.perf_counter() - started) / repeats, result
 
 
 def _probabilities(result: ScoreResult) -> torch.Tensor:
@@ -97,19 +100,22 @@ def _measure_precision(
     big = max(batches)
     batch = batches[big]
     crops, mask = batch.cxr_crops[batch.cxr_mask], batch.region_mask[batch.cxr_mask]
-    seconds = _timed(lambda: encode_crops(model, crops, mask, precision=precision), repeats)
+    seconds, features = _timed(
+        lambda: encode_crops(model, crops, mask, precision=precision), repeats
+    )
     n_crops = crops.shape[0] * crops.shape[1]
     device = batch.cxr_crops.device.type
     line = f"[{name}] {device} {precision}: backbone {n_crops / seconds:9.1f} crops/s"
     for size, sized in sorted(batches.items()):
-        s = _timed(lambda sized=sized: score(model, sized, precision=precision), repeats)  # type: ignore[misc]
+        s, result = _timed(lambda sized=sized: score(model, sized, precision=precision), repeats)  # type: ignore[misc]
         line += f" | batch {size:>2}: {size / s:8.2f} patients/s"
-    features = encode_crops(model, crops, mask, precision=precision)
     features = features.reshape(big, CXRS, *features.shape[1:])
-    s = _timed(lambda: score(model, batch, region_features=features, precision=precision), repeats)
+    s, _ = _timed(
+        lambda: score(model, batch, region_features=features, precision=precision), repeats
+    )
     line += f" | from cached features: {big / s:9.1f} patients/s"
-    print(line)
-    return _probabilities(score(model, batch, precision=precision))
+    print(line, flush=True)
+    return _probabilities(result)  # the largest batch's, scored last
 
 
 def measure_device(
@@ -168,10 +174,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="ResNet-50 at batch 8, not 32")
     parser.add_argument("--config", choices=("default", "resnet50"), help="one config only")
     parser.add_argument("--repeats", type=int, default=0, help="timed runs (0 = auto)")
+    parser.add_argument("--sizes", type=int, nargs="+", help="batch sizes (default 1 and 32)")
     args = parser.parse_args(argv)
     if args.config:
         big = args.config == "resnet50"
-        sizes = (1, 8 if args.quick and big else 32)
+        sizes = tuple(sorted(args.sizes or (1, 8 if args.quick and big else 32)))
         repeats = args.repeats or (1 if big else 5)
         measure(args.config, sizes, repeats)
         return
@@ -179,6 +186,7 @@ def main(argv: list[str] | None = None) -> None:
         command = [sys.executable, "-m", "dipro.bench", "--config", name]
         command += ["--quick"] if args.quick else []
         command += ["--repeats", str(args.repeats)] if args.repeats else []
+        command += ["--sizes", *map(str, args.sizes)] if args.sizes else []
         subprocess.run(command, check=True)
 
 
