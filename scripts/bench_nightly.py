@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -203,6 +204,7 @@ def main() -> None:
         fhir.stop()
         stop_orthanc(orthanc, work / "orthanc")
         _admin(pg, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
