@@ -162,7 +162,10 @@ def _extract(
             "feature_cache_corrupt": 0 if lookup is None else lookup.corrupt,
             **_dicomweb_bytes(images),
         },
-        timings={f"extract.{k}": v for k, v in timer.seconds.items()},
+        timings={
+            **{f"extract.{k}": v for k, v in timer.seconds.items()},
+            **_dicomweb_seconds(images),
+        },
     )
 
 
@@ -189,6 +192,18 @@ def chunk_source(
     patients = [p for p, _ in chunk.patients]
     prefetch_chunk(source, patients, chunk.as_of_time, settings.run.window_hours)
     return source
+
+
+def _dicomweb_seconds(images: object) -> dict[str, float]:
+    """Seconds a DICOMweb source spent: pixels (WADO instance) and the QIDO/metadata check."""
+    spent: dict[str, float] | None = getattr(images, "seconds_by_action", None)
+    if spent is None:
+        return {}
+    pixels = spent.get("WADO instance", 0.0)
+    return {
+        "extract.images.wado_instance": pixels,
+        "extract.images.qido_metadata": sum(spent.values()) - pixels,
+    }
 
 
 def score_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, Any]:

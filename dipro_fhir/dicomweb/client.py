@@ -121,6 +121,8 @@ class DicomWebClient:
         self._web.set_http_retry_params(retry=False)
         #: Response body bytes received, per action (``"WADO instance"``, ``"QIDO series"`` ...).
         self.bytes_received: dict[str, int] = {}
+        #: Wall seconds of successful calls (retries included), per action.
+        self.seconds_by_action: dict[str, float] = {}
         self._received = 0
         self._session.hooks.setdefault("response", []).append(self._count_bytes)
 
@@ -157,6 +159,8 @@ class DicomWebClient:
             log.debug("%s: ok in %.0f ms", action, 1e3 * (time.monotonic() - started))
             received = self._received - before
             self.bytes_received[action] = self.bytes_received.get(action, 0) + received
+            spent = time.monotonic() - started
+            self.seconds_by_action[action] = self.seconds_by_action.get(action, 0.0) + spent
             return result
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -103,6 +103,11 @@ class DicomWebImageSource:
         """Response bytes received so far, per action (``"WADO instance"``: the pixels)."""
         return dict(self._client.bytes_received)
 
+    @property
+    def seconds_by_action(self) -> dict[str, float]:
+        """Seconds spent in DICOMweb calls so far, per action."""
+        return dict(self._client.seconds_by_action)
+
     def studies_for_patient(
         self, patient_id: str, modalities: Sequence[str] = CHEST_MODALITIES
     ) -> list[str]:

@@ -51,6 +51,17 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
+def _precision(
+    device: torch.device, mixed_precision: bool, precision: str | None
+) -> torch.dtype | None:
+    """The autocast dtype: ``precision`` ("fp32" / "bf16") when given, else the default."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    return autocast_dtype(device) if mixed_precision else None
+
+
 def _model_device(model: DiPro) -> torch.device:
     return next(model.parameters()).device
 
@@ -75,6 +86,7 @@ def encode_crops(
     region_mask: torch.Tensor,
     *,
     mixed_precision: bool = True,
+    precision: str | None = None,
 ) -> torch.Tensor:
     """Pooled backbone features of whole CXRs (the network's ``encode_crops``), on any device.
 
@@ -83,12 +95,13 @@ def encode_crops(
         crops: float32 [M, R, C, H, W] in [0, 1] (M CXRs, any patients).
         region_mask: bool [M, R].
         mixed_precision: Autocast (bf16) on CUDA; ignored on CPU.
+        precision: ``"fp32"`` or ``"bf16"`` to force one on any device (benchmarks).
 
     Returns:
         float32 [M, R, F] on the CPU.
     """
     device = _model_device(model)
-    dtype = autocast_dtype(device) if mixed_precision else None
+    dtype = _precision(device, mixed_precision, precision)
     was_training = model.training
     model.eval()
     try:
@@ -111,6 +124,7 @@ def score(
     *,
     mixed_precision: bool = True,
     region_features: torch.Tensor | None = None,
+    precision: str | None = None,
 ) -> ScoreResult:
     """Score one batch with ``model`` in eval mode.
 
@@ -120,12 +134,13 @@ def score(
         mixed_precision: Use autocast on CUDA (ignored on CPU).
         region_features: float [B, N, R, F] pooled backbone features of the batch's CXRs
             (``encode_crops``); the backbone then does not run and the crops are not read.
+        precision: ``"fp32"`` or ``"bf16"`` to force one on any device (benchmarks).
 
     Returns:
         Probabilities per configured task and the path flag.
     """
     device = _model_device(model)
-    dtype = autocast_dtype(device) if mixed_precision else None
+    dtype = _precision(device, mixed_precision, precision)
     was_training = model.training
     model.eval()
     try:
