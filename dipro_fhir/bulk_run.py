@@ -10,8 +10,8 @@ cohort order); a system-level export (``fhir.bulk_level=system``) is for a sandb
 holding one cohort. Observations come with ``_since`` = watermark (or as-of) minus the
 window, and, where the server takes it, a ``_typeFilter`` for the mapped codes
 (:func:`dipro_fhir.fhir.bulk.export_requests`). A job the server fails while a
-``_typeFilter`` was in it is asked again once without it (HAPI 8.8 fails those jobs at run
-time rather than refusing the kick-off). Every chunk manifest then names the export folder,
+``_typeFilter`` was in it is asked again once without it (HAPI takes an unusable filter at
+kick-off and fails the job when it runs). Every chunk manifest then names the export folder,
 and the chunk reads it with the NDJSON source.
 """
 

@@ -9,7 +9,8 @@ in ICU at the as-of time four ways and checks that all give the same timelines:
 * ``rest``: today's path (:class:`HttpFhirSource`: four searches per patient, paged);
 * ``batched``: :class:`BatchedHttpFhirSource` (three searches per chunk of 50 patients);
 * ``bulk``: a Group of the cohort, ``Group/[id]/$export`` (polled), NDJSON downloaded and
-  read by the NDJSON source.
+  read by the NDJSON source; ``bulk-system``: the same with ``[base]/$export`` (every
+  patient on the server).
 
 Then a second, incremental night in bulk mode: some Observations of the cohort change (a
 new day: amended and new results) and the Observations are exported with ``_since`` the
@@ -160,27 +161,31 @@ def run_rest_mode(mode: str, base_url: str, images: FolderImageSource, cohort: A
 
 
 def run_bulk_mode(
-    base_url: str, images: FolderImageSource, cohort: Any, work: Path
+    base_url: str, images: FolderImageSource, cohort: Any, work: Path, *, system: bool = False
 ) -> tuple[Result, str]:
     session = CountingSession()
     with FhirClient(base_url, session=session) as client:
         started = time.perf_counter()
         group = cohort_group("bench", [p for p, _ in cohort])
-        client.put(group)
+        if not system:
+            client.put(group)
         bulk = BulkExportClient(client, PollPolicy(initial_s=0.5, max_s=5.0))
-        reqs = export_requests(group_id=group["id"], as_of=AS_OF, window_hours=48,
+        group_id = None if system else group["id"]
+        reqs = export_requests(group_id=group_id, as_of=AS_OF, window_hours=48,
                                watermark=None, observation_filter=None)  # fmt: skip
         jobs = [bulk.kick_off(r) for r in reqs]
         manifests = bulk.wait(jobs)
-        report = download_export(client, manifests, work / "night1")
+        folder = work / ("system" if system else "night1")
+        report = download_export(client, manifests, folder)
         bulk.cancel_all(jobs)
         export_s = time.perf_counter() - started
-        source = NdjsonFhirSource(work / "night1")
+        source = NdjsonFhirSource(folder)
         found, failures, fhir_s = _extract_all(source, images, cohort)
         wall = time.perf_counter() - started
     note = (f"export {export_s:.1f} s ({bulk.stats.polls} polls), "
             f"files {report.lines_by_type()}")  # fmt: skip
-    result = Result("bulk", session.requests, session.bytes, wall, fhir_s + export_s, found,
+    mode = "bulk-system" if system else "bulk"
+    result = Result(mode, session.requests, session.bytes, wall, fhir_s + export_s, found,
                     failures, note)  # fmt: skip
     return result, manifests[1].transaction_time
 
@@ -193,9 +198,10 @@ def incremental_night(base_url: str, cohort: Any, watermark: str, work: Path) ->
         for patient_id, _ in cohort[::5]:  # every fifth patient gets 3 amended results
             found = client.search("Observation", {"subject": f"Patient/{patient_id}"})
             for obs in [o for _, o in zip(range(3), found, strict=False)]:
-                obs["status"] = "amended"
-                client.put(obs)
-                changed.add(obs["id"])
+                obs["note"] = [{"text": "amended on the second night"}]
+                before = obs["meta"]["versionId"]
+                if client.put(obs)["meta"]["versionId"] != before:
+                    changed.add(obs["id"])
         total = client.count("Observation", {})
     session = CountingSession()
     with FhirClient(base_url, session=session) as client:
@@ -220,7 +226,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=100)
     parser.add_argument("--base-url", help="use this (empty) HAPI instead of starting one")
-    parser.add_argument("--modes", default="naive,rest,batched,bulk")
+    parser.add_argument("--modes", default="naive,rest,batched,bulk,bulk-system")
     args = parser.parse_args()
     cohort_of = lambda: generate_cohort(  # noqa: E731
         args.patients, seed=3, start=AS_OF - timedelta(days=4), admission_span_days=3.5,
@@ -241,8 +247,9 @@ def main() -> None:
             )
         resources = sum(n for _, n in loaded.resource_counts)
         load_s = time.perf_counter() - started
+        rate = resources / load_s
         print(f"loaded {loaded.patients} patients, {resources} resources in {load_s:.0f} s "
-              f"({resources / load_s:.0f}/s); {files.instances} DICOM files")  # fmt: skip
+              f"({rate:.0f}/s); {files.instances} DICOM files", flush=True)  # fmt: skip
         truths = [p.truth for p in cohort_of()]
         cohort = [(t.patient_id, t.encounter_id) for t in truths
                   if t.admitted <= AS_OF < t.discharged]  # fmt: skip
@@ -252,6 +259,8 @@ def main() -> None:
         for mode in args.modes.split(","):
             if mode == "bulk":
                 result, watermark = run_bulk_mode(base_url, images, cohort, work)
+            elif mode == "bulk-system":
+                result, _ = run_bulk_mode(base_url, images, cohort, work, system=True)
             else:
                 result = run_rest_mode(mode, base_url, images, cohort)
             results.append(result)

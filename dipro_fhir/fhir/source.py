@@ -179,8 +179,10 @@ class HttpFhirSource:
     def patients_with_data_since(self, since: datetime, until: datetime) -> Iterator[str]:
         found: set[str] = set()
         window = [f"ge{_instant(since)}", f"lt{_instant(until)}"]
+        # Only the subject and meta.lastUpdated are read: _elements keeps the answers small.
+        params: dict[str, str | list[str]] = {"_lastUpdated": window, "_elements": "subject"}
         for resource_type in DATA_TYPES:
-            for resource in self.client.search(resource_type, {"_lastUpdated": window}):
+            for resource in self.client.search(resource_type, params):
                 stamp = last_updated(resource)
                 patient_id = subject_id(resource)
                 if patient_id and stamp is not None and since <= stamp < until:

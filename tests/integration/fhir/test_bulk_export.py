@@ -6,6 +6,7 @@ short while downloading) that lose nothing.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from dipro_fhir.bulk_run import cohort_group
+from dipro_fhir.bulk_run import cohort_group, finish_export, poll_export
 from dipro_fhir.fhir.bulk import (
     BulkExportClient,
+    ExportJob,
     ExportManifest,
     ExportRequest,
     PollPolicy,
@@ -26,6 +28,8 @@ from dipro_fhir.fhir.client import FhirClient
 from dipro_fhir.fhir.ndjson_source import NdjsonFhirSource
 from dipro_fhir.fhir.retry import RetryPolicy
 from dipro_fhir.fhir.source import HttpFhirSource
+from dipro_fhir.manifest import ChunkManifest
+from dipro_fhir.settings import FhirSettings, Settings
 from dipro_fhir.synth import generate_cohort
 from dipro_fhir.synth.load import load_into_servers
 
@@ -196,3 +200,59 @@ def test_faults_while_polling_and_downloading_lose_nothing(
     assert faulted.requests == len(faulted.files) + 1
     assert not list((tmp_path / "faulted").glob("**/*.part"))
     assert bulk.stats.polls >= 1
+
+
+def test_type_filter_narrows_the_observations(
+    cohort: tuple[str, list[str]], tmp_path: Path
+) -> None:
+    base_url, ids = cohort
+    with FhirClient(base_url) as client:
+        first = next(iter(client.search("Observation", {"subject": f"Patient/{ids[0]}"})))
+        coding = first["code"]["coding"][0]
+        token = f"{coding['system']}|{coding['code']}"
+        members = [f"Patient/{p}" for p in ids[:2]]
+        expected = client.count("Observation", {"subject": ",".join(members), "code": token})
+    request = ExportRequest(
+        ("Observation",), _group_id(), type_filters=(f"Observation?code={token}",)
+    )
+
+    report, _, bulk = _export(base_url, [request], tmp_path)
+
+    assert bulk.stats.type_filter_refused == 0
+    assert report.lines_by_type() == {"Observation": expected}
+    codes = {
+        (c["system"], c["code"])
+        for _, o in NdjsonFhirSource(tmp_path)._stream("Observation")
+        for c in o["code"]["coding"][:1]
+    }
+    assert codes == {(coding["system"], coding["code"])}
+
+
+def test_a_job_the_server_fails_with_a_type_filter_runs_again_without_it(
+    cohort: tuple[str, list[str]], tmp_path: Path
+) -> None:
+    base_url, ids = cohort
+    settings = Settings(fhir=FhirSettings(base_url=base_url, bulk_poll_max_s=2.0))
+    request = ExportRequest(("Patient",), _group_id(), type_filters=("Patient?bogus-param=1",))
+    with FhirClient(base_url) as client:
+        job = BulkExportClient(client).kick_off(request)
+    assert job.type_filter_used  # HAPI takes it at kick-off and fails the job later
+    state: dict[str, Any] = {
+        "folder": str(tmp_path / "bulk"),
+        "jobs": [job.to_json()],
+        "requests": [{"types": ["Patient"], "group_id": _group_id(), "since": None,
+                      "type_filters": list(request.type_filters)}],
+    }  # fmt: skip
+    for _ in range(120):
+        outcome = poll_export(settings, state)
+        state = outcome["state"]
+        if outcome["done"]:
+            break
+        time.sleep(outcome["retry_after_s"])
+    assert outcome["done"]
+    assert not ExportJob.from_json(state["jobs"][0]).type_filter_used
+    chunk = ChunkManifest("run", 0, AS_OF.isoformat(), tuple((p, None) for p in ids[:2]))
+    [done] = finish_export(settings, state, [chunk.to_xcom()])
+    assert done["ndjson_dir"] == state["folder"]
+    assert done["counts"]["bulk.Patient"] == 2
+    assert _ids(NdjsonFhirSource(done["ndjson_dir"]), "Patient") == set(ids[:2])
