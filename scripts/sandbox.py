@@ -6,8 +6,9 @@ on loopback:
 * HAPI FHIR 8.8 (the project's test server jar, ``tests/servers/hapi``) with an H2 *file*
   database in the sandbox folder, so the FHIR data survives ``down``/``up``;
 * Orthanc with the DICOMweb plugin, its own config, storage and index in the sandbox folder;
-* Airflow 3 ``api-server``, ``scheduler --skip-serve-logs`` and ``dag-processor`` (LocalExecutor,
-  SQLite metadata database, ``AIRFLOW_HOME`` in the sandbox folder, the repo's ``dags/``,
+* Airflow 3 ``api-server``, ``scheduler --skip-serve-logs``, ``dag-processor`` and
+  ``triggerer`` (LocalExecutor, SQLite metadata database, ``AIRFLOW_HOME`` in the sandbox
+  folder, the repo's ``dags/``,
   DAGs unpaused);
 
 makes sure PostgreSQL answers on 127.0.0.1:5432 (the machine's cluster; it is shared and never
@@ -64,12 +65,18 @@ ADMIN = "admin"
 # The DAG's default schedule is 02:00 UTC: "tonight" is the latest 02:00 UTC before now.
 NIGHTLY_HOUR_UTC = 2
 BACKFILL_NIGHTS = 3
-AIRFLOW_SERVICES = ("airflow-api-server", "airflow-scheduler", "airflow-dag-processor")
+AIRFLOW_SERVICES = (
+    "airflow-api-server",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",  # waits for Bulk Data exports (extraction_mode=bulk) without a slot
+)
 SERVICES = ("hapi", "orthanc", *AIRFLOW_SERVICES)
 AIRFLOW_ARGS = {
     "airflow-api-server": ["api-server"],
     "airflow-scheduler": ["scheduler", "--skip-serve-logs"],
     "airflow-dag-processor": ["dag-processor"],
+    "airflow-triggerer": ["triggerer", "--skip-serve-logs"],
 }
 HAPI_READY_S = 240.0
 STOP_GRACE_S = 30.0
@@ -926,7 +933,7 @@ def _scheduler_healthy(sandbox: Sandbox) -> bool | None:
     health = response.json()
     ok = all(
         (health.get(part) or {}).get("status") == "healthy"
-        for part in ("metadatabase", "scheduler", "dag_processor")
+        for part in ("metadatabase", "scheduler", "dag_processor", "triggerer")
     )
     return True if ok else None
 
@@ -967,9 +974,10 @@ def start_airflow_api(sandbox: Sandbox, clock: Clock) -> str:
 
 
 def start_airflow_scheduling(sandbox: Sandbox, clock: Clock, token: str) -> None:
-    """Start the scheduler and the DAG processor; wait until the DAG is parsed and unpaused."""
-    with clock.step("airflow scheduler and dag-processor") as note:
-        for service in ("airflow-scheduler", "airflow-dag-processor"):
+    """Start the scheduler, the DAG processor and the triggerer; wait until the DAG is parsed
+    and unpaused."""
+    with clock.step("airflow scheduler, dag-processor and triggerer") as note:
+        for service in ("airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"):
             if read_pid(sandbox, service):
                 note(f"{service} already running")
             else:
@@ -990,11 +998,11 @@ def start_airflow_scheduling(sandbox: Sandbox, clock: Clock, token: str) -> None
         wait_for(
             lambda: _scheduler_healthy(sandbox),
             timeout_s=120,
-            what="scheduler and dag-processor heartbeats",
+            what="scheduler, dag-processor and triggerer heartbeats",
             sandbox=sandbox,
             services=AIRFLOW_SERVICES,
         )
-        note(f"{DAG_ID} parsed and unpaused; scheduler and dag-processor healthy")
+        note(f"{DAG_ID} parsed and unpaused; scheduler, dag-processor and triggerer healthy")
 
 
 # --- commands ------------------------------------------------------------------------------

@@ -135,6 +135,9 @@ def _token(stack: Stack) -> str | None:
     return token
 
 
+DAG_IDS = {"dipro_nightly", "dipro_retract"}
+
+
 def _dag_ids(stack: Stack, token: str) -> set[str] | None:
     response = requests.get(
         f"{stack.base_url}/api/v2/dags",
@@ -143,7 +146,7 @@ def _dag_ids(stack: Stack, token: str) -> set[str] | None:
     )
     response.raise_for_status()
     dag_ids = {d["dag_id"] for d in response.json()["dags"]}
-    return dag_ids if "dipro_nightly" in dag_ids else None
+    return dag_ids if dag_ids >= DAG_IDS else None
 
 
 def _dag_details(stack: Stack, token: str) -> dict[str, Any]:
@@ -161,9 +164,9 @@ def _dag_details(stack: Stack, token: str) -> dict[str, Any]:
 def test_services_on_loopback_list_the_nightly_dag(airflow_stack: Stack) -> None:
     token = _wait_for(lambda: _token(airflow_stack), 60, "an API token", airflow_stack)
     dag_ids = _wait_for(
-        lambda: _dag_ids(airflow_stack, token), 90, "dipro_nightly in /api/v2/dags", airflow_stack
+        lambda: _dag_ids(airflow_stack, token), 90, "the DAGs in /api/v2/dags", airflow_stack
     )
-    assert dag_ids == {"dipro_nightly"}  # examples are off; only the project's DAG
+    assert dag_ids == DAG_IDS  # examples are off; only the project's DAGs
     details = _dag_details(airflow_stack, token)
     assert details["max_active_runs"] == 1
     assert details["catchup"] is False
@@ -174,6 +177,7 @@ def test_services_on_loopback_list_the_nightly_dag(airflow_stack: Stack) -> None
         "cohort",
         "model_version",
         "dry_run",
+        "extraction_mode",
     }
     unauthenticated = requests.get(f"{airflow_stack.base_url}/api/v2/dags", timeout=5)
     assert unauthenticated.status_code == 401

@@ -46,7 +46,14 @@ SANDBOX_SH = REPO / "scripts" / "sandbox.sh"
 SCREENSHOTS = REPO / "var" / "screenshots"
 DAG_ID = "dipro_nightly"
 DAG_PARAMS = ("patient_ids", "group_id", "as_of", "cohort", "model_version", "dry_run")
-SERVICES = ("hapi", "orthanc", "airflow-api-server", "airflow-scheduler", "airflow-dag-processor")
+SERVICES = (
+    "hapi",
+    "orthanc",
+    "airflow-api-server",
+    "airflow-scheduler",
+    "airflow-dag-processor",
+    "airflow-triggerer",
+)
 RUN_TIMEOUT_S = 300
 UP_TIMEOUT_S = 480
 
