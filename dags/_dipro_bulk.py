@@ -81,7 +81,8 @@ class BulkExportOperator(BaseOperator):
     """Export the planned cohort with Bulk Data (``bulk``) or pass the plan on (``rest``).
 
     Args:
-        manifests: The plan's chunk manifests (templated: the ``plan`` task's XCom).
+        manifests: References to the plan's chunk manifests in staging (templated: the
+            ``plan`` task's XCom); what this task returns is references too.
         extraction_mode: ``rest``, ``bulk``, or empty for ``run.extraction_mode``.
     """
 
@@ -98,9 +99,9 @@ class BulkExportOperator(BaseOperator):
         mode = self.extraction_mode or settings.run.extraction_mode
         if mode != "bulk" or not manifests:
             return manifests
-        from dipro_fhir import bulk_run
+        from dipro_fhir import bulk_run, staging
 
-        state = bulk_run.start_export(settings, manifests)
+        state = bulk_run.start_export(settings, [staging.unstash_manifest(m) for m in manifests])
         timeout_s = settings.fhir.bulk_timeout_s
         self.defer(
             trigger=BulkExportTrigger(state=state, timeout_s=timeout_s),
@@ -109,7 +110,7 @@ class BulkExportOperator(BaseOperator):
         )
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> list[dict[str, Any]]:
-        from dipro_fhir import bulk_run
+        from dipro_fhir import bulk_run, staging
 
         settings = build_settings()
         if event.get("status") != "complete":
@@ -119,4 +120,7 @@ class BulkExportOperator(BaseOperator):
                 f"{event.get('message', '')}".strip()
             )
         self.log.info("Bulk Data export complete after %s polls", event.get("polls"))
-        return bulk_run.finish_export(settings, event["state"], list(self.manifests))
+        planned = [staging.unstash_manifest(m) for m in self.manifests]
+        done = bulk_run.finish_export(settings, event["state"], planned)
+        # XCom carries references, never patient ids (as the other tasks do).
+        return [staging.stash_manifest(settings.run.staging_dir, m, "bulk") for m in done]
