@@ -7,8 +7,8 @@ on loopback:
   database in the sandbox folder, so the FHIR data survives ``down``/``up``;
 * Orthanc with the DICOMweb plugin, its own config, storage and index in the sandbox folder;
 * Airflow 3 ``api-server``, ``scheduler --skip-serve-logs``, ``dag-processor`` and
-  ``triggerer`` (LocalExecutor, SQLite metadata database, ``AIRFLOW_HOME`` in the sandbox
-  folder, the repo's ``dags/``,
+  ``triggerer`` (LocalExecutor, metadata database ``<results db>_airflow`` on PostgreSQL,
+  ``AIRFLOW_HOME`` in the sandbox folder, the repo's ``dags/``,
   DAGs unpaused);
 
 makes sure PostgreSQL answers on 127.0.0.1:5432 (the machine's cluster; it is shared and never
@@ -175,6 +175,12 @@ class Sandbox:
         return (
             f"postgresql+psycopg2://{c.pg_user}@{c.pg_host}:{c.pg_port}/{database or c.results_db}"
         )
+
+    @property
+    def airflow_db(self) -> str:
+        """Airflow's metadata database: PostgreSQL, because Airflow refuses backfills on
+        SQLite under concurrent access (the scheduler, DAG processor and API server)."""
+        return f"{self.config.results_db}_airflow"
 
     def admin_password(self) -> str:
         return str(json.loads(self.password_file.read_text())[ADMIN])
@@ -466,14 +472,16 @@ def ensure_postgres(sandbox: Sandbox, note: Callable[[str], None]) -> None:
 
 
 def ensure_results_db(sandbox: Sandbox, note: Callable[[str], None]) -> None:
-    """Create the results database if missing and bring it to ``alembic upgrade head``."""
+    """Create the results database and Airflow's metadata database if missing; bring the
+    results database to ``alembic upgrade head`` (``airflow db migrate`` does Airflow's)."""
     name = sandbox.config.results_db
     if not name.replace("_", "").isalnum():
         raise SandboxError(f"results database name must be alphanumeric/underscore: {name!r}")
-    exists = _pg_admin(sandbox, "SELECT 1 FROM pg_database WHERE datname = :n", n=name)
-    if not exists:
-        _pg_admin(sandbox, f'CREATE DATABASE "{name}"')
-        note(f"created database {name}")
+    for database in (name, sandbox.airflow_db):
+        exists = _pg_admin(sandbox, "SELECT 1 FROM pg_database WHERE datname = :n", n=database)
+        if not exists:
+            _pg_admin(sandbox, f'CREATE DATABASE "{database}"')
+            note(f"created database {database}")
     from dipro_fhir.store import upgrade_database
 
     upgrade_database(sandbox.results_db_url())
@@ -483,7 +491,8 @@ def ensure_results_db(sandbox: Sandbox, note: Callable[[str], None]) -> None:
 def drop_results_db(sandbox: Sandbox) -> bool:
     if not _pg_answers(sandbox):
         return False
-    _pg_admin(sandbox, f'DROP DATABASE IF EXISTS "{sandbox.config.results_db}" WITH (FORCE)')
+    for database in (sandbox.config.results_db, sandbox.airflow_db):
+        _pg_admin(sandbox, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     return True
 
 
@@ -793,7 +802,7 @@ def airflow_environ(sandbox: Sandbox) -> dict[str, str]:
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(sandbox.password_file),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{sandbox.airflow_url}/execution/",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": sandbox.results_db_url(sandbox.airflow_db),
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(c.airflow_port),
         "AIRFLOW__API__WORKERS": "1",
@@ -951,7 +960,7 @@ def start_airflow_api(sandbox: Sandbox, clock: Clock) -> str:
     if not any(running.values()):
         with clock.step("airflow db migrate") as note:
             _airflow(sandbox, "db", "migrate")
-            note(f"SQLite {sandbox.airflow_home / 'airflow.db'}")
+            note(f"PostgreSQL database {sandbox.airflow_db}")
     with clock.step("airflow api-server") as note:
         service = "airflow-api-server"
         if running[service]:
@@ -1076,7 +1085,11 @@ def cmd_down(sandbox: Sandbox, purge: bool) -> int:
             shutil.rmtree(sandbox.root)
             say(
                 f"removed {sandbox.root}"
-                + (f" and database {sandbox.config.results_db}" if dropped else "")
+                + (
+                    f" and databases {sandbox.config.results_db}, {sandbox.airflow_db}"
+                    if dropped
+                    else ""
+                )
             )
         elif sandbox.root.exists():
             say(f"not removing {sandbox.root}: it has no {STATE_FILE}, so it is no sandbox")
