@@ -89,8 +89,8 @@ def _start_run(
         ) from None
     from dipro_fhir.retraction import refuse_withdrawn
 
-    refuse_withdrawn(settings, version, request.as_of)
     try:
+        refuse_withdrawn(settings, version, request.as_of)
         store.mark_stale(timedelta(seconds=settings.run.stale_after_s))
         store.start_run(
             run_id,

@@ -175,11 +175,17 @@ def lung_base(film: _Film, lung: Box, image_left: bool) -> float | None:
     f, n = film.f, film.norm
     x0, y0, x1, y1 = (v / f for v in lung)
     w, h = x1 - x0, y1 - y0
-    c0, c1 = (x0 + 0.08 * w, x0 + 0.4 * w) if image_left else (x0 + 0.6 * w, x0 + 0.92 * w)
-    cols = n[:, max(0, int(c0)) : max(int(c0) + 1, int(c1))]
-    profile = box_blur(cols.mean(axis=1)[None, :], 2)[0]
-    row = _rise(profile, int(y0 + 0.5 * h), max(2, int(BASE_RUN * n.shape[0])))
-    return None if row is None else float(row * f)
+    strips = ((0.08, 0.4), (0.05, 0.22)) if image_left else ((0.6, 0.92), (0.78, 0.95))
+    rows = []
+    for a, b in strips:  # the lateral third, and the outermost part of it
+        c0, c1 = x0 + a * w, x0 + b * w
+        cols = n[:, max(0, int(c0)) : max(int(c0) + 1, int(c1))]
+        profile = box_blur(cols.mean(axis=1)[None, :], 2)[0]
+        row = _rise(profile, int(y0 + 0.5 * h), max(2, int(BASE_RUN * n.shape[0])))
+        if row is not None:
+            rows.append(row)
+    # A heart or an opacity reaching into a strip only raises what that strip measures.
+    return float(max(rows) * f) if rows else None
 
 
 def _size_margin(region: str, box: Box, thorax: Box) -> float:

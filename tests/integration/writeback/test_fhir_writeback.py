@@ -392,16 +392,17 @@ def test_a_lost_answer_to_an_applied_transaction_is_read_back_not_resent(
 ) -> None:
     scores = cohort_scores(2)
     proxy = fault_proxy(seeded_base_url)
-    # The Device's batch read and the assessments' batch read pass; the transaction of the
-    # assessments reaches the server, which applies it, but its answer is cut short.
-    proxy.inject("truncate", times=1, match=r"/fhir/?$", method="POST", skip=2)
+    # The Device's, the model card's and the assessments' batch reads pass; the transaction
+    # of the assessments reaches the server, which applies it, but its answer is cut short.
+    proxy.inject("truncate", times=1, match=r"/fhir/?$", method="POST", skip=3)
     with FhirClient(proxy.base_url) as fhir:
         report, _ = publish_chunk(FhirResultSink(fhir), store, RunId("run-1"), scores, MODEL)
     assert report.failures == ()
     posts = [(r.body_type, r.fault) for r in proxy.requests if r.method == "POST"]
     # batch reads, the cut transaction, one batch read back (no second transaction of the
     # assessments), then the Provenance's.
-    assert posts[:4] == [
+    assert posts[:5] == [
+        ("batch", None),
         ("batch", None),
         ("batch", None),
         ("transaction", "truncate"),

@@ -12,6 +12,7 @@ from pydicom.uid import generate_uid
 from dipro_fhir.dicomweb.source import FolderImageSource
 from dipro_fhir.imaging.encode import to_dicom, write_dicom
 from dipro_fhir.imaging.events import fetch_image_events
+from dipro_fhir.synth.radiograph import random_anatomy, render_chest
 
 T0 = datetime(2026, 2, 1, 8, tzinfo=UTC)
 STUDY, SERIES, INSTANCE = generate_uid(), generate_uid(), generate_uid()
@@ -54,9 +55,26 @@ def test_the_first_file_by_path_is_served_and_the_duplicate_recorded(
     assert "2 files" in problem.detail
 
 
+def _chest() -> object:
+    """A synthetic chest film whose regions pass quality control (so an event comes out)."""
+    image = render_chest(3, random_anatomy(np.random.default_rng(3)), {}, size=(192, 192))
+    return to_dicom(
+        image,
+        patient_id="p1",
+        patient_name="Test^Duplicate",
+        birth_date=None,
+        sex="O",
+        study_uid=STUDY,
+        series_uid=SERIES,
+        instance_uid=INSTANCE,
+        acquired=T0,
+        view_position="AP",
+    )
+
+
 def test_the_duplicate_is_a_problem_of_the_patient_whose_study_it_is(tmp_path: Path) -> None:
-    write_dicom(_film(0.2), tmp_path / "a" / "film.dcm")
-    write_dicom(_film(0.2), tmp_path / "b" / "film.dcm")
+    write_dicom(_chest(), tmp_path / "a" / "film.dcm")
+    write_dicom(_chest(), tmp_path / "b" / "film.dcm")
     events, issues = fetch_image_events(
         FolderImageSource(tmp_path), STUDY, window_start=T0 - timedelta(hours=1), crop_size=16
     )

@@ -33,8 +33,8 @@ MEASURED_IOU = {
     "mediastinum": 0.675,
 }
 # By-eye wrong regions (hannover_verdicts.json) that quality control leaves unflagged:
-# measured 8 (angles inside a short lung, one lateral overshoot), the goal is 0.
-MEASURED_WRONG_UNFLAGGED = 8
+# measured 7 (angles inside a short lung, one lateral overshoot), the goal is 0.
+MEASURED_WRONG_UNFLAGGED = 7
 
 
 @pytest.fixture(scope="module")
