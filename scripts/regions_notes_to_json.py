@@ -19,18 +19,8 @@ from pathlib import Path
 
 from PIL import Image
 
-REGIONS = (
-    "left_lung",
-    "right_lung",
-    "left_lower_lung_zone",
-    "right_lower_lung_zone",
-    "left_hilar_structures",
-    "right_hilar_structures",
-    "left_costophrenic_angle",
-    "right_costophrenic_angle",
-    "cardiac_silhouette",
-    "mediastinum",
-)
+from dipro.vocab import REGIONS
+
 SHORT = {
     "LL": 0,
     "RL": 1,

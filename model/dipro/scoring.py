@@ -14,6 +14,7 @@ such features without running the backbone.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -101,20 +102,11 @@ def encode_crops(
         float32 [M, R, F] on the CPU.
     """
     device = _model_device(model)
-    dtype = _precision(device, mixed_precision, precision)
-    was_training = model.training
-    model.eval()
-    try:
-        with (
-            torch.inference_mode(),
-            torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None),
-        ):
-            m, r, c, h, w = crops.shape
-            flat = _to_device(crops, device).reshape(m * r, c, h, w)
-            nhwc = flat.contiguous(memory_format=torch.channels_last).reshape(m, r, c, h, w)
-            out = model.encode_crops(nhwc, _to_device(region_mask, device))
-    finally:
-        model.train(was_training)
+    with _inference(model, device, _precision(device, mixed_precision, precision)):
+        m, r, c, h, w = crops.shape
+        flat = _to_device(crops, device).reshape(m * r, c, h, w)
+        nhwc = flat.contiguous(memory_format=torch.channels_last).reshape(m, r, c, h, w)
+        out = model.encode_crops(nhwc, _to_device(region_mask, device))
     return out.float().cpu()
 
 
@@ -140,18 +132,9 @@ def score(
         Probabilities per configured task and the path flag.
     """
     device = _model_device(model)
-    dtype = _precision(device, mixed_precision, precision)
-    was_training = model.training
-    model.eval()
-    try:
-        with (
-            torch.inference_mode(),
-            torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None),
-        ):
-            features = None if region_features is None else _to_device(region_features, device)
-            out = model(batch.to(device), with_reversed=False, region_features=features)
-    finally:
-        model.train(was_training)
+    with _inference(model, device, _precision(device, mixed_precision, precision)):
+        features = None if region_features is None else _to_device(region_features, device)
+        out = model(batch.to(device), with_reversed=False, region_features=features)
 
     def to_cpu(x: torch.Tensor | None, fn: str) -> torch.Tensor | None:
         if x is None:
@@ -166,6 +149,22 @@ def score(
         los=to_cpu(out.los, "softmax"),
         used_pairs=out.used_pairs.cpu(),
     )
+
+
+@contextmanager
+def _inference(model: DiPro, device: torch.device, dtype: torch.dtype | None) -> Iterator[None]:
+    """Eval mode, ``inference_mode`` and autocast to ``dtype`` (``None``: fp32); the model's
+    training flag is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        with (
+            torch.inference_mode(),
+            torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None),
+        ):
+            yield
+    finally:
+        model.train(was_training)
 
 
 def score_batches(

@@ -21,6 +21,15 @@ STUDY, SERIES, INSTANCE = generate_uid(), generate_uid(), generate_uid()
 def _film(fill: float) -> object:
     image = np.full((96, 80), fill)
     image[20:80, 10:70] = 1.0 - fill  # something to look at
+    return _dicom(image)
+
+
+def _chest() -> object:
+    """A synthetic chest film whose regions pass quality control (so an event comes out)."""
+    return _dicom(render_chest(3, random_anatomy(np.random.default_rng(3)), {}, size=(192, 192)))
+
+
+def _dicom(image: np.ndarray) -> object:
     return to_dicom(
         image,
         patient_id="p1",
@@ -53,23 +62,6 @@ def test_the_first_file_by_path_is_served_and_the_duplicate_recorded(
     (problem,) = source.study_problems(STUDY)
     assert (problem.code, problem.resource) == ("duplicate-sop-instance", f"instance/{INSTANCE}")
     assert "2 files" in problem.detail
-
-
-def _chest() -> object:
-    """A synthetic chest film whose regions pass quality control (so an event comes out)."""
-    image = render_chest(3, random_anatomy(np.random.default_rng(3)), {}, size=(192, 192))
-    return to_dicom(
-        image,
-        patient_id="p1",
-        patient_name="Test^Duplicate",
-        birth_date=None,
-        sex="O",
-        study_uid=STUDY,
-        series_uid=SERIES,
-        instance_uid=INSTANCE,
-        acquired=T0,
-        view_position="AP",
-    )
 
 
 def test_the_duplicate_is_a_problem_of_the_patient_whose_study_it_is(tmp_path: Path) -> None:
