@@ -253,7 +253,7 @@ def cmd_smart_keys(args: argparse.Namespace) -> int:
         )
     elif args.action == "remove":
         if not args.kid:
-            raise DiproFhirError("smart keys remove needs --kid")
+            raise DiproFhirError("smart keys remove needs --kid=KID")
         smart_keys.remove_key(folder, args.kid)
     elif args.action == "serve":
         server = smart_keys.serve_jwks(folder, args.host, args.port, args.path)
@@ -379,7 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("action", choices=["generate", "rotate", "jwks", "remove", "serve"])
     keys.add_argument("--dir", required=True, help="the key folder")
     keys.add_argument("--alg", choices=["RS384", "ES384"], default="RS384")
-    keys.add_argument("--kid", help="the key to remove")
+    keys.add_argument(
+        "--kid", help="the key to remove; write --kid=KID, as a kid may begin with '-'"
+    )
     keys.add_argument("--host", default="127.0.0.1", help="serve: address to listen on")
     keys.add_argument("--port", type=int, default=8765, help="serve: port (0: any free)")
     keys.add_argument("--path", default="/jwks.json", help="serve: URL path of the JWKS")

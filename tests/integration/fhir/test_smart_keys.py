@@ -76,7 +76,7 @@ def test_jwks_from_the_command_authenticates_and_rotation_keeps_both_until_remov
 
     with pytest.raises(ConfigError, match="signs now"):
         smart_keys.remove_key(folder, str(second))
-    assert main(["smart", "keys", "remove", "--dir", str(folder), "--kid", str(first)]) == 0
+    assert main(["smart", "keys", "remove", "--dir", str(folder), f"--kid={first}"]) == 0
     assert [k["kid"] for k in json.loads(capsys.readouterr().out)["keys"]] == [second]
     with pytest.raises(AuthError):
         _auth(token_server, old_pem, str(first)).access_token()
@@ -129,3 +129,21 @@ def test_serve_command_publishes_the_jwks_at_the_chosen_path(tmp_path: Path) -> 
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_a_kid_beginning_with_a_dash_is_removed_through_the_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A base64url thumbprint begins with '-' once in 64 keys; ``--kid=KID`` must take it."""
+    folder = tmp_path / "keys"
+    for _ in range(400):
+        smart_keys.generate_key(folder, "ES384")
+        kid = smart_keys.signing_kid(folder)
+        if kid is not None and kid.startswith("-"):
+            break
+    else:
+        pytest.fail("no kid beginning with '-' in 400 generated keys")
+    smart_keys.generate_key(folder, "ES384")
+    assert main(["smart", "keys", "remove", "--dir", str(folder), f"--kid={kid}"]) == 0
+    kept = [k["kid"] for k in json.loads(capsys.readouterr().out)["keys"]]
+    assert kid not in kept
