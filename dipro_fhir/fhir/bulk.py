@@ -8,8 +8,10 @@ error files) or fails (4xx/5xx with an OperationOutcome). A job that fails, time
 abandoned is cancelled with ``DELETE`` on the status URL; so is a finished one once its files
 are down (the IG's "client is done" signal, so the server can free them).
 
-``_typeFilter`` is optional in the IG: when the server refuses it (400/422 at kick-off) the
-job is asked again without it, and the readers filter themselves (they always re-check).
+``_typeFilter`` is optional in the IG: when the server refuses it (400/405/422 at kick-off)
+the job is asked again without it, and the readers filter themselves (they always re-check).
+A query too long for a URL (the default code maps' filter is about 8,000 characters) is sent
+as a ``POST`` kick-off with a ``Parameters`` body, which the IG allows and HAPI accepts.
 Downloads are :mod:`dipro_fhir.fhir.bulk_files`. Only job-level facts are logged (types,
 counts, seconds): status URLs and manifests may carry Group ids, never patient data, and
 are not logged either.
@@ -23,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 import requests
 
@@ -38,6 +41,9 @@ CONTEXT_TYPES: tuple[str, ...] = ("Patient", "Encounter", "ImagingStudy")
 #: Types read only inside the window: exported with ``_since``.
 WINDOW_TYPES: tuple[str, ...] = ("Observation",)
 NDJSON = "application/fhir+ndjson"
+#: Longest kick-off query sent in a URL; longer ones are POSTed (servers cap URLs near 8 KB).
+MAX_QUERY_CHARS = 6000
+PREFER_ASYNC = {"Prefer": "respond-async"}
 
 
 class BulkExportError(DiproFhirError):
@@ -64,6 +70,14 @@ class ExportRequest:
     def path(self) -> str:
         """The kick-off path under the FHIR base."""
         return f"Group/{self.group_id}/$export" if self.group_id else "$export"
+
+    def parameters(self, *, with_filters: bool = True) -> dict[str, Any]:
+        """The kick-off parameters as a ``Parameters`` resource, for a POST kick-off."""
+        parameter: list[dict[str, Any]] = []
+        for name, value in self.params(with_filters=with_filters):
+            kind = "valueInstant" if name == "_since" else "valueString"
+            parameter.append({"name": name, kind: value})
+        return {"resourceType": "Parameters", "parameter": parameter}
 
     def params(self, *, with_filters: bool = True) -> list[tuple[str, str]]:
         """The kick-off query parameters."""
@@ -182,6 +196,7 @@ class ExportStats:
     """What the jobs cost: requests by kind (for the benchmark and the run summary)."""
 
     kickoffs: int = 0
+    post_kickoffs: int = 0
     polls: int = 0
     cancels: int = 0
     type_filter_refused: int = 0
@@ -218,7 +233,7 @@ class BulkExportClient:
         """
         response = self._kick(request, with_filters=True)
         used = bool(request.type_filters)
-        if used and response.status_code in (400, 422):
+        if used and response.status_code in (400, 405, 422):
             self.stats.type_filter_refused += 1
             log.warning("bulk export: _typeFilter refused (%d); asking without it",
                         response.status_code)  # fmt: skip
@@ -308,14 +323,18 @@ class BulkExportClient:
             self.cancel(job)
 
     def _kick(self, request: ExportRequest, *, with_filters: bool) -> requests.Response:
+        """GET, or POST with a ``Parameters`` body when the query is too long for a URL (a
+        long ``_typeFilter``). A repeated kick-off at worst starts a job that is never
+        polled, so a POST kick-off is retried like a GET."""
         self.stats.kickoffs += 1
-        return self.client.send(
-            "GET",
-            request.path,
-            label="$export kick-off",
-            headers={"Prefer": "respond-async"},
-            params=request.params(with_filters=with_filters),
-        )
+        params = request.params(with_filters=with_filters)
+        if len(urlencode(params)) <= MAX_QUERY_CHARS:
+            return self.client.send("GET", request.path, label="$export kick-off",
+                                    headers=PREFER_ASYNC, params=params)  # fmt: skip
+        self.stats.post_kickoffs += 1
+        return self.client.send("POST", request.path, label="$export kick-off",
+                                headers=PREFER_ASYNC, retryable=True,
+                                body=request.parameters(with_filters=with_filters))  # fmt: skip
 
 
 def export_requests(
@@ -346,13 +365,12 @@ def export_requests(
     ]
 
 
-def code_filter(tokens: Sequence[str], *, max_chars: int = 6000) -> str | None:
+def code_filter(tokens: Sequence[str]) -> str | None:
     """``Observation?combo-code=<tokens>`` (``code`` or ``component.code``, so panels whose
-    components are mapped stay in); ``None`` when the list would make the URL too long."""
+    components are mapped stay in); ``None`` for no tokens."""
     if not tokens:
         return None
-    value = "Observation?combo-code=" + ",".join(tokens)
-    return value if len(value) <= max_chars else None
+    return "Observation?combo-code=" + ",".join(tokens)
 
 
 def _json(response: requests.Response) -> dict[str, Any]:

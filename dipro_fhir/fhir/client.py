@@ -234,6 +234,8 @@ class FhirClient:
         label: str,
         headers: Mapping[str, str] | None = None,
         params: list[tuple[str, str]] | None = None,
+        body: dict[str, Any] | None = None,
+        retryable: bool | None = None,
         stream: bool = False,
         authenticated: bool = True,
     ) -> requests.Response:
@@ -241,11 +243,14 @@ class FhirClient:
         status), for operations outside search and CRUD (Bulk Data ``$export``).
 
         Args:
-            method: HTTP method; idempotent ones are retried on 429/5xx and broken connections.
+            method: HTTP method.
             url: An absolute URL or a path under ``base_url``.
             label: What to log (never the URL: it may carry ids).
             headers: Extra headers (``Accept`` defaults to FHIR JSON).
             params: Query parameters.
+            body: A FHIR resource to send as JSON.
+            retryable: Retry on 429/5xx and broken connections; by default only
+                idempotent methods are.
             stream: Leave the body unread (``Response.iter_content``).
             authenticated: Send credentials; ``False`` for a file store that must not see them.
 
@@ -257,10 +262,15 @@ class FhirClient:
             method,
             full,
             label,
-            method in IDEMPOTENT_METHODS,
+            method in IDEMPOTENT_METHODS if retryable is None else retryable,
             auth=self.auth if authenticated else None,
-            headers={"Accept": FHIR_JSON, **(headers or {})},
+            headers={
+                "Accept": FHIR_JSON,
+                **({"Content-Type": FHIR_JSON} if body is not None else {}),
+                **(headers or {}),
+            },
             params=params,
+            json=body,
             stream=stream,
         )
         return response

@@ -16,11 +16,13 @@ import pytest
 
 from dipro_fhir.bulk_run import cohort_group, finish_export, poll_export
 from dipro_fhir.fhir.bulk import (
+    MAX_QUERY_CHARS,
     BulkExportClient,
     ExportJob,
     ExportManifest,
     ExportRequest,
     PollPolicy,
+    code_filter,
     export_requests,
 )
 from dipro_fhir.fhir.bulk_files import DownloadReport, download_export
@@ -29,6 +31,7 @@ from dipro_fhir.fhir.ndjson_source import NdjsonFhirSource
 from dipro_fhir.fhir.retry import RetryPolicy
 from dipro_fhir.fhir.source import HttpFhirSource
 from dipro_fhir.manifest import ChunkManifest
+from dipro_fhir.mapping.code_maps import default_code_maps
 from dipro_fhir.settings import FhirSettings, Settings
 from dipro_fhir.synth import generate_cohort
 from dipro_fhir.synth.load import load_into_servers
@@ -256,3 +259,49 @@ def test_a_job_the_server_fails_with_a_type_filter_runs_again_without_it(
     assert done["ndjson_dir"] == state["folder"]
     assert done["counts"]["bulk.Patient"] == 2
     assert _ids(NdjsonFhirSource(done["ndjson_dir"]), "Patient") == set(ids[:2])
+
+
+def test_the_default_maps_filter_goes_in_a_post_kick_off_and_drops_unmapped_codes(
+    cohort: tuple[str, list[str]], tmp_path: Path
+) -> None:
+    """The default maps' ``_typeFilter`` (about 8,000 characters) is too long for a URL: it
+    is POSTed as ``Parameters``, HAPI applies it, and an unmapped code stays on the server."""
+    base_url, ids = cohort
+    maps = default_code_maps()
+    tokens = sorted(f"{s}|{c}" if s else c for s, c in maps.variables.entries)
+    type_filter = code_filter(tokens)
+    assert type_filter is not None
+    assert len(type_filter) > MAX_QUERY_CHARS
+    unmapped = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://hospital.example/local", "code": "unmapped-1"}]},
+        "subject": {"reference": f"Patient/{ids[0]}"},
+        "effectiveDateTime": (AS_OF - timedelta(hours=2)).isoformat(),
+        "valueQuantity": {"value": 1.0, "unit": "1"},
+    }
+    with FhirClient(base_url) as client:
+        created = client.create(unmapped)
+        try:
+            everything = [
+                o
+                for p in ids[:2]
+                for o in client.search("Observation", {"subject": f"Patient/{p}"})
+            ]
+            request = ExportRequest(("Observation",), _group_id(), type_filters=(type_filter,))
+            report, _, bulk = _export(base_url, [request], tmp_path)
+        finally:
+            client.send("DELETE", f"Observation/{created['id']}", label="test cleanup").close()
+
+    def mapped(o: dict[str, Any]) -> bool:
+        codings = o["code"]["coding"] + [
+            c for k in o.get("component", []) for c in k["code"]["coding"]
+        ]
+        return any(f"{c.get('system')}|{c.get('code')}" in tokens for c in codings)
+
+    assert (bulk.stats.post_kickoffs, bulk.stats.type_filter_refused) == (1, 0)
+    got = _ids(NdjsonFhirSource(tmp_path), "Observation")
+    assert created["id"] in {o["id"] for o in everything}
+    assert created["id"] not in got
+    assert got == {o["id"] for o in everything if mapped(o)}
+    assert report.lines_by_type() == {"Observation": len(got)}

@@ -64,12 +64,23 @@ def test_observations_since_the_watermark_less_the_window(
     assert context.group_id == window.group_id == "g"
 
 
-def test_code_filter_keeps_components_and_gives_up_on_long_lists() -> None:
+def test_code_filter_keeps_components_and_long_lists() -> None:
     assert code_filter(["http://loinc.org|8867-4", "x"]) == (
         "Observation?combo-code=http://loinc.org|8867-4,x"
     )
     assert code_filter([]) is None
-    assert code_filter(["c" * 50] * 200) is None
+    assert len(code_filter(["c" * 50] * 200) or "") > 10_000  # sent in a POST kick-off
+
+
+def test_post_kick_off_parameters_carry_the_same_query() -> None:
+    since = datetime(2026, 11, 22, 2, tzinfo=UTC)
+    request = ExportRequest(("Observation",), "g", since, ("Observation?combo-code=a,b",))
+    body = request.parameters()
+    assert body["resourceType"] == "Parameters"
+    as_pairs = [(p["name"], p.get("valueString", p.get("valueInstant"))) for p in body["parameter"]]
+    assert as_pairs == request.params()
+    assert {"name": "_since", "valueInstant": since.isoformat()} in body["parameter"]
+    assert "_typeFilter" not in str(request.parameters(with_filters=False))
 
 
 def test_poll_delay_honours_retry_after_with_a_cap_and_backs_off_without() -> None:
