@@ -27,6 +27,7 @@ import atexit
 import ctypes
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -273,6 +274,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=BATCH2_MAINTENANCE_INTERVAL_MS,
         help="batch2 maintenance interval (HAPI's default: 60000)",
     )
+    parser.add_argument(
+        "--java-opts",
+        default=" ".join(DEFAULT_JAVA_OPTS),
+        help="JVM options (default: %(default)s, tuned to start fast)",
+    )
     parser.add_argument("spring_args", nargs="*", help="Spring Boot --key=value arguments")
     args = parser.parse_args(argv)
 
@@ -281,7 +287,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_sigterm)
     server = start_hapi_server(
-        port=args.port, extra_args=args.spring_args, batch2_interval_ms=args.batch2_interval_ms
+        port=args.port,
+        java_opts=shlex.split(args.java_opts),
+        extra_args=args.spring_args,
+        batch2_interval_ms=args.batch2_interval_ms,
     )
     print(server.base_url, flush=True)
     try:

@@ -47,6 +47,8 @@ public class FhirServerConfig {
 		settings.setResourceClientIdStrategy(properties.clientIdStrategy());
 		settings.setExpungeEnabled(properties.expungeEnabled());
 		settings.setAllowMultipleDelete(properties.allowMultipleDelete());
+		// Off by default; the extraction benchmark turns it on to load its cohort faster.
+		settings.setMassIngestionMode(properties.massIngestionModeEnabled());
 		// No setFetchSizeDefaultMaximum: capping every search's fetch at max_page_size turns the
 		// unpaged searches of Bulk Data export into paged ones, and every $export of more than
 		// 200 resources of a type failed (HAPI-0464). Page sizes stay capped by the paging

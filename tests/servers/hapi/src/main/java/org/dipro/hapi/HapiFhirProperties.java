@@ -19,7 +19,8 @@ public record HapiFhirProperties(
 		@DefaultValue("2147483647") int maxPageSize,
 		@DefaultValue("false") boolean bulkExportEnabled,
 		@DefaultValue("true") boolean expungeEnabled,
-		@DefaultValue("false") boolean allowMultipleDelete) {
+		@DefaultValue("false") boolean allowMultipleDelete,
+		@DefaultValue("false") boolean massIngestionModeEnabled) {
 
 	public HapiFhirProperties {
 		if (fhirVersion != FhirVersionEnum.R4) {
