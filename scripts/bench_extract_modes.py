@@ -35,6 +35,7 @@ Requests and bytes are counted on the client's session (response bodies as recei
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import tempfile
 import time
@@ -189,7 +190,13 @@ def _mapped_codes() -> str | None:
 
 
 def run_bulk_mode(
-    base_url: str, images: FolderImageSource, cohort: Any, work: Path, *, system: bool = False
+    base_url: str,
+    images: FolderImageSource,
+    cohort: Any,
+    work: Path,
+    *,
+    system: bool = False,
+    type_filter: bool = True,
 ) -> tuple[Result, str]:
     session = CountingSession()
     with FhirClient(base_url, session=session) as client:
@@ -199,8 +206,9 @@ def run_bulk_mode(
             client.put(group)
         bulk = BulkExportClient(client, PollPolicy(initial_s=0.5, max_s=5.0))
         group_id = None if system else group["id"]
+        filter_ = _mapped_codes() if type_filter else None
         reqs = export_requests(group_id=group_id, as_of=AS_OF, window_hours=48,
-                               watermark=None, observation_filter=_mapped_codes())  # fmt: skip
+                               watermark=None, observation_filter=filter_)  # fmt: skip
         jobs = [bulk.kick_off(r) for r in reqs]
         manifests = bulk.wait(jobs)
         folder = work / ("system" if system else "night1")
@@ -256,11 +264,18 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=100)
     parser.add_argument("--base-url", help="use this HAPI instead of starting one")
     parser.add_argument("--modes", default="naive,rest,batched,bulk,bulk-system")
+    parser.add_argument("--sample", type=int,
+                        help="extract only the first N patients in the ICU (for the slow naive "
+                             "baseline on a large cohort)")  # fmt: skip
+    parser.add_argument("--type-filter", action=argparse.BooleanOptionalAction, default=True,
+                        help="bulk: send the DAG's _typeFilter on the mapped codes")  # fmt: skip
     load = parser.add_mutually_exclusive_group()
     load.add_argument("--load-only", action="store_true", help="load the cohort and stop")
     load.add_argument("--no-load", action="store_true",
                       help="the server at --base-url already holds this cohort")  # fmt: skip
     args = parser.parse_args()
+    # SIGTERM as an exception, so a killed benchmark still cancels its export jobs (DELETE).
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if args.no_load and not args.base_url:
         parser.error("--no-load needs --base-url")
     cohort_of = lambda: generate_cohort(  # noqa: E731
@@ -282,13 +297,18 @@ def main() -> None:
         cohort = [(t.patient_id, t.encounter_id) for t in truths
                   if t.admitted <= AS_OF < t.discharged]  # fmt: skip
         print(f"cohort: {len(cohort)} patients in ICU at {AS_OF.isoformat()}")
+        if args.sample:
+            cohort = cohort[: args.sample]
+            print(f"sample: the first {len(cohort)} of them")
         images = FolderImageSource(work / "files" / "dicom")
         results, watermark = [], None
         for mode in args.modes.split(","):
             if mode == "bulk":
-                result, watermark = run_bulk_mode(base_url, images, cohort, work)
+                result, watermark = run_bulk_mode(base_url, images, cohort, work,
+                                                  type_filter=args.type_filter)  # fmt: skip
             elif mode == "bulk-system":
-                result, _ = run_bulk_mode(base_url, images, cohort, work, system=True)
+                result, _ = run_bulk_mode(base_url, images, cohort, work, system=True,
+                                          type_filter=args.type_filter)  # fmt: skip
             else:
                 result = run_rest_mode(mode, base_url, images, cohort)
             results.append(result)

@@ -10,6 +10,8 @@ when a test failed. Against it:
   PostgreSQL), and the run the scheduler started for tonight on its own succeeds too;
 * a backfill of the three nights before (REST ``POST /api/v2/backfills``) gives three
   successful runs, each writing its own night's RiskAssessments;
+* a run with ``extraction_mode`` ``bulk`` waits for its ``$export`` in Airflow's triggerer
+  (a real one, not ``dag.test``'s inline loop) and scores every patient in the ICU;
 * in chromium, the *Trigger Dag* form of ``dipro_nightly`` shows the DAG's params; a run
   triggered there with two ``patient_ids`` scores exactly those two.
 
@@ -417,6 +419,34 @@ def test_rest_triggered_run_scores_every_patient_in_the_icu(sandbox: RunningSand
     found = _assessments(sandbox)
     _check_night(sandbox, found, as_of)
     _check_night(sandbox, found, sandbox.nights[0])
+
+
+def test_bulk_mode_run_waits_in_the_triggerer_and_scores_every_patient(
+    sandbox: RunningSandbox,
+) -> None:
+    rest = sandbox.rest()
+    as_of = (sandbox.reference_time - timedelta(minutes=75)).replace(second=0)
+    as_of = max(as_of, sandbox.nights[0] + timedelta(minutes=2))
+    created = rest.post(
+        f"{sandbox.airflow_url}/api/v2/dags/{DAG_ID}/dagRuns",
+        json={"logical_date": _iso(as_of), "conf": {"extraction_mode": "bulk"}},
+        timeout=30,
+    )
+    assert created.status_code == 200, created.text
+    run_id = created.json()["dag_run_id"]
+
+    _assert_succeeded(sandbox, _wait_for_runs(sandbox, rest, [run_id]))
+    _check_night(sandbox, _assessments(sandbox), as_of)
+    task = rest.get(
+        f"{sandbox.airflow_url}/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/bulk_export",
+        timeout=10,
+    )
+    task.raise_for_status()
+    assert task.json()["state"] == "success"
+    # Only the triggerer logs a fired trigger event; no other run of the sandbox defers.
+    logs = [*(sandbox.root / "logs").glob("*.log"), *(sandbox.root / "airflow").glob("**/*.log")]
+    fired = [p for p in logs if b"Trigger fired event" in p.read_bytes()]
+    assert fired, sandbox.log_tails()
 
 
 def test_trigger_form_in_chromium_scores_exactly_two_patients(
