@@ -35,6 +35,7 @@ from dipro_fhir.fhir.bulk import (
     ExportRequest,
     PollPolicy,
     code_filter,
+    code_tokens,
     export_requests,
 )
 from dipro_fhir.fhir.bulk_files import download_export
@@ -207,9 +208,7 @@ def _watermark(settings: Settings) -> datetime | None:
 def _observation_filter(settings: Settings) -> str | None:
     if not settings.fhir.bulk_type_filter:
         return None
-    maps = connections.code_maps(settings)
-    tokens = [f"{s}|{c}" if s else c for s, c in maps.variables.entries]
-    return code_filter(sorted(tokens))
+    return code_filter(code_tokens(connections.code_maps(settings).variables.entries))
 
 
 def _policy(settings: Settings) -> PollPolicy:

@@ -58,6 +58,7 @@ from dipro_fhir.fhir.bulk import (
     ExportRequest,
     PollPolicy,
     code_filter,
+    code_tokens,
     export_requests,
 )
 from dipro_fhir.fhir.bulk_files import download_export
@@ -185,8 +186,7 @@ def run_rest_mode(mode: str, base_url: str, images: FolderImageSource, cohort: A
 def _mapped_codes() -> str | None:
     """The nightly DAG's ``_typeFilter``: every code of the default maps (POSTed: too long
     for a URL)."""
-    entries = default_code_maps().variables.entries
-    return code_filter(sorted(f"{s}|{c}" if s else c for s, c in entries))
+    return code_filter(code_tokens(default_code_maps().variables.entries))
 
 
 def run_bulk_mode(

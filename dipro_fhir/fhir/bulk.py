@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -365,6 +365,12 @@ def export_requests(
     ]
 
 
+def code_tokens(codes: Iterable[tuple[str | None, str]]) -> list[str]:
+    """Search tokens (``system|code``, or ``code`` without a system) of ``(system, code)``
+    pairs, such as a code map's entries, sorted."""
+    return sorted(f"{system}|{code}" if system else code for system, code in codes)
+
+
 def code_filter(tokens: Sequence[str]) -> str | None:
     """``Observation?combo-code=<tokens>`` (``code`` or ``component.code``, so panels whose
     components are mapped stay in); ``None`` for no tokens."""
@@ -405,5 +411,6 @@ __all__ = [
     "PollPolicy",
     "PollResult",
     "code_filter",
+    "code_tokens",
     "export_requests",
 ]

@@ -23,6 +23,7 @@ from dipro_fhir.fhir.bulk import (
     ExportRequest,
     PollPolicy,
     code_filter,
+    code_tokens,
     export_requests,
 )
 from dipro_fhir.fhir.bulk_files import DownloadReport, download_export
@@ -267,8 +268,7 @@ def test_the_default_maps_filter_goes_in_a_post_kick_off_and_drops_unmapped_code
     """The default maps' ``_typeFilter`` (about 8,000 characters) is too long for a URL: it
     is POSTed as ``Parameters``, HAPI applies it, and an unmapped code stays on the server."""
     base_url, ids = cohort
-    maps = default_code_maps()
-    tokens = sorted(f"{s}|{c}" if s else c for s, c in maps.variables.entries)
+    tokens = code_tokens(default_code_maps().variables.entries)
     type_filter = code_filter(tokens)
     assert type_filter is not None
     assert len(type_filter) > MAX_QUERY_CHARS

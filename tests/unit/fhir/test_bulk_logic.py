@@ -18,6 +18,7 @@ from dipro_fhir.fhir.bulk import (
     OutputFile,
     PollPolicy,
     code_filter,
+    code_tokens,
     export_requests,
 )
 from dipro_fhir.fhir.bulk_files import verify_ndjson
@@ -70,6 +71,11 @@ def test_code_filter_keeps_components_and_long_lists() -> None:
     )
     assert code_filter([]) is None
     assert len(code_filter(["c" * 50] * 200) or "") > 10_000  # sent in a POST kick-off
+    assert code_tokens([("http://loinc.org", "8867-4"), ("", "x"), ("http://a", "1")]) == [
+        "http://a|1",
+        "http://loinc.org|8867-4",
+        "x",
+    ]
 
 
 def test_post_kick_off_parameters_carry_the_same_query() -> None:
