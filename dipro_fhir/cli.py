@@ -130,22 +130,38 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_regions(args: argparse.Namespace) -> int:
     """Place the ten regions on a folder of DICOM/PNG films: overlays, JSON, IoU vs truth."""
-    from dipro_fhir.imaging.evaluate import evaluate_folder, load_coco, render_summary
+    from dipro_fhir.imaging.evaluate import (
+        evaluate_folder,
+        load_coco,
+        load_patients,
+        render_summary,
+    )
     from dipro_fhir.imaging.locators import load_locator
 
     spec = args.locator if args.locator is not None else Settings().imaging.locator
     truth = load_coco(Path(args.truth)) if args.truth else None
+    patients = load_patients(Path(args.truth)) if args.truth else None
     out = Path(args.out)
-    result = evaluate_folder(Path(args.folder), load_locator(spec), out, truth)
+    result = evaluate_folder(Path(args.folder), load_locator(spec), out, truth, patients)
     print(render_summary(result.summary()))
     print(f"overlays and regions.json in {out}")
     return 0
 
 
 def cmd_train_locator(args: argparse.Namespace) -> int:
-    """Train the small region-locator network from COCO boxes; write weights + model card."""
+    """Build a region atlas (``--kind atlas``) or train the small region-locator network
+    (``--kind network``) from COCO boxes."""
     from dipro_fhir.imaging.train_locator import train_locator
 
+    if args.kind == "atlas":
+        from dipro_fhir.imaging.atlas import build_atlas
+
+        target = Path(args.out) / "region_atlas.npz"
+        atlas = build_atlas(Path(args.coco), Path(args.images), target, args.data_note or "")
+        patients = len(set(atlas.patients))
+        print(f"atlas of {len(atlas)} films of {patients} patients in {target}")
+        print(f"use it with DIPRO_IMAGING__LOCATOR={target}")
+        return 0
     holdout = [p for arg in args.holdout or () for p in arg.split(",") if p]
     card = train_locator(
         Path(args.coco),
@@ -346,7 +362,14 @@ def build_parser() -> argparse.ArgumentParser:
     tl = sub.add_parser("train-locator", help=cmd_train_locator.__doc__)
     tl.add_argument("--coco", required=True, help="COCO JSON of the ten region boxes")
     tl.add_argument("--images", required=True, help="folder the COCO file_name paths are in")
-    tl.add_argument("--out", required=True, help="folder for region_locator.pt and the card")
+    tl.add_argument(
+        "--kind",
+        choices=("atlas", "network"),
+        default="network",
+        help="atlas: region_atlas.npz of the annotated films (seconds); network: the small "
+        "BoxNet, region_locator.pt and a model card (minutes)",
+    )
+    tl.add_argument("--out", required=True, help="folder for the atlas or the weights and card")
     tl.add_argument("--holdout", action="append", help="held-out patient ids (comma list)")
     tl.add_argument("--epochs", type=int, default=150)
     tl.add_argument("--input-size", type=int, default=128)

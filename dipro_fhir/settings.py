@@ -231,9 +231,11 @@ class CohortSettings(BaseModel):
 class ImagingSettings(BaseModel):
     """How regions are placed on the radiographs (issue 11).
 
-    ``locator``: ``geometric`` (default, dependency-free), ``trained`` (the shipped small
-    network), ``module:factory``, or a TorchScript (``.pt``/``.ts``) / ONNX (``.onnx``) file
-    with the contract of :mod:`dipro_fhir.imaging.locators`. Env: ``DIPRO_IMAGING__LOCATOR``.
+    ``locator``: ``geometric`` (default, dependency-free), ``atlas`` (the shipped atlas of
+    annotated real films: use it on real films), ``trained`` (the shipped small network),
+    ``module:factory``, an atlas ``.npz``, or a TorchScript (``.pt``/``.ts``) / ONNX
+    (``.onnx``) file with the contract of :mod:`dipro_fhir.imaging.locators`. Env:
+    ``DIPRO_IMAGING__LOCATOR``.
     """
 
     locator: str = "geometric"

@@ -222,7 +222,18 @@ def main(notes: Path, data: Path, out: Path) -> None:
             for k, (v, w, n) in TRAINED_HELDOUT.items()
         },
     }
-    (out / "hannover_verdicts.json").write_text(json.dumps(doc, indent=1) + "\n")
+    # The atlas locator's verdicts were reviewed later, on its own overlays, and written to the
+    # verdicts file directly: keep them when the file is rebuilt from the notes.
+    old_path = out / "hannover_verdicts.json"
+    if old_path.is_file():
+        old = json.loads(old_path.read_text())
+        atlas = {f["image_id"]: f["atlas"] for f in old["films"] if "atlas" in f}
+        for film in verdicts:
+            if film["image_id"] in atlas:
+                film["atlas"] = atlas[film["image_id"]]
+        if "atlas_how_made" in old:
+            doc["atlas_how_made"] = old["atlas_how_made"]
+    old_path.write_text(json.dumps(doc, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -41,17 +41,28 @@ class RegionBoxes:
             fields, the default of :func:`place_regions`), ``"mirrored"`` (one lung field
             measured, the other mirrored across the midline), ``"template"`` (standard
             frontal-chest fractions of the body outline), or ``"none"`` (nothing placed).
-            ``"mirrored"`` and ``"template"`` boxes are approximate (:attr:`approximate`).
+            ``"mirrored"`` and ``"template"`` boxes are approximate (:attr:`approximate`);
+            ``"atlas"`` (registered annotated films, :mod:`dipro_fhir.imaging.atlas`) and
+            ``"model"`` (a network) are placements by a trained locator.
+        confidence: The locator's own confidence per region in [0, 1], when it has one
+            (the atlas locator: how much its best-matching atlas films agree); quality
+            control fails a region the locator is unsure of.
+        match: How well the film matched what the locator knows (the atlas locator: best
+            normalised cross-correlation), ``None`` when it does not say.
     """
 
     boxes: tuple[Box | None, ...]
     width: int
     height: int
     method: str = "landmarks"
+    confidence: tuple[float, ...] | None = None
+    match: float | None = None
 
     def __post_init__(self) -> None:
         if len(self.boxes) != len(REGIONS):
             raise ValueError(f"expected {len(REGIONS)} boxes, got {len(self.boxes)}")
+        if self.confidence is not None and len(self.confidence) != len(REGIONS):
+            raise ValueError(f"expected {len(REGIONS)} confidences, got {len(self.confidence)}")
 
     def get(self, region: str) -> Box | None:
         """Return the box of ``region`` (a name from ``dipro.vocab.REGIONS``)."""

@@ -10,6 +10,9 @@ With a COCO truth file (``images[].file_name`` matched on the file stem, categor
 ``dipro.vocab.REGIONS``) it adds, per region, the IoU of every placed box with the truth and
 the quality-control confusion: a placed box counts as *wrong* when its IoU with the truth is
 under :data:`WRONG_IOU`, and as *flagged* when quality control failed it (or the film).
+A locator that learnt from annotated films and can leave a patient out (``leave_out``, the
+atlas locator) never sees the film's own patient (``images[].patient_id`` of the truth), so
+the figures are leave-patient-out.
 """
 
 from __future__ import annotations
@@ -63,6 +66,16 @@ def load_coco(path: Path) -> dict[str, dict[str, Box]]:
             y + h,
         )
     return out
+
+
+def load_patients(path: Path) -> dict[str, str]:
+    """``images[].patient_id`` of a COCO file per image file stem (where present)."""
+    coco = json.loads(path.read_text())
+    return {
+        Path(str(im["file_name"])).stem: str(im["patient_id"])
+        for im in coco["images"]
+        if im.get("patient_id")
+    }
 
 
 def read_film(path: Path) -> npt.NDArray[np.float32]:
@@ -120,8 +133,10 @@ def evaluate_folder(
     locator: RegionLocator,
     out: Path | None = None,
     truth: Mapping[str, Mapping[str, Box]] | None = None,
+    patients: Mapping[str, str] | None = None,
 ) -> Evaluation:
-    """Run ``locator`` and quality control on every film of ``folder`` (module docstring)."""
+    """Run ``locator`` and quality control on every film of ``folder`` (module docstring;
+    ``patients``: the patient of each film stem, for leave-patient-out)."""
     ev = Evaluation()
     if out is not None:
         (out / "overlays").mkdir(parents=True, exist_ok=True)
@@ -131,8 +146,13 @@ def evaluate_folder(
         except ValueError as exc:
             ev.records.append({"file": path.name, "error": str(exc)})
             continue
+        film_locator = locator
+        leave_out = getattr(locator, "leave_out", None)
+        patient = (patients or {}).get(path.stem)
+        if leave_out is not None and patient is not None:
+            film_locator = leave_out(patient)
         started = time.perf_counter()
-        boxes = locator.locate(image)
+        boxes = film_locator.locate(image)
         located = time.perf_counter()
         qc = check_placement(image, boxes)
         checked = time.perf_counter()
@@ -141,6 +161,12 @@ def evaluate_folder(
         record: dict[str, Any] = {
             "file": str(path.relative_to(folder)),
             "method": boxes.method,
+            "match": boxes.match,
+            "locator_confidence": (
+                None
+                if boxes.confidence is None
+                else dict(zip(REGIONS, boxes.confidence, strict=True))
+            ),
             "boxes": dict(zip(REGIONS, boxes.boxes, strict=True)),
             "qc": {
                 "film_ok": qc.film_ok,
@@ -155,6 +181,7 @@ def evaluate_folder(
                 },
             },
             "seconds": {"locate": located - started, "qc": checked - located},
+            "left_out_patient": patient is not None and film_locator is not locator,
         }
         want = (truth or {}).get(path.stem)
         if want:

@@ -3,12 +3,15 @@
 The setting takes one of:
 
 * a built-in name: ``geometric`` (:class:`~dipro_fhir.imaging.regions.
-  GeometricRegionLocator`, dependency-free, the default) or ``trained`` (the small network
-  shipped in ``dipro_fhir/imaging/weights/``, trained by ``dipro-fhir train-locator``);
+  GeometricRegionLocator`, dependency-free, the default, exact on the synthetic films),
+  ``atlas`` (:class:`~dipro_fhir.imaging.atlas.AtlasRegionLocator` with the shipped atlas
+  of annotated development films: the better choice on real films, see the README) or
+  ``trained`` (the small network shipped in ``dipro_fhir/imaging/weights/``);
+  ``dipro-fhir train-locator`` builds the atlas and trains the network from a site's boxes;
 * ``module:factory``: an importable callable returning an object with
   ``locate(image) -> RegionBoxes`` (:class:`~dipro_fhir.imaging.regions.RegionLocator`);
-* a file: ``*.pt`` / ``*.ts`` (TorchScript) or ``*.onnx`` (needs ``onnxruntime``) with the
-  contract below.
+* a file: ``*.npz`` (an atlas from ``dipro-fhir train-locator --kind atlas``), or ``*.pt`` /
+  ``*.ts`` (TorchScript) or ``*.onnx`` (needs ``onnxruntime``) with the contract below.
 
 Contract of a model file (TorchScript or ONNX):
 
@@ -39,6 +42,7 @@ import torch.nn.functional as F
 
 from dipro.vocab import REGIONS
 from dipro_fhir.errors import ConfigError
+from dipro_fhir.imaging.atlas import SHIPPED_ATLAS, AtlasRegionLocator
 from dipro_fhir.imaging.boxes import Box, RegionBoxes
 from dipro_fhir.imaging.regions import GeometricRegionLocator, RegionLocator
 
@@ -158,18 +162,24 @@ def load_locator(spec: str) -> RegionLocator:
     spec = spec.strip()
     if spec in ("", "geometric"):
         return GeometricRegionLocator()
+    if spec == "atlas":
+        if not SHIPPED_ATLAS.is_file():
+            raise ConfigError(f"the shipped region atlas is missing: {SHIPPED_ATLAS}")
+        return AtlasRegionLocator.load(SHIPPED_ATLAS)
     if spec == "trained":
         if not SHIPPED_WEIGHTS.is_file():
             raise ConfigError(f"the trained locator's weights are missing: {SHIPPED_WEIGHTS}")
         return TorchScriptLocator.load(SHIPPED_WEIGHTS)
     path = Path(spec)
-    if path.suffix in (".pt", ".ts", ".onnx"):
+    if path.suffix in (".npz", ".pt", ".ts", ".onnx"):
         if not path.is_file():
             raise ConfigError(f"imaging.locator: no such model file {path}")
+        if path.suffix == ".npz":
+            return AtlasRegionLocator.load(path)
         return OnnxLocator.load(path) if path.suffix == ".onnx" else TorchScriptLocator.load(path)
     if ":" in spec:
         return _from_factory(spec)
     raise ConfigError(
-        f"imaging.locator {spec!r}: expected geometric, trained, module:factory, "
-        "or a .pt/.ts/.onnx file"
+        f"imaging.locator {spec!r}: expected atlas, geometric, trained, module:factory, "
+        "or a .npz/.pt/.ts/.onnx file"
     )

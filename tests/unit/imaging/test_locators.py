@@ -13,6 +13,7 @@ from PIL import Image
 from dipro.vocab import REGIONS
 from dipro_fhir.cli import main
 from dipro_fhir.errors import ConfigError
+from dipro_fhir.imaging.atlas import AtlasRegionLocator
 from dipro_fhir.imaging.boxes import RegionBoxes
 from dipro_fhir.imaging.locators import TorchScriptLocator, boxes_from_output, load_locator
 from dipro_fhir.imaging.regions import GeometricRegionLocator
@@ -45,7 +46,8 @@ def test_built_in_and_factory_names() -> None:
     found = load_locator("tests.unit.imaging.test_locators:factory")
     assert isinstance(found, GeometricRegionLocator)
     assert found.target_px == 128
-    with pytest.raises(ConfigError, match="expected geometric"):
+    assert isinstance(load_locator("atlas"), AtlasRegionLocator)
+    with pytest.raises(ConfigError, match="expected atlas, geometric"):
         load_locator("nonsense")
     with pytest.raises(ConfigError, match="cannot import"):
         load_locator("no.such.module:factory")

@@ -1,0 +1,326 @@
+"""The ``atlas`` region locator: a site's annotated films registered onto each new film
+(issue 11).
+
+Multi-atlas transfer, the classical answer when a site has tens, not thousands, of annotated
+films (Candemir et al., IEEE TMI 2014, did it for lung fields with non-rigid registration):
+
+1. Every atlas film and the new film are cut to their content (:func:`content`: no flat
+   bands at the edges), shrunk to ``S`` x ``S`` (aspect not kept) and
+   histogram-equalised (rank-normalised), so exposure, AP/PA contrast and the 8/16-bit
+   encoding do not matter.
+2. Each atlas film is registered onto the new one by an axis-aligned affine map (scale and
+   shift per axis, three starting scales) that maximises normalised cross-correlation, first
+   at 32 px for all atlases, then at ``S`` px for the :data:`SHORTLIST` best.
+3. The ten boxes of the :attr:`AtlasRegionLocator.top_k` best-matching atlases are mapped
+   onto the new film and fused by their per-coordinate median.
+
+Besides the boxes the locator reports, per region, how much the ``top_k`` atlases agree (the
+mean IoU of each one's box with the fused box, :attr:`RegionBoxes.confidence`); quality
+control fails a region on which they disagree. A film that resembles no atlas film (best
+correlation under :data:`MIN_MATCH`: a lateral view, an abdomen, a film of something else)
+gets no regions (``method="none"``).
+
+The atlas is built from COCO boxes with ``dipro-fhir train-locator --kind atlas`` and stored
+as an ``.npz`` file (thumbnails as uint8, boxes as fractions, patient ids). The shipped one,
+``weights/region_atlas.npz``, holds the 64 annotated development films (CC BY 3.0). For an
+honest measurement on films of an atlas patient, :meth:`AtlasRegionLocator.leave_out` drops
+that patient's films (``dipro-fhir regions --truth`` does so per film).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.nn.functional as F
+
+from dipro.vocab import REGIONS
+from dipro_fhir.imaging.boxes import Box, RegionBoxes
+
+#: The shipped atlas: the annotated development films (CC BY 3.0).
+SHIPPED_ATLAS = Path(__file__).resolve().parent / "weights" / "region_atlas.npz"
+#: Thumbnail side of a new atlas.
+DEFAULT_SIZE = 64
+#: Atlases registered at full thumbnail size after the coarse pass.
+SHORTLIST = 16
+#: Best normalised cross-correlation below which a film resembles no atlas film (measured:
+#: frontal development films 0.80..0.95 against other patients' films; see the README).
+MIN_MATCH = 0.6
+#: Registration bounds: scale within exp(+-MAX_LOG_SCALE), shift within +-MAX_SHIFT of the
+#: half-width (a film of the thorax is not a quarter of another film's thorax).
+MAX_LOG_SCALE = 0.45
+MAX_SHIFT = 0.45
+_STARTS = (0.0, 0.33, -0.33)  # the three starts: tanh(s) * MAX_LOG_SCALE of both axes
+_COARSE = 32
+_STEPS = 60
+_LR = 0.04
+
+
+def content(image: npt.NDArray[np.floating]) -> tuple[int, int, int, int]:
+    """``(x0, y0, x1, y1)`` of ``image`` without flat bands at its edges (collimator
+    shadows, black or white padding): rows and columns whose spread is under 2 % of the
+    range are cut from the outside in."""
+    small = np.asarray(image, dtype=np.float32)
+    step = max(1, max(small.shape) // 256)
+    small = small[::step, ::step]
+    lo, hi = np.percentile(small, [1.0, 99.0])
+    flat = max(float(hi - lo), 1e-6) * 0.02
+
+    def span(spread: npt.NDArray[np.floating], n: int) -> tuple[int, int]:
+        live = np.flatnonzero(spread > flat)
+        if live.size == 0 or live[-1] - live[0] < 0.5 * spread.size:
+            return 0, n  # nothing sensible to cut
+        return int(live[0] * step), min(n, int((live[-1] + 1) * step))
+
+    y0, y1 = span(small.std(axis=1), int(image.shape[0]))
+    x0, x1 = span(small.std(axis=0), int(image.shape[1]))
+    return x0, y0, x1, y1
+
+
+def equalise(image: npt.NDArray[np.floating], size: int) -> torch.Tensor:
+    """``[1, 1, size, size]``: ``image`` area-resized, then rank-normalised to [0, 1]."""
+    t = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]
+    t = F.interpolate(t, size=(size, size), mode="area")
+    ranks = t.flatten().argsort().argsort().float() / max(t.numel() - 1, 1)
+    return ranks.view_as(t)
+
+
+@dataclass(frozen=True, slots=True)
+class RegionAtlas:
+    """Annotated films for :class:`AtlasRegionLocator`.
+
+    Attributes:
+        thumbs: ``[N, 1, S, S]`` equalised thumbnails (:func:`equalise`).
+        boxes: ``[N, 10, 4]`` boxes ``(x0, y0, x1, y1)`` as fractions of width/height,
+            ``dipro.vocab.REGIONS`` order.
+        patients: The patient of each film (for leave-patient-out evaluation).
+        names: Each film's file stem.
+        note: Where the films and boxes come from, and their licence.
+    """
+
+    thumbs: torch.Tensor
+    boxes: torch.Tensor
+    patients: tuple[str, ...]
+    names: tuple[str, ...]
+    note: str = ""
+
+    @property
+    def size(self) -> int:
+        """Thumbnail side ``S``."""
+        return int(self.thumbs.shape[-1])
+
+    def __len__(self) -> int:
+        return int(self.thumbs.shape[0])
+
+    @classmethod
+    def from_films(
+        cls,
+        films: list[tuple[str, str, npt.NDArray[np.floating], dict[str, Box]]],
+        size: int = DEFAULT_SIZE,
+        note: str = "",
+    ) -> RegionAtlas:
+        """An atlas of ``(name, patient, image, boxes in pixels)``; films without all ten
+        regions are skipped."""
+        kept = [f for f in films if set(f[3]) >= set(REGIONS)]
+        if not kept:
+            raise ValueError("no film has all ten regions annotated")
+        crops = [content(image) for _, _, image, _ in kept]
+        thumbs = torch.cat(
+            [
+                equalise(image[y0:y1, x0:x1], size)
+                for (_, _, image, _), (x0, y0, x1, y1) in zip(kept, crops, strict=True)
+            ]
+        )
+        fractions = [
+            [
+                [(b[0] - x0) / w, (b[1] - y0) / h, (b[2] - x0) / w, (b[3] - y0) / h]
+                for b in (boxes[r] for r in REGIONS)
+                for w, h in [(x1 - x0, y1 - y0)]
+            ]
+            for (_, _, _, boxes), (x0, y0, x1, y1) in zip(kept, crops, strict=True)
+        ]
+        return cls(
+            thumbs=thumbs,
+            boxes=torch.tensor(fractions, dtype=torch.float32),
+            patients=tuple(p for _, p, _, _ in kept),
+            names=tuple(n for n, _, _, _ in kept),
+            note=note,
+        )
+
+    def save(self, path: Path) -> None:
+        """Write the atlas as ``.npz`` (thumbnails as uint8)."""
+        np.savez_compressed(
+            path,
+            thumbs=(self.thumbs[:, 0].numpy() * 255).round().astype(np.uint8),
+            boxes=self.boxes.numpy(),
+            meta=np.array(
+                json.dumps({"patients": self.patients, "names": self.names, "note": self.note})
+            ),
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> RegionAtlas:
+        """Read an atlas written by :meth:`save`."""
+        with np.load(path) as data:
+            meta: dict[str, Any] = json.loads(str(data["meta"]))
+            thumbs = torch.from_numpy(data["thumbs"].astype(np.float32) / 255.0)[:, None]
+            boxes = torch.from_numpy(data["boxes"].astype(np.float32))
+        return cls(
+            thumbs, boxes, tuple(meta["patients"]), tuple(meta["names"]), meta.get("note", "")
+        )
+
+    def without(self, patient: str) -> RegionAtlas:
+        """The atlas without ``patient``'s films."""
+        keep = [i for i, p in enumerate(self.patients) if p != patient]
+        return replace(
+            self,
+            thumbs=self.thumbs[keep],
+            boxes=self.boxes[keep],
+            patients=tuple(self.patients[i] for i in keep),
+            names=tuple(self.names[i] for i in keep),
+        )
+
+
+def _scale_shift(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scales ``[..., 2]`` and shifts ``[..., 2]`` of unconstrained params ``[..., 4]``
+    (bounded by :data:`MAX_LOG_SCALE` and :data:`MAX_SHIFT`)."""
+    return (torch.tanh(p[..., :2]) * MAX_LOG_SCALE).exp(), torch.tanh(p[..., 2:]) * MAX_SHIFT
+
+
+def _theta(p: torch.Tensor) -> torch.Tensor:
+    """``[B, 2, 3]`` affine of params ``[B, 4]``: a point ``u`` of the new film (in
+    [-1, 1]) samples the atlas at ``s * u + t`` (:func:`_scale_shift`)."""
+    s, t = _scale_shift(p)
+    theta = torch.zeros(p.shape[0], 2, 3)
+    theta[:, 0, 0] = s[:, 0]
+    theta[:, 1, 1] = s[:, 1]
+    theta[:, 0, 2] = t[:, 0]
+    theta[:, 1, 2] = t[:, 1]
+    return theta
+
+
+def _ncc(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Normalised cross-correlation of every ``a[i]`` with ``b`` (``[B]``)."""
+    a = a - a.mean(dim=(2, 3), keepdim=True)
+    b = b - b.mean(dim=(2, 3), keepdim=True)
+    num = (a * b).sum(dim=(2, 3))
+    den = torch.linalg.vector_norm(a, dim=(2, 3)) * torch.linalg.vector_norm(b, dim=(2, 3))
+    out: torch.Tensor = (num / (den + 1e-6)).flatten()
+    return out
+
+
+def _warp(atlas: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    grid = F.affine_grid(_theta(p), list(atlas.shape), align_corners=False)
+    return F.grid_sample(atlas, grid, align_corners=False, padding_mode="border")
+
+
+def register(
+    atlas: torch.Tensor, film: torch.Tensor, start: torch.Tensor, size: int, steps: int = _STEPS
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fit the affine params (:func:`_theta`) of each ``atlas[i]`` onto ``film`` at ``size``
+    px from ``start``; return the params and the final correlations."""
+    a = F.avg_pool2d(F.interpolate(atlas, size=(size, size), mode="area"), 3, 1, 1)
+    f = F.avg_pool2d(F.interpolate(film, size=(size, size), mode="area"), 3, 1, 1)
+    p = start.clone().requires_grad_(True)
+    opt = torch.optim.Adam([p], lr=_LR)
+    with torch.enable_grad():
+        for _ in range(steps):
+            loss = -_ncc(_warp(a, p), f).sum()
+            opt.zero_grad()
+            loss.backward()  # type: ignore[no-untyped-call]
+            opt.step()
+    with torch.no_grad():
+        return p.detach(), _ncc(_warp(a, p.detach()), f)
+
+
+def transfer(boxes: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """Atlas boxes ``[K, 10, 4]`` (fractions) mapped onto the new film by params ``[K, 4]``."""
+    s, t = _scale_shift(p[:, None, :])
+    return (((boxes * 2 - 1) - t.repeat(1, 1, 2)) / s.repeat(1, 1, 2) + 1) / 2
+
+
+def _iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    ix = (torch.minimum(a[..., 2], b[..., 2]) - torch.maximum(a[..., 0], b[..., 0])).clamp(min=0)
+    iy = (torch.minimum(a[..., 3], b[..., 3]) - torch.maximum(a[..., 1], b[..., 1])).clamp(min=0)
+    inter = ix * iy
+    area = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    return inter / (area + area_b - inter).clamp(min=1e-9)
+
+
+@dataclass(frozen=True, slots=True)
+class AtlasRegionLocator:
+    """Multi-atlas region placement (module docstring)."""
+
+    atlas: RegionAtlas = field(repr=False)
+    top_k: int = 5
+    version: str = "unknown"  # the atlas file's digest: part of the feature-cache key
+
+    @classmethod
+    def load(cls, path: Path = SHIPPED_ATLAS, top_k: int = 5) -> AtlasRegionLocator:
+        """The atlas locator of an ``.npz`` atlas file."""
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        return cls(RegionAtlas.load(path), top_k, f"atlas-{digest}")
+
+    def leave_out(self, patient: str) -> AtlasRegionLocator:
+        """This locator without ``patient``'s atlas films (leave-patient-out evaluation)."""
+        return replace(self, atlas=self.atlas.without(patient))
+
+    def locate(self, image: npt.NDArray[np.floating]) -> RegionBoxes:
+        """Place the ten regions on ``image`` (display-oriented ``[H, W]``)."""
+        height, width = int(image.shape[0]), int(image.shape[1])
+        cx0, cy0, cx1, cy1 = content(image)
+        atlas = self.atlas
+        n, k = len(atlas), len(_STARTS)
+        film = equalise(image[cy0:cy1, cx0:cx1], atlas.size)
+        start = torch.tensor([[a, a, 0.0, 0.0] for a in _STARTS]).repeat(n, 1)
+        p, score = register(atlas.thumbs.repeat_interleave(k, 0), film, start, _COARSE)
+        best = score.view(n, k).argmax(dim=1)
+        p = p.view(n, k, 4)[torch.arange(n), best]
+        short = score.view(n, k).max(dim=1).values.argsort(descending=True)[:SHORTLIST]
+        p, score = register(atlas.thumbs[short], film, p[short], atlas.size)
+        order = score.argsort(descending=True)[: self.top_k]
+        if float(score[order[0]]) < MIN_MATCH:
+            return RegionBoxes.missing(width, height)
+        picked = short[order]
+        candidates = transfer(atlas.boxes[picked], p[order]).clamp(0.0, 1.0)
+        fused = candidates.median(dim=0).values
+        agreement = _iou(candidates, fused[None]).mean(dim=0)
+        scale = torch.tensor([cx1 - cx0, cy1 - cy0] * 2, dtype=torch.float32)
+        shift = torch.tensor([cx0, cy0] * 2, dtype=torch.float32)
+        boxes: list[Box | None] = []
+        for row in (fused * scale + shift).tolist():
+            ok = row[2] - row[0] >= 2 and row[3] - row[1] >= 2
+            boxes.append((row[0], row[1], row[2], row[3]) if ok else None)
+        return RegionBoxes(
+            boxes=tuple(boxes),
+            width=width,
+            height=height,
+            method="atlas",
+            confidence=tuple(round(float(v), 3) for v in agreement),
+            match=round(float(score[order[0]]), 3),
+        )
+
+
+def build_atlas(coco: Path, images: Path, out: Path, note: str = "") -> RegionAtlas:
+    """Build an atlas from a COCO file of the ten region boxes (``images[].patient_id`` per
+    film where present, else the file stem) and write it to ``out`` (``.npz``)."""
+    from dipro_fhir.imaging.evaluate import load_coco, load_patients, read_film
+
+    truth, patients = load_coco(coco), load_patients(coco)
+    films = []
+    for entry in json.loads(coco.read_text())["images"]:
+        name = Path(str(entry["file_name"])).stem
+        if set(truth.get(name, {})) >= set(REGIONS):
+            image = read_film(images / str(entry["file_name"]))
+            films.append((name, patients.get(name, name), image, dict(truth[name])))
+    atlas = RegionAtlas.from_films(films, note=note or f"COCO boxes {coco.name}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atlas.save(out)
+    return atlas

@@ -1,0 +1,238 @@
+"""The atlas region locator (issue 11): its parts on synthetic films, and a leave-patient-out
+regression on the 67 annotated development films with thresholds from the measured figures."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dipro.vocab import REGIONS
+from dipro_fhir.cli import main
+from dipro_fhir.imaging.atlas import (
+    SHIPPED_ATLAS,
+    AtlasRegionLocator,
+    RegionAtlas,
+    content,
+)
+from dipro_fhir.imaging.boxes import RegionBoxes
+from dipro_fhir.imaging.evaluate import evaluate_folder, load_coco, load_patients
+from dipro_fhir.imaging.locators import load_locator
+from dipro_fhir.imaging.qc import check_placement
+from dipro_fhir.synth.radiograph import random_anatomy, render_chest, true_regions
+
+REPO = Path(__file__).resolve().parents[3]
+FILMS = REPO.parent / "shared" / "data" / "cxr-hannover-dev" / "png"
+TRUTH = REPO / "tests" / "data" / "regions"
+COCO = TRUTH / "hannover_regions.coco.json"
+
+
+def _synthetic(seed: int, size: int = 160) -> tuple[Any, RegionBoxes]:
+    anatomy = random_anatomy(np.random.default_rng(seed))
+    image = render_chest(seed, anatomy, {}, view="PA", size=(size, size))
+    return image, true_regions(anatomy, view="PA", size=(size, size))
+
+
+def _atlas(seeds: range) -> RegionAtlas:
+    films = []
+    for seed in seeds:
+        image, boxes = _synthetic(seed)
+        named = {r: b for r, b in zip(REGIONS, boxes.boxes, strict=True) if b is not None}
+        films.append((f"s{seed}", f"p{seed % 3}", image, named))
+    return RegionAtlas.from_films(films, size=48, note="synthetic")
+
+
+def test_content_cuts_flat_bands_and_keeps_a_film_without_them() -> None:
+    image, _ = _synthetic(1, 200)
+    padded = np.zeros((260, 200), dtype=np.float32)
+    padded[:200] = image  # a black band under the film, as a collimator leaves
+    x0, y0, x1, y1 = content(padded)
+    assert (x0, x1) == (0, 200)
+    assert y0 == 0
+    assert 195 <= y1 <= 205
+    assert content(image) == (0, 0, 200, 200)
+
+
+def test_an_atlas_saves_loads_and_leaves_a_patient_out(tmp_path: Path) -> None:
+    atlas = _atlas(range(6))
+    path = tmp_path / "a.npz"
+    atlas.save(path)
+    back = RegionAtlas.load(path)
+    assert len(back) == 6
+    assert back.size == 48
+    assert back.note == "synthetic"
+    assert back.patients == atlas.patients
+    assert back.names == atlas.names
+    assert np.allclose(back.boxes.numpy(), atlas.boxes.numpy())
+    assert np.abs(back.thumbs.numpy() - atlas.thumbs.numpy()).max() <= 0.5 / 255 + 1e-6
+    without = back.without("p0")
+    assert len(without) == 4
+    assert "p0" not in without.patients
+
+
+def test_a_film_is_placed_from_the_atlas_with_agreement_per_region(tmp_path: Path) -> None:
+    path = tmp_path / "a.npz"
+    _atlas(range(2, 12)).save(path)
+    locator = load_locator(str(path))
+    assert isinstance(locator, AtlasRegionLocator)
+    image, truth = _synthetic(40)
+    boxes = locator.locate(image)
+    assert boxes.method == "atlas"
+    assert boxes.confidence is not None
+    assert boxes.match is not None
+    assert boxes.match > 0.6
+    assert all(0.0 <= c <= 1.0 for c in boxes.confidence)
+    lungs = [REGIONS.index("right_lung"), REGIONS.index("left_lung")]
+    for i in lungs:
+        got, want = boxes.boxes[i], truth.boxes[i]
+        assert got is not None
+        assert want is not None
+        ix = max(0.0, min(got[2], want[2]) - max(got[0], want[0]))
+        iy = max(0.0, min(got[3], want[3]) - max(got[1], want[1]))
+        area = (got[2] - got[0]) * (got[3] - got[1]) + (want[2] - want[0]) * (want[3] - want[1])
+        assert ix * iy / (area - ix * iy) > 0.6, REGIONS[i]
+
+
+def test_a_film_like_no_atlas_film_gets_no_regions(tmp_path: Path) -> None:
+    path = tmp_path / "a.npz"
+    _atlas(range(2, 8)).save(path)
+    noise = np.random.default_rng(0).random((160, 160)).astype(np.float32)
+    boxes = AtlasRegionLocator.load(path).locate(noise)
+    assert boxes.method == "none"
+    assert not any(boxes.boxes)
+    assert not check_placement(noise, boxes).film_ok
+
+
+def test_quality_control_fails_a_region_the_atlas_films_disagree_on() -> None:
+    image, truth = _synthetic(3)
+    sure = replace(truth, method="atlas", confidence=(0.9,) * len(REGIONS))
+    assert "right_hilar_structures" not in check_placement(image, sure).failed
+    doubt = list(sure.confidence or ())
+    doubt[REGIONS.index("right_hilar_structures")] = 0.1
+    qc = check_placement(image, replace(sure, confidence=tuple(doubt)))
+    verdict = qc.regions[REGIONS.index("right_hilar_structures")]
+    assert "locator-disagreement" in verdict.reasons
+    assert not verdict.ok
+    with pytest.raises(ValueError, match="confidences"):
+        replace(truth, confidence=(0.5,))
+
+
+def test_train_locator_builds_an_atlas_the_regions_command_uses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    images = tmp_path / "films"
+    images.mkdir()
+    coco: dict[str, Any] = {"images": [], "annotations": [], "categories": []}
+    coco["categories"] = [{"id": i + 1, "name": r} for i, r in enumerate(REGIONS)]
+    for n in range(4):
+        image, truth = _synthetic(20 + n)
+        Image.fromarray((image * 255).astype(np.uint8)).save(images / f"f{n}.png")
+        coco["images"].append({"id": n, "file_name": f"f{n}.png", "patient_id": f"p{n % 2}"})
+        for i, b in enumerate(truth.boxes):
+            assert b is not None
+            coco["annotations"].append(
+                {
+                    "id": 10 * n + i,
+                    "image_id": n,
+                    "category_id": i + 1,
+                    "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+                }
+            )
+    (tmp_path / "coco.json").write_text(json.dumps(coco))
+    out = tmp_path / "atlas"
+    argv = [
+        "train-locator",
+        "--kind",
+        "atlas",
+        "--coco",
+        str(tmp_path / "coco.json"),
+        "--images",
+        str(images),
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
+    assert "atlas of 4 films of 2 patients" in capsys.readouterr().out
+    assert len(RegionAtlas.load(out / "region_atlas.npz")) == 4
+    argv = [
+        "regions",
+        str(images),
+        "--truth",
+        str(tmp_path / "coco.json"),
+        "--locator",
+        str(out / "region_atlas.npz"),
+        "--out",
+        str(tmp_path / "ev"),
+    ]
+    assert main(argv) == 0
+    records = json.loads((tmp_path / "ev" / "regions.json").read_text())["films"]
+    assert len(records) == 4
+    assert all(r["left_out_patient"] for r in records)  # never its own patient's films
+    assert all(r["method"] == "atlas" for r in records)
+
+
+# --- the development films ------------------------------------------------------------------
+
+# Measured 2026-11-28, leave-patient-out (`dipro-fhir regions <films> --truth <coco>
+# --locator atlas`): mean IoU of placed boxes, films usable and with all ten regions kept.
+MEASURED_IOU = {
+    "left_lung": 0.737,
+    "right_lung": 0.751,
+    "left_lower_lung_zone": 0.604,
+    "right_lower_lung_zone": 0.597,
+    "left_hilar_structures": 0.535,
+    "right_hilar_structures": 0.553,
+    "left_costophrenic_angle": 0.375,
+    "right_costophrenic_angle": 0.407,
+    "cardiac_silhouette": 0.690,
+    "mediastinum": 0.649,
+}
+MEASURED_USABLE = 60
+MEASURED_ALL_TEN = 51
+# By-eye wrong regions (hannover_verdicts.json, "atlas") left unflagged by quality control:
+# 5, all on one rotated near white-out film (93fd0adb); the goal is 0.
+MEASURED_WRONG_UNFLAGGED = 5
+
+
+@pytest.fixture(scope="module")
+def development() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    if not FILMS.is_dir():
+        pytest.skip(f"the Hannover set is not at {FILMS}")
+    ev = evaluate_folder(
+        FILMS, AtlasRegionLocator.load(SHIPPED_ATLAS), None, load_coco(COCO), load_patients(COCO)
+    )
+    return ev.summary(), ev.records
+
+
+def test_atlas_iou_and_kept_films_do_not_regress(
+    development: tuple[dict[str, Any], list[dict[str, Any]]],
+) -> None:
+    summary, records = development
+    assert summary["films"] == 67
+    assert all(r["left_out_patient"] for r in records)
+    for region in REGIONS:
+        assert summary["mean_iou"][region] >= MEASURED_IOU[region] - 0.03, region
+    assert summary["films_usable"] >= MEASURED_USABLE - 2
+    assert summary["films_all_ten_kept"] >= MEASURED_ALL_TEN - 2
+
+
+def test_atlas_wrong_boxes_seen_by_eye_are_flagged(
+    development: tuple[dict[str, Any], list[dict[str, Any]]],
+) -> None:
+    _, records = development
+    verdicts = json.loads((TRUTH / "hannover_verdicts.json").read_text())["films"]
+    by_id = {Path(r["file"]).stem: r for r in records}
+    unflagged = [
+        (film["image_id"], region)
+        for film in verdicts
+        for record in [by_id[film["image_id"]]]
+        if record["qc"]["film_ok"]
+        for region in film["atlas"]["wrong_regions"]
+        if record["boxes"][region] is not None and region not in record["qc"]["failed"]
+    ]
+    assert len(unflagged) <= MEASURED_WRONG_UNFLAGGED, unflagged
