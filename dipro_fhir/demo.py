@@ -125,6 +125,7 @@ def _export(settings: Settings) -> None:
         "DIPRO_WRITEBACK__TARGET": settings.writeback.target,
         "DIPRO_WRITEBACK__NDJSON_DIR": str(settings.writeback.ndjson_dir),
         "DIPRO_RUN__STAGING_DIR": str(settings.run.staging_dir),
+        "DIPRO_IMAGING__LOCATOR": settings.imaging.locator,
     }
     os.environ.update(values)
 

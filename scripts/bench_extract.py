@@ -21,7 +21,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dipro_fhir.extract_report import extract_cohort
 from dipro_fhir.fhir.client import FhirClient
-from dipro_fhir.settings import DicomWebSettings, FhirSettings, RunSettings, Settings
+from dipro_fhir.settings import (
+    SYNTHETIC_LOCATOR,
+    DicomWebSettings,
+    FhirSettings,
+    ImagingSettings,
+    RunSettings,
+    Settings,
+)
 from dipro_fhir.synth import generate_cohort
 from dipro_fhir.synth.load import load_into_servers, write_files
 from tests.servers.fhir_server import start_fhir_server
@@ -63,6 +70,7 @@ def main() -> None:
             fhir=FhirSettings(base_url=fhir.base_url),
             dicomweb=DicomWebSettings(base_url=orthanc.dicomweb_url),
             run=run,
+            imaging=ImagingSettings(locator=SYNTHETIC_LOCATOR),
         )
         print("\n== from the FHIR server + Orthanc (DICOMweb)")
         print(extract_cohort(servers, as_of=AS_OF, show_progress=True).render())
@@ -71,6 +79,7 @@ def main() -> None:
             fhir=FhirSettings(ndjson_dir=work / "files"),
             dicomweb=DicomWebSettings(folder=work / "files" / "dicom"),
             run=run,
+            imaging=ImagingSettings(locator=SYNTHETIC_LOCATOR),
         )
         print("\n== from files (FHIR NDJSON + DICOM folder)")
         print(extract_cohort(files, as_of=AS_OF, show_progress=True).render())

@@ -53,8 +53,10 @@ from dipro_fhir.pipeline import (
 )
 from dipro_fhir.scoring.preprocess import fit_preprocessing
 from dipro_fhir.settings import (
+    SYNTHETIC_LOCATOR,
     DicomWebSettings,
     FhirSettings,
+    ImagingSettings,
     ModelSettings,
     RunSettings,
     Settings,
@@ -181,6 +183,7 @@ def main() -> None:
             model=ModelSettings(checkpoint=_checkpoint(args.config, work / "ckpt"), device="auto"),
             writeback=WriteBackSettings(target="none"),
             run=RunSettings(availability="issued", staging_dir=str(work / "staging")),
+            imaging=ImagingSettings(locator=SYNTHETIC_LOCATOR),
         )
         figures: dict[str, Any] = {"config": args.config, "patients": args.patients}
         for label, share in (("changing", args.share), ("unchanged", 0.0)):

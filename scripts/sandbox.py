@@ -817,6 +817,8 @@ def airflow_environ(sandbox: Sandbox) -> dict[str, str]:
         # Loaded after the fact: `lastUpdated` is the load time; availability from `issued`.
         "DIPRO_RUN__AVAILABILITY": "issued",
         "DIPRO_WRITEBACK__TARGET": "fhir",
+        # Synthetic films: drawn in the geometric locator's convention (settings.SYNTHETIC_LOCATOR).
+        "DIPRO_IMAGING__LOCATOR": "geometric",
         # HAPI keeps no audit log of its own: the sandbox shows the client's BALP trail.
         "DIPRO_AUDIT__ENABLED": "true",
         "DIPRO_TASK_RETRIES": str(c.task_retries),
@@ -1147,6 +1149,7 @@ def cmd_env(sandbox: Sandbox) -> int:
         "DIPRO_RUN__AVAILABILITY": "issued",
         "DIPRO_RUN__STAGING_DIR": str(sandbox.path("staging")),
         "DIPRO_AUDIT__ENABLED": "true",
+        "DIPRO_IMAGING__LOCATOR": "geometric",  # synthetic films (settings.SYNTHETIC_LOCATOR)
     }
     for key, value in values.items():
         print(f"export {key}='{value}'")

@@ -36,6 +36,11 @@ settings.register_profile(
 settings.register_profile("dev", max_examples=50, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
+# The tests' films are synthetic, drawn in the geometric locator's convention; the default
+# locator (atlas) is tested on the real development films by name. Subprocesses (Airflow,
+# the CLI) inherit this.
+os.environ.setdefault("DIPRO_IMAGING__LOCATOR", "geometric")
+
 
 @pytest.fixture(scope="session")
 def fhir_server(hapi_server: HapiServer) -> HapiServer:

@@ -2,11 +2,11 @@
 
 The setting takes one of:
 
-* a built-in name: ``geometric`` (:class:`~dipro_fhir.imaging.regions.
-  GeometricRegionLocator`, dependency-free, the default, exact on the synthetic films),
-  ``atlas`` (:class:`~dipro_fhir.imaging.atlas.AtlasRegionLocator` with the shipped atlas
-  of annotated development films: the better choice on real films, see the README) or
-  ``trained`` (the small network shipped in ``dipro_fhir/imaging/weights/``);
+* a built-in name: ``atlas`` (:class:`~dipro_fhir.imaging.atlas.AtlasRegionLocator` with
+  the shipped atlas of annotated development films, the default; an empty name is this
+  too), ``geometric`` (:class:`~dipro_fhir.imaging.regions.GeometricRegionLocator`,
+  dependency-free, exact on the synthetic films) or ``trained`` (the small network shipped
+  in ``dipro_fhir/imaging/weights/``);
   ``dipro-fhir train-locator`` builds the atlas and trains the network from a site's boxes;
 * ``module:factory``: an importable callable returning an object with
   ``locate(image) -> RegionBoxes`` (:class:`~dipro_fhir.imaging.regions.RegionLocator`);
@@ -160,9 +160,9 @@ def load_locator(spec: str) -> RegionLocator:
             onnxruntime.
     """
     spec = spec.strip()
-    if spec in ("", "geometric"):
+    if spec == "geometric":
         return GeometricRegionLocator()
-    if spec == "atlas":
+    if spec in ("", "atlas"):
         if not SHIPPED_ATLAS.is_file():
             raise ConfigError(f"the shipped region atlas is missing: {SHIPPED_ATLAS}")
         return AtlasRegionLocator.load(SHIPPED_ATLAS)

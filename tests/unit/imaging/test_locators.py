@@ -17,7 +17,7 @@ from dipro_fhir.imaging.atlas import AtlasRegionLocator
 from dipro_fhir.imaging.boxes import RegionBoxes
 from dipro_fhir.imaging.locators import TorchScriptLocator, boxes_from_output, load_locator
 from dipro_fhir.imaging.regions import GeometricRegionLocator
-from dipro_fhir.settings import Settings
+from dipro_fhir.settings import SYNTHETIC_LOCATOR, Settings, embedded_settings
 from dipro_fhir.synth.radiograph import random_anatomy, render_chest, true_regions
 
 
@@ -53,6 +53,15 @@ def test_built_in_and_factory_names() -> None:
         load_locator("no.such.module:factory")
     with pytest.raises(ConfigError, match="no such model file"):
         load_locator("/nowhere/model.pt")
+
+
+def test_the_default_is_the_atlas_and_the_synthetic_world_pins_geometric(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("DIPRO_IMAGING__LOCATOR", raising=False)
+    assert Settings().imaging.locator == "atlas"
+    assert isinstance(load_locator(Settings().imaging.locator), AtlasRegionLocator)
+    assert embedded_settings(tmp_path).imaging.locator == SYNTHETIC_LOCATOR == "geometric"
 
 
 def test_settings_name_the_locator(monkeypatch: pytest.MonkeyPatch) -> None:
