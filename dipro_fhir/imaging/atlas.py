@@ -15,10 +15,13 @@ films (Candemir et al., IEEE TMI 2014, did it for lung fields with non-rigid reg
    onto the new film and fused by their per-coordinate median.
 
 Besides the boxes the locator reports, per region, how much the ``top_k`` atlases agree (the
-mean IoU of each one's box with the fused box, :attr:`RegionBoxes.confidence`); quality
-control fails a region on which they disagree. A film that resembles no atlas film (best
-correlation under :data:`MIN_MATCH`: a lateral view, an abdomen, a film of something else)
-gets no regions (``method="none"``).
+mean IoU of each one's box with the fused box, :attr:`RegionBoxes.confidence`), and how much
+the thorax looks like theirs (the median correlation inside the union of the lung boxes,
+:attr:`RegionBoxes.match`); quality control fails a region on which they disagree, and the
+film when its thorax is unlike theirs (a white-out, a strongly rotated or lordotic film). A
+film that resembles no atlas film at all (best correlation of the whole film under
+:data:`MIN_MATCH`: a lateral view, an abdomen, a film of something else) gets no regions
+(``method="none"``).
 
 The atlas is built from COCO boxes with ``dipro-fhir train-locator --kind atlas`` and stored
 as an ``.npz`` file (thumbnails as uint8, boxes as fractions, patient ids). The shipped one,
@@ -292,6 +295,7 @@ class AtlasRegionLocator:
         candidates = transfer(atlas.boxes[picked], p[order]).clamp(0.0, 1.0)
         fused = candidates.median(dim=0).values
         agreement = _iou(candidates, fused[None]).mean(dim=0)
+        thorax = _thorax_match(atlas.thumbs[picked], p[order], film, fused)
         scale = torch.tensor([cx1 - cx0, cy1 - cy0] * 2, dtype=torch.float32)
         shift = torch.tensor([cx0, cy0] * 2, dtype=torch.float32)
         boxes: list[Box | None] = []
@@ -304,8 +308,24 @@ class AtlasRegionLocator:
             height=height,
             method="atlas",
             confidence=tuple(round(float(v), 3) for v in agreement),
-            match=round(float(score[order[0]]), 3),
+            match=round(thorax, 3),
         )
+
+
+def _thorax_match(
+    thumbs: torch.Tensor, p: torch.Tensor, film: torch.Tensor, fused: torch.Tensor
+) -> float:
+    """Median correlation, inside the fused thorax (union of the lung boxes), of the picked
+    atlas films registered onto ``film``: how much the thorax looks like the atlas's."""
+    size = film.shape[-1]
+    lungs = fused[[REGIONS.index("right_lung"), REGIONS.index("left_lung")]]
+    x0, y0 = (int(float(lungs[:, i].min()) * size) for i in (0, 1))
+    x1, y1 = (int(float(lungs[:, i].max()) * size) + 1 for i in (2, 3))
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        return 0.0
+    with torch.no_grad():
+        warped = _warp(thumbs, p)[..., y0:y1, x0:x1]
+        return float(_ncc(warped, film[..., y0:y1, x0:x1]).median())
 
 
 def build_atlas(coco: Path, images: Path, out: Path, note: str = "") -> RegionAtlas:

@@ -47,8 +47,9 @@ class RegionBoxes:
         confidence: The locator's own confidence per region in [0, 1], when it has one
             (the atlas locator: how much its best-matching atlas films agree); quality
             control fails a region the locator is unsure of.
-        match: How well the film matched what the locator knows (the atlas locator: best
-            normalised cross-correlation), ``None`` when it does not say.
+        match: How well the film matched what the locator knows (the atlas locator: the
+            median correlation of its thorax with the registered atlas films'), ``None`` when
+            it does not say.
     """
 
     boxes: tuple[Box | None, ...]

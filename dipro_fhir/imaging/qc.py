@@ -36,7 +36,8 @@ locator's own agreement is checked instead.
 Each check gives a margin; the region's confidence is ``min(1, 0.5 + margin / 2)`` over its
 checks, so a region fails (``confidence < 0.5``) exactly when a check fails. A failed region
 goes downstream as missing. The whole film fails when the boxes are not measured from
-lung fields (``template`` placement), when a lung fails, or when
+lung fields (``template`` placement), when a registered placement's thorax is unlike the
+films it was registered from (:data:`MIN_THORAX_MATCH`), when a lung fails, or when
 :data:`MAX_FAILED_REGIONS` (registered placements: :data:`MAX_FAILED_REGISTERED`) or more
 regions fail.
 """
@@ -72,6 +73,10 @@ SIZE_RANGES: dict[str, tuple[tuple[float, float], tuple[float, float], tuple[flo
 THORAX_RANGES = ((0.58, 0.92), (0.44, 0.93))
 #: Ranges are widened by this factor on each side (box edges are read off by eye, +-15 px).
 SIZE_SLACK = 0.5
+#: Outside air is darker than this (of the film's 1..99 % range) whatever Otsu's threshold
+#: says: on hazy bedside films Otsu's threshold (0.4..0.7 on the development films) takes the
+#: upper chest and the shoulders for air reaching in from the border.
+AIR_MAX = 0.3
 #: Tolerance of the base check, as a fraction of the lung box's height; angles get more
 #: (their box reaches below the recess, and the measured base is the recess's upper edge).
 BASE_TOLERANCE = 0.18
@@ -94,6 +99,11 @@ SYMMETRY_MAX = 1.45
 #: (thorax out of frame, white-out) and of angles outside the film (see the README).
 MIN_AGREEMENT = 0.4
 MIN_AGREEMENT_ANGLE = 0.3
+#: A registered placement whose thorax correlates less than this with the films it was
+#: registered from (``RegionBoxes.match``) is not used: the locator does not know such a
+#: thorax. On the development films, leave-patient-out: a rotated near white-out 0.44, the
+#: plausible films 0.48..0.80 (one under 0.5, lost: the safe side).
+MIN_THORAX_MATCH = 0.5
 #: Film-measured tolerances are this many times wider for registered placements.
 REGISTERED_SLACK = 2.0
 #: Placements by a locator that registers or regresses the whole film.
@@ -161,7 +171,7 @@ def _film(image: Image) -> _Film:
     small, f = _downsample(image, 160)
     lo, hi = np.percentile(small, [1.0, 99.0])
     norm = box_blur(np.clip((small - lo) / max(hi - lo, 1e-6), 0.0, 1.0), 1)
-    air = _border_connected(norm < otsu_threshold(norm.ravel()))
+    air = _border_connected(norm < min(otsu_threshold(norm.ravel()), AIR_MAX))
     # The outline: per row, everything between the first and last pixel that is not outside
     # air (lungs reach the outside air through the neck on many films; they are inside).
     cols = np.arange(norm.shape[1])[None, :]
@@ -334,6 +344,8 @@ def check_placement(image: Image, boxes: RegionBoxes) -> PlacementQC:
         return PlacementQC(verdicts, False, "regions-template", film.no_air)
     if thorax_margin < 0:
         return PlacementQC(verdicts, False, "thorax-size", film.no_air)
+    if registered and boxes.match is not None and boxes.match < MIN_THORAX_MATCH:
+        return PlacementQC(verdicts, False, "thorax-unmatched", film.no_air)
     if "left_lung" in failed or "right_lung" in failed:
         return PlacementQC(verdicts, False, "lung-failed", film.no_air)
     if len(failed) >= (MAX_FAILED_REGISTERED if registered else MAX_FAILED_REGIONS):
