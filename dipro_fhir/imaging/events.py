@@ -116,7 +116,7 @@ def image_event_from_dataset(
         ds: The whole instance (pixels included).
         window_start: Start of the observation window (aware).
         crop_size: Side of each region crop.
-        locator: Region locator; :class:`GeometricRegionLocator` by default.
+        locator: Region locator (the run passes the configured one); ``None``: the geometric one.
         imaging_study_ref: The FHIR ImagingStudy that named this study, for provenance.
         site_tz: Time zone of header times that carry no offset.
         limits: The largest image decoded.

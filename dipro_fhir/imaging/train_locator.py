@@ -7,7 +7,8 @@ of :mod:`dipro_fhir.imaging.locators`; it is exported as TorchScript, so
 ``DIPRO_IMAGING__LOCATOR=<file>.pt`` (or ``trained`` for the shipped one) uses it. Training:
 L1 loss on the box corners, Adam, light augmentation (shift/scale, contrast, gamma), images
 grouped by patient so the held-out patients are never seen. Only COCO boxes are read (lung
-and heart masks are not supported yet). The geometric locator stays the default fallback.
+and heart masks are not supported yet). The atlas (:mod:`dipro_fhir.imaging.atlas`) is the
+default locator; the geometric one stays the dependency-free fallback.
 
 Writes ``region_locator.pt``, ``model_card.json`` and ``MODEL_CARD.md`` to the output folder:
 data, licence, the patients held out, and the mean IoU per region on the held-out films of
