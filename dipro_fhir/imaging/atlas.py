@@ -52,8 +52,9 @@ SHIPPED_ATLAS = Path(__file__).resolve().parent / "weights" / "region_atlas.npz"
 DEFAULT_SIZE = 64
 #: Atlases registered at full thumbnail size after the coarse pass.
 SHORTLIST = 16
-#: Best normalised cross-correlation below which a film resembles no atlas film (measured:
-#: frontal development films 0.80..0.95 against other patients' films; see the README).
+#: Best normalised cross-correlation of the whole film below which it resembles no atlas
+#: film (measured: the development films 0.66..0.90 against other patients' films, a film
+#: of noise far below).
 MIN_MATCH = 0.6
 #: Registration bounds: scale within exp(+-MAX_LOG_SCALE), shift within +-MAX_SHIFT of the
 #: half-width (a film of the thorax is not a quarter of another film's thorax).

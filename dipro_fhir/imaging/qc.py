@@ -30,8 +30,9 @@ The checks measured on the film (outline, base, chest wall) were set up against 
 thresholds the same film, whose failures are gross (a lung box 100-200 px below the
 diaphragm). A registered placement (``atlas``, ``model``) fails differently, and on hazy
 bedside films the measured base is often wrong by more than the placement: for those
-placements the film-measured tolerances are :data:`REGISTERED_SLACK` times wider, and the
-locator's own agreement is checked instead.
+placements the film-measured tolerances are :data:`REGISTERED_SLACK` times wider, the base
+is the steepest dark-to-bright rise near the box (:func:`lung_base`), and the locator's own
+agreement and thorax match are checked as well.
 
 Each check gives a margin; the region's confidence is ``min(1, 0.5 + margin / 2)`` over its
 checks, so a region fails (``confidence < 0.5``) exactly when a check fails. A failed region

@@ -237,3 +237,20 @@ def test_atlas_wrong_boxes_seen_by_eye_are_flagged(
         if record["boxes"][region] is not None and region not in record["qc"]["failed"]
     ]
     assert len(unflagged) <= MEASURED_WRONG_UNFLAGGED, unflagged
+
+
+def test_images_that_are_no_frontal_chest_film_get_no_usable_placement() -> None:
+    locator = AtlasRegionLocator.load(SHIPPED_ATLAS)
+    film, _ = _synthetic(7, 256)
+    ramp = np.linspace(0.0, 1.0, 300, dtype=np.float32)
+    cases = {
+        "horizontal ramp": np.tile(ramp, (300, 1)),
+        "vertical ramp": np.tile(ramp[:, None], (1, 300)),
+        "uniform grey": np.full((300, 300), 0.5, dtype=np.float32),
+        "noise": np.random.default_rng(1).random((300, 300)).astype(np.float32),
+        "upside down": np.ascontiguousarray(film[::-1]),
+        "turned sideways": np.ascontiguousarray(np.rot90(film)),
+    }
+    for name, image in cases.items():
+        qc = check_placement(image, locator.locate(image))
+        assert not qc.film_ok, name
