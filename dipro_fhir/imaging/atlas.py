@@ -285,9 +285,9 @@ class AtlasRegionLocator:
         film = equalise(image[cy0:cy1, cx0:cx1], atlas.size)
         start = torch.tensor([[a, a, 0.0, 0.0] for a in _STARTS]).repeat(n, 1)
         p, score = register(atlas.thumbs.repeat_interleave(k, 0), film, start, _COARSE)
-        best = score.view(n, k).argmax(dim=1)
+        best_score, best = score.view(n, k).max(dim=1)  # the best start of each atlas film
         p = p.view(n, k, 4)[torch.arange(n), best]
-        short = score.view(n, k).max(dim=1).values.argsort(descending=True)[:SHORTLIST]
+        short = best_score.argsort(descending=True)[:SHORTLIST]
         p, score = register(atlas.thumbs[short], film, p[short], atlas.size)
         order = score.argsort(descending=True)[: self.top_k]
         if float(score[order[0]]) < MIN_MATCH:
@@ -332,15 +332,16 @@ def _thorax_match(
 def build_atlas(coco: Path, images: Path, out: Path, note: str = "") -> RegionAtlas:
     """Build an atlas from a COCO file of the ten region boxes (``images[].patient_id`` per
     film where present, else the file stem) and write it to ``out`` (``.npz``)."""
-    from dipro_fhir.imaging.evaluate import load_coco, load_patients, read_film
+    from dipro_fhir.imaging.evaluate import load_coco, read_film
 
-    truth, patients = load_coco(coco), load_patients(coco)
+    truth = load_coco(coco)
     films = []
     for entry in json.loads(coco.read_text())["images"]:
         name = Path(str(entry["file_name"])).stem
         if set(truth.get(name, {})) >= set(REGIONS):
             image = read_film(images / str(entry["file_name"]))
-            films.append((name, patients.get(name, name), image, dict(truth[name])))
+            patient = str(entry.get("patient_id") or name)
+            films.append((name, patient, image, dict(truth[name])))
     atlas = RegionAtlas.from_films(films, note=note or f"COCO boxes {coco.name}")
     out.parent.mkdir(parents=True, exist_ok=True)
     atlas.save(out)

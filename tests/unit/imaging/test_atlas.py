@@ -200,16 +200,18 @@ MEASURED_ALL_TEN = 54
 MEASURED_WRONG_UNFLAGGED = 0
 
 
+needs_films = pytest.mark.skipif(not FILMS.is_dir(), reason=f"the Hannover set is not at {FILMS}")
+
+
 @pytest.fixture(scope="module")
 def development() -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    if not FILMS.is_dir():
-        pytest.skip(f"the Hannover set is not at {FILMS}")
     ev = evaluate_folder(
         FILMS, AtlasRegionLocator.load(SHIPPED_ATLAS), None, load_coco(COCO), load_patients(COCO)
     )
     return ev.summary(), ev.records
 
 
+@needs_films
 def test_atlas_iou_and_kept_films_do_not_regress(
     development: tuple[dict[str, Any], list[dict[str, Any]]],
 ) -> None:
@@ -222,6 +224,7 @@ def test_atlas_iou_and_kept_films_do_not_regress(
     assert summary["films_all_ten_kept"] >= MEASURED_ALL_TEN - 2
 
 
+@needs_films
 def test_atlas_wrong_boxes_seen_by_eye_are_flagged(
     development: tuple[dict[str, Any], list[dict[str, Any]]],
 ) -> None:
