@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -34,6 +35,7 @@ from dipro_fhir.fhir.bulk import (
     ExportManifest,
     ExportRequest,
     PollPolicy,
+    check_reachable,
     code_filter,
     code_tokens,
     export_requests,
@@ -87,16 +89,19 @@ def start_export(settings: Settings, manifests: Sequence[Mapping[str, Any]]) -> 
 def poll_export(settings: Settings, state: Mapping[str, Any]) -> dict[str, Any]:
     """Poll every job once. Returns ``{"done": bool, "retry_after_s": float, "state": ...}``;
     a job that failed with a ``_typeFilter`` is kicked off again without it (the state
-    then names the new job).
+    then names the new job). ``state["unreachable_since"]`` records since when the status
+    endpoint has been unreachable.
 
     Raises:
-        BulkExportError: A job failed (all jobs are cancelled).
+        BulkExportError: A job failed (all jobs are cancelled), or the status endpoint has
+            been unreachable for longer than ``fhir.bulk_unreachable_s`` (the caller cancels).
     """
     state = dict(state)
     jobs = [ExportJob.from_json(j) for j in state["jobs"]]
     with connections.fhir_client(settings.fhir) as client:
         bulk = BulkExportClient(client, _policy(settings))
         waits: list[float] = []
+        unreachable = False
         for i, job in enumerate(jobs):
             try:
                 result = bulk.poll(job)
@@ -111,8 +116,10 @@ def poll_export(settings: Settings, state: Mapping[str, Any]) -> dict[str, Any]:
                                                       request.since))  # fmt: skip
                 waits.append(settings.fhir.bulk_poll_max_s / 10)
                 continue
+            unreachable |= result.unreachable
             if result.manifest is None:
                 waits.append(result.retry_after_s)
+        state["unreachable_since"] = _unreachable_since(state, unreachable, bulk.policy)
     state["jobs"] = [job.to_json() for job in jobs]
     delay = min(max(waits, default=0.0), settings.fhir.bulk_poll_max_s)
     return {"done": not waits, "retry_after_s": delay, "state": state}
@@ -212,7 +219,30 @@ def _observation_filter(settings: Settings) -> str | None:
 
 
 def _policy(settings: Settings) -> PollPolicy:
-    return PollPolicy(max_s=settings.fhir.bulk_poll_max_s, timeout_s=settings.fhir.bulk_timeout_s)
+    fhir = settings.fhir
+    return PollPolicy(
+        max_s=fhir.bulk_poll_max_s,
+        timeout_s=fhir.bulk_timeout_s,
+        unreachable_s=fhir.bulk_unreachable_s,
+    )
+
+
+def _unreachable_since(
+    state: Mapping[str, Any], unreachable: bool, policy: PollPolicy
+) -> float | None:
+    """When (epoch seconds: the state crosses processes) the status endpoint became
+    unreachable, or None while it answers.
+
+    Raises:
+        BulkExportError: It has been unreachable for longer than ``policy.unreachable_s``.
+    """
+    if not unreachable:
+        return None
+    now = time.time()
+    since = state.get("unreachable_since")
+    since = now if since is None else float(since)
+    check_reachable(now - since, policy)
+    return since
 
 
 def _request_json(request: ExportRequest) -> dict[str, Any]:

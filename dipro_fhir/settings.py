@@ -57,6 +57,8 @@ class FhirSettings(BaseModel):
     bulk_type_filter: bool = True
     bulk_poll_max_s: float = Field(default=60.0, gt=0)
     bulk_timeout_s: float = Field(default=6 * 3600.0, gt=0)
+    # A status endpoint unreachable this long fails the export (a server that is down).
+    bulk_unreachable_s: float = Field(default=1800.0, gt=0)
 
     @model_validator(mode="after")
     def _one_source(self) -> FhirSettings:

@@ -170,6 +170,7 @@ class PollResult:
     manifest: ExportManifest | None
     retry_after_s: float = 0.0
     progress: str | None = None
+    unreachable: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,12 +178,15 @@ class PollPolicy:
     """How long to wait between polls and for a whole job.
 
     Without ``Retry-After`` the delay starts at ``initial_s`` and doubles up to ``max_s``;
-    a server's ``Retry-After`` is honoured but capped at ``max_s``.
+    a server's ``Retry-After`` is honoured but capped at ``max_s``. A status endpoint that
+    stays unreachable (after the client's own retries) for ``unreachable_s`` fails the
+    export long before ``timeout_s``: a server that is down does not hold a run for hours.
     """
 
     initial_s: float = 1.0
     max_s: float = 60.0
     timeout_s: float = 6 * 3600.0
+    unreachable_s: float = 1800.0
 
     def delay_s(self, polls: int, retry_after_s: float | None) -> float:
         """Seconds before the next poll after ``polls`` polls (1 for the first)."""
@@ -259,7 +263,7 @@ class BulkExportClient:
         try:
             response = self.client.send("GET", job.status_url, label="$export status")
         except SourceUnavailable:
-            return PollResult(None, self.policy.max_s, "unreachable")
+            return PollResult(None, self.policy.max_s, "unreachable", unreachable=True)
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         status = response.status_code
         if status == 202 or status in RETRYABLE_STATUSES:
@@ -273,26 +277,37 @@ class BulkExportClient:
         """Poll every job until all complete; cancel them all on failure or timeout.
 
         Raises:
-            BulkExportError: A job failed or the policy's timeout passed (all cancelled).
+            BulkExportError: A job failed, the policy's timeout passed, or the server stayed
+                unreachable for the policy's ``unreachable_s`` (all jobs cancelled).
         """
         started = time.monotonic()
         done: dict[int, ExportManifest] = {}
         polls = 0
+        unreachable_since: float | None = None
         try:
             while len(done) < len(jobs):
                 polls += 1
                 delays = []
+                unreachable = False
                 for i, job in enumerate(jobs):
                     if i in done:
                         continue
                     result = self.poll(job)
+                    unreachable |= result.unreachable
                     if result.manifest is not None:
                         done[i] = result.manifest
                     else:
                         delays.append(result.retry_after_s)
                 if len(done) == len(jobs):
                     break
-                if time.monotonic() - started > self.policy.timeout_s:
+                now = time.monotonic()
+                if not unreachable:
+                    unreachable_since = None
+                elif unreachable_since is None:
+                    unreachable_since = now
+                if unreachable_since is not None:
+                    check_reachable(now - unreachable_since, self.policy)
+                if now - started > self.policy.timeout_s:
                     raise BulkExportError(f"$export not done in {self.policy.timeout_s:.0f} s")
                 self.sleep(self.policy.delay_s(polls, max(delays)))
         except BaseException:
@@ -335,6 +350,19 @@ class BulkExportClient:
         return self.client.send("POST", request.path, label="$export kick-off",
                                 headers=PREFER_ASYNC, retryable=True,
                                 body=request.parameters(with_filters=with_filters))  # fmt: skip
+
+
+def check_reachable(unreachable_for_s: float, policy: PollPolicy) -> None:
+    """Give up on a status endpoint unreachable for longer than ``policy.unreachable_s``.
+
+    Raises:
+        BulkExportError: It has been.
+    """
+    if unreachable_for_s > policy.unreachable_s:
+        raise BulkExportError(
+            f"$export status unreachable for {unreachable_for_s:.0f} s "
+            f"(limit {policy.unreachable_s:.0f} s): is the FHIR server down?"
+        )
 
 
 def export_requests(

@@ -18,6 +18,7 @@ from dipro_fhir.bulk_run import cohort_group, finish_export, poll_export
 from dipro_fhir.fhir.bulk import (
     MAX_QUERY_CHARS,
     BulkExportClient,
+    BulkExportError,
     ExportJob,
     ExportManifest,
     ExportRequest,
@@ -204,6 +205,63 @@ def test_faults_while_polling_and_downloading_lose_nothing(
     assert faulted.requests == len(faulted.files) + 1
     assert not list((tmp_path / "faulted").glob("**/*.part"))
     assert bulk.stats.polls >= 1
+
+
+def test_a_server_that_stays_unreachable_fails_the_export_and_cancels_it(
+    cohort: tuple[str, list[str]], fault_proxy: Any
+) -> None:
+    base_url, _ = cohort
+    proxy = fault_proxy(base_url)
+    poll = r"export-poll-status"
+    request = ExportRequest(("Patient",), _group_id())
+    policy = PollPolicy(initial_s=0.1, max_s=0.3, timeout_s=180.0, unreachable_s=2.0)
+    with FhirClient(proxy.base_url, retry=FAST_RETRY) as client:
+        bulk = BulkExportClient(client, policy)
+        job = bulk.kick_off(request)
+        proxy.inject("reset", times=10_000, match=poll)  # every poll and the cancel
+        started = time.monotonic()
+        with pytest.raises(BulkExportError, match="unreachable for"):
+            bulk.wait([job])
+        elapsed = time.monotonic() - started
+    assert 2.0 < elapsed < 60.0  # not the 180 s timeout
+    assert proxy.count(poll, method="GET") >= 2 * FAST_RETRY.max_attempts
+    assert proxy.count(poll, method="DELETE") >= 1  # it tried to cancel
+    proxy.clear()
+    with FhirClient(base_url) as client:
+        assert BulkExportClient(client).cancel(job)
+
+
+def test_the_trigger_state_remembers_since_when_the_server_is_unreachable(
+    cohort: tuple[str, list[str]], tmp_path: Path, fault_proxy: Any
+) -> None:
+    base_url, _ = cohort
+    proxy = fault_proxy(base_url)
+    poll = r"export-poll-status"
+    fhir = FhirSettings(
+        base_url=proxy.base_url, max_retries=0, bulk_poll_max_s=0.5, bulk_unreachable_s=3.0
+    )
+    settings = Settings(fhir=fhir)
+    with FhirClient(proxy.base_url) as client:
+        job = BulkExportClient(client).kick_off(ExportRequest(("Patient",), _group_id()))
+    state: dict[str, Any] = {"folder": str(tmp_path), "jobs": [job.to_json()], "requests": []}
+    proxy.inject("reset", times=10_000, match=poll, method="GET")
+    first = poll_export(settings, state)
+    assert not first["done"]
+    since = first["state"]["unreachable_since"]
+    assert since is not None
+    time.sleep(0.3)
+    # Still unreachable, within the limit: the first time stays.
+    second = poll_export(settings, first["state"])
+    assert second["state"]["unreachable_since"] == since
+    time.sleep(3.0)
+    with pytest.raises(BulkExportError, match="unreachable for"):
+        poll_export(settings, second["state"])
+    proxy.clear()
+    # Reachable again: the clock is reset.
+    answered = poll_export(settings, second["state"])
+    assert answered["state"]["unreachable_since"] is None
+    with FhirClient(base_url) as client:
+        BulkExportClient(client).cancel(job)
 
 
 def test_type_filter_narrows_the_observations(
