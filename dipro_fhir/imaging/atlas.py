@@ -12,11 +12,14 @@ films (Candemir et al., IEEE TMI 2014, did it for lung fields with non-rigid reg
    shift per axis, three starting scales) that maximises normalised cross-correlation, first
    at 32 px for all atlases, then at ``S`` px for the :data:`SHORTLIST` best.
 3. The ten boxes of the :attr:`AtlasRegionLocator.top_k` best-matching atlases are mapped
-   onto the new film and fused by their per-coordinate median.
+   onto the new film. Each of these atlas films is registered once more around each lung
+   base at the finer thumbnail size (:func:`~dipro_fhir.imaging.registration.refine_bases`),
+   and the boxes are fused by their per-coordinate median.
 
 Besides the boxes the locator reports, per region, how much the ``top_k`` atlases agree (the
 mean IoU of each one's box with the fused box, :attr:`RegionBoxes.confidence`), and how much
-the thorax looks like theirs (the median correlation inside the union of the lung boxes,
+the thorax looks like theirs (the median correlation inside the union of the lung boxes of
+the whole-film fit,
 :attr:`RegionBoxes.match`); quality control fails a region on which they disagree, and the
 film when its thorax is unlike theirs (a white-out, a strongly rotated or lordotic film). A
 film that resembles no atlas film at all (best correlation of the whole film under
@@ -24,10 +27,11 @@ film that resembles no atlas film at all (best correlation of the whole film und
 (``method="none"``).
 
 The atlas is built from COCO boxes with ``dipro-fhir train-locator --kind atlas`` and stored
-as an ``.npz`` file (thumbnails as uint8, boxes as fractions, patient ids). The shipped one,
-``weights/region_atlas.npz``, holds the 64 annotated development films (CC BY 3.0). For an
-honest measurement on films of an atlas patient, :meth:`AtlasRegionLocator.leave_out` drops
-that patient's films (``dipro-fhir regions --truth`` does so per film).
+as an ``.npz`` file (thumbnails at 64 and 128 px as uint8, boxes as fractions, patient ids).
+The shipped one, ``weights/region_atlas.npz``, holds the 64 annotated development films
+(CC BY 3.0). For an honest measurement on films of an atlas patient,
+:meth:`AtlasRegionLocator.leave_out` drops that patient's films (``dipro-fhir regions
+--truth`` does so per film).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ import torch.nn.functional as F
 
 from dipro.vocab import REGIONS
 from dipro_fhir.imaging.boxes import Box, RegionBoxes
+from dipro_fhir.imaging.registration import box_iou, ncc, refine_bases, register, transfer, warp
 
 #: The shipped atlas: the annotated development films (CC BY 3.0).
 SHIPPED_ATLAS = Path(__file__).resolve().parent / "weights" / "region_atlas.npz"
@@ -56,14 +61,10 @@ SHORTLIST = 16
 #: film (measured: the development films 0.66..0.90 against other patients' films, a film
 #: of noise far below).
 MIN_MATCH = 0.6
-#: Registration bounds: scale within exp(+-MAX_LOG_SCALE), shift within +-MAX_SHIFT of the
-#: half-width (a film of the thorax is not a quarter of another film's thorax).
-MAX_LOG_SCALE = 0.45
-MAX_SHIFT = 0.45
+#: Side of the fine thumbnails a new atlas keeps for :func:`~registration.refine_bases`.
+DEFAULT_FINE_SIZE = 128
 _STARTS = (0.0, 0.33, -0.33)  # the three starts: tanh(s) * MAX_LOG_SCALE of both axes
 _COARSE = 32
-_STEPS = 60
-_LR = 0.04
 
 
 def content(image: npt.NDArray[np.floating]) -> tuple[int, int, int, int]:
@@ -106,6 +107,8 @@ class RegionAtlas:
         patients: The patient of each film (for leave-patient-out evaluation).
         names: Each film's file stem.
         note: Where the films and boxes come from, and their licence.
+        fine: ``[N, 1, F, F]`` finer thumbnails for the base refinement, or None (an atlas
+            written before it: its bases are not refined).
     """
 
     thumbs: torch.Tensor
@@ -113,6 +116,7 @@ class RegionAtlas:
     patients: tuple[str, ...]
     names: tuple[str, ...]
     note: str = ""
+    fine: torch.Tensor | None = None
 
     @property
     def size(self) -> int:
@@ -128,6 +132,7 @@ class RegionAtlas:
         films: list[tuple[str, str, npt.NDArray[np.floating], dict[str, Box]]],
         size: int = DEFAULT_SIZE,
         note: str = "",
+        fine_size: int = DEFAULT_FINE_SIZE,
     ) -> RegionAtlas:
         """An atlas of ``(name, patient, image, boxes in pixels)``; films without all ten
         regions are skipped."""
@@ -135,12 +140,15 @@ class RegionAtlas:
         if not kept:
             raise ValueError("no film has all ten regions annotated")
         crops = [content(image) for _, _, image, _ in kept]
-        thumbs = torch.cat(
-            [
-                equalise(image[y0:y1, x0:x1], size)
-                for (_, _, image, _), (x0, y0, x1, y1) in zip(kept, crops, strict=True)
-            ]
-        )
+
+        def thumbs(side: int) -> torch.Tensor:
+            return torch.cat(
+                [
+                    equalise(image[y0:y1, x0:x1], side)
+                    for (_, _, image, _), (x0, y0, x1, y1) in zip(kept, crops, strict=True)
+                ]
+            )
+
         fractions = [
             [
                 [(b[0] - x0) / w, (b[1] - y0) / h, (b[2] - x0) / w, (b[3] - y0) / h]
@@ -150,33 +158,42 @@ class RegionAtlas:
             for (_, _, _, boxes), (x0, y0, x1, y1) in zip(kept, crops, strict=True)
         ]
         return cls(
-            thumbs=thumbs,
+            thumbs=thumbs(size),
             boxes=torch.tensor(fractions, dtype=torch.float32),
             patients=tuple(p for _, p, _, _ in kept),
             names=tuple(n for n, _, _, _ in kept),
             note=note,
+            fine=thumbs(fine_size),
         )
 
     def save(self, path: Path) -> None:
         """Write the atlas as ``.npz`` (thumbnails as uint8)."""
-        np.savez_compressed(
-            path,
-            thumbs=(self.thumbs[:, 0].numpy() * 255).round().astype(np.uint8),
-            boxes=self.boxes.numpy(),
-            meta=np.array(
+        arrays: dict[str, Any] = {
+            "thumbs": _uint8(self.thumbs),
+            "boxes": self.boxes.numpy(),
+            "meta": np.array(
                 json.dumps({"patients": self.patients, "names": self.names, "note": self.note})
             ),
-        )
+        }
+        if self.fine is not None:
+            arrays["fine"] = _uint8(self.fine)
+        np.savez_compressed(path, **arrays)
 
     @classmethod
     def load(cls, path: Path) -> RegionAtlas:
         """Read an atlas written by :meth:`save`."""
         with np.load(path) as data:
             meta: dict[str, Any] = json.loads(str(data["meta"]))
-            thumbs = torch.from_numpy(data["thumbs"].astype(np.float32) / 255.0)[:, None]
+            thumbs = _unit(data["thumbs"])
+            fine = _unit(data["fine"]) if "fine" in data else None
             boxes = torch.from_numpy(data["boxes"].astype(np.float32))
         return cls(
-            thumbs, boxes, tuple(meta["patients"]), tuple(meta["names"]), meta.get("note", "")
+            thumbs,
+            boxes,
+            tuple(meta["patients"]),
+            tuple(meta["names"]),
+            meta.get("note", ""),
+            fine,
         )
 
     def without(self, patient: str) -> RegionAtlas:
@@ -188,74 +205,16 @@ class RegionAtlas:
             boxes=self.boxes[keep],
             patients=tuple(self.patients[i] for i in keep),
             names=tuple(self.names[i] for i in keep),
+            fine=None if self.fine is None else self.fine[keep],
         )
 
 
-def _scale_shift(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scales ``[..., 2]`` and shifts ``[..., 2]`` of unconstrained params ``[..., 4]``
-    (bounded by :data:`MAX_LOG_SCALE` and :data:`MAX_SHIFT`)."""
-    return (torch.tanh(p[..., :2]) * MAX_LOG_SCALE).exp(), torch.tanh(p[..., 2:]) * MAX_SHIFT
+def _uint8(thumbs: torch.Tensor) -> npt.NDArray[np.uint8]:
+    return (thumbs[:, 0].numpy() * 255).round().astype(np.uint8)
 
 
-def _theta(p: torch.Tensor) -> torch.Tensor:
-    """``[B, 2, 3]`` affine of params ``[B, 4]``: a point ``u`` of the new film (in
-    [-1, 1]) samples the atlas at ``s * u + t`` (:func:`_scale_shift`)."""
-    s, t = _scale_shift(p)
-    theta = torch.zeros(p.shape[0], 2, 3)
-    theta[:, 0, 0] = s[:, 0]
-    theta[:, 1, 1] = s[:, 1]
-    theta[:, 0, 2] = t[:, 0]
-    theta[:, 1, 2] = t[:, 1]
-    return theta
-
-
-def _ncc(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Normalised cross-correlation of every ``a[i]`` with ``b`` (``[B]``)."""
-    a = a - a.mean(dim=(2, 3), keepdim=True)
-    b = b - b.mean(dim=(2, 3), keepdim=True)
-    num = (a * b).sum(dim=(2, 3))
-    den = torch.linalg.vector_norm(a, dim=(2, 3)) * torch.linalg.vector_norm(b, dim=(2, 3))
-    out: torch.Tensor = (num / (den + 1e-6)).flatten()
-    return out
-
-
-def _warp(atlas: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    grid = F.affine_grid(_theta(p), list(atlas.shape), align_corners=False)
-    return F.grid_sample(atlas, grid, align_corners=False, padding_mode="border")
-
-
-def register(
-    atlas: torch.Tensor, film: torch.Tensor, start: torch.Tensor, size: int, steps: int = _STEPS
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fit the affine params (:func:`_theta`) of each ``atlas[i]`` onto ``film`` at ``size``
-    px from ``start``; return the params and the final correlations."""
-    a = F.avg_pool2d(F.interpolate(atlas, size=(size, size), mode="area"), 3, 1, 1)
-    f = F.avg_pool2d(F.interpolate(film, size=(size, size), mode="area"), 3, 1, 1)
-    p = start.clone().requires_grad_(True)
-    opt = torch.optim.Adam([p], lr=_LR)
-    with torch.enable_grad():
-        for _ in range(steps):
-            loss = -_ncc(_warp(a, p), f).sum()
-            opt.zero_grad()
-            loss.backward()  # type: ignore[no-untyped-call]
-            opt.step()
-    with torch.no_grad():
-        return p.detach(), _ncc(_warp(a, p.detach()), f)
-
-
-def transfer(boxes: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """Atlas boxes ``[K, 10, 4]`` (fractions) mapped onto the new film by params ``[K, 4]``."""
-    s, t = _scale_shift(p[:, None, :])
-    return (((boxes * 2 - 1) - t.repeat(1, 1, 2)) / s.repeat(1, 1, 2) + 1) / 2
-
-
-def _iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    ix = (torch.minimum(a[..., 2], b[..., 2]) - torch.maximum(a[..., 0], b[..., 0])).clamp(min=0)
-    iy = (torch.minimum(a[..., 3], b[..., 3]) - torch.maximum(a[..., 1], b[..., 1])).clamp(min=0)
-    inter = ix * iy
-    area = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
-    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    return inter / (area + area_b - inter).clamp(min=1e-9)
+def _unit(thumbs: npt.NDArray[np.uint8]) -> torch.Tensor:
+    return torch.from_numpy(thumbs.astype(np.float32) / 255.0)[:, None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,8 +254,17 @@ class AtlasRegionLocator:
         picked = short[order]
         candidates = transfer(atlas.boxes[picked], p[order]).clamp(0.0, 1.0)
         fused = candidates.median(dim=0).values
-        agreement = _iou(candidates, fused[None]).mean(dim=0)
+        # Agreement and thorax match judge the whole-film fits, before the bases are
+        # refined: refined bases agree more, but not because they are more often right
+        # (on the development films they then kept two angles placed too high).
+        agreement = box_iou(candidates, fused[None]).mean(dim=0)
         thorax = _thorax_match(atlas.thumbs[picked], p[order], film, fused)
+        if atlas.fine is not None:
+            fine = equalise(image[cy0:cy1, cx0:cx1], int(atlas.fine.shape[-1]))
+            candidates = refine_bases(
+                atlas.fine[picked], atlas.boxes[picked], fine, p[order], candidates, fused
+            )
+            fused = candidates.median(dim=0).values
         scale = torch.tensor([cx1 - cx0, cy1 - cy0] * 2, dtype=torch.float32)
         shift = torch.tensor([cx0, cy0] * 2, dtype=torch.float32)
         boxes: list[Box | None] = []
@@ -325,8 +293,8 @@ def _thorax_match(
     if x1 - x0 < 4 or y1 - y0 < 4:
         return 0.0
     with torch.no_grad():
-        warped = _warp(thumbs, p)[..., y0:y1, x0:x1]
-        return float(_ncc(warped, film[..., y0:y1, x0:x1]).median())
+        warped = warp(thumbs, p)[..., y0:y1, x0:x1]
+        return float(ncc(warped, film[..., y0:y1, x0:x1]).median())
 
 
 def build_atlas(coco: Path, images: Path, out: Path, note: str = "") -> RegionAtlas:

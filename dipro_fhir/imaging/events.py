@@ -60,7 +60,7 @@ from dipro_fhir.timeline import FloatArray, ImageEvent, MappingIssue, ResourceRe
 log = logging.getLogger(__name__)
 
 #: Version of the region QC verdict (which codes an image raises); part of the cache key.
-QC_VERSION = "qc/3"
+QC_VERSION = "qc/4"
 #: DICOM frame numbers start at 1; a radiograph is one frame.
 FRAME = 1
 #: Codes of the QC verdict, replayed from the cache when the image is not read again.

@@ -16,6 +16,10 @@ ten boxes is checked against the film and against the other boxes:
   chest wall, like the base, was tried and found unreliable on the development films);
 * ``angle-not-at-base`` / ``above-base``: a costophrenic angle sits at the lateral base of
   its lung box and reaches down to the measured base;
+* ``angle-at-frame-edge``: a costophrenic angle box must not reach the film's lateral edge:
+  there the lung runs out of the frame at its base, so the recess is at or beyond the edge
+  and the box is cut off (or placed over the soft tissue by a registration that put the
+  lung partly outside the film);
 * ``heart-position``: the cardiac silhouette lies between the lungs and below the hila;
 * ``left-right``: patient-right regions on the image left of the midline, left ones right;
 * ``size``: width, height and aspect within the ranges measured on the annotated
@@ -314,6 +318,9 @@ def check_placement(image: Image, boxes: RegionBoxes) -> PlacementQC:
             margins[region].append((lateral / (0.05 * lw), "beyond-chest-wall"))
         cp = placed.get(f"{side}_costophrenic_angle")
         if cp is not None:
+            # Distance of the box's lateral edge from the film's lateral edge (>= 1 px).
+            to_edge = cp[0] if image_left else w_img - cp[2]
+            margins[f"{side}_costophrenic_angle"].append((to_edge - 1.0, "angle-at-frame-edge"))
             at_base = min(cp[3] - (lung[3] - 0.1 * lh), cp[1] - (lung[1] + 0.5 * lh))
             lateral = (0.5 * (lung[0] + lung[2]) - 0.5 * (cp[0] + cp[2])) * (
                 1 if image_left else -1

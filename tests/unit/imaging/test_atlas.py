@@ -47,6 +47,15 @@ def _atlas(seeds: range) -> RegionAtlas:
     return RegionAtlas.from_films(films, size=48, note="synthetic")
 
 
+def _iou(got: Any, want: Any) -> float:
+    assert got is not None
+    assert want is not None
+    ix = max(0.0, min(got[2], want[2]) - max(got[0], want[0]))
+    iy = max(0.0, min(got[3], want[3]) - max(got[1], want[1]))
+    area = (got[2] - got[0]) * (got[3] - got[1]) + (want[2] - want[0]) * (want[3] - want[1])
+    return float(ix * iy / (area - ix * iy))
+
+
 def test_content_cuts_flat_bands_and_keeps_a_film_without_them() -> None:
     image, _ = _synthetic(1, 200)
     padded = np.zeros((260, 200), dtype=np.float32)
@@ -70,9 +79,62 @@ def test_an_atlas_saves_loads_and_leaves_a_patient_out(tmp_path: Path) -> None:
     assert back.names == atlas.names
     assert np.allclose(back.boxes.numpy(), atlas.boxes.numpy())
     assert np.abs(back.thumbs.numpy() - atlas.thumbs.numpy()).max() <= 0.5 / 255 + 1e-6
+    assert back.fine is not None
+    assert atlas.fine is not None
+    assert back.fine.shape == (6, 1, 128, 128)
+    assert np.abs(back.fine.numpy() - atlas.fine.numpy()).max() <= 0.5 / 255 + 1e-6
     without = back.without("p0")
     assert len(without) == 4
     assert "p0" not in without.patients
+    assert without.fine is not None
+    assert without.fine.shape[0] == 4
+
+
+def test_an_atlas_without_fine_thumbnails_still_places_regions(tmp_path: Path) -> None:
+    path = tmp_path / "old.npz"
+    replace(_atlas(range(2, 8)), fine=None).save(path)
+    old = RegionAtlas.load(path)
+    assert old.fine is None
+    boxes = AtlasRegionLocator(old).locate(_synthetic(40)[0])
+    assert boxes.method == "atlas"
+    assert all(b is not None for b in boxes.boxes)
+
+
+def _stretched_bases(seed: int, stretch: float) -> tuple[RegionAtlas, Any, list[Any]]:
+    """An atlas of one synthetic film, and that film with everything below mid-lung
+    stretched vertically (a chest no axis-aligned map fits), with its true boxes."""
+    image, truth = _synthetic(seed)
+    size, mid = image.shape[0], int(0.55 * image.shape[0])
+    rows = np.arange(size)
+    source = np.where(rows < mid, rows, mid + (rows - mid) / stretch).clip(0, size - 1)
+    film = image[np.round(source).astype(int)]
+
+    def move(y: float) -> float:
+        return y if y < mid else min(float(size), mid + (y - mid) * stretch)
+
+    moved = [None if b is None else (b[0], move(b[1]), b[2], move(b[3])) for b in truth.boxes]
+    named = {r: b for r, b in zip(REGIONS, truth.boxes, strict=True) if b is not None}
+    return RegionAtlas.from_films([("a", "p", image, named)], size=48), film, moved
+
+
+@pytest.mark.parametrize(("seed", "stretch"), [(4, 0.85), (7, 1.15), (7, 0.85)])
+def test_the_base_refinement_follows_bases_a_whole_film_map_cannot_fit(
+    seed: int, stretch: float
+) -> None:
+    atlas, film, truth = _stretched_bases(seed, stretch)
+    bases = [
+        REGIONS.index(f"{side}_{part}")
+        for side in ("left", "right")
+        for part in ("costophrenic_angle", "lower_lung_zone")
+    ]
+
+    def base_iou(found: RegionBoxes) -> float:
+        return float(np.mean([_iou(found.boxes[i], truth[i]) for i in bases]))
+
+    whole_film = base_iou(AtlasRegionLocator(replace(atlas, fine=None), top_k=1).locate(film))
+    refined = base_iou(AtlasRegionLocator(atlas, top_k=1).locate(film))
+    assert refined > whole_film
+    assert refined > 0.88
 
 
 def test_a_film_is_placed_from_the_atlas_with_agreement_per_region(tmp_path: Path) -> None:
@@ -89,13 +151,7 @@ def test_a_film_is_placed_from_the_atlas_with_agreement_per_region(tmp_path: Pat
     assert all(0.0 <= c <= 1.0 for c in boxes.confidence)
     lungs = [REGIONS.index("right_lung"), REGIONS.index("left_lung")]
     for i in lungs:
-        got, want = boxes.boxes[i], truth.boxes[i]
-        assert got is not None
-        assert want is not None
-        ix = max(0.0, min(got[2], want[2]) - max(got[0], want[0]))
-        iy = max(0.0, min(got[3], want[3]) - max(got[1], want[1]))
-        area = (got[2] - got[0]) * (got[3] - got[1]) + (want[2] - want[0]) * (want[3] - want[1])
-        assert ix * iy / (area - ix * iy) > 0.6, REGIONS[i]
+        assert _iou(boxes.boxes[i], truth.boxes[i]) > 0.6, REGIONS[i]
 
 
 def test_a_film_like_no_atlas_film_gets_no_regions(tmp_path: Path) -> None:
@@ -179,24 +235,26 @@ def test_train_locator_builds_an_atlas_the_regions_command_uses(
 # --- the development films ------------------------------------------------------------------
 
 # Measured 2026-11-28, leave-patient-out (`dipro-fhir regions <films> --truth <coco>
-# --locator atlas`): mean IoU of placed boxes, films usable and with all ten regions kept.
+# --locator atlas`, bases refined): mean IoU of placed boxes, films usable and with all ten
+# regions kept.
 MEASURED_IOU = {
-    "left_lung": 0.737,
-    "right_lung": 0.751,
-    "left_lower_lung_zone": 0.604,
-    "right_lower_lung_zone": 0.597,
+    "left_lung": 0.747,
+    "right_lung": 0.767,
+    "left_lower_lung_zone": 0.623,
+    "right_lower_lung_zone": 0.624,
     "left_hilar_structures": 0.535,
     "right_hilar_structures": 0.553,
-    "left_costophrenic_angle": 0.375,
-    "right_costophrenic_angle": 0.407,
+    "left_costophrenic_angle": 0.395,
+    "right_costophrenic_angle": 0.461,
     "cardiac_silhouette": 0.690,
     "mediastinum": 0.649,
 }
 MEASURED_USABLE = 62
-MEASURED_ALL_TEN = 54
+MEASURED_ALL_TEN = 53
 # By-eye wrong regions (hannover_verdicts.json, "atlas") left unflagged by quality control:
-# 0 (the two white-out films are not used: 563118e4 two regions fail, 93fd0adb its thorax
-# matches no atlas thorax).
+# 0 (the two white-out films are not used: 563118e4 its lungs fail, 93fd0adb its thorax
+# matches no atlas thorax; 5f001e0b's left angle over the soft tissue at the film edge fails
+# angle-at-frame-edge).
 MEASURED_WRONG_UNFLAGGED = 0
 
 

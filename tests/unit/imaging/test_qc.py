@@ -85,3 +85,21 @@ def test_template_and_missing_placements_fail_the_film() -> None:
     none = check_placement(image, RegionBoxes.missing(truth.width, truth.height))
     assert not none.film_ok
     assert none.film_reason == "regions-not-found"
+
+
+def test_an_angle_box_at_the_films_lateral_edge_is_flagged() -> None:
+    image, truth = _film(4)
+    assert not any(
+        "angle-at-frame-edge" in r.reasons for r in check_placement(image, truth).regions
+    )
+    angle = truth.get("left_costophrenic_angle")
+    assert angle is not None
+    width = int(np.ceil(angle[2]))  # the film ends at the left angle's lateral edge
+    clipped = tuple(
+        None if b is None else (b[0], b[1], min(b[2], width), b[3]) for b in truth.boxes
+    )
+    qc = check_placement(image[:, :width], replace(truth, boxes=clipped, width=width))
+    assert "angle-at-frame-edge" in qc.regions[REGIONS.index("left_costophrenic_angle")].reasons
+    assert "left_costophrenic_angle" in qc.failed
+    right = qc.regions[REGIONS.index("right_costophrenic_angle")]
+    assert "angle-at-frame-edge" not in right.reasons
