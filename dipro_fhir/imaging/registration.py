@@ -158,8 +158,10 @@ def refine_bases(
     u = torch.stack(grids).repeat_interleave(k, 0)
     c = torch.stack(centres).repeat_interleave(k, 0)
     s, t = scale_shift(p.repeat(2, 1))
-    target = F.grid_sample(film.expand(2, -1, -1, -1), torch.stack(grids), align_corners=False,
-                           padding_mode="border").repeat_interleave(k, 0)  # fmt: skip
+    windows = F.grid_sample(
+        film.expand(2, -1, -1, -1), torch.stack(grids), align_corners=False, padding_mode="border"
+    )
+    target = windows.repeat_interleave(k, 0)
     moving = atlas.repeat(2, 1, 1, 1)
 
     def local(q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -188,8 +190,8 @@ def refine_bases(
             # The atlas lung box back through the local map: u = c + ((v - t)/s - dt - c)/e.
             v = boxes[:, _LUNG[side]] * 2 - 1
             si, ti, ci = s[rows].repeat(1, 2), t[rows].repeat(1, 2), c[rows].repeat(1, 2)
-            lung = ((ci + ((v - ti) / si - dt[rows].repeat(1, 2) - ci) / ds[rows].exp().repeat(1, 2)
-                     + 1) / 2).clamp(0.0, 1.0)  # fmt: skip
+            ei, di = ds[rows].exp().repeat(1, 2), dt[rows].repeat(1, 2)
+            lung = ((ci + ((v - ti) / si - di - ci) / ei + 1) / 2).clamp(0.0, 1.0)
             x = _LATERAL[side]
             dx = lung[:, x] - candidates[:, _LUNG[side], x]
             dy = lung[:, 3] - candidates[:, _LUNG[side], 3]
