@@ -18,13 +18,12 @@ films (Candemir et al., IEEE TMI 2014, did it for lung fields with non-rigid reg
 
 Besides the boxes the locator reports, per region, how much the ``top_k`` atlases agree (the
 mean IoU of each one's box with the fused box, :attr:`RegionBoxes.confidence`), and how much
-the thorax looks like theirs (the median correlation inside the union of the lung boxes of
-the whole-film fit,
-:attr:`RegionBoxes.match`); quality control fails a region on which they disagree, and the
-film when its thorax is unlike theirs (a white-out, a strongly rotated or lordotic film). A
-film that resembles no atlas film at all (best correlation of the whole film under
-:data:`MIN_MATCH`: a lateral view, an abdomen, a film of something else) gets no regions
-(``method="none"``).
+the thorax looks like theirs (the median correlation inside the union of the lung boxes,
+:attr:`RegionBoxes.match`), both of the whole-film fits; quality control fails a region on
+which they disagree, and the film when its thorax is unlike theirs (a white-out, a strongly
+rotated or lordotic film). A film that resembles no atlas film at all (best correlation of
+the whole film under :data:`MIN_MATCH`: a lateral view, an abdomen, a film of something
+else) gets no regions (``method="none"``).
 
 The atlas is built from COCO boxes with ``dipro-fhir train-locator --kind atlas`` and stored
 as an ``.npz`` file (thumbnails at 64 and 128 px as uint8, boxes as fractions, patient ids).
