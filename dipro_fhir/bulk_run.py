@@ -35,10 +35,10 @@ from dipro_fhir.fhir.bulk import (
     ExportManifest,
     ExportRequest,
     PollPolicy,
-    check_reachable,
     code_filter,
     code_tokens,
     export_requests,
+    track_unreachable,
 )
 from dipro_fhir.fhir.bulk_files import download_export
 from dipro_fhir.fhir.client import FhirClient
@@ -119,7 +119,11 @@ def poll_export(settings: Settings, state: Mapping[str, Any]) -> dict[str, Any]:
             unreachable |= result.unreachable
             if result.manifest is None:
                 waits.append(result.retry_after_s)
-        state["unreachable_since"] = _unreachable_since(state, unreachable, bulk.policy)
+        # Epoch seconds, not monotonic: the state crosses processes.
+        since = state.get("unreachable_since")
+        state["unreachable_since"] = track_unreachable(
+            None if since is None else float(since), unreachable, time.time(), bulk.policy
+        )
     state["jobs"] = [job.to_json() for job in jobs]
     delay = min(max(waits, default=0.0), settings.fhir.bulk_poll_max_s)
     return {"done": not waits, "retry_after_s": delay, "state": state}
@@ -225,24 +229,6 @@ def _policy(settings: Settings) -> PollPolicy:
         timeout_s=fhir.bulk_timeout_s,
         unreachable_s=fhir.bulk_unreachable_s,
     )
-
-
-def _unreachable_since(
-    state: Mapping[str, Any], unreachable: bool, policy: PollPolicy
-) -> float | None:
-    """When (epoch seconds: the state crosses processes) the status endpoint became
-    unreachable, or None while it answers.
-
-    Raises:
-        BulkExportError: It has been unreachable for longer than ``policy.unreachable_s``.
-    """
-    if not unreachable:
-        return None
-    now = time.time()
-    since = state.get("unreachable_since")
-    since = now if since is None else float(since)
-    check_reachable(now - since, policy)
-    return since
 
 
 def _request_json(request: ExportRequest) -> dict[str, Any]:

@@ -301,12 +301,9 @@ class BulkExportClient:
                 if len(done) == len(jobs):
                     break
                 now = time.monotonic()
-                if not unreachable:
-                    unreachable_since = None
-                elif unreachable_since is None:
-                    unreachable_since = now
-                if unreachable_since is not None:
-                    check_reachable(now - unreachable_since, self.policy)
+                unreachable_since = track_unreachable(
+                    unreachable_since, unreachable, now, self.policy
+                )
                 if now - started > self.policy.timeout_s:
                     raise BulkExportError(f"$export not done in {self.policy.timeout_s:.0f} s")
                 self.sleep(self.policy.delay_s(polls, max(delays)))
@@ -352,17 +349,24 @@ class BulkExportClient:
                                 body=request.parameters(with_filters=with_filters))  # fmt: skip
 
 
-def check_reachable(unreachable_for_s: float, policy: PollPolicy) -> None:
-    """Give up on a status endpoint unreachable for longer than ``policy.unreachable_s``.
+def track_unreachable(
+    since: float | None, unreachable: bool, now: float, policy: PollPolicy
+) -> float | None:
+    """Since when the status endpoint has been unreachable (None while it answers), given
+    the previous value and whether this round of polls reached it.
 
     Raises:
-        BulkExportError: It has been.
+        BulkExportError: It has been unreachable for longer than ``policy.unreachable_s``.
     """
-    if unreachable_for_s > policy.unreachable_s:
+    if not unreachable:
+        return None
+    since = now if since is None else since
+    if now - since > policy.unreachable_s:
         raise BulkExportError(
-            f"$export status unreachable for {unreachable_for_s:.0f} s "
+            f"$export status unreachable for {now - since:.0f} s "
             f"(limit {policy.unreachable_s:.0f} s): is the FHIR server down?"
         )
+    return since
 
 
 def export_requests(

@@ -316,19 +316,18 @@ def check_placement(image: Image, boxes: RegionBoxes) -> PlacementQC:
             reach = (mid - pbox[0]) if image_left else (pbox[2] - mid)
             lateral = other * (1 + (SYMMETRY_MAX - 1) * slack) - reach
             margins[region].append((lateral / (0.05 * lw), "beyond-chest-wall"))
-        cp = placed.get(f"{side}_costophrenic_angle")
+        cp_name = f"{side}_costophrenic_angle"
+        cp = placed.get(cp_name)
         if cp is not None:
-            # Distance of the box's lateral edge from the film's lateral edge (>= 1 px).
-            to_edge = cp[0] if image_left else w_img - cp[2]
-            margins[f"{side}_costophrenic_angle"].append((to_edge - 1.0, "angle-at-frame-edge"))
             at_base = min(cp[3] - (lung[3] - 0.1 * lh), cp[1] - (lung[1] + 0.5 * lh))
             lateral = (0.5 * (lung[0] + lung[2]) - 0.5 * (cp[0] + cp[2])) * (
                 1 if image_left else -1
             )
-            margins[cp_name := f"{side}_costophrenic_angle"].append(
-                (at_base / (0.05 * lh), "angle-not-at-base")
-            )
+            margins[cp_name].append((at_base / (0.05 * lh), "angle-not-at-base"))
             margins[cp_name].append((lateral / (0.05 * lw), "angle-not-at-base"))
+            # Distance of the box's lateral edge from the film's lateral edge (>= 1 px).
+            to_edge = cp[0] if image_left else w_img - cp[2]
+            margins[cp_name].append((to_edge - 1.0, "angle-at-frame-edge"))
     if boxes.confidence is not None:
         for region, agreement in zip(REGIONS, boxes.confidence, strict=True):
             if region in placed:

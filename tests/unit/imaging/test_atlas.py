@@ -20,8 +20,8 @@ from dipro_fhir.imaging.atlas import (
     RegionAtlas,
     content,
 )
-from dipro_fhir.imaging.boxes import RegionBoxes
-from dipro_fhir.imaging.evaluate import evaluate_folder, load_coco, load_patients
+from dipro_fhir.imaging.boxes import Box, RegionBoxes
+from dipro_fhir.imaging.evaluate import evaluate_folder, iou, load_coco, load_patients
 from dipro_fhir.imaging.locators import load_locator
 from dipro_fhir.imaging.qc import check_placement
 from dipro_fhir.synth.radiograph import random_anatomy, render_chest, true_regions
@@ -47,13 +47,10 @@ def _atlas(seeds: range) -> RegionAtlas:
     return RegionAtlas.from_films(films, size=48, note="synthetic")
 
 
-def _iou(got: Any, want: Any) -> float:
+def _iou(got: Box | None, want: Box | None) -> float:
     assert got is not None
     assert want is not None
-    ix = max(0.0, min(got[2], want[2]) - max(got[0], want[0]))
-    iy = max(0.0, min(got[3], want[3]) - max(got[1], want[1]))
-    area = (got[2] - got[0]) * (got[3] - got[1]) + (want[2] - want[0]) * (want[3] - want[1])
-    return float(ix * iy / (area - ix * iy))
+    return iou(got, want)
 
 
 def test_content_cuts_flat_bands_and_keeps_a_film_without_them() -> None:
