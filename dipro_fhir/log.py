@@ -33,6 +33,9 @@ NOISY_LOGGERS = (
     "pydicom",
     "PIL",
 )
+#: Third-party loggers that only chatter at INFO (Alembic announces each autogenerate plugin
+#: when imported, which every command that touches the results schema does).
+CHATTY_LOGGERS = ("alembic.runtime.plugins",)
 _UID = re.compile(r"\b\d+(?:\.\d+){3,}\b")
 _PATH = re.compile(r"(?:[A-Za-z]:)?(?:/[^\s/'\"]+){2,}/?")
 
@@ -74,7 +77,7 @@ class RedactFilter(logging.Filter):
 
 
 def _quiet_third_parties() -> None:
-    for name in NOISY_LOGGERS:
+    for name in (*NOISY_LOGGERS, *CHATTY_LOGGERS):
         logging.getLogger(name).setLevel(logging.WARNING)
     logging.captureWarnings(True)  # warnings.warn (pydicom's) become py.warnings records
     # Logger filters do not apply to child loggers; handler filters see every record.

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +81,17 @@ def test_the_command_prints_a_table_and_json(
     assert main(["codes", "--ndjson", str(export), "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     assert {r["code"] for r in listed} >= {"8867-4", "PULS", "XYZ"}
+
+
+def test_the_command_logs_nothing_of_alembic(export: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIPRO_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "dipro_fhir.cli", "codes", "--ndjson", str(export)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=120,
+    )
+    assert "7 codes, 3 mapped" in done.stdout
+    assert "alembic" not in done.stderr
