@@ -144,7 +144,7 @@ def cmd_regions(args: argparse.Namespace) -> int:
     out = Path(args.out)
     result = evaluate_folder(Path(args.folder), load_locator(spec), out, truth, patients)
     print(render_summary(result.summary()))
-    print(f"overlays and regions.json in {out}")
+    print(f"overlays, close-ups of the hila and angles, and regions.json in {out}")
     return 0
 
 
@@ -355,7 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
     regions.add_argument(
         "--truth", help="COCO JSON of annotated boxes: prints IoU and QC confusion"
     )
-    regions.add_argument("--out", default="var/regions", help="overlays and regions.json go here")
+    regions.add_argument(
+        "--out", default="var/regions", help="overlays, close-ups and regions.json go here"
+    )
     regions.add_argument("--locator", help="override DIPRO_IMAGING__LOCATOR")
     regions.set_defaults(func=cmd_regions)
 

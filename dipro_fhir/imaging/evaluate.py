@@ -4,7 +4,9 @@ and measure them against annotated boxes (issue 11).
 For every ``*.png`` / ``*.dcm`` under the folder: decode (PNG: 8/16-bit grayscale, taken as
 display-oriented; DICOM: :func:`~dipro_fhir.imaging.decode.decode_radiograph`), locate,
 check (:mod:`dipro_fhir.imaging.qc`), time both, and write ``<out>/overlays/<name>.png``
-(flagged regions drawn thin with ``!``) and ``<out>/regions.json``.
+(flagged regions drawn thin with ``!``), ``<out>/closeups/<name>.png`` (the hila and
+costophrenic angles zoomed, with the annotated boxes in cyan when there is a truth file:
+:func:`~dipro_fhir.imaging.overlay.closeups`) and ``<out>/regions.json``.
 
 With a COCO truth file (``images[].file_name`` matched on the file stem, categories named as
 ``dipro.vocab.REGIONS``) it adds, per region, the IoU of every placed box with the truth and
@@ -32,7 +34,7 @@ from PIL import Image
 from dipro.vocab import REGIONS
 from dipro_fhir.imaging.boxes import Box
 from dipro_fhir.imaging.decode import DECODE_ERRORS, decode_radiograph
-from dipro_fhir.imaging.overlay import overlay
+from dipro_fhir.imaging.overlay import closeups, overlay
 from dipro_fhir.imaging.qc import check_placement
 from dipro_fhir.imaging.regions import RegionLocator
 
@@ -140,6 +142,7 @@ def evaluate_folder(
     ev = Evaluation()
     if out is not None:
         (out / "overlays").mkdir(parents=True, exist_ok=True)
+        (out / "closeups").mkdir(exist_ok=True)
     for path in films(folder):
         try:
             image = read_film(path)
@@ -202,6 +205,9 @@ def evaluate_folder(
             title = f"{path.stem} {boxes.method} {'ok' if qc.film_ok else qc.film_reason}"
             overlay(image, boxes.boxes, flagged=flags, title=title).save(
                 out / "overlays" / f"{path.stem}.png"
+            )
+            closeups(image, boxes.boxes, truth=want, flagged=flags).save(
+                out / "closeups" / f"{path.stem}.png"
             )
     if out is not None:
         payload = {"summary": ev.summary(), "films": ev.records}

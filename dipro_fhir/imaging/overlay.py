@@ -2,11 +2,15 @@
 
 Used by ``dipro-fhir regions`` (overlay PNGs) and to review and annotate films by eye: the
 grid's labels are pixel coordinates of the image, so a box can be read off it.
+
+At overlay size a costophrenic angle or hilar box is a few tens of pixels, too small to tell
+a box on the recess from one just above it; :func:`closeups` draws those four regions
+zoomed, with the annotated box beside the placed one when there is one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +33,14 @@ COLOURS: tuple[str, ...] = (
     "#ffffff",
 )
 SHORT: tuple[str, ...] = ("LL", "RL", "LLZ", "RLZ", "LH", "RH", "LCP", "RCP", "CS", "MED")
+#: The small regions :func:`closeups` zooms into, as laid out on the sheet (the patient's
+#: right on the image's left): hila above, costophrenic angles below.
+SMALL: tuple[tuple[str, str], ...] = (
+    ("right_hilar_structures", "left_hilar_structures"),
+    ("right_costophrenic_angle", "left_costophrenic_angle"),
+)
+#: Colour of the annotated (truth) box on a close-up.
+TRUTH_COLOUR = (0, 255, 255)
 
 
 def to_rgb(image: npt.NDArray[np.floating], scale: float = 1.0) -> Image.Image:
@@ -113,3 +125,63 @@ def overlay(
     both.paste(plain, (0, 0))
     both.paste(boxed, (plain.width + 4, 0))
     return both
+
+
+def _window(box: Box, width: int, height: int) -> tuple[int, int, int, int]:
+    """A square around ``box`` with one box side of margin all round (the lung, chest wall
+    and diaphragm next to it), shifted to stay inside the image."""
+    side = 3.0 * max(box[2] - box[0], box[3] - box[1], 8.0)
+    side = min(side, float(width), float(height))
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    x0 = min(max(cx - side / 2, 0.0), width - side)
+    y0 = min(max(cy - side / 2, 0.0), height - side)
+    return round(x0), round(y0), round(x0 + side), round(y0 + side)
+
+
+def closeups(
+    image: npt.NDArray[np.floating],
+    boxes: Sequence[Box | None],
+    *,
+    truth: Mapping[str, Box] | None = None,
+    flagged: Sequence[bool] | None = None,
+    tile: int = 256,
+) -> Image.Image:
+    """A 2 x 2 sheet of the hila and costophrenic angles (:data:`SMALL`), each zoomed to
+    ``tile`` px around its placed box and its annotated one (either, when one is missing).
+
+    The placed box is drawn in its region's colour (thin with ``!`` when flagged), the
+    annotated box of ``truth`` in cyan. A region with neither box gets a grey tile.
+    """
+    if len(boxes) != len(REGIONS):
+        raise ValueError(f"expected {len(REGIONS)} boxes")
+    height, width = int(image.shape[0]), int(image.shape[1])
+    sheet = Image.new("RGB", (2 * tile + 4, 2 * tile + 4), (40, 40, 40))
+    for row, pair in enumerate(SMALL):
+        for col, region in enumerate(pair):
+            i = REGIONS.index(region)
+            placed, annotated = boxes[i], (truth or {}).get(region)
+            both = [b for b in (placed, annotated) if b is not None]
+            if not both:
+                continue
+            anchor = (
+                min(b[0] for b in both),
+                min(b[1] for b in both),
+                max(b[2] for b in both),
+                max(b[3] for b in both),
+            )
+            x0, y0, x1, y1 = _window(anchor, width, height)
+            crop = image[y0:y1, x0:x1]
+            scale = tile / max(crop.shape)
+            pic = to_rgb(crop, scale)
+            shifted: list[Box | None] = [None] * len(REGIONS)
+            if placed is not None:
+                shifted[i] = (placed[0] - x0, placed[1] - y0, placed[2] - x0, placed[3] - y0)
+            draw_boxes(pic, shifted, scale, flagged)
+            draw = ImageDraw.Draw(pic)
+            if annotated is not None:
+                a = [(c - o) * scale for c, o in zip(annotated, (x0, y0, x0, y0), strict=True)]
+                draw.rectangle(a, outline=TRUTH_COLOUR, width=1)
+            if placed is None:
+                draw.text((4, 4), f"{SHORT[i]} missing", fill=COLOURS[i])
+            sheet.paste(pic, (col * (tile + 4), row * (tile + 4)))
+    return sheet

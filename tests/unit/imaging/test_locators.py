@@ -14,8 +14,9 @@ from dipro.vocab import REGIONS
 from dipro_fhir.cli import main
 from dipro_fhir.errors import ConfigError
 from dipro_fhir.imaging.atlas import AtlasRegionLocator
-from dipro_fhir.imaging.boxes import RegionBoxes
+from dipro_fhir.imaging.boxes import Box, RegionBoxes
 from dipro_fhir.imaging.locators import TorchScriptLocator, boxes_from_output, load_locator
+from dipro_fhir.imaging.overlay import COLOURS, TRUTH_COLOUR, closeups
 from dipro_fhir.imaging.regions import GeometricRegionLocator
 from dipro_fhir.settings import SYNTHETIC_LOCATOR, Settings, embedded_settings
 from dipro_fhir.synth.radiograph import random_anatomy, render_chest, true_regions
@@ -122,6 +123,44 @@ def test_the_regions_command_writes_overlays_json_and_iou(
     result = json.loads((out / "regions.json").read_text())
     assert result["summary"]["films"] == 3
     assert len(list((out / "overlays").glob("*.png"))) == 3
+    assert len(list((out / "closeups").glob("*.png"))) == 3
     assert result["summary"]["mean_iou"]["left_lung"] > 0.5
     assert result["summary"]["seconds_per_film"] > 0
     assert all("qc" in f and "seconds" in f for f in result["films"])
+
+
+def test_closeups_zoom_into_the_placed_and_the_annotated_small_boxes() -> None:
+    image = np.full((1000, 800), 0.5, dtype=np.float32)
+    placed: list[Box | None] = [None] * len(REGIONS)
+    placed[REGIONS.index("right_costophrenic_angle")] = (100.0, 700.0, 180.0, 780.0)
+    placed[REGIONS.index("left_hilar_structures")] = (450.0, 400.0, 530.0, 480.0)
+    truth = {"right_costophrenic_angle": (120.0, 720.0, 200.0, 800.0)}
+    sheet = np.asarray(closeups(image, placed, truth=truth, tile=240))
+    assert sheet.shape == (484, 484, 3)
+
+    def colour_in(rows: slice, cols: slice, rgb: tuple[int, int, int]) -> bool:
+        return bool((sheet[rows, cols] == rgb).all(axis=-1).any())
+
+    tiles = {
+        "RH": (slice(0, 240), slice(0, 240)),
+        "LH": (slice(0, 240), slice(244, 484)),
+        "RCP": (slice(244, 484), slice(0, 240)),
+        "LCP": (slice(244, 484), slice(244, 484)),
+    }
+    rcp = REGIONS.index("right_costophrenic_angle")
+    lh = REGIONS.index("left_hilar_structures")
+    assert colour_in(*tiles["RCP"], _rgb(COLOURS[rcp]))
+    assert colour_in(*tiles["RCP"], TRUTH_COLOUR)
+    assert colour_in(*tiles["LH"], _rgb(COLOURS[lh]))
+    assert not colour_in(*tiles["LH"], TRUTH_COLOUR)
+    # A region with neither a placed nor an annotated box stays an empty grey tile.
+    assert (sheet[tiles["RH"]] == 40).all()
+    # Zoomed: the window is three times the 100 px union of placed and annotated box, so the
+    # 80 px angle box is drawn 80 * 240 / 300 = 64 px wide, not 80 * 240 / 1000.
+    drawn = (sheet[tiles["RCP"]] == _rgb(COLOURS[rcp])).all(axis=-1)
+    columns = np.flatnonzero(drawn.any(axis=0))
+    assert 60 <= columns[-1] - columns[0] <= 68
+
+
+def _rgb(colour: str) -> tuple[int, int, int]:
+    return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)
