@@ -142,7 +142,14 @@ def cmd_regions(args: argparse.Namespace) -> int:
     truth = load_coco(Path(args.truth)) if args.truth else None
     patients = load_patients(Path(args.truth)) if args.truth else None
     out = Path(args.out)
-    result = evaluate_folder(Path(args.folder), load_locator(spec), out, truth, patients)
+    result = evaluate_folder(
+        Path(args.folder),
+        load_locator(spec),
+        out,
+        truth,
+        patients,
+        show_progress=not args.quiet,
+    )
     print(render_summary(result.summary()))
     print(f"overlays, close-ups of the hila and angles, and regions.json in {out}")
     return 0

@@ -6,7 +6,8 @@ display-oriented; DICOM: :func:`~dipro_fhir.imaging.decode.decode_radiograph`), 
 check (:mod:`dipro_fhir.imaging.qc`), time both, and write ``<out>/overlays/<name>.png``
 (flagged regions drawn thin with ``!``), ``<out>/closeups/<name>.png`` (the hila and
 costophrenic angles zoomed, with the annotated boxes in cyan when there is a truth file:
-:func:`~dipro_fhir.imaging.overlay.closeups`) and ``<out>/regions.json``.
+:func:`~dipro_fhir.imaging.overlay.closeups`) and ``<out>/regions.json``. ``<name>`` is the
+film's path under the folder without its suffix, ``__`` for ``/``.
 
 With a COCO truth file (``images[].file_name`` matched on the file stem, categories named as
 ``dipro.vocab.REGIONS``) it adds, per region, the IoU of every placed box with the truth and
@@ -30,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 import pydicom
 from PIL import Image
+from tqdm import tqdm
 
 from dipro.vocab import REGIONS
 from dipro_fhir.imaging.boxes import Box
@@ -136,14 +138,17 @@ def evaluate_folder(
     out: Path | None = None,
     truth: Mapping[str, Mapping[str, Box]] | None = None,
     patients: Mapping[str, str] | None = None,
+    *,
+    show_progress: bool = False,
 ) -> Evaluation:
     """Run ``locator`` and quality control on every film of ``folder`` (module docstring;
-    ``patients``: the patient of each film stem, for leave-patient-out)."""
+    ``patients``: the patient of each film stem, for leave-patient-out; ``show_progress``:
+    a progress bar on stderr)."""
     ev = Evaluation()
     if out is not None:
         (out / "overlays").mkdir(parents=True, exist_ok=True)
         (out / "closeups").mkdir(exist_ok=True)
-    for path in films(folder):
+    for path in tqdm(list(films(folder)), unit="film", disable=not show_progress):
         try:
             image = read_film(path)
         except ValueError as exc:
@@ -203,12 +208,10 @@ def evaluate_folder(
         if out is not None:
             flags = [r in failed for r in REGIONS]
             title = f"{path.stem} {boxes.method} {'ok' if qc.film_ok else qc.film_reason}"
-            overlay(image, boxes.boxes, flagged=flags, title=title).save(
-                out / "overlays" / f"{path.stem}.png"
-            )
-            closeups(image, boxes.boxes, truth=want, flagged=flags).save(
-                out / "closeups" / f"{path.stem}.png"
-            )
+            # Films in subfolders may share a stem: their drawings must not overwrite.
+            name = "__".join(path.relative_to(folder).with_suffix("").parts) + ".png"
+            overlay(image, boxes.boxes, flagged=flags, title=title).save(out / "overlays" / name)
+            closeups(image, boxes.boxes, truth=want, flagged=flags).save(out / "closeups" / name)
     if out is not None:
         payload = {"summary": ev.summary(), "films": ev.records}
         (out / "regions.json").write_text(json.dumps(payload, indent=1) + "\n")

@@ -15,6 +15,7 @@ from dipro_fhir.cli import main
 from dipro_fhir.errors import ConfigError
 from dipro_fhir.imaging.atlas import AtlasRegionLocator
 from dipro_fhir.imaging.boxes import Box, RegionBoxes
+from dipro_fhir.imaging.evaluate import evaluate_folder
 from dipro_fhir.imaging.locators import TorchScriptLocator, boxes_from_output, load_locator
 from dipro_fhir.imaging.overlay import COLOURS, TRUTH_COLOUR, closeups
 from dipro_fhir.imaging.regions import GeometricRegionLocator
@@ -127,6 +128,18 @@ def test_the_regions_command_writes_overlays_json_and_iou(
     assert result["summary"]["mean_iou"]["left_lung"] > 0.5
     assert result["summary"]["seconds_per_film"] > 0
     assert all("qc" in f and "seconds" in f for f in result["films"])
+
+
+def test_films_of_one_stem_in_two_folders_get_two_drawings(tmp_path: Path) -> None:
+    image = render_chest(0, random_anatomy(np.random.default_rng(0)), {})
+    for folder in ("a", "b"):
+        (tmp_path / "films" / folder).mkdir(parents=True)
+        Image.fromarray((image * 255).astype(np.uint8)).save(tmp_path / "films" / folder / "1.png")
+    out = tmp_path / "out"
+    ev = evaluate_folder(tmp_path / "films", GeometricRegionLocator(), out)
+    assert [r["file"] for r in ev.records] == ["a/1.png", "b/1.png"]
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == ["a__1.png", "b__1.png"]
+    assert sorted(p.name for p in (out / "closeups").iterdir()) == ["a__1.png", "b__1.png"]
 
 
 def test_closeups_zoom_into_the_placed_and_the_annotated_small_boxes() -> None:
