@@ -1,0 +1,1 @@
+"""The modules of ``scripts/sandbox.py`` (run that, not these)."""
