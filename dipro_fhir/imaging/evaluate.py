@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,24 +109,63 @@ def films(folder: Path) -> Iterator[Path]:
 _CONFUSION = ("wrong_flagged", "wrong_unflagged", "ok_flagged", "ok_unflagged")
 
 
+#: Resamples of the patient bootstrap (:func:`patient_bootstrap`).
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def patient_bootstrap(
+    values: Sequence[float], patients: Sequence[str], resamples: int = BOOTSTRAP_RESAMPLES
+) -> tuple[float, float] | None:
+    """The 95 % interval of the mean of ``values`` when whole patients are resampled.
+
+    Films of one patient are alike, so they are not independent evidence: resampling films
+    would give an interval as if there were as many patients as films. Percentile interval
+    over ``resamples`` draws of the patients with replacement (fixed seed: the same figures
+    every run). None for fewer than two patients.
+    """
+    if len(values) != len(patients):
+        raise ValueError("one patient per value")
+    groups: dict[str, list[float]] = {}
+    for value, patient in zip(values, patients, strict=True):
+        groups.setdefault(patient, []).append(value)
+    if len(groups) < 2:
+        return None
+    sums = np.array([sum(v) for v in groups.values()])
+    counts = np.array([len(v) for v in groups.values()])
+    draws = np.random.default_rng(0).integers(0, len(groups), size=(resamples, len(groups)))
+    means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
 @dataclass
 class Evaluation:
-    """What :func:`evaluate_folder` measured (see :meth:`summary`)."""
+    """What :func:`evaluate_folder` measured (see :meth:`summary`).
+
+    ``ious`` holds, per region, the IoU of every placed box, and ``iou_patients`` the
+    patient of each (the film's own name when its patient is not known).
+    """
 
     records: list[dict[str, Any]] = field(default_factory=list)
     ious: dict[str, list[float]] = field(default_factory=lambda: {r: [] for r in REGIONS})
+    iou_patients: dict[str, list[str]] = field(default_factory=lambda: {r: [] for r in REGIONS})
     confusion: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_CONFUSION, 0))
     seconds: list[float] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """Films, usable films, films with all ten regions kept, mean IoU per region (placed
-        boxes, before quality control), the confusion, and seconds per film."""
+        boxes, before quality control) with its 95 % patient-bootstrap interval, the
+        confusion, and seconds per film."""
         usable = [r for r in self.records if r["qc"]["film_ok"]]
         return {
             "films": len(self.records),
             "films_usable": len(usable),
             "films_all_ten_kept": sum(1 for r in usable if not r["qc"]["failed"]),
             "mean_iou": {k: float(np.mean(v)) if v else None for k, v in self.ious.items()},
+            "iou_ci95": {
+                k: patient_bootstrap(v, self.iou_patients[k]) for k, v in self.ious.items()
+            },
+            "patients": len({p for v in self.iou_patients.values() for p in v}),
             "qc_confusion": dict(self.confusion),
             "seconds_per_film": float(np.mean(self.seconds)) if self.seconds else None,
         }
@@ -200,6 +239,7 @@ def evaluate_folder(
                 value = iou(box, want[region])
                 record["iou"][region] = round(value, 3)
                 ev.ious[region].append(value)
+                ev.iou_patients[region].append(patient or path.stem)
                 key = ("wrong" if value < WRONG_IOU else "ok") + (
                     "_flagged" if region in failed else "_unflagged"
                 )
@@ -227,8 +267,13 @@ def render_summary(summary: Mapping[str, Any]) -> str:
     ]
     ious = {k: v for k, v in summary["mean_iou"].items() if v is not None}
     if ious:
-        lines.append("mean IoU per region (placed boxes, before QC):")
-        lines += [f"  {k:26s} {v:.3f}" for k, v in ious.items()]
+        lines.append(
+            "mean IoU per region (placed boxes, before QC; 95 % interval over "
+            f"{summary['patients']} patients):"
+        )
+        for k, v in ious.items():
+            ci = summary["iou_ci95"].get(k)
+            lines.append(f"  {k:26s} {v:.3f}" + (f"  ({ci[0]:.3f}-{ci[1]:.3f})" if ci else ""))
         c = summary["qc_confusion"]
         lines.append(
             f"QC confusion (wrong = IoU < {WRONG_IOU}): wrong flagged {c['wrong_flagged']}, "
