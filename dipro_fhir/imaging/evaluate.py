@@ -268,8 +268,8 @@ def render_summary(summary: Mapping[str, Any]) -> str:
     ious = {k: v for k, v in summary["mean_iou"].items() if v is not None}
     if ious:
         lines.append(
-            "mean IoU per region (placed boxes, before QC; 95 % interval over "
-            f"{summary['patients']} patients):"
+            "mean IoU per region (placed boxes, before QC; 95 % interval resampling "
+            f"{summary['patients']} patients, a film without patient_id counting as one):"
         )
         for k, v in ious.items():
             ci = summary["iou_ci95"].get(k)
