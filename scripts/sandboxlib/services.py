@@ -30,17 +30,9 @@ from sandboxlib.core import (
 
 
 def _pg_answers(sandbox: Sandbox) -> bool:
-    import sqlalchemy as sa
+    from tests.servers.postgres import answers
 
-    engine = sa.create_engine(sandbox.results_db_url("postgres"), poolclass=sa.pool.NullPool)
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-        return True
-    except sa.exc.OperationalError:
-        return False
-    finally:
-        engine.dispose()
+    return answers(sandbox.results_db_url("postgres"))
 
 
 def _pg_admin(sandbox: Sandbox, statement: str, **params: Any) -> list[Any]:

@@ -37,8 +37,10 @@ class PgServer:
         return f"postgresql+psycopg2://{self.user}@{self.host}:{self.port}/{database}"
 
 
-def _answers(server: PgServer) -> bool:
-    engine = sa.create_engine(server.url(), poolclass=sa.pool.NullPool)
+def answers(url: str) -> bool:
+    """Whether the PostgreSQL server of ``url`` takes a connection and a ``SELECT 1``
+    (the sandbox's probe too)."""
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
@@ -65,12 +67,12 @@ def _start_cluster() -> None:
 def pg_server() -> PgServer:
     """The PostgreSQL server on loopback; started if it is down, skipped if it cannot be."""
     server = PgServer(PG_HOST, PG_PORT, PG_USER)
-    if _answers(server):
+    if answers(server.url()):
         return server
     if Path("/etc/postgresql").is_dir():
         _start_cluster()
         for _ in range(50):
-            if _answers(server):
+            if answers(server.url()):
                 return server
             time.sleep(0.2)
     pytest.fail(
