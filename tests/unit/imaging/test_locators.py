@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageColor
 
 from dipro.vocab import REGIONS
 from dipro_fhir.cli import main
@@ -162,18 +162,14 @@ def test_closeups_zoom_into_the_placed_and_the_annotated_small_boxes() -> None:
     }
     rcp = REGIONS.index("right_costophrenic_angle")
     lh = REGIONS.index("left_hilar_structures")
-    assert colour_in(*tiles["RCP"], _rgb(COLOURS[rcp]))
+    assert colour_in(*tiles["RCP"], ImageColor.getrgb(COLOURS[rcp]))
     assert colour_in(*tiles["RCP"], TRUTH_COLOUR)
-    assert colour_in(*tiles["LH"], _rgb(COLOURS[lh]))
+    assert colour_in(*tiles["LH"], ImageColor.getrgb(COLOURS[lh]))
     assert not colour_in(*tiles["LH"], TRUTH_COLOUR)
     # A region with neither a placed nor an annotated box stays an empty grey tile.
     assert (sheet[tiles["RH"]] == 40).all()
     # Zoomed: the window is three times the 100 px union of placed and annotated box, so the
     # 80 px angle box is drawn 80 * 240 / 300 = 64 px wide, not 80 * 240 / 1000.
-    drawn = (sheet[tiles["RCP"]] == _rgb(COLOURS[rcp])).all(axis=-1)
+    drawn = (sheet[tiles["RCP"]] == ImageColor.getrgb(COLOURS[rcp])).all(axis=-1)
     columns = np.flatnonzero(drawn.any(axis=0))
     assert 60 <= columns[-1] - columns[0] <= 68
-
-
-def _rgb(colour: str) -> tuple[int, int, int]:
-    return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)
