@@ -150,7 +150,12 @@ def cmd_regions(args: argparse.Namespace) -> int:
         patients,
         show_progress=not args.quiet,
     )
-    print(render_summary(result.summary()))
+    summary = result.summary()
+    print(render_summary(summary))
+    if summary["films_unreadable"]:
+        print(f"{summary['films_unreadable']} film(s) could not be read: see regions.json")
+    if truth is not None and not summary["films_with_truth"]:
+        print(f"no film has an annotation in {args.truth} (matched by file name without suffix)")
     print(f"overlays, close-ups of the hila and angles, and regions.json in {out}")
     return 0
 

@@ -299,14 +299,14 @@ def _thorax_match(
 def build_atlas(coco: Path, images: Path, out: Path, note: str = "") -> RegionAtlas:
     """Build an atlas from a COCO file of the ten region boxes (``images[].patient_id`` per
     film where present, else the file stem) and write it to ``out`` (``.npz``)."""
-    from dipro_fhir.imaging.evaluate import load_coco, read_film
+    from dipro_fhir.imaging.evaluate import load_coco, read_coco, read_training_film
 
     truth = load_coco(coco)
     films = []
-    for entry in json.loads(coco.read_text())["images"]:
+    for entry in read_coco(coco)["images"]:
         name = Path(str(entry["file_name"])).stem
         if set(truth.get(name, {})) >= set(REGIONS):
-            image = read_film(images / str(entry["file_name"]))
+            image = read_training_film(images / str(entry["file_name"]))
             patient = str(entry.get("patient_id") or name)
             films.append((name, patient, image, dict(truth[name])))
     atlas = RegionAtlas.from_films(films, note=note or f"COCO boxes {coco.name}")

@@ -34,8 +34,9 @@ from PIL import Image
 from tqdm import tqdm
 
 from dipro.vocab import REGIONS
+from dipro_fhir.errors import ConfigError
 from dipro_fhir.imaging.boxes import Box
-from dipro_fhir.imaging.decode import DECODE_ERRORS, decode_radiograph
+from dipro_fhir.imaging.decode import DECODE_ERRORS, CorruptImage, decode_radiograph
 from dipro_fhir.imaging.overlay import closeups, overlay
 from dipro_fhir.imaging.qc import check_placement
 from dipro_fhir.imaging.regions import RegionLocator
@@ -55,29 +56,54 @@ def iou(a: Box, b: Box) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def read_coco(path: Path) -> dict[str, Any]:
+    """A COCO file's JSON.
+
+    Raises:
+        ConfigError: It cannot be read or has no ``images``, ``annotations`` and
+            ``categories`` lists.
+    """
+    try:
+        coco = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"truth file {path}: {exc}") from exc
+    if not isinstance(coco, dict) or not all(
+        isinstance(coco.get(k), list) for k in ("images", "annotations", "categories")
+    ):
+        raise ConfigError(f"truth file {path}: not COCO (images, annotations, categories)")
+    return coco
+
+
 def load_coco(path: Path) -> dict[str, dict[str, Box]]:
-    """COCO boxes per image file stem and region name (``[x, y, w, h]`` -> corners)."""
-    coco = json.loads(path.read_text())
-    names = {int(c["id"]): str(c["name"]) for c in coco["categories"]}
-    stems = {int(im["id"]): Path(str(im["file_name"])).stem for im in coco["images"]}
-    out: dict[str, dict[str, Box]] = {}
-    for a in coco["annotations"]:
-        x, y, w, h = (float(v) for v in a["bbox"])
-        out.setdefault(stems[int(a["image_id"])], {})[names[int(a["category_id"])]] = (
-            x,
-            y,
-            x + w,
-            y + h,
-        )
+    """COCO boxes per image file stem and region name (``[x, y, w, h]`` -> corners).
+
+    Raises:
+        ConfigError: The file cannot be read, is not COCO, or an annotation names an image
+            or category the file does not hold, or has no four-number ``bbox``.
+    """
+    coco = read_coco(path)
+    try:
+        names = {int(c["id"]): str(c["name"]) for c in coco["categories"]}
+        stems = {int(im["id"]): Path(str(im["file_name"])).stem for im in coco["images"]}
+        out: dict[str, dict[str, Box]] = {}
+        for a in coco["annotations"]:
+            x, y, w, h = (float(v) for v in a["bbox"])
+            out.setdefault(stems[int(a["image_id"])], {})[names[int(a["category_id"])]] = (
+                x,
+                y,
+                x + w,
+                y + h,
+            )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"truth file {path}: {type(exc).__name__} {exc}") from exc
     return out
 
 
 def load_patients(path: Path) -> dict[str, str]:
     """``images[].patient_id`` of a COCO file per image file stem (where present)."""
-    coco = json.loads(path.read_text())
     return {
         Path(str(im["file_name"])).stem: str(im["patient_id"])
-        for im in coco["images"]
+        for im in read_coco(path)["images"]
         if im.get("patient_id")
     }
 
@@ -89,14 +115,33 @@ def read_film(path: Path) -> npt.NDArray[np.float32]:
         ValueError: The file cannot be read as a grayscale film.
     """
     if path.suffix.lower() == ".png":
-        with Image.open(path) as pic:
-            arr = np.asarray(pic.convert("I") if pic.mode in ("I;16", "I") else pic.convert("L"))
+        try:
+            with Image.open(path) as pic:
+                gray = pic.convert("I") if pic.mode in ("I;16", "I") else pic.convert("L")
+                arr = np.asarray(gray)
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            raise ValueError(f"not a readable PNG: {type(exc).__name__}") from exc
         scale = 65535.0 if arr.dtype != np.uint8 and arr.max() > 255 else 255.0
         return (arr.astype(np.float32) / scale).clip(0.0, 1.0)
     try:
         return decode_radiograph(pydicom.dcmread(path))
-    except DECODE_ERRORS as exc:
-        raise ValueError(f"{path.name}: {type(exc).__name__}") from exc
+    except CorruptImage as exc:
+        raise ValueError(str(exc)) from exc
+    except DECODE_ERRORS as exc:  # dcmread: not DICOM, truncated
+        raise ValueError(f"not a readable DICOM file: {type(exc).__name__}") from exc
+
+
+def read_training_film(path: Path) -> npt.NDArray[np.float32]:
+    """:func:`read_film` for a film a locator learns from: one that cannot be read stops the
+    training with the file's name.
+
+    Raises:
+        ConfigError: The film cannot be read.
+    """
+    try:
+        return read_film(path)
+    except ValueError as exc:
+        raise ConfigError(f"training film {path}: {exc}") from exc
 
 
 def films(folder: Path) -> Iterator[Path]:
@@ -142,30 +187,39 @@ def patient_bootstrap(
 class Evaluation:
     """What :func:`evaluate_folder` measured (see :meth:`summary`).
 
-    ``ious`` holds, per region, the IoU of every placed box, and ``iou_patients`` the
-    patient of each (the film's own name when its patient is not known).
+    ``ious`` holds, per region, ``(patient, IoU)`` of every placed box that has an annotated
+    one (the patient is the film's own name when it is not known). A film that could not be
+    read is a record with its ``error``.
     """
 
     records: list[dict[str, Any]] = field(default_factory=list)
-    ious: dict[str, list[float]] = field(default_factory=lambda: {r: [] for r in REGIONS})
-    iou_patients: dict[str, list[str]] = field(default_factory=lambda: {r: [] for r in REGIONS})
+    ious: dict[str, list[tuple[str, float]]] = field(
+        default_factory=lambda: {r: [] for r in REGIONS}
+    )
     confusion: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_CONFUSION, 0))
     seconds: list[float] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
-        """Films, usable films, films with all ten regions kept, mean IoU per region (placed
-        boxes, before quality control) with its 95 % patient-bootstrap interval, the
-        confusion, and seconds per film."""
-        usable = [r for r in self.records if r["qc"]["film_ok"]]
+        """Films, unreadable films, films with an annotation, usable films, films with all ten
+        regions kept, mean IoU per region (placed boxes, before quality control) with its
+        95 % patient-bootstrap interval, the confusion, and seconds per film."""
+        read = [r for r in self.records if "error" not in r]
+        usable = [r for r in read if r["qc"]["film_ok"]]
         return {
             "films": len(self.records),
+            "films_unreadable": len(self.records) - len(read),
+            "films_with_truth": sum(1 for r in read if "iou" in r),
             "films_usable": len(usable),
             "films_all_ten_kept": sum(1 for r in usable if not r["qc"]["failed"]),
-            "mean_iou": {k: float(np.mean(v)) if v else None for k, v in self.ious.items()},
-            "iou_ci95": {
-                k: patient_bootstrap(v, self.iou_patients[k]) for k, v in self.ious.items()
+            "mean_iou": {
+                k: float(np.mean([v for _, v in pairs])) if pairs else None
+                for k, pairs in self.ious.items()
             },
-            "patients": len({p for v in self.iou_patients.values() for p in v}),
+            "iou_ci95": {
+                k: patient_bootstrap([v for _, v in pairs], [p for p, _ in pairs])
+                for k, pairs in self.ious.items()
+            },
+            "patients": len({p for pairs in self.ious.values() for p, _ in pairs}),
             "qc_confusion": dict(self.confusion),
             "seconds_per_film": float(np.mean(self.seconds)) if self.seconds else None,
         }
@@ -182,16 +236,26 @@ def evaluate_folder(
 ) -> Evaluation:
     """Run ``locator`` and quality control on every film of ``folder`` (module docstring;
     ``patients``: the patient of each film stem, for leave-patient-out; ``show_progress``:
-    a progress bar on stderr)."""
+    a progress bar on stderr).
+
+    Raises:
+        ConfigError: ``folder`` is not a folder or holds no film. A film that cannot be read
+            does not raise: it is recorded with its error, and the others go on.
+    """
+    if not folder.is_dir():
+        raise ConfigError(f"{folder} is not a folder")
+    paths = list(films(folder))
+    if not paths:
+        raise ConfigError(f"no PNG or DICOM film (*.png, *.dcm) under {folder}")
     ev = Evaluation()
     if out is not None:
         (out / "overlays").mkdir(parents=True, exist_ok=True)
         (out / "closeups").mkdir(exist_ok=True)
-    for path in tqdm(list(films(folder)), unit="film", disable=not show_progress):
+    for path in tqdm(paths, unit="film", disable=not show_progress):
         try:
             image = read_film(path)
         except ValueError as exc:
-            ev.records.append({"file": path.name, "error": str(exc)})
+            ev.records.append({"file": str(path.relative_to(folder)), "error": str(exc)})
             continue
         film_locator = locator
         leave_out = getattr(locator, "leave_out", None)
@@ -238,8 +302,7 @@ def evaluate_folder(
                     continue
                 value = iou(box, want[region])
                 record["iou"][region] = round(value, 3)
-                ev.ious[region].append(value)
-                ev.iou_patients[region].append(patient or path.stem)
+                ev.ious[region].append((patient or path.stem, value))
                 key = ("wrong" if value < WRONG_IOU else "ok") + (
                     "_flagged" if region in failed else "_unflagged"
                 )
@@ -261,7 +324,8 @@ def evaluate_folder(
 def render_summary(summary: Mapping[str, Any]) -> str:
     """The summary as a few lines of text for the terminal."""
     lines = [
-        f"films {summary['films']}, usable {summary['films_usable']}, "
+        f"films {summary['films']}, unreadable {summary['films_unreadable']}, "
+        f"usable {summary['films_usable']}, "
         f"all ten regions kept {summary['films_all_ten_kept']}, "
         f"{1e3 * (summary['seconds_per_film'] or 0.0):.0f} ms per film (locate + QC)"
     ]

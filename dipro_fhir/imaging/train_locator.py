@@ -31,7 +31,8 @@ import torch
 from torch import nn
 
 from dipro.vocab import REGIONS
-from dipro_fhir.imaging.evaluate import iou, read_film
+from dipro_fhir.errors import ConfigError
+from dipro_fhir.imaging.evaluate import iou, read_coco, read_training_film
 from dipro_fhir.imaging.locators import TorchScriptLocator, model_input
 from dipro_fhir.imaging.regions import GeometricRegionLocator, RegionLocator
 
@@ -79,7 +80,7 @@ class Sample:
 def load_samples(coco_path: Path, images: Path, input_size: int) -> list[Sample]:
     """Every image of the COCO file with all ten regions annotated (``patient_id`` per image
     if present, else the file stem)."""
-    coco = json.loads(coco_path.read_text())
+    coco = read_coco(coco_path)
     names = {int(c["id"]): str(c["name"]) for c in coco["categories"]}
     boxes: dict[int, dict[str, list[float]]] = {}
     for a in coco["annotations"]:
@@ -89,7 +90,7 @@ def load_samples(coco_path: Path, images: Path, input_size: int) -> list[Sample]
         got = boxes.get(int(im["id"]), {})
         if set(got) != set(REGIONS):
             continue
-        film = read_film(images / str(im["file_name"]))
+        film = read_training_film(images / str(im["file_name"]))
         h, w = film.shape
         frac = [
             [got[r][0] / w, got[r][1] / h, (got[r][0] + got[r][2]) / w, (got[r][1] + got[r][3]) / h]
@@ -196,13 +197,18 @@ def train_locator(
     train_set = [s for s in samples if s.patient not in held]
     test_set = [s for s in samples if s.patient in held]
     if not train_set:
-        raise ValueError("no training films (every patient is held out)")
+        raise ConfigError("no training film: every annotated patient is held out")
+    if not test_set:
+        raise ConfigError(
+            "no held-out film: --holdout must name a patient with annotated films "
+            "(the model card reports IoU on held-out patients)"
+        )
     net = train(train_set, epochs=epochs, input_size=input_size, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
     weights = out / "region_locator.pt"
     export(net, weights)
     films = {
-        s.stem: read_film(images_path)
+        s.stem: read_training_film(images_path)
         for s in test_set
         for images_path in [_image_path(coco, images, s.stem)]
     }
@@ -231,7 +237,7 @@ def train_locator(
 
 
 def _image_path(coco: Path, images: Path, stem: str) -> Path:
-    for im in json.loads(coco.read_text())["images"]:
+    for im in read_coco(coco)["images"]:
         if Path(str(im["file_name"])).stem == stem:
             return images / str(im["file_name"])
     raise KeyError(stem)

@@ -142,6 +142,57 @@ def test_films_of_one_stem_in_two_folders_get_two_drawings(tmp_path: Path) -> No
     assert sorted(p.name for p in (out / "closeups").iterdir()) == ["a__1.png", "b__1.png"]
 
 
+def test_unreadable_films_are_counted_and_the_others_placed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    films = tmp_path / "films"
+    films.mkdir()
+    image = render_chest(0, random_anatomy(np.random.default_rng(0)), {})
+    Image.fromarray((image * 255).astype(np.uint8)).save(films / "good.png")
+    (films / "truncated.png").write_bytes((films / "good.png").read_bytes()[:300])
+    (films / "text.dcm").write_text("not a DICOM file")
+    out = tmp_path / "out"
+    assert main(["-q", "regions", str(films), "--out", str(out), "--locator", "geometric"]) == 0
+    assert "2 film(s) could not be read" in capsys.readouterr().out
+    result = json.loads((out / "regions.json").read_text())
+    assert result["summary"]["films"] == 3
+    assert result["summary"]["films_unreadable"] == 2
+    errors = {f["file"]: f.get("error") for f in result["films"]}
+    assert errors["good.png"] is None
+    assert "DICOM" in errors["text.dcm"]
+    assert "PNG" in errors["truncated.png"]
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == ["good.png"]
+
+
+def test_regions_refuses_a_folder_without_films_and_a_truth_file_that_is_not_coco(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = str(tmp_path / "out")
+    assert main(["regions", str(tmp_path / "absent"), "--out", out]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["regions", str(tmp_path / "empty"), "--out", out]) == 2
+    assert "no PNG or DICOM film" in capsys.readouterr().err
+    films = tmp_path / "films"
+    films.mkdir()
+    image = render_chest(0, random_anatomy(np.random.default_rng(0)), {})
+    Image.fromarray((image * 255).astype(np.uint8)).save(films / "a.png")
+    bad = tmp_path / "truth.json"
+    for text, message in (
+        ("{", "Expecting"),
+        ('{"images": []}', "not COCO"),
+        ('{"images": [], "categories": [], "annotations": [{"image_id": 1}]}', "KeyError"),
+    ):
+        bad.write_text(text)
+        args = ["regions", str(films), "--out", out, "--truth", str(bad)]
+        assert main(args) == 2
+        assert message in capsys.readouterr().err
+    bad.write_text('{"images": [], "categories": [], "annotations": []}')
+    args = ["-q", "regions", str(films), "--out", out, "--truth", str(bad), "--locator"]
+    assert main([*args, "geometric"]) == 0
+    assert "no film has an annotation" in capsys.readouterr().out
+
+
 def test_closeups_zoom_into_the_placed_and_the_annotated_small_boxes() -> None:
     image = np.full((1000, 800), 0.5, dtype=np.float32)
     placed: list[Box | None] = [None] * len(REGIONS)

@@ -7,9 +7,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from dipro.vocab import REGIONS
+from dipro_fhir.errors import ConfigError
+from dipro_fhir.imaging.atlas import build_atlas
 from dipro_fhir.imaging.locators import SHIPPED_WEIGHTS, load_locator
 from dipro_fhir.imaging.train_locator import train_locator
 from dipro_fhir.synth.radiograph import random_anatomy, render_chest, true_regions
@@ -62,3 +65,18 @@ def test_the_shipped_weights_load_and_have_a_card() -> None:
     assert not set(card["heldout_patients"]) & set(card["train_patients"])
     boxes = load_locator("trained").locate(np.full((256, 256), 0.5, np.float32))
     assert boxes.method in ("model", "none")
+
+
+def test_bad_training_input_stops_with_the_reason_before_training(tmp_path: Path) -> None:
+    coco = _coco(tmp_path, 3)
+    out = tmp_path / "model"
+    with pytest.raises(ConfigError, match="no held-out film"):
+        train_locator(coco, tmp_path, out, holdout=["nobody"], epochs=1, input_size=64)
+    with pytest.raises(ConfigError, match="every annotated patient is held out"):
+        train_locator(coco, tmp_path, out, holdout=["p0", "p1", "p2"], epochs=1, input_size=64)
+    (tmp_path / "s1.png").write_bytes(b"not a png")
+    with pytest.raises(ConfigError, match=r"training film .*s1\.png: not a readable PNG"):
+        train_locator(coco, tmp_path, out, holdout=["p2"], epochs=1, input_size=64)
+    with pytest.raises(ConfigError, match=r"training film .*s1\.png"):
+        build_atlas(coco, tmp_path, tmp_path / "atlas.npz")
+    assert not out.exists()
