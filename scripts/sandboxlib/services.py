@@ -6,10 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import requests
@@ -54,23 +51,18 @@ def ensure_postgres(sandbox: Sandbox, note: Callable[[str], None]) -> None:
     if _pg_answers(sandbox):
         note(f"answers on {sandbox.config.pg_host}:{sandbox.config.pg_port}")
         return
-    etc = Path("/etc/postgresql")
-    if sandbox.config.pg_host != "127.0.0.1" or not etc.is_dir():
-        raise SandboxError(
-            f"PostgreSQL does not answer on {sandbox.config.pg_host}:{sandbox.config.pg_port} "
-            "as user postgres without a password: run bash scripts/install.sh"
-        )
-    version = sorted(etc.iterdir(), key=lambda p: [int(x) for x in p.name.split(".")])[-1].name
-    command = ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"]
-    if os.geteuid() != 0 and shutil.which("sudo"):
-        command.insert(0, "sudo")
-    subprocess.run(command, check=False, capture_output=True, timeout=60)
-    for _ in range(75):
-        if _pg_answers(sandbox):
-            note(f"started cluster {version}/main")
+    if sandbox.config.pg_host == "127.0.0.1":
+        from tests.servers.postgres import start_local_cluster
+
+        started = start_local_cluster(sandbox.results_db_url("postgres"))
+        if started:
+            note(f"started cluster {started}")
             return
-        time.sleep(0.2)
-    raise SandboxError("PostgreSQL could not be started: run bash scripts/install.sh")
+    raise SandboxError(
+        f"PostgreSQL does not answer on {sandbox.config.pg_host}:{sandbox.config.pg_port} "
+        "as user postgres without a password, and could not be started: "
+        "run bash scripts/install.sh"
+    )
 
 
 def ensure_results_db(sandbox: Sandbox, note: Callable[[str], None]) -> None:

@@ -9,6 +9,8 @@ job, or use ``migrated_pg_url``).
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import time
 import uuid
@@ -51,30 +53,39 @@ def answers(url: str) -> bool:
         engine.dispose()
 
 
-def _start_cluster() -> None:
-    versions = sorted(p.name for p in Path("/etc/postgresql").iterdir())
-    if not versions:
-        return
-    subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "start"],
-        check=False,
-        capture_output=True,
-        timeout=60,
+def start_local_cluster(url: str, seconds: float = 15.0) -> str | None:
+    """Start the machine's newest Debian cluster (``pg_ctlcluster``, through ``sudo`` when
+    not root) and wait until ``url`` answers; its ``version/main``, or None if there is no
+    cluster or it did not answer in ``seconds`` (the sandbox's start too)."""
+    etc = Path("/etc/postgresql")
+    versions = (
+        sorted(
+            (p.name for p in etc.iterdir() if p.name.replace(".", "").isdigit()),
+            key=lambda v: [int(x) for x in v.split(".") if x],
+        )
+        if etc.is_dir()
+        else []
     )
+    if not versions:
+        return None
+    command = ["pg_ctlcluster", "--skip-systemctl-redirect", versions[-1], "main", "start"]
+    if os.geteuid() != 0 and shutil.which("sudo"):
+        command.insert(0, "sudo")
+    subprocess.run(command, check=False, capture_output=True, timeout=60)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if answers(url):
+            return f"{versions[-1]}/main"
+        time.sleep(0.2)
+    return None
 
 
 @pytest.fixture(scope="session")
 def pg_server() -> PgServer:
     """The PostgreSQL server on loopback; started if it is down, skipped if it cannot be."""
     server = PgServer(PG_HOST, PG_PORT, PG_USER)
-    if answers(server.url()):
+    if answers(server.url()) or start_local_cluster(server.url()):
         return server
-    if Path("/etc/postgresql").is_dir():
-        _start_cluster()
-        for _ in range(50):
-            if answers(server.url()):
-                return server
-            time.sleep(0.2)
     pytest.fail(
         "PostgreSQL does not answer on 127.0.0.1:5432 and could not be started: "
         "run scripts/install.sh"
