@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from dipro.vocab import REGIONS
-from dipro_fhir.errors import ConfigError
+from dipro_fhir.errors import ConfigError, ModelContractError
 from dipro_fhir.imaging.atlas import SHIPPED_ATLAS, AtlasRegionLocator
 from dipro_fhir.imaging.boxes import Box, RegionBoxes
 from dipro_fhir.imaging.regions import GeometricRegionLocator, RegionLocator
@@ -51,11 +51,30 @@ SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "region_locator.
 DEFAULT_INPUT = 256
 
 
+def check_output(out: npt.NDArray[np.floating], source: str) -> None:
+    """A model's whole output must be ``[1, 10, 4]`` or ``[1, 10, 5]`` (contract above): an
+    output of another shape with as many numbers, such as ``[1, 4, 10]``, must not be read
+    as boxes.
+
+    Raises:
+        ModelContractError: It is not.
+    """
+    shape = tuple(np.shape(out))
+    if shape not in ((1, len(REGIONS), 4), (1, len(REGIONS), 5)):
+        raise ModelContractError(
+            f"{source}: the locator's output is {list(shape)}, the contract is "
+            f"[1, {len(REGIONS)}, 4] or [1, {len(REGIONS)}, 5]"
+        )
+
+
 def boxes_from_output(out: npt.NDArray[np.floating], width: int, height: int) -> RegionBoxes:
-    """Turn a model's ``[10, 4]`` or ``[10, 5]`` output (contract above) into boxes."""
-    arr = np.asarray(out, dtype=np.float64).reshape(len(REGIONS), -1)
-    if arr.shape[1] not in (4, 5):
-        raise ValueError(f"expected [10, 4] or [10, 5] output, got {arr.shape}")
+    """Turn a model's ``[10, 4]`` or ``[10, 5]`` output (contract above) into boxes.
+
+    Raises:
+        ModelContractError: ``out`` has another shape.
+    """
+    arr = np.asarray(out, dtype=np.float64)
+    check_output(arr[None], "boxes_from_output")
     boxes: list[Box | None] = []
     for row in arr:
         if arr.shape[1] == 5 and not row[4] >= 0.5:
@@ -88,16 +107,32 @@ class TorchScriptLocator:
 
     @classmethod
     def load(cls, path: Path) -> TorchScriptLocator:
-        """Load ``path`` on the CPU (``torch.jit.load``)."""
-        module = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
+        """Load ``path`` on the CPU (``torch.jit.load``) and run it once on a blank film.
+
+        Raises:
+            ConfigError: It is not a TorchScript file.
+            ModelContractError: Its output breaks the contract.
+        """
+        try:
+            module = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
+        except (RuntimeError, ValueError) as exc:
+            raise ConfigError(f"{path}: not a TorchScript model ({exc})") from exc
         module.eval()
-        return cls(module, int(getattr(module, "input_size", DEFAULT_INPUT)), _digest(path))
+        locator = cls(module, int(getattr(module, "input_size", DEFAULT_INPUT)), _digest(path))
+        check_output(locator.run(np.zeros((64, 64), np.float32)), str(path))
+        return locator
+
+    def run(self, image: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
+        """The model's raw output for ``image`` (``[H, W]``)."""
+        with torch.no_grad():
+            out = self.module(model_input(image, self.input_size))
+        return np.asarray(out.numpy(), dtype=np.float32)
 
     def locate(self, image: npt.NDArray[np.floating]) -> RegionBoxes:
         """Run the model on ``image`` (``[H, W]``)."""
-        with torch.no_grad():
-            out = self.module(model_input(image, self.input_size))
-        return boxes_from_output(out[0].numpy(), int(image.shape[1]), int(image.shape[0]))
+        out = self.run(image)
+        check_output(out, "locator")
+        return boxes_from_output(out[0], int(image.shape[1]), int(image.shape[0]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,28 +145,39 @@ class OnnxLocator:
 
     @classmethod
     def load(cls, path: Path) -> OnnxLocator:
-        """Open ``path`` with onnxruntime on the CPU.
+        """Open ``path`` with onnxruntime on the CPU and run it once on a blank film.
 
         Raises:
-            ConfigError: onnxruntime is not installed.
+            ConfigError: onnxruntime is not installed, or ``path`` is not an ONNX model.
+            ModelContractError: Its output breaks the contract.
         """
         try:
-            import onnxruntime  # type: ignore[import-not-found]
+            import onnxruntime
         except ImportError as exc:
             raise ConfigError(
                 f"{path}: an ONNX locator needs the onnxruntime package (pip install "
                 "onnxruntime), or export the model to TorchScript (*.pt)"
             ) from exc
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        try:
+            session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime's errors share no base class below Exception
+            raise ConfigError(f"{path}: not an ONNX model ({type(exc).__name__})") from exc
         shape = session.get_inputs()[0].shape
         size = shape[-1] if isinstance(shape[-1], int) else DEFAULT_INPUT
-        return cls(session, int(size), _digest(path))
+        locator = cls(session, int(size), _digest(path))
+        check_output(locator.run(np.zeros((64, 64), np.float32)), str(path))
+        return locator
+
+    def run(self, image: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
+        """The model's raw output for ``image`` (``[H, W]``)."""
+        x = model_input(image, self.input_size).numpy()
+        name = self.session.get_inputs()[0].name
+        return np.asarray(self.session.run(None, {name: x})[0], dtype=np.float32)
 
     def locate(self, image: npt.NDArray[np.floating]) -> RegionBoxes:
         """Run the model on ``image`` (``[H, W]``)."""
-        x = model_input(image, self.input_size).numpy()
-        name = self.session.get_inputs()[0].name
-        out = self.session.run(None, {name: x})[0]
+        out = self.run(image)
+        check_output(out, "locator")
         return boxes_from_output(out[0], int(image.shape[1]), int(image.shape[0]))
 
 
@@ -156,8 +202,9 @@ def load_locator(spec: str) -> RegionLocator:
     """The locator named by ``spec`` (module docstring).
 
     Raises:
-        ConfigError: Unknown name, missing file, unimportable factory, or ONNX without
-            onnxruntime.
+        ConfigError: Unknown name, missing or unreadable file, unimportable factory, or ONNX
+            without onnxruntime.
+        ModelContractError: A model file's output breaks the contract.
     """
     spec = spec.strip()
     if spec == "geometric":

@@ -12,15 +12,29 @@ from PIL import Image, ImageColor
 
 from dipro.vocab import REGIONS
 from dipro_fhir.cli import main
-from dipro_fhir.errors import ConfigError
+from dipro_fhir.errors import ConfigError, ModelContractError
 from dipro_fhir.imaging.atlas import AtlasRegionLocator
 from dipro_fhir.imaging.boxes import Box, RegionBoxes
 from dipro_fhir.imaging.evaluate import evaluate_folder
-from dipro_fhir.imaging.locators import TorchScriptLocator, boxes_from_output, load_locator
+from dipro_fhir.imaging.locators import (
+    OnnxLocator,
+    TorchScriptLocator,
+    boxes_from_output,
+    load_locator,
+)
 from dipro_fhir.imaging.overlay import COLOURS, TRUTH_COLOUR, closeups
 from dipro_fhir.imaging.regions import GeometricRegionLocator
 from dipro_fhir.settings import SYNTHETIC_LOCATOR, Settings, embedded_settings
 from dipro_fhir.synth.radiograph import random_anatomy, render_chest, true_regions
+
+HANNOVER_FILM = (
+    Path(__file__).resolve().parents[3].parent
+    / "shared"
+    / "data"
+    / "cxr-hannover-dev"
+    / "png"
+    / "00870a9c.png"
+)
 
 
 class FixedBoxes(torch.nn.Module):
@@ -81,6 +95,45 @@ def test_a_torchscript_file_follows_the_contract(tmp_path: Path) -> None:
     assert boxes.method == "model"
     assert boxes.boxes[3] is None
     assert boxes.boxes[0] == pytest.approx((20.0, 60.0, 100.0, 240.0))
+
+
+class TransposedBoxes(torch.nn.Module):
+    """Forty numbers, but ``[1, 4, 10]``: read as ``[10, 4]`` they would be wrong boxes."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.full((1, 4, 10), 0.5) + 0.0 * x.mean()
+
+
+def test_a_model_breaking_the_contract_is_refused_when_it_is_loaded(tmp_path: Path) -> None:
+    path = tmp_path / "transposed.pt"
+    torch.jit.script(TransposedBoxes()).save(str(path))  # type: ignore[no-untyped-call]
+    with pytest.raises(ModelContractError, match=r"output is \[1, 4, 10\]"):
+        load_locator(str(path))
+    with pytest.raises(ModelContractError):
+        boxes_from_output(np.full((20, 2), 0.5), 100, 100)
+    for name in ("garbage.pt", "garbage.onnx"):
+        (tmp_path / name).write_text("not a model")
+        with pytest.raises(ConfigError, match="not a"):
+            load_locator(str(tmp_path / name))
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_an_onnx_file_places_the_boxes_its_torchscript_twin_places(tmp_path: Path) -> None:
+    scripted = load_locator("trained")
+    assert isinstance(scripted, TorchScriptLocator)
+    size = scripted.input_size
+    path = tmp_path / "trained.onnx"
+    torch.onnx.export(scripted.module, (torch.zeros(1, 1, size, size),), str(path), dynamo=False)
+    locator = load_locator(str(path))
+    assert isinstance(locator, OnnxLocator)
+    assert locator.input_size == size
+    film = np.asarray(Image.open(HANNOVER_FILM).convert("L"), dtype=np.float32) / 255.0
+    want, got = scripted.locate(film), locator.locate(film)
+    assert got.method == want.method == "model"
+    for a, b in zip(got.boxes, want.boxes, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None and b is not None:
+            assert a == pytest.approx(b, abs=0.05)
 
 
 def test_scores_below_one_half_are_missing() -> None:
