@@ -43,8 +43,29 @@ _PERCENTILES = (0.5, 99.5)
 DECODER_VERSION = "decode/1"
 
 
+#: The shortest side of a film in pixels, and the most its longer side may be as a multiple
+#: of the shorter: a strip or a line of pixels is no chest radiograph, and quality control
+#: needs a few pixels across at its working size.
+MIN_SIDE = 16
+MAX_ASPECT = 4.0
+
+
 class CorruptImage(InvalidResource):
     """The DICOM object's pixels cannot be decoded into a grayscale image."""
+
+
+def check_film_shape(shape: tuple[int, ...]) -> None:
+    """Refuse a decoded image that cannot be a film.
+
+    Raises:
+        CorruptImage: ``shape`` is not two-dimensional, a side is under :data:`MIN_SIDE`, or
+            the longer side exceeds :data:`MAX_ASPECT` times the shorter.
+    """
+    if len(shape) != 2 or min(shape) < MIN_SIDE or max(shape) > MAX_ASPECT * min(shape):
+        raise CorruptImage(
+            f"an image of shape {tuple(shape)} is not a film (2-D, each side >= {MIN_SIDE} px, "
+            f"sides at most {MAX_ASPECT:g}:1)"
+        )
 
 
 class ImageTooLarge(CorruptImage):
@@ -86,8 +107,7 @@ def _stored_pixels(ds: Dataset, limits: InputLimits) -> npt.NDArray[np.generic]:
         raise CorruptImage(f"pixel data cannot be decoded: {type(exc).__name__}") from exc
     if arr.ndim == 3:  # multi-frame: the first frame (PS3.3 C.7.6.6)
         arr = arr[0]
-    if arr.ndim != 2 or min(arr.shape) < 16:
-        raise CorruptImage(f"unexpected pixel array shape {arr.shape}")
+    check_film_shape(arr.shape)
     return arr
 
 

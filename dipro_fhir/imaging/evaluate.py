@@ -36,7 +36,12 @@ from tqdm import tqdm
 from dipro.vocab import REGIONS
 from dipro_fhir.errors import ConfigError
 from dipro_fhir.imaging.boxes import Box
-from dipro_fhir.imaging.decode import DECODE_ERRORS, CorruptImage, decode_radiograph
+from dipro_fhir.imaging.decode import (
+    DECODE_ERRORS,
+    CorruptImage,
+    check_film_shape,
+    decode_radiograph,
+)
 from dipro_fhir.imaging.overlay import closeups, overlay
 from dipro_fhir.imaging.qc import check_placement
 from dipro_fhir.imaging.regions import RegionLocator
@@ -121,6 +126,10 @@ def read_film(path: Path) -> npt.NDArray[np.float32]:
                 arr = np.asarray(gray)
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             raise ValueError(f"not a readable PNG: {type(exc).__name__}") from exc
+        try:
+            check_film_shape(arr.shape)
+        except CorruptImage as exc:
+            raise ValueError(str(exc)) from exc
         scale = 65535.0 if arr.dtype != np.uint8 and arr.max() > 255 else 255.0
         return (arr.astype(np.float32) / scale).clip(0.0, 1.0)
     try:

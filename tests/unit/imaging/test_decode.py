@@ -9,7 +9,12 @@ import numpy as np
 import pydicom
 import pytest
 
-from dipro_fhir.imaging.decode import CorruptImage, decode_radiograph, pixel_spacing_mm
+from dipro_fhir.imaging.decode import (
+    CorruptImage,
+    check_film_shape,
+    decode_radiograph,
+    pixel_spacing_mm,
+)
 from dipro_fhir.synth.radiograph import random_anatomy, render_chest, to_dicom
 
 DATA = Path(__file__).parents[2] / "data" / "dicom"
@@ -133,3 +138,21 @@ def test_colour_image_is_refused() -> None:
     ds.PhotometricInterpretation = "RGB"
     with pytest.raises(CorruptImage, match="Photometric"):
         decode_radiograph(ds)
+
+
+@pytest.mark.parametrize(
+    ("rows", "columns"), [(12, 400), (16, 2048), (2048, 400)], ids=["short", "line", "strip"]
+)
+def test_an_image_that_cannot_be_a_film_is_refused(rows: int, columns: int) -> None:
+    ds = _synthetic("MONOCHROME2")
+    pixels = np.zeros((rows, columns), dtype=np.uint16)
+    ds.Rows, ds.Columns, ds.PixelData = rows, columns, pixels.tobytes()
+    with pytest.raises(CorruptImage, match="is not a film"):
+        decode_radiograph(ds)
+
+
+def test_the_film_shape_rule_keeps_every_plausible_film() -> None:
+    for shape in ((16, 16), (2500, 2048), (1024, 4096), (4096, 1024)):
+        check_film_shape(shape)
+    with pytest.raises(CorruptImage):
+        check_film_shape((512, 512, 3))

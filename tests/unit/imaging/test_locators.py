@@ -204,16 +204,18 @@ def test_unreadable_films_are_counted_and_the_others_placed(
     Image.fromarray((image * 255).astype(np.uint8)).save(films / "good.png")
     (films / "truncated.png").write_bytes((films / "good.png").read_bytes()[:300])
     (films / "text.dcm").write_text("not a DICOM file")
+    Image.fromarray(np.zeros((3, 700), np.uint8)).save(films / "strip.png")
     out = tmp_path / "out"
     assert main(["-q", "regions", str(films), "--out", str(out), "--locator", "geometric"]) == 0
-    assert "2 film(s) could not be read" in capsys.readouterr().out
+    assert "3 film(s) could not be read" in capsys.readouterr().out
     result = json.loads((out / "regions.json").read_text())
-    assert result["summary"]["films"] == 3
-    assert result["summary"]["films_unreadable"] == 2
+    assert result["summary"]["films"] == 4
+    assert result["summary"]["films_unreadable"] == 3
     errors = {f["file"]: f.get("error") for f in result["films"]}
     assert errors["good.png"] is None
     assert "DICOM" in errors["text.dcm"]
     assert "PNG" in errors["truncated.png"]
+    assert "(3, 700) is not a film" in errors["strip.png"]
     assert sorted(p.name for p in (out / "overlays").iterdir()) == ["good.png"]
 
 
