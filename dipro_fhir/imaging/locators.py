@@ -116,7 +116,8 @@ class TorchScriptLocator:
         try:
             module = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
         except (RuntimeError, ValueError) as exc:
-            raise ConfigError(f"{path}: not a TorchScript model ({exc})") from exc
+            first = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise ConfigError(f"{path}: not a TorchScript model ({first})") from exc
         module.eval()
         locator = cls(module, int(getattr(module, "input_size", DEFAULT_INPUT)), _digest(path))
         check_output(locator.run(np.zeros((64, 64), np.float32)), str(path))
