@@ -74,10 +74,12 @@ def boxes_from_output(out: npt.NDArray[np.floating], width: int, height: int) ->
         ModelContractError: ``out`` has another shape.
     """
     arr = np.asarray(out, dtype=np.float64)
-    check_output(arr[None], "boxes_from_output")
+    if arr.ndim != 2 or arr.shape[0] != len(REGIONS) or arr.shape[1] not in (4, 5):
+        raise ModelContractError(f"expected [10, 4] or [10, 5] boxes, got {list(arr.shape)}")
+    scored = arr.shape[1] == 5
     boxes: list[Box | None] = []
     for row in arr:
-        if arr.shape[1] == 5 and not row[4] >= 0.5:
+        if scored and not row[4] >= 0.5:
             boxes.append(None)
             continue
         x0, x1 = sorted(
@@ -131,9 +133,7 @@ class TorchScriptLocator:
 
     def locate(self, image: npt.NDArray[np.floating]) -> RegionBoxes:
         """Run the model on ``image`` (``[H, W]``)."""
-        out = self.run(image)
-        check_output(out, "locator")
-        return boxes_from_output(out[0], int(image.shape[1]), int(image.shape[0]))
+        return _place(self.run(image), image)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,9 +177,13 @@ class OnnxLocator:
 
     def locate(self, image: npt.NDArray[np.floating]) -> RegionBoxes:
         """Run the model on ``image`` (``[H, W]``)."""
-        out = self.run(image)
-        check_output(out, "locator")
-        return boxes_from_output(out[0], int(image.shape[1]), int(image.shape[0]))
+        return _place(self.run(image), image)
+
+
+def _place(out: npt.NDArray[np.float32], image: npt.NDArray[np.floating]) -> RegionBoxes:
+    """The boxes of a model file's whole output for ``image``."""
+    check_output(out, "locator")
+    return boxes_from_output(out[0], int(image.shape[1]), int(image.shape[0]))
 
 
 def _digest(path: Path) -> str:
