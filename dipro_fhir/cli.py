@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dipro_fhir import log
-from dipro_fhir.errors import DiproFhirError
+from dipro_fhir.errors import ConfigError, DiproFhirError
 from dipro_fhir.settings import Settings
 
 logger = logging.getLogger("dipro_fhir.cli")
@@ -274,6 +274,8 @@ def cmd_smart_keys(args: argparse.Namespace) -> int:
     from dipro_fhir.fhir import smart_keys
 
     folder = Path(args.dir)
+    if args.action in ("jwks", "serve", "remove") and not folder.is_dir():
+        raise ConfigError(f"no key folder {folder}: smart keys generate --dir {folder} makes one")
     if args.action in ("generate", "rotate"):
         key = smart_keys.generate_key(folder, args.alg)
         print(
@@ -295,7 +297,10 @@ def cmd_smart_keys(args: argparse.Namespace) -> int:
             server.shutdown()
             server.server_close()
         return 0
-    print(json.dumps(smart_keys.read_jwks(folder), indent=2))
+    jwks = smart_keys.read_jwks(folder)
+    if args.action == "jwks" and not jwks["keys"]:
+        print(f"no key in {folder} yet: the JWK Set is empty", file=sys.stderr)
+    print(json.dumps(jwks, indent=2))
     return 0
 
 

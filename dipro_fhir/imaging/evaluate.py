@@ -71,11 +71,11 @@ def read_coco(path: Path) -> dict[str, Any]:
     try:
         coco = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"truth file {path}: {exc}") from exc
+        raise ConfigError(f"COCO file {path}: {exc}") from exc
     if not isinstance(coco, dict) or not all(
         isinstance(coco.get(k), list) for k in ("images", "annotations", "categories")
     ):
-        raise ConfigError(f"truth file {path}: not COCO (images, annotations, categories)")
+        raise ConfigError(f"COCO file {path}: not COCO (images, annotations, categories)")
     return coco
 
 
@@ -100,7 +100,7 @@ def load_coco(path: Path) -> dict[str, dict[str, Box]]:
                 y + h,
             )
     except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"truth file {path}: {type(exc).__name__} {exc}") from exc
+        raise ConfigError(f"COCO file {path}: {type(exc).__name__} {exc}") from exc
     return out
 
 

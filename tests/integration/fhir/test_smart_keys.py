@@ -147,3 +147,20 @@ def test_a_kid_beginning_with_a_dash_is_removed_through_the_command(
     assert main(["smart", "keys", "remove", "--dir", str(folder), f"--kid={kid}"]) == 0
     kept = [k["kid"] for k in json.loads(capsys.readouterr().out)["keys"]]
     assert kid not in kept
+
+
+def test_a_key_folder_that_does_not_exist_is_refused_not_published_empty(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mistyped --dir must not print an empty JWK Set that a site would register."""
+    missing = tmp_path / "kyes"
+    for action in ("jwks", "serve", "remove"):
+        assert main(["smart", "keys", action, "--dir", str(missing), "--kid=x"]) == 2
+        assert "no key folder" in capsys.readouterr().err
+    assert not missing.exists()
+    empty = tmp_path / "keys"
+    empty.mkdir()
+    assert main(["smart", "keys", "jwks", "--dir", str(empty)]) == 0
+    printed = capsys.readouterr()
+    assert json.loads(printed.out) == {"keys": []}
+    assert "no key in" in printed.err
