@@ -210,9 +210,9 @@ def _export_group(
 
 
 def _watermark(settings: Settings) -> datetime | None:
-    from dipro.checkpoint import read_card
+    from dipro_fhir.scoring.card import read_model_card
 
-    name = read_card(settings.model.checkpoint).name
+    name = read_model_card(settings.model.checkpoint).name
     return connections.result_store(settings).watermark(PIPELINE, name)
 
 

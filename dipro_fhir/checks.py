@@ -71,12 +71,9 @@ def _database(settings: Settings) -> str:
 
 
 def _checkpoint(settings: Settings) -> str:
-    from dipro.checkpoint import CheckpointMismatch, read_card
+    from dipro_fhir.scoring.card import read_model_card
 
-    try:
-        card = read_card(settings.model.checkpoint)
-    except CheckpointMismatch as exc:
-        raise DiproFhirError(f"{settings.model.checkpoint}: {exc}") from exc
+    card = read_model_card(settings.model.checkpoint)
     return f"{card.name} {card.version} ({', '.join(card.tasks)})"
 
 

@@ -89,12 +89,12 @@ def extract_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, 
     With the feature cache on, instances cached for the checkpoint's backbone are not
     retrieved (:class:`~dipro_fhir.scoring.features.CachedImages`).
     """
-    from dipro.checkpoint import read_card
+    from dipro_fhir.scoring.card import read_model_card
 
     chunk = ChunkManifest.from_xcom(manifest)
     started = time.perf_counter()
     _heartbeat(settings, chunk)
-    card = read_card(settings.model.checkpoint)
+    card = read_model_card(settings.model.checkpoint)
     with audit.recording(settings, "extract", (card.name, card.version)) as recorder:
         return _extract(settings, chunk, card.config, audit.observers(recorder), started)
 
@@ -401,17 +401,17 @@ def finalize_run(settings: Settings, manifests: Sequence[Mapping[str, Any]]) -> 
 
 
 def _data_quality(settings: Settings, chunks: Sequence[ChunkManifest]) -> dict[str, Any]:
-    from dipro.checkpoint import read_card
     from dipro_fhir.run_quality import finish_quality
+    from dipro_fhir.scoring.card import read_model_card
 
-    name = read_card(settings.model.checkpoint).name
+    name = read_model_card(settings.model.checkpoint).name
     return finish_quality(settings, chunks, pipeline=PIPELINE, model_name=name)
 
 
 def _record_run_end(
     settings: Settings, chunks: Sequence[ChunkManifest], summary: dict[str, Any]
 ) -> None:
-    from dipro.checkpoint import read_card
+    from dipro_fhir.scoring.card import read_model_card
 
     store = connections.result_store(settings)
     run_id = RunId(chunks[0].run_id)
@@ -428,7 +428,7 @@ def _record_run_end(
     summary["superseded_failures"] = store.supersede_failures(run_id, current)
     retriable = any(f[4] for chunk in chunks for f in chunk.failures)
     if status != "failed" and not retriable:
-        card = read_card(settings.model.checkpoint)
+        card = read_model_card(settings.model.checkpoint)
         store.set_watermark(PIPELINE, card.name, chunks[0].as_of_time, run_id)
 
 

@@ -37,9 +37,9 @@ def plan_run(settings: Settings, request: RunRequest) -> list[dict[str, Any]]:
     """
     if request.as_of.tzinfo is None:
         raise ConfigError("as_of must be timezone-aware")
-    from dipro.checkpoint import read_card
+    from dipro_fhir.scoring.card import read_model_card
 
-    card = read_card(settings.model.checkpoint)
+    card = read_model_card(settings.model.checkpoint)
     if request.model_version and request.model_version != card.version:
         raise ConfigError(
             f"model version {request.model_version!r} requested, checkpoint has {card.version!r}"

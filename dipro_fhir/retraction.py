@@ -47,9 +47,9 @@ def run_retraction(settings: Settings, request: RetractionRequest) -> dict[str, 
     fallback = None
     card_path = settings.model.checkpoint / "model_card.json"
     if card_path.exists():
-        from dipro.checkpoint import read_card
+        from dipro_fhir.scoring.card import read_model_card
 
-        fallback = read_card(settings.model.checkpoint).name
+        fallback = read_model_card(settings.model.checkpoint).name
     store = RetractionStore(connections.engine(settings))
     with connections.fhir_client(settings.fhir) as client:
         report = retract(
