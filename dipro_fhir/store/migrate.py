@@ -16,8 +16,9 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, inspect
+from sqlalchemy.exc import OperationalError
 
-from dipro_fhir.errors import ConfigError
+from dipro_fhir.errors import ConfigError, SourceUnavailable
 
 _LOG = logging.getLogger(__name__)
 
@@ -51,15 +52,27 @@ def upgrade_database(
 
     Raises:
         ConfigError: The migration scripts are not found.
+        SourceUnavailable: The database does not take a connection (its URL in the message
+            without the password).
     """
     engine = create_engine(url) if isinstance(url, str) else url
     config = alembic_config(engine.url.render_as_string(hide_password=False), script_location)
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+    try:
+        connection = engine.connect()
+    except OperationalError as exc:
+        reason = (str(exc.orig).strip().splitlines() or [""])[0]
+        raise SourceUnavailable(
+            f"results database {engine.url.render_as_string()} unreachable "
+            f"({type(exc.orig).__name__}: {reason})"
+        ) from None  # the chained error would print the URL with its password
+    try:
+        with connection, connection.begin():
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+    finally:
+        if isinstance(url, str):
+            engine.dispose()
     _LOG.info("results database at revision %s", revision)
-    if isinstance(url, str):
-        engine.dispose()
 
 
 def downgrade_database(

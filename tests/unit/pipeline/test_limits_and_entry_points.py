@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from dipro_fhir import cli, log
 from dipro_fhir.checks import public_url, run_checks
-from dipro_fhir.errors import SourceUnavailable
+from dipro_fhir.errors import ModelContractError, SourceUnavailable
 from dipro_fhir.fhir.ndjson_source import NdjsonFhirSource
 from dipro_fhir.limits import InputLimitExceeded, InputLimits, is_fhir_id, loads
 from dipro_fhir.settings import DicomWebSettings, Settings, StoreSettings, embedded_settings
@@ -118,3 +118,28 @@ def test_a_run_on_an_unreachable_database_says_so(tmp_path: Path) -> None:
     request = RunRequest(as_of=datetime(2026, 1, 1, tzinfo=UTC), dag_run_id="x")
     with pytest.raises(SourceUnavailable, match="database is unreachable"):
         plan_run(settings, request)
+
+
+def test_a_missing_checkpoint_stops_a_run_with_the_setting_to_fix(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from dipro_fhir.pipeline import RunRequest, plan_run
+
+    settings = embedded_settings(tmp_path)
+    request = RunRequest(as_of=datetime(2026, 1, 1, tzinfo=UTC), dag_run_id="x")
+    with pytest.raises(ModelContractError, match="DIPRO_MODEL__CHECKPOINT"):
+        plan_run(settings, request)
+    results = {name: (ok, detail) for name, ok, detail in run_checks(settings)}
+    assert results["model"][0] is False
+    assert "model_card.json" in results["model"][1]
+
+
+def test_db_upgrade_on_an_unreachable_database_says_so_without_the_password(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DIPRO_STORE__URL", "postgresql+psycopg2://u:s3cret@127.0.0.1:9/none")
+    assert cli.main(["db", "upgrade"]) == 2
+    err = capsys.readouterr().err
+    assert "unreachable" in err
+    assert "Connection refused" in err or "port 9" in err
+    assert "s3cret" not in err
