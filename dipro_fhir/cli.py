@@ -27,7 +27,12 @@ logger = logging.getLogger("dipro_fhir.cli")
 def _as_of(text: str | None) -> datetime:
     if not text:
         return datetime.now(UTC).replace(microsecond=0)
-    value = datetime.fromisoformat(text)
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(
+            f"{text!r} is not an ISO 8601 time (for example 2026-11-28T02:00:00+01:00)"
+        ) from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
@@ -40,6 +45,29 @@ def fhir_id(text: str) -> str:
             f"not a FHIR id ({len(text)} characters; 1-64 of A-Z a-z 0-9 - . are allowed)"
         )
     return text
+
+
+def _patients_file(path: str) -> list[str]:
+    """The patient ids of a file, one per line (blank lines skipped).
+
+    Raises:
+        ConfigError: The file cannot be read, or a line is not a FHIR id (its number is
+            named, not its text).
+    """
+    from dipro_fhir.limits import is_fhir_id
+
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"patients file {path}: {exc}") from exc
+    ids = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        if not is_fhir_id(line.strip()):
+            raise ConfigError(f"patients file {path}, line {number}: not a FHIR id")
+        ids.append(line.strip())
+    return ids
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -120,7 +148,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     ids = list(args.patient or ())
     if args.patients_file:
-        ids += [line.strip() for line in Path(args.patients_file).read_text().splitlines() if line]
+        ids += _patients_file(args.patients_file)
     metrics = train_from_settings(
         Settings(), ids, Path(args.out), epochs=args.epochs, version=args.version
     )
@@ -253,8 +281,7 @@ def cmd_retract(args: argparse.Namespace) -> int:
 
     patients = list(args.patient or ())
     if args.patients_file:
-        lines = Path(args.patients_file).read_text(encoding="utf-8").splitlines()
-        patients += [line.strip() for line in lines if line.strip()]
+        patients += _patients_file(args.patients_file)
     request = RetractionRequest(
         model_version=args.model_version,
         reason=args.reason,
@@ -447,6 +474,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except DiproFhirError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (
+        FileNotFoundError,
+        FileExistsError,
+        PermissionError,
+        IsADirectoryError,
+        NotADirectoryError,
+    ) as exc:  # a path the user gave: the message names it
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

@@ -143,3 +143,28 @@ def test_db_upgrade_on_an_unreachable_database_says_so_without_the_password(
     assert "unreachable" in err
     assert "Connection refused" in err or "port 9" in err
     assert "s3cret" not in err
+
+
+def test_the_cli_names_a_bad_time_a_bad_patients_file_and_an_unwritable_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["score", "--as-of", "yesterday"]) == 2
+    assert "'yesterday' is not an ISO 8601 time" in capsys.readouterr().err
+    missing = tmp_path / "absent.txt"
+    assert cli.main(["train", "--patients-file", str(missing), "--out", str(tmp_path)]) == 2
+    assert f"patients file {missing}" in capsys.readouterr().err
+    ids = tmp_path / "ids.txt"
+    ids.write_text("p-1\n\nsecret name\n")
+    assert (
+        cli.main(
+            ["retract", "--patients-file", str(ids), "--model-version", "1", "--reason", "test"]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "line 3: not a FHIR id" in err
+    assert "secret" not in err
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert cli.main(["-q", "synth", "write", "--out", str(blocker / "sub"), "--patients", "1"]) == 2
+    assert "error:" in capsys.readouterr().err
