@@ -71,6 +71,7 @@ class Sample:
     """One annotated film: the network input and its ten boxes as fractions."""
 
     stem: str
+    path: Path  # the film's file, read again at full size for the held-out evaluation
     patient: str
     image: torch.Tensor  # [1, S, S]
     boxes: torch.Tensor  # [10, 4]
@@ -90,7 +91,8 @@ def load_samples(coco_path: Path, images: Path, input_size: int) -> list[Sample]
         got = boxes.get(int(im["id"]), {})
         if set(got) != set(REGIONS):
             continue
-        film = read_training_film(images / str(im["file_name"]))
+        path = images / str(im["file_name"])
+        film = read_training_film(path)
         h, w = film.shape
         frac = [
             [got[r][0] / w, got[r][1] / h, (got[r][0] + got[r][2]) / w, (got[r][1] + got[r][3]) / h]
@@ -100,6 +102,7 @@ def load_samples(coco_path: Path, images: Path, input_size: int) -> list[Sample]
         out.append(
             Sample(
                 stem=stem,
+                path=path,
                 patient=str(im.get("patient_id", stem)),
                 image=model_input(film, input_size)[0],
                 boxes=torch.tensor(frac, dtype=torch.float32),
@@ -207,11 +210,7 @@ def train_locator(
     out.mkdir(parents=True, exist_ok=True)
     weights = out / "region_locator.pt"
     export(net, weights)
-    films = {
-        s.stem: read_training_film(images_path)
-        for s in test_set
-        for images_path in [_image_path(coco, images, s.stem)]
-    }
+    films = {s.stem: read_training_film(s.path) for s in test_set}
     trained = TorchScriptLocator.load(weights)
     card: dict[str, Any] = {
         "model": "BoxNet region locator (dipro_fhir.imaging.train_locator)",
@@ -227,20 +226,13 @@ def train_locator(
         "seed": seed,
         "train_seconds": round(time.monotonic() - started, 1),
         "heldout_mean_iou": {
-            "trained": mean_iou(trained, test_set, films) if test_set else {},
-            "geometric": mean_iou(GeometricRegionLocator(), test_set, films) if test_set else {},
+            "trained": mean_iou(trained, test_set, films),
+            "geometric": mean_iou(GeometricRegionLocator(), test_set, films),
         },
     }
     (out / "model_card.json").write_text(json.dumps(card, indent=1) + "\n")
     (out / "MODEL_CARD.md").write_text(_markdown(card))
     return card
-
-
-def _image_path(coco: Path, images: Path, stem: str) -> Path:
-    for im in read_coco(coco)["images"]:
-        if Path(str(im["file_name"])).stem == stem:
-            return images / str(im["file_name"])
-    raise KeyError(stem)
 
 
 def _markdown(card: Mapping[str, Any]) -> str:
