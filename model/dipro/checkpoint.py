@@ -4,8 +4,11 @@
 ``weights_only=True`` (no pickled code) and ``mmap=True`` (fast, lazy). ``model_card.json``
 holds the config, the vocabulary lists that fix every tensor axis, the tasks, free-form
 training-data and intended-use text, metrics, the caller's ``preprocessing`` dict (e.g.
-normalisation statistics) and the SHA-256 of the weights file. Loading refuses a card whose
-lists, config fields or hash differ from the code with ``CheckpointMismatch``.
+normalisation statistics), the ``calibration`` maps fitted on the validation split
+(``dipro.calibration``), the ``validation`` figures measured on held-out patients, and the
+SHA-256 of the weights file. Loading refuses a card whose lists, config fields or hash differ
+from the code with ``CheckpointMismatch``; so does a card of an older format, which has no
+calibration or validation record.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from dipro.vocab import (
 
 WEIGHTS_FILE: Final[str] = "weights.pt"
 CARD_FILE: Final[str] = "model_card.json"
-CARD_FORMAT: Final[int] = 1
+CARD_FORMAT: Final[int] = 2
 
 _VOCAB: Final[dict[str, tuple[str, ...]]] = {
     "variables": VARIABLES,
@@ -64,6 +67,9 @@ class ModelCard:
         intended_use: Free-form intended use and limits.
         metrics: Metric name -> value (e.g. ``"progression/auroc"``).
         preprocessing: Caller's free-form preprocessing record (JSON values).
+        calibration: ``dipro.calibration.Calibration.to_json()``; empty: uncalibrated.
+        validation: The figures measured on held-out patients (the integration's
+            evaluation record); empty: never validated.
         weights_sha256: Hex SHA-256 of the weights file.
         format_version: Card layout version.
     """
@@ -82,6 +88,8 @@ class ModelCard:
     intended_use: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
     preprocessing: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)
+    validation: dict[str, Any] = field(default_factory=dict)
     weights_sha256: str = ""
     format_version: int = CARD_FORMAT
 
@@ -111,6 +119,8 @@ def save_checkpoint(
     intended_use: str = "",
     metrics: dict[str, float] | None = None,
     preprocessing: dict[str, Any] | None = None,
+    calibration: dict[str, Any] | None = None,
+    validation: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``weights.pt`` and ``model_card.json`` into ``directory`` (created if needed).
 
@@ -126,6 +136,8 @@ def save_checkpoint(
         intended_use: Intended use and limits.
         metrics: Evaluation metrics to record.
         preprocessing: The caller's preprocessing record (must be JSON-serialisable).
+        calibration: The calibration maps (``Calibration.to_json()``).
+        validation: Figures measured on held-out patients.
 
     Returns:
         The checkpoint directory.
@@ -145,12 +157,23 @@ def save_checkpoint(
         intended_use=intended_use,
         metrics=dict(metrics or {}),
         preprocessing=dict(preprocessing or {}),
+        calibration=dict(calibration or {}),
+        validation=dict(validation or {}),
         weights_sha256=hash_file(weights),
     )
+    write_card(card, directory)
+    return directory
+
+
+def write_card(card: ModelCard, directory: Path) -> None:
+    """Write ``card`` as ``model_card.json`` of ``directory``, atomically (temp + rename).
+
+    Used by ``save_checkpoint`` and to record a later validation in an existing checkpoint
+    (the weights, and so their hash, stay as they are).
+    """
     tmp_card = directory / (CARD_FILE + ".tmp")
     tmp_card.write_text(card.to_json(), encoding="utf-8")
     os.replace(tmp_card, directory / CARD_FILE)
-    return directory
 
 
 def read_card(directory: Path) -> ModelCard:
@@ -167,14 +190,18 @@ def read_card(directory: Path) -> ModelCard:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise CheckpointMismatch(f"cannot read model card {path.name}: {exc}") from exc
+    if not isinstance(data, dict) or data.get("format_version") != CARD_FORMAT:
+        found = data.get("format_version") if isinstance(data, dict) else None
+        raise CheckpointMismatch(
+            f"card format {found} != {CARD_FORMAT}: the checkpoint predates calibrated, "
+            "validated checkpoints; train it again"
+        )
     expected = {f.name for f in dataclasses.fields(ModelCard)}
     if set(data) != expected:
         raise CheckpointMismatch(
             f"model card fields differ: unknown {sorted(set(data) - expected)}, "
             f"missing {sorted(expected - set(data))}"
         )
-    if data["format_version"] != CARD_FORMAT:
-        raise CheckpointMismatch(f"card format {data['format_version']} != {CARD_FORMAT}")
     for key, code_list in _VOCAB.items():
         if tuple(data[key]) != code_list:
             raise CheckpointMismatch(f"model card '{key}' differs from dipro.vocab")

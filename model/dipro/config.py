@@ -97,6 +97,7 @@ class DiproConfig:
     num_los_bins: int = len(LOS_BINS)
     ehr_mask_channels: bool = True
     region_embedding: bool = True
+    direct_demographics: bool = True
     small_cnn_width: int = 16
     dropout: float = 0.1
     loss_weights: LossWeights = field(default_factory=LossWeights)
@@ -202,6 +203,7 @@ def paper_config(task: str) -> DiproConfig:
         group_num=8,
         ehr_mask_channels=False,  # §7.1.5: the paper's network never sees the mask
         region_embedding=False,
+        direct_demographics=False,
         dropout=0.1,
         **_PAPER[task],
     )

@@ -6,10 +6,14 @@
   findings.
 - Mortality: AUROC and AUPRC as average precision (``average_precision_score``).
 - LoS: accuracy, unweighted Cohen's kappa, macro F1, OvR macro AUROC.
+- Calibration (not in the paper; a risk written into a RiskAssessment is read as a
+  probability): Brier score, expected calibration error over equal-width bins and the
+  reliability diagram's bins; percentile bootstrap intervals over patients.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -125,6 +129,11 @@ def multiclass_metrics(y_true: IntArray, prob: FloatArray) -> ClassificationMetr
     )
 
 
+def _nanmean(values: list[float]) -> float:
+    finite = [v for v in values if not np.isnan(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
 def progression_metrics(labels: IntArray, prob: FloatArray) -> ClassificationMetrics:
     """DP metrics: labels [M, K] (3 = ignore), probabilities [M, K, 3]; mean over findings."""
     per_finding = []
@@ -135,7 +144,7 @@ def progression_metrics(labels: IntArray, prob: FloatArray) -> ClassificationMet
     if not per_finding:
         return multiclass_metrics(np.zeros(0, np.int64), np.zeros((0, 3)))
     fields = ("auroc", "auprc", "macro_f1", "accuracy", "kappa")
-    means = {f: float(np.nanmean([getattr(m, f) for m in per_finding])) for f in fields}
+    means = {f: _nanmean([getattr(m, f) for m in per_finding]) for f in fields}
     return ClassificationMetrics(**means, count=int((labels != 3).sum()))
 
 
@@ -151,3 +160,94 @@ def binary_metrics(labels: FloatArray, prob: FloatArray) -> ClassificationMetric
         kappa=cohen_kappa(y, pred, 2) if y.size else float("nan"),
         count=int(y.size),
     )
+
+
+def brier_score(labels: FloatArray, prob: FloatArray) -> float:
+    """Mean squared error of binary probabilities; NaN for no patients."""
+    if labels.size == 0:
+        return float("nan")
+    return float(np.mean((prob - labels) ** 2))
+
+
+@dataclass(frozen=True, slots=True)
+class ReliabilityBin:
+    """One probability bin of a reliability diagram: ``[low, high)`` (the last bin closed)."""
+
+    low: float
+    high: float
+    count: int
+    mean_predicted: float
+    observed: float
+
+
+def reliability_bins(labels: FloatArray, prob: FloatArray, bins: int = 10) -> list[ReliabilityBin]:
+    """Mean prediction and observed rate in ``bins`` equal-width bins over ``[0, 1]``."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.searchsorted(edges, prob, side="right") - 1, 0, bins - 1)
+    out = []
+    for b in range(bins):
+        inside = which == b
+        n = int(inside.sum())
+        out.append(
+            ReliabilityBin(
+                low=float(edges[b]),
+                high=float(edges[b + 1]),
+                count=n,
+                mean_predicted=float(prob[inside].mean()) if n else float("nan"),
+                observed=float(labels[inside].mean()) if n else float("nan"),
+            )
+        )
+    return out
+
+
+def expected_calibration_error(labels: FloatArray, prob: FloatArray, bins: int = 10) -> float:
+    """ECE: the count-weighted mean |observed rate - mean prediction| over equal-width bins
+    (Naeini et al. 2015; the form Guo et al. 2017 report). NaN for no patients."""
+    if labels.size == 0:
+        return float("nan")
+    total = 0.0
+    for b in reliability_bins(labels, prob, bins):
+        if b.count:
+            total += b.count * abs(b.observed - b.mean_predicted)
+    return total / labels.size
+
+
+def bootstrap_intervals(
+    statistic: Callable[[IntArray], dict[str, float]],
+    n: int,
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap intervals of several figures over ``n`` independent units.
+
+    Args:
+        statistic: Computes the figures from an index array into the units (a resample of
+            patients, with repeats); a figure may be NaN (e.g. one class only), then that
+            resample is skipped for it.
+        n: Number of units (patients: several scores of one patient are not independent).
+        resamples: Bootstrap resamples.
+        seed: Seed of the resampling, so a report is reproducible.
+        level: Coverage of the intervals.
+
+    Returns:
+        ``name -> (low, high)``; NaN where fewer than half the resamples give a finite value.
+    """
+    if n == 0 or resamples <= 0:
+        return {}
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {}
+    for _ in range(resamples):
+        for name, value in statistic(rng.integers(0, n, n)).items():
+            draws.setdefault(name, []).append(value)
+    tail = (1.0 - level) / 2.0 * 100.0
+    out = {}
+    for name, values in draws.items():
+        finite = np.asarray(values)[np.isfinite(values)]
+        if finite.size < resamples / 2:
+            out[name] = (float("nan"), float("nan"))
+        else:
+            low, high = np.percentile(finite, [tail, 100.0 - tail])
+            out[name] = (float(low), float(high))
+    return out

@@ -98,7 +98,14 @@ class DiPro(nn.Module):
         )
         self.heads = TaskHeads(config)
         self.class_tokens = nn.Parameter(torch.randn(self.heads.num_tokens, d))
-        self.static_fusion = StaticFusion(d, config.num_demographics, config.group_num, h, drop)
+        self.static_fusion = StaticFusion(
+            d,
+            config.num_demographics,
+            config.group_num,
+            h,
+            drop,
+            direct_demographics=config.direct_demographics,
+        )
         self.region_embedding: nn.Parameter | None = None
         if config.region_embedding:
             self.region_embedding = nn.Parameter(torch.randn(config.num_regions, d))

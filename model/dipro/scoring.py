@@ -16,11 +16,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from dipro.batch import DiproBatch
 from dipro.network import DiPro
+
+if TYPE_CHECKING:
+    from dipro.calibration import Calibration
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +121,7 @@ def score(
     mixed_precision: bool = True,
     region_features: torch.Tensor | None = None,
     precision: str | None = None,
+    calibration: Calibration | None = None,
 ) -> ScoreResult:
     """Score one batch with ``model`` in eval mode.
 
@@ -127,6 +132,8 @@ def score(
         region_features: float [B, N, R, F] pooled backbone features of the batch's CXRs
             (``encode_crops``); the backbone then does not run and the crops are not read.
         precision: ``"fp32"`` or ``"bf16"`` to force one on any device (benchmarks).
+        calibration: The checkpoint's calibration maps (``dipro.calibration``), applied to
+            the probabilities of each task that has one.
 
     Returns:
         Probabilities per configured task and the path flag.
@@ -143,12 +150,28 @@ def score(
         x = torch.sigmoid(x) if fn == "sigmoid" else torch.softmax(x, dim=-1)
         return x.cpu()
 
-    return ScoreResult(
+    result = ScoreResult(
         progression=to_cpu(out.progression, "softmax"),
         mortality=to_cpu(out.mortality, "sigmoid"),
         los=to_cpu(out.los, "softmax"),
         used_pairs=out.used_pairs.cpu(),
     )
+    return result if calibration is None else calibrate(result, calibration)
+
+
+def calibrate(result: ScoreResult, calibration: Calibration) -> ScoreResult:
+    """``result`` with each task's calibration map applied (tasks without one unchanged)."""
+    progression = result.progression
+    if progression is not None and calibration.progression is not None:
+        progression = torch.stack(
+            [s.apply(progression[:, k]) for k, s in enumerate(calibration.progression)], dim=1
+        )
+    mortality, los = result.mortality, result.los
+    if mortality is not None and calibration.mortality is not None:
+        mortality = calibration.mortality.apply(mortality)
+    if los is not None and calibration.los is not None:
+        los = calibration.los.apply(los)
+    return ScoreResult(progression, mortality, los, result.used_pairs)
 
 
 @contextmanager

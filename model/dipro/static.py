@@ -4,6 +4,12 @@ The static features S of every valid pair (anatomy) and one demographic token ar
 replaced by a convex mixture of K learned prototypes (GroupEmbedding, GE(X) = softmax(XW) G);
 the class tokens then attend to that set ("demographic attention") with a residual and
 LayerNorm. Padded pairs are masked here (the paper's code does not, §7.1.8).
+
+With ``direct_demographics`` (not in the paper; off in the paper configs) the demographic
+embedding is also added to the class tokens: as one key among the group-embedded static
+tokens, a mixture of K prototypes, it kept little of a continuous age, and on the synthetic
+world, where death depends on age, DiPro ranked patients within an age band as well as a
+logistic regression but across bands worse (held-out mortality AUROC 0.835 -> 0.844 with it).
 """
 
 from __future__ import annotations
@@ -33,8 +39,17 @@ class GroupEmbedding(nn.Module):
 class StaticFusion(nn.Module):
     """Class tokens attend to GE([S tokens; demographic token]) (§2.5, §2.7)."""
 
-    def __init__(self, d_model: int, demographics: int, groups: int, heads: int, dropout: float):
+    def __init__(
+        self,
+        d_model: int,
+        demographics: int,
+        groups: int,
+        heads: int,
+        dropout: float,
+        direct_demographics: bool = False,
+    ):
         super().__init__()
+        self.direct_demographics = direct_demographics
         self.demographic = nn.Sequential(
             nn.Linear(demographics, d_model), nn.ReLU(), nn.Dropout(dropout)
         )
@@ -63,6 +78,8 @@ class StaticFusion(nn.Module):
         demo = self.demographic(demographics.to(static.dtype))[:, None]  # [B, 1, D]
         memory = self.group_embedding(torch.cat([static, demo], dim=1))
         valid = torch.cat([static_valid, static_valid.new_ones(static.shape[0], 1)], dim=1)
+        if self.direct_demographics:  # the demographic token itself, not only its group
+            class_tokens = class_tokens + demo
         fused: torch.Tensor = self.norm(
             class_tokens + self.attn(class_tokens, memory, memory, valid)
         )

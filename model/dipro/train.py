@@ -1,10 +1,18 @@
-"""A plain PyTorch trainer and evaluator for DiPro (reference §4).
+"""A plain PyTorch trainer and evaluator for DiPro (reference §4), that learns or says why not.
 
-AdamW on all parameters, cosine annealing per epoch, early stopping on the paper's per-task
-validation metric (DP macro-F1, mortality AUPRC, LoS accuracy; §4.1), the best epoch's weights
-restored at the end, seeds, and AMP (bf16, or fp16 with a grad scaler) on CUDA. Data are any
-sequences of ``(DiproBatch, DiproTargets)`` pairs the caller built; batch order is shuffled
-each epoch with a seeded generator.
+AdamW on all parameters, a cosine schedule over the epochs it is given, seeds, and AMP (bf16,
+or fp16 with a grad scaler) on CUDA. Data are any sequences of ``(DiproBatch, DiproTargets)``
+pairs the caller built (lists, or batches read from disk); batch order is shuffled each epoch
+with a seeded generator.
+
+The epoch is chosen on a stable criterion over every task with labels: the mean over tasks of
+the validation loss relative to the training prevalence (:func:`dipro.predictions.
+loss_ratios`), not the paper's per-task F1 or AUPRC (§4.1), which on a few dozen validation
+patients is noise and once selected the near-constant first epoch. Training runs at least
+``min_epochs`` before patience can stop it. :class:`TrainingFailed` is raised, and the caller
+saves nothing, when a configured task has no training labels, no task can be validated, no
+epoch beats the untrained network, or a task at the chosen epoch is no better than its
+prevalence.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import numpy as np
 import torch
 
 from dipro.batch import DiproBatch, DiproTargets
+from dipro.calibration import Calibration
 from dipro.losses import ClassBalance, compute_losses
 from dipro.metrics import (
     ClassificationMetrics,
@@ -31,14 +40,22 @@ from dipro.metrics import (
     progression_metrics,
 )
 from dipro.network import DiPro
-from dipro.scoring import autocast_dtype, score, select_device
+from dipro.predictions import (
+    Predictions,
+    Prevalence,
+    labelled_tasks,
+    loss_ratios,
+    predict,
+)
+from dipro.scoring import autocast_dtype, select_device
 
 logger = logging.getLogger(__name__)
 
 Example = tuple[DiproBatch, DiproTargets]
 
-#: The paper's early-stopping metric per task (§4.1).
-PAPER_MONITOR: dict[str, str] = {"progression": "macro_f1", "mortality": "auprc", "los": "accuracy"}
+
+class TrainingFailed(ValueError):
+    """The network did not learn, or could not be validated: nothing may be saved."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,22 +63,24 @@ class FitSettings:
     """Training settings; None means "take it from the model's config" or "auto".
 
     Attributes:
-        epochs: Maximum epochs (paper: 100).
-        patience: Epochs without improvement before stopping (paper: 10).
+        epochs: Maximum epochs (paper: 100); the cosine schedule spans exactly these.
+        min_epochs: Epochs always run before patience may stop training.
+        patience: Epochs without a better criterion before stopping (paper: 10).
         learning_rate: AdamW lr (default ``config.learning_rate``).
         weight_decay: AdamW weight decay (default ``config.weight_decay``).
         seed: Seed for initial state and batch order (paper: 23, 29, 66).
         device: ``"cpu"``, ``"cuda"`` ... (default: CUDA when present).
         mixed_precision: Autocast on CUDA.
         grad_accumulation: Micro-batches per optimiser step (paper: 4).
-        monitor_task: Task whose validation metric stops training (default: first task).
-        monitor_metric: Metric name (default: ``PAPER_MONITOR[monitor_task]``).
-        cosine_epochs: T_max of the cosine schedule (paper: 100).
         min_learning_rate: eta_min of the cosine schedule (paper: 1e-7).
+        average_best: Average the weights of this many best epochs (by the criterion) and
+            keep the average when its criterion beats the best single epoch's (weight
+            averaging smooths the noise of one epoch, Izmailov et al. 2018); 1: off.
         metrics_path: Where to write the per-epoch history as JSON, or None.
     """
 
     epochs: int = 100
+    min_epochs: int = 5
     patience: int = 10
     learning_rate: float | None = None
     weight_decay: float | None = None
@@ -69,16 +88,14 @@ class FitSettings:
     device: str | None = None
     mixed_precision: bool = True
     grad_accumulation: int = 1
-    monitor_task: str | None = None
-    monitor_metric: str | None = None
-    cosine_epochs: int = 100
     min_learning_rate: float = 1e-7
+    average_best: int = 1
     metrics_path: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class EvaluationReport:
-    """Metrics per configured task (None for tasks without a head)."""
+    """Metrics per configured task (None for tasks without a head or labels)."""
 
     progression: ClassificationMetrics | None
     mortality: ClassificationMetrics | None
@@ -98,23 +115,40 @@ class EvaluationReport:
 
 @dataclass(frozen=True, slots=True)
 class EpochRecord:
-    """One epoch: mean training loss terms, validation metrics, the monitored value."""
+    """One epoch: mean training loss terms, validation metrics and loss ratios, criterion."""
 
     epoch: int
     train_losses: dict[str, float]
     validation: EvaluationReport
-    monitored: float
+    loss_ratios: dict[str, float]
+    criterion: float
     seconds: float
 
 
 @dataclass(frozen=True, slots=True)
 class FitResult:
-    """Outcome of ``fit``; the model holds the best epoch's weights."""
+    """Outcome of ``fit``; the model holds the best epoch's weights.
+
+    Attributes:
+        best_epoch: The chosen epoch (0-based).
+        criterion: Its mean validation loss ratio (lower is better; 1 = the prevalence).
+        initial_criterion: The untrained network's.
+        tasks: The tasks the criterion covers (those with validation labels).
+        prevalence: The training split's label shares (the constant predictor).
+        history: Every epoch run.
+        ratios: The returned model's validation loss over prevalence per task.
+        averaged: The epochs whose weights were averaged into the model (empty: the model
+            holds the best epoch's own weights).
+    """
 
     best_epoch: int
-    best_value: float
-    monitor: str
+    criterion: float
+    initial_criterion: float
+    tasks: tuple[str, ...]
+    prevalence: Prevalence
     history: tuple[EpochRecord, ...]
+    ratios: dict[str, float]
+    averaged: tuple[int, ...] = ()
 
 
 def seed_everything(seed: int) -> None:
@@ -124,51 +158,40 @@ def seed_everything(seed: int) -> None:
         torch.cuda.manual_seed_all(seed)
 
 
-def evaluate(model: DiPro, data: Sequence[Example]) -> EvaluationReport:
+def report_of(pred: Predictions) -> EvaluationReport:
+    """Each task's metrics (§4.2) from held-out predictions."""
+    known = pred.los_labels >= 0
+    has_pairs = pred.progression_labels.size > 0
+    return EvaluationReport(
+        progression=progression_metrics(pred.progression_labels, pred.progression)
+        if pred.progression is not None and has_pairs
+        else None,
+        mortality=binary_metrics(pred.mortality_labels, pred.mortality)
+        if pred.mortality is not None
+        else None,
+        los=multiclass_metrics(pred.los_labels[known], pred.los[known])
+        if pred.los is not None
+        else None,
+    )
+
+
+def evaluate(
+    model: DiPro, data: Sequence[Example], calibration: Calibration | None = None
+) -> EvaluationReport:
     """Score ``data`` and compute each configured task's metrics (§4.2).
 
     Args:
         model: The network (on its device).
         data: Batches with targets.
+        calibration: Applied to the probabilities when given.
     """
-    prog_p, prog_y, mort_p, mort_y, los_p, los_y = [], [], [], [], [], []
-    for batch, targets in data:
-        result = score(model, batch)
-        if result.progression is not None:
-            labels = targets.progression.cpu().clone()
-            labels[~result.used_pairs] = 3  # no pair: nothing to grade (§3.1)
-            prog_p.append(result.progression.numpy())
-            prog_y.append(labels.numpy())
-        if result.mortality is not None:
-            mort_p.append(result.mortality.numpy())
-            mort_y.append(targets.mortality.cpu().numpy())
-        if result.los is not None:
-            known = targets.los.cpu() >= 0
-            los_p.append(result.los[known].numpy())
-            los_y.append(targets.los.cpu()[known].numpy())
-    return EvaluationReport(
-        progression=progression_metrics(np.concatenate(prog_y), np.concatenate(prog_p))
-        if prog_p
-        else None,
-        mortality=binary_metrics(np.concatenate(mort_y), np.concatenate(mort_p).astype(np.float64))
-        if mort_p
-        else None,
-        los=multiclass_metrics(np.concatenate(los_y), np.concatenate(los_p).astype(np.float64))
-        if los_p
-        else None,
-    )
+    return report_of(predict(model, data, calibration))
 
 
 def write_metrics_json(report: EvaluationReport, path: Path) -> None:
     """Write an evaluation report as JSON (NaN written as null)."""
     data = json.loads(json.dumps(report.to_dict()).replace("NaN", "null"))
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-
-
-def _monitored(report: EvaluationReport, task: str, metric: str) -> float:
-    metrics = getattr(report, task)
-    value = float("nan") if metrics is None else float(getattr(metrics, metric))
-    return -math.inf if math.isnan(value) else value
 
 
 def _train_epoch(
@@ -202,6 +225,27 @@ def _train_epoch(
     return totals
 
 
+def _criterion(ratios: dict[str, float]) -> float:
+    values = [v for v in ratios.values() if math.isfinite(v)]
+    return float(np.mean(values)) if values else math.inf
+
+
+def _check_labels(model: DiPro, train_prev: Prevalence, val_prev: Prevalence) -> tuple[str, ...]:
+    """The tasks the criterion covers; raise when a head has no training labels or no task
+    has validation labels."""
+    trained = labelled_tasks(train_prev)
+    missing = [t for t in model.config.tasks if t not in trained]
+    if missing:
+        raise TrainingFailed(
+            f"no training labels for {', '.join(missing)}: leave "
+            f"{'it' if len(missing) == 1 else 'them'} out of the network's tasks"
+        )
+    tasks = tuple(t for t in model.config.tasks if t in labelled_tasks(val_prev))
+    if not tasks:
+        raise TrainingFailed("no task has labels in the validation split: nothing to validate")
+    return tasks
+
+
 def fit(
     model: DiPro,
     train_data: Sequence[Example],
@@ -209,22 +253,27 @@ def fit(
     settings: FitSettings | None = None,
     balance: ClassBalance | None = None,
 ) -> FitResult:
-    """Train ``model`` in place with early stopping; restore the best epoch's weights.
+    """Train ``model`` in place and restore the best epoch's weights (module docstring).
 
     Args:
         model: A freshly built (or pre-trained) network.
         train_data: Training batches with targets.
         val_data: Validation batches with targets.
         settings: Training settings (defaults: ``FitSettings()``).
-        balance: Class weights from ``losses.estimate_class_balance(train targets)``.
+        balance: Class weights of the losses (``losses.estimate_class_balance``), or None
+            for unweighted losses, whose probabilities are not shifted by the weighting.
 
     Returns:
-        The best epoch, its monitored value and the per-epoch history.
+        The best epoch, its criterion and the per-epoch history.
+
+    Raises:
+        TrainingFailed: The network did not learn or could not be validated; the model's
+            weights are then undefined and must not be saved.
     """
     settings = settings or FitSettings()
     config = model.config
-    task = settings.monitor_task or config.tasks[0]
-    metric = settings.monitor_metric or PAPER_MONITOR[task]
+    prevalence = Prevalence.from_targets(t for _, t in train_data)
+    tasks = _check_labels(model, prevalence, Prevalence.from_targets(t for _, t in val_data))
     seed_everything(settings.seed)
     device = torch.device(settings.device) if settings.device else select_device()
     model.to(device)
@@ -236,31 +285,100 @@ def fit(
         else settings.weight_decay,
     )
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=settings.cosine_epochs, eta_min=settings.min_learning_rate
+        optimizer, T_max=max(settings.epochs, 1), eta_min=settings.min_learning_rate
     )
     generator = torch.Generator().manual_seed(settings.seed)
-    best_value, best_epoch, best_state = -math.inf, -1, copy.deepcopy(model.state_dict())
+    initial = _criterion(_ratios(model, val_data, prevalence, tasks))
+    best_value, best_epoch, best_state = math.inf, -1, copy.deepcopy(model.state_dict())
+    kept: list[tuple[float, int, dict[str, torch.Tensor]]] = []  # the best epochs' weights
     history: list[EpochRecord] = []
     for epoch in range(settings.epochs):
         started = time.perf_counter()
         losses = _train_epoch(model, train_data, optimizer, settings, balance, generator)
         schedule.step()
-        report = evaluate(model, val_data)
-        value = _monitored(report, task, metric)
-        history.append(EpochRecord(epoch, losses, report, value, time.perf_counter() - started))
-        logger.info(
-            "epoch %d loss %.4f val %s/%s %.4f", epoch, losses["total"], task, metric, value
+        pred = predict(model, val_data)
+        ratios = _ratios_of(pred, prevalence, tasks)
+        value = _criterion(ratios)
+        history.append(
+            EpochRecord(
+                epoch, losses, report_of(pred), ratios, value, time.perf_counter() - started
+            )
         )
-        if value > best_value:
+        logger.info(
+            "epoch %d loss %.4f validation loss / prevalence %.4f (%s)",
+            epoch,
+            losses["total"],
+            value,
+            ", ".join(f"{t} {r:.3f}" for t, r in ratios.items()),
+        )
+        if settings.average_best > 1:
+            kept.append((value, epoch, copy.deepcopy(model.state_dict())))
+            kept = sorted(kept, key=lambda k: k[0])[: settings.average_best]
+        if value < best_value:
             best_value, best_epoch = value, epoch
             best_state = copy.deepcopy(model.state_dict())
-        elif epoch - best_epoch >= settings.patience:
+        elif epoch + 1 >= settings.min_epochs and epoch - best_epoch >= settings.patience:
             break
     model.load_state_dict(best_state)
-    result = FitResult(best_epoch, best_value, f"{task}/{metric}", tuple(history))
+    averaged: tuple[int, ...] = ()
+    ratios = history[best_epoch].loss_ratios if history else {}
+    if len(kept) > 1:
+        model.load_state_dict(_average([state for _, _, state in kept]))
+        mean_ratios = _ratios(model, val_data, prevalence, tasks)
+        if _criterion(mean_ratios) < best_value:
+            best_value, ratios = _criterion(mean_ratios), mean_ratios
+            averaged = tuple(sorted(e for _, e, _ in kept))
+            logger.info("weights of epochs %s averaged: criterion %.4f", averaged, best_value)
+        else:
+            model.load_state_dict(best_state)
+    result = FitResult(
+        best_epoch, best_value, initial, tasks, prevalence, tuple(history), ratios, averaged
+    )
     if settings.metrics_path is not None:
         _write_history(result, settings.metrics_path)
+    _check_learned(result)
     return result
+
+
+def _average(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of state dicts (integer buffers taken from the first)."""
+    out = {}
+    for name, first in states[0].items():
+        if first.is_floating_point():
+            out[name] = torch.stack([s[name] for s in states]).mean(dim=0)
+        else:
+            out[name] = first.clone()
+    return out
+
+
+def _ratios(
+    model: DiPro, data: Sequence[Example], prevalence: Prevalence, tasks: tuple[str, ...]
+) -> dict[str, float]:
+    return _ratios_of(predict(model, data), prevalence, tasks)
+
+
+def _ratios_of(
+    pred: Predictions, prevalence: Prevalence, tasks: tuple[str, ...]
+) -> dict[str, float]:
+    return {t: r for t, r in loss_ratios(pred, prevalence).items() if t in tasks}
+
+
+def _check_learned(result: FitResult) -> None:
+    """Raise :class:`TrainingFailed` unless the chosen epoch beats the untrained network and
+    every task beats its prevalence."""
+    if result.best_epoch < 0 or not result.criterion < result.initial_criterion:
+        raise TrainingFailed(
+            f"no epoch beat the untrained network on validation loss "
+            f"(best {result.criterion:.4f}, untrained {result.initial_criterion:.4f})"
+        )
+    weak = {t: r for t, r in result.ratios.items() if not r < 1.0}
+    if weak:
+        named = ", ".join(f"{t} {r:.3f}" for t, r in weak.items())
+        raise TrainingFailed(
+            f"at the chosen epoch {result.best_epoch}, validation loss over prevalence is "
+            f"{named} (>= 1: no better than predicting the training prevalence); leave the "
+            "task out or train on more patients"
+        )
 
 
 def _write_history(result: FitResult, path: Path) -> None:
@@ -269,15 +387,20 @@ def _write_history(result: FitResult, path: Path) -> None:
             "epoch": r.epoch,
             "train_losses": r.train_losses,
             "validation": r.validation.to_dict(),
-            "monitored": r.monitored,
+            "loss_ratios": r.loss_ratios,
+            "criterion": r.criterion,
             "seconds": r.seconds,
         }
         for r in result.history
     ]
     data = {
         "best_epoch": result.best_epoch,
-        "best_value": result.best_value,
-        "monitor": result.monitor,
+        "averaged_epochs": list(result.averaged),
+        "criterion": result.criterion,
+        "initial_criterion": result.initial_criterion,
+        "tasks": list(result.tasks),
+        "prevalence": result.prevalence.to_json(),
         "history": records,
     }
-    path.write_text(json.dumps(data, indent=2).replace("NaN", "null") + "\n", encoding="utf-8")
+    text = json.dumps(data, indent=2).replace("NaN", "null").replace("Infinity", "null")
+    path.write_text(text + "\n", encoding="utf-8")

@@ -68,3 +68,36 @@ def test_progression_metrics_skip_ignored_labels() -> None:
     assert m.accuracy == 1.0
     assert m.auroc == 1.0
     assert m.count == 3
+
+
+def test_brier_and_ece_of_a_perfectly_calibrated_and_a_shifted_predictor() -> None:
+    from dipro.metrics import brier_score, expected_calibration_error, reliability_bins
+
+    rng = np.random.default_rng(0)
+    risk = rng.uniform(0.0, 1.0, 20000)
+    labels = (rng.random(risk.size) < risk).astype(np.float64)
+    assert expected_calibration_error(labels, risk) < 0.02
+    assert expected_calibration_error(labels, np.clip(risk + 0.2, 0, 1)) > 0.15
+    assert brier_score(labels, risk) < brier_score(labels, np.full(risk.size, 0.5))
+    bins = reliability_bins(labels, risk, 10)
+    assert sum(b.count for b in bins) == risk.size
+    assert all(abs(b.observed - b.mean_predicted) < 0.05 for b in bins)
+
+
+def test_bootstrap_intervals_cover_the_point_and_shrink_with_more_patients() -> None:
+    from dipro.metrics import bootstrap_intervals, roc_auc
+
+    def widths(n: int) -> tuple[float, float]:
+        rng = np.random.default_rng(n)
+        y = (rng.random(n) < 0.3).astype(np.int64)
+        score = y + rng.normal(0, 1.0, n)
+
+        def stat(idx: np.ndarray) -> dict[str, float]:
+            return {"auroc": roc_auc(y[idx], score[idx])}
+
+        low, high = bootstrap_intervals(stat, n, resamples=300, seed=1)["auroc"]
+        assert low <= roc_auc(y, score) <= high
+        return low, high
+
+    small, large = widths(60), widths(2000)
+    assert (large[1] - large[0]) < (small[1] - small[0]) / 3

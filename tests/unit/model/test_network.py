@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from dipro import DiPro, DiproBatch, DiproOutput
+from dipro import DiPro, DiproBatch, DiproConfig, DiproOutput
 from dipro.pae import reverse_labels
 from tests.unit.model.conftest import synthetic
 
@@ -150,3 +150,19 @@ def test_chunked_backbone_in_eval_gives_the_same_outputs(tiny_model: DiPro) -> N
     whole = tiny_model(batch)
     tiny_model.inference_chunk = 7  # 7 crops per backbone call
     _assert_same(whole, tiny_model(batch))
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_demographics_reach_the_class_tokens_directly_only_when_configured(
+    tiny_config: DiproConfig, direct: bool
+) -> None:
+    model = DiPro(dataclasses.replace(tiny_config, direct_demographics=direct)).eval()
+    with torch.no_grad():
+        model.static_fusion.group_embedding.prototypes.zero_()  # the paper's path carries nothing
+    batch, _ = synthetic(2)
+    older = dataclasses.replace(batch, demographics=batch.demographics + 3.0)
+    with torch.no_grad():
+        a, b = model(batch).mortality, model(older).mortality
+    assert a is not None
+    assert b is not None
+    assert (not torch.allclose(a, b, atol=1e-6)) is direct

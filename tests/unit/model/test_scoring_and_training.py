@@ -1,17 +1,20 @@
-"""Scoring returns probabilities; the trainer stops early, restores the best epoch, writes JSON."""
+"""Scoring returns probabilities; the trainer selects the epoch of lowest validation loss, refuses
+a network that did not learn, and writes its history as JSON."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from dipro import DiPro, DiproConfig
 from dipro.scoring import score, score_batches
 from dipro.synthetic import split_into_batches
-from dipro.train import FitSettings, evaluate, fit, write_metrics_json
+from dipro.train import FitSettings, TrainingFailed, evaluate, fit, write_metrics_json
 from tests.unit.model.conftest import synthetic
 
 
@@ -39,25 +42,46 @@ def test_score_batches_scores_every_batch_in_order(tiny_model: DiPro) -> None:
     torch.testing.assert_close(joined, whole.mortality, atol=1e-5, rtol=0)
 
 
-def test_fit_stops_after_patience_and_restores_the_best_epoch(
+def test_fit_refuses_a_network_that_learned_nothing(
     tiny_config: DiproConfig, tmp_path: Path
 ) -> None:
-    config = dataclasses.replace(tiny_config, learning_rate=0.0)  # nothing improves
-    model = DiPro(config)
+    model = DiPro(tiny_config)
     batch, targets = synthetic(8, seed=1)
     data = split_into_batches(batch, targets, 4)
     settings = FitSettings(
         epochs=10,
+        min_epochs=2,
         patience=2,
         device="cpu",
-        learning_rate=1e-12,
+        learning_rate=1e-12,  # nothing improves
         metrics_path=tmp_path / "history.json",
     )
-    result = fit(model, data, data, settings)
-    assert len(result.history) == 3  # epoch 0 best, two more without improvement
-    assert result.monitor == "progression/macro_f1"
+    with pytest.raises(TrainingFailed, match="no epoch beat the untrained network"):
+        fit(model, data, data, settings)
     history = json.loads((tmp_path / "history.json").read_text())
-    assert history["best_epoch"] == result.best_epoch == 0
+    assert len(history["history"]) == 3  # min epochs, then patience without improvement
+    assert history["criterion"] >= history["initial_criterion"]
+
+
+def test_fit_chooses_the_epoch_of_lowest_validation_loss_and_writes_its_history(
+    tiny_config: DiproConfig, tmp_path: Path
+) -> None:
+    model = DiPro(dataclasses.replace(tiny_config, learning_rate=3e-3))
+    batch, targets = synthetic(48, seed=2)
+    data = split_into_batches(batch, targets, 8)
+    settings = FitSettings(
+        epochs=6, min_epochs=6, device="cpu", seed=1, metrics_path=tmp_path / "history.json"
+    )
+    try:
+        result = fit(model, data, data, settings)
+    except TrainingFailed:
+        pytest.fail("the tiny network should learn its own training data")
+    history = json.loads((tmp_path / "history.json").read_text())
+    criteria = [r["criterion"] for r in history["history"]]
+    assert result.best_epoch == history["best_epoch"] == criteria.index(min(criteria))
+    assert result.criterion == min(criteria) < result.initial_criterion
+    assert set(result.tasks) == {"progression", "mortality", "los"}
+    assert set(history["history"][0]["loss_ratios"]) == set(result.tasks)
     report = evaluate(model, data)
     assert report.progression is not None
     assert report.mortality is not None
@@ -67,10 +91,23 @@ def test_fit_stops_after_patience_and_restores_the_best_epoch(
     assert set(written["mortality"]) >= {"auroc", "auprc", "macro_f1", "accuracy"}
 
 
-def test_fit_reduces_the_training_loss(tiny_config: DiproConfig) -> None:
+def test_fit_refuses_a_head_without_training_labels(tiny_config: DiproConfig) -> None:
+    batch, targets = synthetic(8, seed=3)
+    unlabelled = dataclasses.replace(targets, progression=torch.full_like(targets.progression, 3))
+    data = split_into_batches(batch, unlabelled, 4)
+    with pytest.raises(TrainingFailed, match="no training labels for progression"):
+        fit(DiPro(tiny_config), data, data, FitSettings(epochs=1, device="cpu"))
+
+
+def test_fit_reduces_the_training_loss(tiny_config: DiproConfig, tmp_path: Path) -> None:
     model = DiPro(dataclasses.replace(tiny_config, learning_rate=3e-3))
     batch, targets = synthetic(16, seed=2)
     data = split_into_batches(batch, targets, 8)
-    result = fit(model, data, data, FitSettings(epochs=4, patience=10, device="cpu", seed=1))
-    first, last = result.history[0].train_losses, result.history[-1].train_losses
-    assert last["total"] < first["total"]
+    settings = FitSettings(
+        epochs=4, patience=10, device="cpu", seed=1, metrics_path=tmp_path / "history.json"
+    )
+    with contextlib.suppress(TrainingFailed):  # 16 patients may not beat the prevalence
+        fit(model, data, data, settings)
+    history = json.loads((tmp_path / "history.json").read_text())["history"]
+    assert len(history) == 4
+    assert history[-1]["train_losses"]["total"] < history[0]["train_losses"]["total"]
