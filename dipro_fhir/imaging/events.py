@@ -11,6 +11,9 @@ the patient:
   implausible as a whole (the film is not used; detail: the reason code);
 - ``regions-qc-failed``: quality control failed some regions (detail: region and checks);
   they go downstream as missing, like regions the locator could not place;
+- ``regions-opacified-base``: one lung's base was measured well above the other's (an
+  opacity at that base looks like the diaphragm) and its boxes were checked against the
+  other lung's base (:func:`~dipro_fhir.imaging.qc._reference_bases`); the film is used;
 - ``regions-partial``: the event is produced with some regions missing (detail: which);
   missing regions are zero crops with a False mask, which the model replaces by its
   learnable padding;
@@ -60,12 +63,18 @@ from dipro_fhir.timeline import FloatArray, ImageEvent, MappingIssue, ResourceRe
 log = logging.getLogger(__name__)
 
 #: Version of the region QC verdict (which codes an image raises); part of the cache key.
-QC_VERSION = "qc/4"
+QC_VERSION = "qc/5"
 #: DICOM frame numbers start at 1; a radiograph is one frame.
 FRAME = 1
 #: Codes of the QC verdict, replayed from the cache when the image is not read again.
 QC_CODES = frozenset(
-    {"regions-not-found", "regions-partial", "regions-approximate", "regions-qc-failed"}
+    {
+        "regions-not-found",
+        "regions-partial",
+        "regions-approximate",
+        "regions-qc-failed",
+        "regions-opacified-base",
+    }
 )
 
 
@@ -143,6 +152,14 @@ def image_event_from_dataset(
     if not qc.film_ok:
         # The placement as a whole is not plausible: the film is not used (issue 11).
         return None, [MappingIssue("regions-qc-film", resource, qc.film_reason)]
+    for side in qc.base_from_other_side:
+        issues.append(
+            MappingIssue(
+                "regions-opacified-base",
+                resource,
+                f"{side} lung base measured high (an opacity?): checked against the other base",
+            )
+        )
     if boxes.approximate:
         # Placed by mirroring one lung, not from both lung fields.
         issues.append(MappingIssue("regions-approximate", resource, f"method {boxes.method}"))
