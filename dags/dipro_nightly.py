@@ -37,6 +37,11 @@ mapping) `extract` (FHIR + DICOMweb -> timelines), `score` (the network; queue
 backoff. `finalize` runs even when a chunk task failed for good: it records those chunks'
 patients as failed, writes the summary, and then fails the run.
 
+**Validation gate and shadow mode.** `plan` refuses a checkpoint whose model card has no
+validation on held-out patients, or whose figures fail the site's minimums
+(`DIPRO_MODEL__MIN_MORTALITY_AUROC` ...): the task fails with one line naming the figure.
+With `DIPRO_WRITEBACK__SHADOW=true` scores go to the results database only, never to FHIR.
+
 **As-of time.** The run's logical date (for a manual run without one, the time it was
 triggered), unless the `as_of` parameter overrides it. Nothing dated or made available after
 it is used, so a run depends only on its logical date.
@@ -133,6 +138,7 @@ def dipro_nightly() -> None:
     @task
     def plan() -> list[dict[str, Any]]:
         from dipro_fhir import pipeline
+        from dipro_fhir.errors import ModelContractError
 
         context = get_current_context()
         params, dag_run = context["params"], context["dag_run"]
@@ -152,7 +158,11 @@ def dipro_nightly() -> None:
             dry_run=bool(params["dry_run"]),
             model_version=params["model_version"],
         )
-        return [_stash(settings, m, "plan") for m in pipeline.plan_run(settings, request)]
+        try:
+            manifests = pipeline.plan_run(settings, request)
+        except ModelContractError as exc:  # no checkpoint, or one the gate refuses: no retry
+            raise AirflowFailException(str(exc)) from None
+        return [_stash(settings, m, "plan") for m in manifests]
 
     @task(
         retries=RETRIES,

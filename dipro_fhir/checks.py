@@ -72,9 +72,16 @@ def _database(settings: Settings) -> str:
 
 def _checkpoint(settings: Settings) -> str:
     from dipro_fhir.scoring.card import read_model_card
+    from dipro_fhir.scoring.gate import check_validation
 
     card = read_model_card(settings.model.checkpoint)
-    return f"{card.name} {card.version} ({', '.join(card.tasks)})"
+    check_validation(card, settings.model, settings.model.checkpoint)
+    patients = card.validation["patients"]["examples"]
+    mode = "shadow mode: results database only" if settings.writeback.shadow else "live"
+    return (
+        f"{card.name} {card.version} ({', '.join(card.tasks)}), validated on {patients} "
+        f"held-out patients; {mode}"
+    )
 
 
 CHECKS: tuple[tuple[str, Callable[[Settings], str]], ...] = (

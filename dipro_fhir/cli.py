@@ -142,17 +142,88 @@ def _code_json(row: Any) -> dict[str, Any]:
     }
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    """Train a checkpoint from the configured sources (patients given explicitly)."""
-    from dipro_fhir.demo import train_from_settings
-
+def _patient_ids(args: argparse.Namespace) -> list[str]:
     ids = list(args.patient or ())
     if args.patients_file:
         ids += _patients_file(args.patients_file)
-    metrics = train_from_settings(
-        Settings(), ids, Path(args.out), epochs=args.epochs, version=args.version
+    return ids
+
+
+def _show_progress(quiet: bool, desc: str) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(desc=desc, unit="patient", disable=quiet)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train, calibrate and validate a checkpoint from the configured sources (the given
+    patients, or every patient with a finished stay); nothing is saved unless it learns."""
+    from dipro_fhir.evaluation.report import render_text
+    from dipro_fhir.training.from_source import train_from_settings
+
+    with _show_progress(args.quiet, "patients read") as bar:
+
+        def read(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        outcome = train_from_settings(
+            Settings(),
+            _patient_ids(args),
+            Path(args.out),
+            name=args.name,
+            version=args.version,
+            epochs=args.epochs,
+            site=args.site or "",
+            seed=args.seed,
+            progress=lambda line: bar.write(line),
+            patients_read=read,
+        )
+    print(f"trained: {', '.join(outcome.tasks)}; patients per split {outcome.split_counts}")
+    for task, why in outcome.left_out.items():
+        print(f"left out: {task} ({why})")
+    print(render_text(outcome.validation))
+    print(f"checkpoint, baseline and evaluation.html of the test split in {outcome.checkpoint}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate a checkpoint on the configured sources' patients against simple baselines:
+    evaluation.json and evaluation.html (with --record, also into its model card)."""
+    from dipro_fhir.evaluation.report import HTML_FILE, render_text
+    from dipro_fhir.evaluation.run import evaluate_checkpoint
+
+    with _show_progress(args.quiet, "patients") as bar:
+        record = evaluate_checkpoint(
+            Settings(),
+            Path(args.checkpoint),
+            Path(args.out),
+            patient_ids=_patient_ids(args),
+            site=args.site or "",
+            resamples=args.bootstrap,
+            record=args.record,
+            progress=lambda done: bar.update(done - bar.n),
+        )
+    print(render_text(record))
+    print(f"report: {Path(args.out) / HTML_FILE}")
+    if args.record:
+        print(f"recorded as the validation of {args.checkpoint}")
+    return 0
+
+
+def cmd_train_demo(args: argparse.Namespace) -> int:
+    """Rebuild the demo checkpoint: synthetic training cohort, training, held-out evaluation
+    (the shipped one is dipro_fhir/training/demo_checkpoint)."""
+    from dipro_fhir.evaluation.report import render_text
+    from dipro_fhir.training.demo_checkpoint import build_demo_checkpoint
+    from dipro_fhir.training.recipe import DemoTraining
+
+    recipe = DemoTraining(patients=args.patients, heldout=args.heldout, epochs=args.epochs)
+    _, record = build_demo_checkpoint(
+        Path(args.out), Path(args.workdir), recipe, lambda line: print(line, flush=True)
     )
-    print(json.dumps(metrics, indent=2))
+    print(render_text(record))
+    print(f"demo checkpoint in {args.out}")
     return 0
 
 
@@ -336,11 +407,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from dipro_fhir.demo import DemoOptions, run_demo
 
     options = DemoOptions(
-        workdir=Path(args.workdir),
-        patients=args.patients,
-        train_patients=args.train_patients,
-        epochs=args.epochs,
-        use_airflow=not args.no_airflow,
+        workdir=Path(args.workdir), patients=args.patients, use_airflow=not args.no_airflow
     )
     run_demo(options)
     return 0
@@ -356,8 +423,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help=cmd_demo.__doc__)
     demo.add_argument("--workdir", default="var/demo")
     demo.add_argument("--patients", type=int, default=40, help="patients in the scored cohort")
-    demo.add_argument("--train-patients", type=int, default=160)
-    demo.add_argument("--epochs", type=int, default=20)
     demo.add_argument("--no-airflow", action="store_true", help="run the steps without Airflow")
     demo.set_defaults(func=cmd_demo)
 
@@ -387,12 +452,38 @@ def build_parser() -> argparse.ArgumentParser:
     codes.set_defaults(func=cmd_codes)
 
     train = sub.add_parser("train", help=cmd_train.__doc__)
-    train.add_argument("--out", required=True, help="checkpoint folder to write")
-    train.add_argument("--patient", action="append", help="training patient (repeatable)")
+    train.add_argument("--out", required=True, help="new checkpoint folder (absent or empty)")
+    train.add_argument("--patient", action="append", type=fhir_id, help="training patient")
     train.add_argument("--patients-file", help="file with one patient id per line")
-    train.add_argument("--epochs", type=int, default=20)
+    train.add_argument("--epochs", type=int, default=40, help="most epochs (default 40)")
+    train.add_argument("--name", default="dipro-site", help="the model's name")
     train.add_argument("--version", default="0.1.0")
+    train.add_argument("--site", help="the site's label, for the model card")
+    train.add_argument("--seed", type=int, default=23)
     train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help=cmd_evaluate.__doc__)
+    evaluate.add_argument("--checkpoint", required=True, help="checkpoint folder")
+    evaluate.add_argument("--out", required=True, help="folder for evaluation.json and .html")
+    evaluate.add_argument("--patient", action="append", type=fhir_id, help="patient to evaluate")
+    evaluate.add_argument("--patients-file", help="file with one patient id per line")
+    evaluate.add_argument("--site", help="the site's label, for the record")
+    evaluate.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    evaluate.add_argument(
+        "--record", action="store_true", help="store the result as the checkpoint's validation"
+    )
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    from dipro_fhir.training.recipe import DemoTraining
+
+    recipe = DemoTraining()
+    demo_train = sub.add_parser("train-demo", help=cmd_train_demo.__doc__)
+    demo_train.add_argument("--out", required=True, help="new checkpoint folder")
+    demo_train.add_argument("--workdir", default="var/train-demo", help="synthetic cohorts")
+    demo_train.add_argument("--patients", type=int, default=recipe.patients)
+    demo_train.add_argument("--heldout", type=int, default=recipe.heldout)
+    demo_train.add_argument("--epochs", type=int, default=recipe.epochs)
+    demo_train.set_defaults(func=cmd_train_demo)
 
     regions = sub.add_parser("regions", help=cmd_regions.__doc__)
     regions.add_argument("folder", help="folder of *.dcm / *.png films (searched recursively)")

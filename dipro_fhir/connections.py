@@ -152,9 +152,10 @@ def image_source(dicomweb: DicomWebSettings) -> ImageSource:
 
 
 def result_sink(settings: Settings, observers: Sequence[Observer] = ()) -> ResultSink | None:
-    """Where RiskAssessments go: the FHIR server, an NDJSON folder, or nowhere (``none``)."""
+    """Where RiskAssessments go: the FHIR server, an NDJSON folder, or nowhere (``none``, and
+    in shadow mode whatever the target: scores go to the results database only)."""
     target = settings.writeback.target
-    if target == "none":
+    if target == "none" or settings.writeback.shadow:
         return None
     if target == "ndjson":
         return NdjsonResultSink(settings.writeback.ndjson_dir)

@@ -1,10 +1,12 @@
 """The embedded default: the whole nightly job on a synthetic cohort, on this machine.
 
-``dipro-fhir demo`` writes a synthetic cohort as files (FHIR NDJSON + DICOM), trains a demo
-checkpoint with the project's own trainer on a second synthetic cohort (its model card says
-it is not for clinical use), runs the real ``dipro_nightly`` DAG in-process with
-``dag.test()`` against those files (SQLite for results, RiskAssessments as NDJSON), and ends
-with a table and an HTML report. Everything lives under ``--workdir``; a second run reuses the
+``dipro-fhir demo`` writes a synthetic cohort as files (FHIR NDJSON + DICOM), puts the demo
+checkpoint shipped with the package in place (trained by the project's own trainer on
+synthetic patients and validated on a held-out synthetic cohort; its model card says it is
+not for clinical use; ``dipro-fhir train-demo`` rebuilds it), runs the real ``dipro_nightly``
+DAG in-process with ``dag.test()`` against those files (SQLite for results, RiskAssessments
+as NDJSON), and ends with a table and an HTML report that shows the checkpoint's validation
+next to the night's risks. Everything lives under ``--workdir``; a second run reuses the
 cohort and checkpoint and, the job being idempotent, writes nothing new.
 """
 
@@ -15,22 +17,20 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from dipro_fhir import connections
 from dipro_fhir.errors import ConfigError
 from dipro_fhir.settings import Settings, embedded_settings
+from dipro_fhir.synth.cohorts import write_cohort_once
 
 logger = logging.getLogger(__name__)
 
 #: The demo's fixed "tonight": its logical date, so every demo run is reproducible.
 DEMO_AS_OF = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
-DEMO_MODEL = "dipro-demo"
-DEMO_VERSION = "0.1.0-demo"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -40,8 +40,6 @@ class DemoOptions:
 
     workdir: Path
     patients: int = 40
-    train_patients: int = 160
-    epochs: int = 20
     seed: int = 7
     use_airflow: bool = True
 
@@ -50,69 +48,27 @@ def _say(message: str) -> None:
     print(message, flush=True)  # noqa: T201 - the demo talks to a person
 
 
-def prepare_cohort(
-    folder: Path, n: int, seed: int, reference: datetime | None, prefix: str
-) -> None:
-    """Write a synthetic cohort into ``folder`` unless it is already there."""
-    from dipro_fhir.synth import generate_cohort
-    from dipro_fhir.synth.load import write_files
+def ensure_demo_checkpoint(checkpoint: Path) -> str:
+    """Put the shipped demo checkpoint at ``checkpoint`` unless a readable one is there (an
+    older card format, from before validated checkpoints, is replaced); return what was
+    done, in words."""
+    from dipro_fhir.errors import ModelContractError
+    from dipro_fhir.scoring.card import read_model_card
+    from dipro_fhir.training.demo_checkpoint import copy_packaged
 
-    if (folder / "truth.jsonl").exists():
-        return
-    # Scoring cohort: admissions over the last 3.5 days, so most patients are still in the
-    # ICU tonight. Training cohort: finished stays over the two months before.
-    span = 3.5 if reference is not None else 60.0
-    start = (reference or DEMO_AS_OF) - timedelta(days=span + (0.5 if reference else 12.0))
-    patients = generate_cohort(
-        n,
-        seed=seed,
-        start=start,
-        admission_span_days=span,
-        reference_time=reference,
-        id_prefix=prefix,
+    if (checkpoint / "model_card.json").exists():
+        try:
+            card = read_model_card(checkpoint)
+            return f"reusing {checkpoint} ({card.name} {card.version})"
+        except ModelContractError:
+            pass  # an outdated checkpoint: replaced by the shipped one below
+    copy_packaged(checkpoint)
+    shipped = read_model_card(checkpoint)
+    patients = shipped.validation["patients"]["examples"]
+    return (
+        f"{shipped.name} {shipped.version}, shipped with the package (trained by "
+        f"`dipro-fhir train-demo`; validated on {patients} held-out synthetic patients)"
     )
-    tmp = folder.with_name(folder.name + ".partial")
-    write_files(patients, tmp)
-    tmp.rename(folder)
-
-
-def train_from_settings(
-    settings: Settings,
-    patient_ids: Sequence[str],
-    out: Path,
-    *,
-    epochs: int,
-    version: str,
-    training_data: str = "patients from the configured FHIR source",
-) -> dict[str, float]:
-    """Train a small-config checkpoint on ``patient_ids`` from the configured sources."""
-    from dipro.config import default_config
-    from dipro_fhir.extract import extract_options
-    from dipro_fhir.training import collect_examples, train_checkpoint
-
-    config = default_config()
-    options = extract_options(settings, crop_size=config.crop_size, max_cxrs=config.max_cxrs)
-    items = collect_examples(
-        connections.fhir_source(settings),
-        connections.image_source(settings.dicomweb),
-        patient_ids,
-        options,
-    )
-    return train_checkpoint(
-        items,
-        out,
-        config=config,
-        name=DEMO_MODEL,
-        version=version,
-        training_data=training_data,
-        epochs=epochs,
-    )
-
-
-def _patient_ids(cohort: Path) -> list[str]:
-    from dipro_fhir.synth import read_truth
-
-    return [t.patient_id for t in read_truth(cohort / "truth.jsonl")]
 
 
 def _export(settings: Settings) -> None:
@@ -162,39 +118,8 @@ def run_demo(options: DemoOptions) -> dict[str, Any]:
     settings = embedded_settings(workdir)
     _say(f"dipro-fhir demo in {workdir} (as of {DEMO_AS_OF.isoformat()})")
     _say(f"1/4 synthetic cohort: {options.patients} ICU patients as FHIR NDJSON + DICOM")
-    prepare_cohort(workdir / "cohort", options.patients, options.seed, DEMO_AS_OF, "synth")
-    checkpoint = settings.model.checkpoint
-    if not (checkpoint / "model_card.json").exists():
-        _say(
-            f"2/4 demo checkpoint: {options.train_patients} training patients, "
-            f"{options.epochs} epochs"
-        )
-        train_dir = workdir / "train"
-        prepare_cohort(train_dir, options.train_patients, options.seed + 1000, None, "train")
-        train_settings = embedded_settings(train_dir.parent).model_copy(
-            update={
-                "fhir": settings.fhir.model_copy(update={"ndjson_dir": train_dir}),
-                "dicomweb": settings.dicomweb.model_copy(update={"folder": train_dir / "dicom"}),
-            }
-        )
-        metrics = train_from_settings(
-            train_settings,
-            _patient_ids(train_dir),
-            checkpoint,
-            epochs=options.epochs,
-            version=DEMO_VERSION,
-            training_data="synthetic ICU cohort generated by dipro_fhir.synth (seeded)",
-        )
-        _say(
-            "   validation: "
-            + ", ".join(
-                f"{k} {v:.3f}"
-                for k, v in sorted(metrics.items())
-                if "/" in k and k.split("/")[1] in ("auroc", "accuracy")
-            )
-        )
-    else:
-        _say(f"2/4 demo checkpoint: reusing {checkpoint}")
+    write_cohort_once(workdir / "cohort", options.patients, options.seed, DEMO_AS_OF, "synth")
+    _say("2/4 demo checkpoint: " + ensure_demo_checkpoint(settings.model.checkpoint))
     from dipro_fhir.store.migrate import upgrade_database
 
     upgrade_database(connections.engine(settings))

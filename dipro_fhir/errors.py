@@ -86,3 +86,8 @@ class InvalidResource(DiproFhirError):
 
 class ModelContractError(DiproFhirError):
     """Inputs or a checkpoint do not match what the model expects. Stop the run."""
+
+
+class TrainingError(DiproFhirError):
+    """Training did not produce a checkpoint worth saving (too few patients, no task with
+    labels, or a network that did not learn); nothing was saved."""

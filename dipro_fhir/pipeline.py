@@ -209,12 +209,14 @@ def _dicomweb_seconds(images: object) -> dict[str, float]:
 def score_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, Any]:
     """Score a chunk's timelines; the scores go to a staging JSON file."""
     from dipro_fhir.scoring.features import FeatureStats
+    from dipro_fhir.scoring.gate import check_validation
     from dipro_fhir.scoring.scorer import load_model, score_timelines
 
     chunk = ChunkManifest.from_xcom(manifest)
     started = time.perf_counter()
     _heartbeat(settings, chunk)
     model = load_model(settings.model.checkpoint, settings.model.device)
+    check_validation(model.card, settings.model, settings.model.checkpoint)
     assert chunk.timelines_path is not None, "score_chunk needs an extracted chunk"
     timelines = staging.load_timelines(chunk.timelines_path)
     run_id = RunId(chunk.run_id)

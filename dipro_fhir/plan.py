@@ -34,12 +34,16 @@ def plan_run(settings: Settings, request: RunRequest) -> list[dict[str, Any]]:
     Raises:
         ConfigError: The request is inconsistent (naive time, unknown model version).
         ModelContractError: The checkpoint cannot be read.
+        ValidationGateError: The checkpoint's validation record is missing or fails the
+            site's minimums (:mod:`dipro_fhir.scoring.gate`).
     """
     if request.as_of.tzinfo is None:
         raise ConfigError("as_of must be timezone-aware")
     from dipro_fhir.scoring.card import read_model_card
+    from dipro_fhir.scoring.gate import check_validation
 
     card = read_model_card(settings.model.checkpoint)
+    check_validation(card, settings.model, settings.model.checkpoint)
     if request.model_version and request.model_version != card.version:
         raise ConfigError(
             f"model version {request.model_version!r} requested, checkpoint has {card.version!r}"
@@ -99,6 +103,7 @@ def _start_run(
             model_version=version,
             pipeline=PIPELINE,
             dag_run_id=request.dag_run_id,
+            mode="shadow" if settings.writeback.shadow else "live",
         )
     except (OperationalError, ProgrammingError) as exc:
         raise ConfigError(

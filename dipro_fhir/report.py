@@ -11,7 +11,6 @@ a plain text table for the terminal.
 from __future__ import annotations
 
 import html
-import itertools
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -23,78 +22,22 @@ from sqlalchemy import select
 from dipro.vocab import VARIABLES
 from dipro_fhir import connections
 from dipro_fhir.mapping.quality import compare, render_quality
+from dipro_fhir.reports.svg import (
+    PAD,
+    H,
+    W,
+    bar_chart,
+    calibration_plot,
+    svg_figure,
+    x_at,
+    x_ticks,
+    y_at,
+)
 from dipro_fhir.settings import Settings
 from dipro_fhir.store.models import Run
 from dipro_fhir.store.quality import previous_success, read_data_quality
 from dipro_fhir.store.results import RunRecord, StoredScore
 from dipro_fhir.timeline import RunId
-
-W, H, PAD = 420, 220, 36
-
-
-def _svg(body: str, title: str) -> str:
-    return (
-        f'<figure><svg width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
-        f'xmlns="http://www.w3.org/2000/svg" font-family="sans-serif" font-size="11">'
-        f'<rect width="{W}" height="{H}" fill="white" stroke="#ccc"/>{body}</svg>'
-        f"<figcaption>{html.escape(title)}</figcaption></figure>"
-    )
-
-
-def _x(v: float, lo: float, hi: float) -> float:
-    return PAD + (v - lo) / (hi - lo or 1.0) * (W - 2 * PAD)
-
-
-def _y(v: float, lo: float, hi: float) -> float:
-    return H - PAD - (v - lo) / (hi - lo or 1.0) * (H - 2 * PAD)
-
-
-def _x_ticks(values: Sequence[float], lo: float, hi: float) -> str:
-    return "".join(
-        f'<text x="{_x(v, lo, hi):.1f}" y="{H - PAD + 14}" text-anchor="middle">{v:g}</text>'
-        for v in values
-    )
-
-
-def bar_chart(labels: Sequence[str], values: Sequence[float], title: str) -> str:
-    """Vertical bars with labels underneath."""
-    top = max(max(values, default=0.0), 1e-9)
-    width = (W - 2 * PAD) / max(len(values), 1)
-    bars = []
-    for i, (label, v) in enumerate(zip(labels, values, strict=True)):
-        x, y = PAD + i * width, _y(v, 0, top)
-        bars.append(
-            f'<rect x="{x + 2:.1f}" y="{y:.1f}" width="{width - 4:.1f}" '
-            f'height="{H - PAD - y:.1f}" fill="#4a78b5"/>'
-            f'<text x="{x + width / 2:.1f}" y="{H - PAD + 14}" text-anchor="middle">'
-            f"{html.escape(label)}</text>"
-            f'<text x="{x + width / 2:.1f}" y="{y - 3:.1f}" text-anchor="middle">{v:g}</text>'
-        )
-    return _svg("".join(bars), title)
-
-
-def calibration_plot(pred: Sequence[float], truth: Sequence[int], title: str, bins: int = 5) -> str:
-    """Observed rate against mean prediction per probability bin, with the diagonal."""
-    p, t = np.asarray(pred, dtype=float), np.asarray(truth, dtype=float)
-    edges = np.linspace(0, 1, bins + 1)
-    points = []
-    for lo, hi in itertools.pairwise(edges):
-        inside = (p >= lo) & ((p < hi) | (hi == 1.0))
-        if inside.any():
-            points.append((float(p[inside].mean()), float(t[inside].mean()), int(inside.sum())))
-    body = [
-        f'<line x1="{_x(0, 0, 1)}" y1="{_y(0, 0, 1)}" x2="{_x(1, 0, 1)}" y2="{_y(1, 0, 1)}" '
-        'stroke="#999" stroke-dasharray="4"/>'
-    ]
-    body += [
-        f'<circle cx="{_x(px, 0, 1):.1f}" cy="{_y(py, 0, 1):.1f}" r="{3 + min(n, 20) / 4:.1f}" '
-        f'fill="#c0504d"/>'
-        for px, py, n in points
-    ]
-    body.append(_x_ticks((0, 0.5, 1), 0, 1))
-    body.append(f'<text x="{W / 2}" y="{H - 6}" text-anchor="middle">predicted</text>')
-    body.append(f'<text x="8" y="{PAD - 10}">observed</text>')
-    return _svg("".join(body), title)
 
 
 def timeline_plot(
@@ -112,7 +55,7 @@ def timeline_plot(
             continue
         lo, hi = float(values[ok].min()), float(values[ok].max())
         pts = " ".join(
-            f"{_x(h, 0, 48):.1f},{_y(v, lo, hi + 1e-9):.1f}"
+            f"{x_at(h, 0, 48):.1f},{y_at(v, lo, hi + 1e-9):.1f}"
             for h, v in zip(hours[ok], values[ok], strict=True)
         )
         body.append(f'<polyline points="{pts}" fill="none" stroke="{colour}"/>')
@@ -122,15 +65,15 @@ def timeline_plot(
         )
     for h in cxr_hours:
         if 0 <= h <= 48:
-            x = _x(h, 0, 48)
+            x = x_at(h, 0, 48)
             body.append(
                 f'<line x1="{x:.1f}" y1="{PAD}" x2="{x:.1f}" y2="{H - PAD}" stroke="black"/>'
             )
-    body.append(_x_ticks((0, 12, 24, 36, 48), 0, 48))
+    body.append(x_ticks((0, 12, 24, 36, 48), 0, 48))
     body.append(
         f'<text x="{W / 2}" y="{H - 6}" text-anchor="middle">hours in window (lines: CXRs)</text>'
     )
-    return _svg("".join(body), title)
+    return svg_figure("".join(body), title)
 
 
 def _latest_run(settings: Settings) -> RunRecord:
@@ -162,6 +105,7 @@ def write_report(settings: Settings, cohort: Path, out: Path, as_of: datetime) -
     ]
     table = _table(scores, run)
     quality = data_quality_text(settings, run)
+    validation = _validation_html(settings.model.checkpoint)
     out.write_text(
         "<!doctype html><meta charset='utf-8'><title>dipro-fhir demo report</title>"
         "<style>body{font-family:sans-serif;max-width:900px;margin:2em auto}"
@@ -171,7 +115,7 @@ def write_report(settings: Settings, cohort: Path, out: Path, as_of: datetime) -
         f"{html.escape(run.as_of.isoformat())}, model {html.escape(run.model_name)} "
         f"{html.escape(run.model_version)}, status <b>{html.escape(run.status)}</b>. "
         "Synthetic data; the demo checkpoint is <b>not for clinical use</b>.</p>"
-        f"<pre>{html.escape(table)}</pre>" + "".join(figures) + "<h2>Data quality</h2>"
+        f"<pre>{html.escape(table)}</pre>" + "".join(figures) + validation + "<h2>Data quality</h2>"
         f"<pre>{html.escape(quality)}</pre>",
         encoding="utf-8",
     )
@@ -182,6 +126,23 @@ def write_report(settings: Settings, cohort: Path, out: Path, as_of: datetime) -
         "status": run.status,
         "data_quality": quality,
     }
+
+
+def _validation_html(checkpoint: Path) -> str:
+    """The checkpoint's validation on held-out patients, next to its baselines."""
+    from dipro_fhir.evaluation.report import HTML_FILE, figures_table
+    from dipro_fhir.scoring.card import read_model_card
+
+    record = read_model_card(checkpoint).validation
+    if not record:
+        return "<h2>Validation</h2><p>The checkpoint has no validation record.</p>"
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in record["notes"])
+    return (
+        f"<h2>The checkpoint's validation on {record['patients']['examples']} held-out "
+        f"patients</h2>{figures_table(record)}<ul>{notes}</ul>"
+        f"<p>Every figure, plot and subgroup: <code>{html.escape(str(checkpoint / HTML_FILE))}"
+        "</code>.</p>"
+    )
 
 
 def data_quality_text(settings: Settings, run: RunRecord) -> str:
@@ -200,8 +161,8 @@ def data_quality_text(settings: Settings, run: RunRecord) -> str:
 
 def _risk_distribution(scores: Sequence[StoredScore]) -> str:
     mort = [s.probability for s in scores if s.task == "mortality"]
-    counts = np.histogram(mort, bins=5, range=(0, 1))[0] if mort else np.zeros(5)
-    labels = [f"{lo:.1f}" for lo in np.linspace(0, 0.8, 5)]
+    counts = np.histogram(mort, bins=10, range=(0, 1))[0] if mort else np.zeros(10)
+    labels = [f"{lo:.1f}" for lo in np.linspace(0, 0.9, 10)]
     return bar_chart(labels, [float(c) for c in counts], "Patients per predicted mortality risk")
 
 

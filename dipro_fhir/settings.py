@@ -94,11 +94,24 @@ class StoreSettings(BaseModel):
 
 
 class ModelSettings(BaseModel):
-    """The checkpoint to score with and how to run it."""
+    """The checkpoint to score with, how to run it, and the site's minimums for its
+    validation record (the gate, :mod:`dipro_fhir.scoring.gate`).
+
+    A checkpoint scores only when its model card holds figures measured on held-out
+    patients, at least ``min_validation_patients`` of them, that beat the training prevalence
+    (mortality and progression AUROC intervals above 0.5, a Brier score under the
+    prevalence's, a length-of-stay accuracy above the commonest bin's) and meet these
+    minimums. Env: ``DIPRO_MODEL__MIN_MORTALITY_AUROC`` and so on.
+    """
 
     checkpoint: Path = Path("var/checkpoints/demo")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int = Field(default=16, ge=1)
+    min_validation_patients: int = Field(default=100, ge=1)
+    min_mortality_auroc: float = Field(default=0.7, ge=0.0, le=1.0)
+    max_mortality_ece: float = Field(default=0.1, ge=0.0, le=1.0)
+    min_los_accuracy: float = Field(default=0.0, ge=0.0, le=1.0)
+    min_progression_auroc: float = Field(default=0.6, ge=0.0, le=1.0)
 
 
 class CacheSettings(BaseModel):
@@ -129,9 +142,14 @@ class WriteBackSettings(BaseModel):
     ``probability_scale``: the FHIR R4 element comment on ``RiskAssessment.prediction.
     probability[x]`` says decimal probabilities are percentages (invariant ras-2: <= 100),
     while HL7's own examples use fractions. We default to the specification.
+
+    ``shadow``: score and write the results database only, never a RiskAssessment (whatever
+    ``target`` says), so a site can run a model silently and evaluate it on its own outcomes
+    before go-live; the run is recorded with mode ``shadow``.
     """
 
     target: Literal["fhir", "ndjson", "none"] = "fhir"
+    shadow: bool = False
     ndjson_dir: Path = Path("var/results")
     transaction_size: int = Field(default=100, ge=1, le=1000)
     probability_scale: Literal["percent", "fraction"] = "percent"

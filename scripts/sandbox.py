@@ -258,8 +258,6 @@ def build_parser() -> argparse.ArgumentParser:
         dest="checkpoint_source",
         help="use (copy) this checkpoint folder instead of the demo checkpoint",
     )
-    up.add_argument("--train-patients", type=int, help="demo training cohort (default 160)")
-    up.add_argument("--epochs", type=int, help="demo training epochs (default 20)")
     up.add_argument("--env", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                     help="extra DIPRO_*/AIRFLOW__* setting for the Airflow processes")  # fmt: skip
     down = sub.add_parser("down", help="stop every sandbox process")

@@ -1,14 +1,37 @@
-"""A tiny, untrained DiPro checkpoint for tests that exercise the pipeline, not the model."""
+"""Checkpoints for tests that exercise the pipeline, not the model.
+
+``write_tiny_checkpoint`` copies the demo checkpoint shipped with the package (trained and
+validated, so the scoring gate lets it score) under the name and version a test asks for;
+``write_untrained_checkpoint`` saves a freshly initialised network with no validation record,
+which the gate must refuse.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 from pathlib import Path
 
 
 def write_tiny_checkpoint(
     directory: Path, *, name: str = "dipro-test", version: str = "1", preprocessing: bool = True
 ) -> Path:
-    """Save a small-config network (random weights) with or without its preprocessing record."""
+    """The shipped demo checkpoint as ``name`` ``version`` (without its preprocessing record
+    when ``preprocessing`` is False)."""
+    from dipro.checkpoint import read_card, write_card
+    from dipro_fhir.training.demo_checkpoint import PACKAGED
+
+    shutil.rmtree(directory, ignore_errors=True)
+    shutil.copytree(PACKAGED, directory)
+    card = dataclasses.replace(read_card(directory), name=name, version=version)
+    if not preprocessing:
+        card = dataclasses.replace(card, preprocessing={})
+    write_card(card, directory)
+    return directory
+
+
+def write_untrained_checkpoint(directory: Path, *, name: str = "dipro-untrained") -> Path:
+    """A small network with random weights and no validation record."""
     from dipro.checkpoint import save_checkpoint
     from dipro.config import DiproConfig
     from dipro.network import DiPro
@@ -18,6 +41,6 @@ def write_tiny_checkpoint(
         DiPro(DiproConfig(d_model=16, heads=2, small_cnn_width=4)),
         directory,
         name=name,
-        version=version,
-        preprocessing=fit_preprocessing([]).to_json() if preprocessing else None,
+        version="0",
+        preprocessing=fit_preprocessing([]).to_json(),
     )

@@ -8,9 +8,10 @@
 # - A checkpoint is there (model_card.json): nothing to do. That is the case on every start
 #   after the first, and when a site's own checkpoint is mounted at that path
 #   (deploy/compose/site-checkpoint.yml).
-# - Nothing, or an empty writable folder, is there: `dipro-fhir demo --no-airflow` trains the
-#   demo checkpoint on a synthetic cohort (its model card says: not for clinical use) and
-#   scores a synthetic cohort with it, all under DEMO_WORKDIR; the checkpoint is then copied to
+# - Nothing, or an empty writable folder, is there: `dipro-fhir demo --no-airflow` puts the
+#   demo checkpoint shipped with the package (trained and validated on synthetic patients; its
+#   model card says: not for clinical use) in DEMO_WORKDIR and scores a synthetic cohort with
+#   it, all under DEMO_WORKDIR; the checkpoint is then copied to
 #   DIPRO_MODEL__CHECKPOINT: to a temporary name renamed when complete or, into an empty folder
 #   (perhaps a mount point, which cannot be renamed), with the model card last.
 # - Anything else is there: refuse, rather than overwrite what may be a site's files.
@@ -33,7 +34,7 @@ if [[ -e "$checkpoint" ]] && [[ ! -w "$checkpoint" ]]; then
   exit 1
 fi
 
-echo "checkpoint: none at $checkpoint; training the demo checkpoint in $workdir (minutes)"
+echo "checkpoint: none at $checkpoint; the demo puts the shipped demo checkpoint in $workdir"
 dipro-fhir --quiet demo --no-airflow --workdir "$workdir"
 if [[ ! -f "$workdir/checkpoint/model_card.json" ]]; then
   echo "checkpoint: the demo wrote no checkpoint to $workdir/checkpoint" >&2

@@ -38,7 +38,12 @@ from dipro_fhir.fhir.matching import (
     subject_id,
 )
 from dipro_fhir.fhir.problems import PatientProblems
-from dipro_fhir.fhir.source import DATA_TYPES, group_patient_ids, list_entries
+from dipro_fhir.fhir.source import (
+    DATA_TYPES,
+    finished_stay_subjects,
+    group_patient_ids,
+    list_entries,
+)
 from dipro_fhir.limits import DEFAULT_LIMITS, InputLimitExceeded, InputLimits, loads
 from dipro_fhir.timeline import MappingIssue
 
@@ -109,6 +114,10 @@ class NdjsonFhirSource:
     def _subject(self, resource: dict[str, Any]) -> str | None:
         """The Patient id of a resource, ``urn:uuid:`` subjects resolved (module doc)."""
         return subject_id(resource) or self._urn_patient(resource)
+
+    def finished_stay_patients(self, until: datetime) -> Iterator[str]:
+        encounters = (e for _, e in self._stream("Encounter"))
+        yield from finished_stay_subjects(encounters, until, self._subject)
 
     def patients_with_data_since(self, since: datetime, until: datetime) -> Iterator[str]:
         found: set[str] = set()

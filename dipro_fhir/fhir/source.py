@@ -13,7 +13,7 @@ attached to whichever patient happens to be processed first.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -28,6 +28,7 @@ from dipro_fhir.fhir.matching import (
     subject_id,
 )
 from dipro_fhir.fhir.problems import PatientProblems
+from dipro_fhir.mapping.times import parse_fhir_time
 from dipro_fhir.timeline import MappingIssue
 
 DATA_TYPES = ("Observation", "ImagingStudy")
@@ -70,6 +71,12 @@ class FhirSource(Protocol):
     ) -> Iterator[tuple[str, str]]:
         """Yield ``(patient_id, encounter_id)``, sorted, one per patient, of the encounters
         ``rule`` admits at ``as_of`` (:mod:`dipro_fhir.fhir.cohort`)."""
+        ...
+
+    def finished_stay_patients(self, until: datetime) -> Iterator[str]:
+        """Yield, sorted and once each, patients with an Encounter that has ended by
+        ``until`` (``period.end`` at or before it): the patients whose outcome is known, for
+        training and evaluation."""
         ...
 
     def patients_with_data_since(self, since: datetime, until: datetime) -> Iterator[str]:
@@ -176,6 +183,14 @@ class HttpFhirSource:
         found = self.client.search("Location", {"type": ",".join(tokens)})
         return {str(loc["id"]) for loc in found if loc.get("id") and location_has_type(loc, tokens)}
 
+    def finished_stay_patients(self, until: datetime) -> Iterator[str]:
+        params: dict[str, str | list[str]] = {
+            "date": f"le{_instant(until)}",
+            "_elements": "subject,period,status",
+        }
+        found = self.client.search("Encounter", params)
+        yield from finished_stay_subjects(found, until)
+
     def patients_with_data_since(self, since: datetime, until: datetime) -> Iterator[str]:
         found: set[str] = set()
         window = [f"ge{_instant(since)}", f"lt{_instant(until)}"]
@@ -270,6 +285,20 @@ def list_entries(
         if patient_id is not None and (patient_id, encounter_id) not in found:
             found.append((patient_id, encounter_id))
     return found
+
+
+def finished_stay_subjects(
+    encounters: Iterable[dict[str, Any]], until: datetime, subject: Any = subject_id
+) -> Iterator[str]:
+    """Sorted Patient ids of the encounters whose ``period.end`` lies at or before ``until``."""
+    found: set[str] = set()
+    for encounter in encounters:
+        period = encounter.get("period")
+        end = parse_fhir_time(period.get("end")) if isinstance(period, dict) else None
+        patient_id = subject(encounter)
+        if patient_id and end is not None and end.value <= until:
+            found.add(patient_id)
+    yield from sorted(found)
 
 
 def encounter_pair(encounter: dict[str, Any]) -> tuple[str, str] | None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from dipro.calibration import Calibration
 from dipro.checkpoint import CheckpointMismatch, ModelCard, load_checkpoint, state_digest
 from dipro.network import DiPro
 from dipro.scoring import ScoreResult, prepare_for_inference, score, select_device
@@ -42,7 +43,8 @@ PROBABILITY_DECIMALS = 4
 
 @dataclass(frozen=True, slots=True)
 class LoadedModel:
-    """A checkpoint ready to score: the network on its device, its card and preprocessing."""
+    """A checkpoint ready to score: the network on its device, its card, preprocessing and
+    calibration (applied to every probability it scores)."""
 
     network: DiPro
     card: ModelCard
@@ -50,6 +52,7 @@ class LoadedModel:
     info: ModelInfo
     load_seconds: float
     backbone_digest: str = ""
+    calibration: Calibration | None = None
 
 
 def load_model(checkpoint: Path, device: str = "auto") -> LoadedModel:
@@ -71,12 +74,16 @@ def load_model(checkpoint: Path, device: str = "auto") -> LoadedModel:
     except CheckpointMismatch as exc:
         raise ModelContractError(f"checkpoint {checkpoint} refused: {exc}") from exc
     prep = Preprocessing.from_json(card.preprocessing)
+    try:
+        calibration = Calibration.from_json(card.calibration)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelContractError(f"checkpoint {checkpoint}: calibration unreadable: {exc}") from exc
     digest = state_digest(network.backbone_state())
     prepare_for_inference(network)
     seconds = time.perf_counter() - started
     logger.info("model %s %s loaded on %s in %.2fs", card.name, card.version, target, seconds)
     info = ModelInfo(card.name, card.version, card.weights_sha256, card.to_json())
-    return LoadedModel(network, card, prep, info, seconds, digest)
+    return LoadedModel(network, card, prep, info, seconds, digest, calibration)
 
 
 def _batches(
@@ -128,7 +135,7 @@ def score_timelines(
             with_crops=False,
         )
         stacked = stack_features(group, features, config.max_cxrs)
-        result = score(model.network, batch, region_features=stacked)
+        result = score(model.network, batch, region_features=stacked, calibration=model.calibration)
         for i, tl in enumerate(group):
             scores.extend(_scores_of(model.info, tl, result, i, run_id))
     return scores

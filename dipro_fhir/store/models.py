@@ -80,6 +80,8 @@ class Run(Base):
     # Run state (0005): the last sign of life of a running attempt, and how many attempts.
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     attempts: Mapped[int] = mapped_column(Integer, server_default="1")
+    # Run mode (0006): ``live`` writes RiskAssessments; ``shadow`` only this database.
+    mode: Mapped[str] = mapped_column(String(16), server_default="live")
 
 
 class ScoreRow(Base):

@@ -58,6 +58,7 @@ class RunRecord:
     finished_at: datetime | None
     heartbeat_at: datetime | None = None
     attempts: int = 1
+    mode: str = "live"
 
 
 def insert_for(engine: Engine, table: Table) -> Insert:
@@ -84,8 +85,13 @@ class RunStateStore:
         model_version: str,
         pipeline: str = "dipro_nightly",
         dag_run_id: str | None = None,
+        mode: str = "live",
     ) -> None:
-        """Record that a run started; starting the same run again marks it running again."""
+        """Record that a run started; starting the same run again marks it running again.
+
+        ``mode``: ``live`` (RiskAssessments are written) or ``shadow`` (the results database
+        only); a re-run takes the mode of its latest attempt.
+        """
         table = Run.__table__
         assert isinstance(table, Table)
         row: dict[str, Any] = {
@@ -100,6 +106,7 @@ class RunStateStore:
             "timings": {},
             "started_at": datetime.now(UTC),
             "finished_at": None,
+            "mode": mode,
         }
         row["heartbeat_at"], row["attempts"] = row["started_at"], 1
         stmt = insert_for(self.engine, table).values(row)
@@ -112,6 +119,7 @@ class RunStateStore:
                 "finished_at": case((complete, table.c.finished_at), else_=None),
                 "heartbeat_at": row["heartbeat_at"],
                 "attempts": table.c.attempts + 1,
+                "mode": mode,
             },
         )
         with self.engine.begin() as conn:
@@ -239,4 +247,5 @@ class RunStateStore:
             finished_at=None if finished is None else as_utc(finished),
             heartbeat_at=None if r["heartbeat_at"] is None else as_utc(r["heartbeat_at"]),
             attempts=int(r["attempts"]),
+            mode=str(r["mode"]),
         )

@@ -25,7 +25,6 @@ if str(REPO) not in sys.path:
 
 VENV_BIN = Path(sys.executable).parent  # not resolved: the venv's bin, not /usr/bin
 DAGS_FOLDER = REPO / "dags"
-DEMO_CHECKPOINT = REPO / "var" / "demo" / "checkpoint"
 ORTHANC_BIN = Path("/usr/sbin/Orthanc")
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 STATE_FILE = "sandbox.json"
@@ -81,8 +80,6 @@ class Config:
     task_retries: int = 1
     retry_delay_s: int = 10
     checkpoint_source: str | None = None
-    train_patients: int = 160
-    epochs: int = 20
     hapi_java_opts: str = ""
     extra_env: dict[str, str] = field(default_factory=dict)
 

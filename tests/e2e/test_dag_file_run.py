@@ -127,3 +127,30 @@ def test_failed_chunks_are_summarised_and_fail_the_run(
     assert record.status == "failed"
     assert record.counts["patients"] == 3
     assert record.counts["failed_patients"] == 3
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_the_plan_refuses_an_unvalidated_checkpoint_and_nothing_is_scored(
+    airflow_env: AirflowEnv,
+    cohort_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sqlalchemy import create_engine, func, select
+
+    from dipro_fhir.store.models import Run, ScoreRow
+    from tests.checkpoints import write_untrained_checkpoint
+
+    store_url = _configure(monkeypatch, tmp_path, cohort_dir)
+    write_untrained_checkpoint(tmp_path / "checkpoint")
+    run, states = _run(AS_OF + timedelta(days=2), {})
+    assert run.state == "failed"
+    assert states[("plan", -1)] == "failed"
+    assert not any(v == "success" for (task, _), v in states.items() if task == "score")
+    engine = create_engine(store_url)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Run)).scalar() == 0
+        assert conn.execute(select(func.count()).select_from(ScoreRow)).scalar() == 0
+    engine.dispose()
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())

@@ -185,3 +185,31 @@ def test_bulk_mode_gives_the_same_results_as_rest_mode(
     assert str(export.state) == "success"
     assert _score_rows(configured, as_of) == rest_rows
     assert _server_state(fhir_server.base_url) == rest_state
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_shadow_mode_writes_every_row_and_no_fhir_resource(
+    airflow_env: AirflowEnv,
+    configured: str,
+    loaded_cohort: list[Any],
+    fhir_server: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dipro_fhir.store.models import Run
+
+    monkeypatch.setenv("DIPRO_WRITEBACK__SHADOW", "true")
+    as_of = AS_OF + timedelta(hours=18)
+    expected = _active(loaded_cohort, as_of)
+    assert expected
+    before = _server_state(fhir_server.base_url)
+    _run(as_of, {"as_of": as_of.isoformat()})
+    assert _server_state(fhir_server.base_url) == before  # not one resource written
+    rows = _score_rows(configured, as_of)
+    assert set(rows) == expected
+    assert min(rows.values()) >= 1 + 4  # mortality and the four length-of-stay bins at least
+    engine = create_engine(configured)
+    with engine.connect() as conn:
+        modes = conn.execute(select(Run.mode).where(Run.as_of == as_of)).scalars().all()
+    engine.dispose()
+    assert modes == ["shadow"]

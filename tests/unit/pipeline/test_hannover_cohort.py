@@ -188,3 +188,37 @@ def test_icu_patients_by_location_type(cohort: tuple[Path, dict[str, Any]]) -> N
     )
     assert pairs
     assert all(encounter.endswith("-icu") for _, encounter in pairs)
+
+
+@pytest.mark.slow
+def test_evaluate_runs_on_the_real_cohort_and_says_what_11_patients_cannot_show(
+    cohort: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    from dipro_fhir.evaluation.run import evaluate_checkpoint
+    from dipro_fhir.training.demo_checkpoint import PACKAGED
+
+    folder, _ = cohort
+    checkpoint = tmp_path / "checkpoint"
+    write_tiny_checkpoint(checkpoint, name="dipro-demo", version="hannover")
+    before = json.loads((checkpoint / "model_card.json").read_text())["validation"]
+    record = evaluate_checkpoint(
+        _settings(folder, tmp_path, locator="atlas"),
+        checkpoint,
+        tmp_path / "evaluation",
+        site="Hannover development films",
+        resamples=200,
+    )
+    patients = record["patients"]
+    # Every patient with a finished stay is read; an ICU stay whose admission has not ended
+    # (the CSV gives no discharge) has no known outcome and is counted, not guessed.
+    assert patients["patients"] == 8
+    assert patients["skipped"] == {"outcome-unknown": patients["patients"] - patients["examples"]}
+    assert patients["examples"] >= 1
+    notes = " ".join(record["notes"])
+    assert "cannot be shown on these patients" in notes
+    assert "Progression is not evaluated" in notes
+    assert "NOT FOR CLINICAL USE" in notes  # the checkpoint's intended use is repeated
+    assert (tmp_path / "evaluation" / "evaluation.html").is_file()
+    # Without --record the card keeps its own validation.
+    assert json.loads((checkpoint / "model_card.json").read_text())["validation"] == before
+    assert PACKAGED.is_dir()

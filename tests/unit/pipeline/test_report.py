@@ -18,7 +18,9 @@ from tests.checkpoints import write_tiny_checkpoint
 AS_OF = datetime(2026, 4, 1, 2, tzinfo=UTC)
 
 
-def test_report_lists_scored_patients_and_draws_three_plots(tmp_path: Path) -> None:
+def test_report_lists_scored_patients_draws_three_plots_and_shows_the_validation(
+    tmp_path: Path,
+) -> None:
     patients = generate_cohort(
         5, seed=3, start=AS_OF - timedelta(days=3), admission_span_days=2, reference_time=AS_OF
     )
@@ -35,6 +37,10 @@ def test_report_lists_scored_patients_and_draws_three_plots(tmp_path: Path) -> N
     assert text.count("<svg") == 3
     assert text.count("synth-0000") >= summary["scored"]
     assert "not for clinical use" in text
+    # The checkpoint's held-out figures next to its baselines, not just tonight's risks.
+    assert "The checkpoint&#x27;s validation on" in text or "The checkpoint's validation on" in text
+    assert "Logistic regression on EHR summaries" in text
+    assert "mortality ECE" in text
 
 
 def test_a_run_on_a_database_without_schema_says_how_to_fix_it(tmp_path: Path) -> None:
