@@ -12,6 +12,7 @@ L-BFGS in torch (already a dependency; scikit-learn is not).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -97,14 +98,7 @@ class EhrBaseline:
             for k, model in enumerate(self.progression):
                 if model is not None:
                     progression[:, k] = model.probabilities(x)
-        return Predictions(
-            mortality=mortality,
-            mortality_labels=labels.mortality_labels,
-            los=los,
-            los_labels=labels.los_labels,
-            progression=progression,
-            progression_labels=labels.progression_labels,
-        )
+        return dataclasses.replace(labels, mortality=mortality, los=los, progression=progression)
 
     def save(self, directory: Path) -> Path:
         """Write ``baseline.json`` into ``directory`` atomically; returns its path."""

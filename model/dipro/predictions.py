@@ -11,6 +11,7 @@ few dozen patients, the likelihood moves smoothly from epoch to epoch.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -201,14 +202,7 @@ class Prevalence:
         uniform = (1.0 / 3.0,) * 3
         table = np.asarray([p if p is not None else uniform for p in self.progression])
         progression = np.tile(table[None], (m, 1, 1)) if self.progression else None
-        return Predictions(
-            mortality=mortality,
-            mortality_labels=pred.mortality_labels,
-            los=los,
-            los_labels=pred.los_labels,
-            progression=progression,
-            progression_labels=pred.progression_labels,
-        )
+        return dataclasses.replace(pred, mortality=mortality, los=los, progression=progression)
 
 
 def task_nll(pred: Predictions) -> dict[str, float]:

@@ -5,33 +5,22 @@ measured figures from regressing on a smaller cohort."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
+
+from tests.modules import load_module
 
 REPO = Path(__file__).resolve().parents[3]
 
 pytestmark = pytest.mark.slow
 
 
-def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "qc_by_severity", REPO / "scripts" / "qc_by_severity.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_the_most_severe_films_are_mostly_kept_and_kept_films_are_placed_right() -> None:
-    rows = _script().measure(150, seed=4242)
+    rows = load_module(REPO / "scripts" / "qc_by_severity.py", "qc_by_severity").measure(
+        150, seed=4242
+    )
     severity = np.array([r[0] for r in rows])
     dropped = np.array([bool(r[1]) for r in rows])
     top = severity >= np.quantile(severity, 0.8)

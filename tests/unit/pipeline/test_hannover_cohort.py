@@ -8,9 +8,7 @@ turns them into FHIR NDJSON + DICOM first.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -44,6 +42,7 @@ from dipro_fhir.settings import (
 from dipro_fhir.store.migrate import upgrade_database
 from dipro_fhir.writeback.assessment import FILMS_NOT_USED_NOTE, REGIONS_MISSING_NOTE
 from tests.checkpoints import write_tiny_checkpoint
+from tests.modules import load_module
 
 REPO = Path(__file__).resolve().parents[3]
 DATA = REPO.parent / "shared" / "data" / "cxr-hannover-dev"
@@ -55,15 +54,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "hannover_cohort", REPO / "scripts" / "hannover_cohort.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_module(REPO / "scripts" / "hannover_cohort.py", "hannover_cohort")
 
 
 @pytest.fixture(scope="module")
