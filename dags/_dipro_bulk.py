@@ -1,7 +1,7 @@
 """The Bulk Data export step of ``dipro_nightly``: a deferrable operator and its trigger.
 
 ``extraction_mode`` ``bulk``: the operator kicks off the ``$export`` jobs
-(:func:`dipro_fhir.bulk_run.start_export`) and defers to :class:`BulkExportTrigger`, which
+(:func:`dipro_fhir.run.bulk.start_export`) and defers to :class:`BulkExportTrigger`, which
 polls them in the triggerer's event loop (honouring ``Retry-After``) while no worker slot is
 held; when they complete, the operator resumes, downloads the files into the run's staging
 folder and hands the chunk manifests on with that folder named. ``rest``: it hands the
@@ -33,7 +33,7 @@ class BulkExportTrigger(BaseTrigger):
     """Polls a run's ``$export`` jobs until all complete or one fails.
 
     Args:
-        state: :func:`dipro_fhir.bulk_run.start_export`'s state (JSON).
+        state: :func:`dipro_fhir.run.bulk.start_export`'s state (JSON).
         timeout_s: Give up after this long (the operator then cancels the jobs).
     """
 
@@ -72,7 +72,7 @@ class BulkExportTrigger(BaseTrigger):
 
 
 def _poll_once(state: dict[str, Any]) -> dict[str, Any]:
-    from dipro_fhir import bulk_run
+    from dipro_fhir.run import bulk as bulk_run
 
     return bulk_run.poll_export(build_settings(), state)
 
@@ -99,7 +99,8 @@ class BulkExportOperator(BaseOperator):
         mode = self.extraction_mode or settings.run.extraction_mode
         if mode != "bulk" or not manifests:
             return manifests
-        from dipro_fhir import bulk_run, staging
+        from dipro_fhir.core import staging
+        from dipro_fhir.run import bulk as bulk_run
 
         state = bulk_run.start_export(settings, [staging.unstash_manifest(m) for m in manifests])
         timeout_s = settings.fhir.bulk_timeout_s
@@ -110,7 +111,8 @@ class BulkExportOperator(BaseOperator):
         )
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> list[dict[str, Any]]:
-        from dipro_fhir import bulk_run, staging
+        from dipro_fhir.core import staging
+        from dipro_fhir.run import bulk as bulk_run
 
         settings = build_settings()
         if event.get("status") != "complete":

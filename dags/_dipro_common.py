@@ -2,8 +2,8 @@
 
 ``dipro_fhir`` never imports Airflow, so the translation from Airflow's world (environment
 variables read when a DAG file is parsed, Connections read inside a task) into
-:class:`~dipro_fhir.settings.Settings` lives here, next to the DAG files. This module imports
-only the standard library, Airflow and ``dipro_fhir.settings`` (pydantic): parsing a DAG file
+:class:`~dipro_fhir.core.settings.Settings` lives here, next to the DAG files. This module imports
+only the standard library, Airflow and ``dipro_fhir.core.settings`` (pydantic): parsing a DAG file
 must stay cheap, so nothing here pulls in torch, pydicom or the pipeline.
 
 Connections (all optional; when one is missing the ``DIPRO_*`` environment stands):
@@ -46,7 +46,7 @@ from airflow.sdk import Connection
 from airflow.sdk.exceptions import AirflowNotFoundException
 from pydantic import SecretStr
 
-from dipro_fhir.settings import DicomWebSettings, FhirSettings, Settings, StoreSettings
+from dipro_fhir.core.settings import DicomWebSettings, FhirSettings, Settings, StoreSettings
 
 logger = logging.getLogger(__name__)
 
@@ -105,10 +105,10 @@ def build_settings() -> Settings:
     """Settings for a task: the ``DIPRO_*`` environment, overridden by the Connections.
 
     Every task calls this first, so it also applies the project's log rules inside the task
-    (:func:`dipro_fhir.log.configure_task`: third-party loggers at WARNING, UIDs and paths
+    (:func:`dipro_fhir.core.log.configure_task`: third-party loggers at WARNING, UIDs and paths
     redacted).
     """
-    from dipro_fhir import log
+    from dipro_fhir.core import log
 
     log.configure_task()
     settings = Settings()

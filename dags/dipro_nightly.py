@@ -1,8 +1,10 @@
 """The nightly DiPro scoring DAG: plan -> per-chunk extract / score / write back -> finalize.
 
-The DAG only wires the task bodies of :mod:`dipro_fhir.pipeline`; they are imported inside
-the tasks, so parsing this file loads neither torch nor pydicom. See ``doc_md`` below (shown
-in the Airflow UI) for the parameters, configuration and backfills.
+The DAG only wires the stage bodies of a run, one module per stage (``dipro_fhir.run.plan``,
+``.extract_stage``, ``.score_stage``, ``.writeback_stage``, ``.finalize``; tied together in
+:mod:`dipro_fhir.run.pipeline`); they are imported inside the tasks, so parsing this file
+loads neither torch nor pydicom. See ``doc_md`` below (shown in the Airflow UI) for the
+parameters, configuration and backfills.
 """
 
 from __future__ import annotations
@@ -133,23 +135,24 @@ RETRIES, RETRY_DELAY, BACKOFF = OPTIONS.retries, OPTIONS.retry_delay, 2.0
     },
 )
 def dipro_nightly() -> None:
-    """Wire the steps; the bodies are :mod:`dipro_fhir.pipeline` functions."""
+    """Wire the steps; the bodies are the stage functions of :mod:`dipro_fhir.run.pipeline`."""
 
     @task
     def plan() -> list[dict[str, Any]]:
-        from dipro_fhir import pipeline
-        from dipro_fhir.errors import ModelContractError
+        from dipro_fhir.core.errors import ModelContractError
+        from dipro_fhir.core.manifest import RunRequest, as_of_for_logical_date
+        from dipro_fhir.run.plan import plan_run
 
         context = get_current_context()
         params, dag_run = context["params"], context["dag_run"]
         settings = build_settings()
         tz = settings.run.site_timezone
         if params["as_of"]:
-            as_of = pipeline.as_of_for_logical_date(datetime.fromisoformat(params["as_of"]), tz)
+            as_of = as_of_for_logical_date(datetime.fromisoformat(params["as_of"]), tz)
         else:
             logical = context.get("logical_date") or dag_run.run_after
-            as_of = pipeline.as_of_for_logical_date(logical, tz)
-        request = pipeline.RunRequest(
+            as_of = as_of_for_logical_date(logical, tz)
+        request = RunRequest(
             as_of=as_of,
             dag_run_id=context["run_id"],
             cohort=params["cohort"],
@@ -159,7 +162,7 @@ def dipro_nightly() -> None:
             model_version=params["model_version"],
         )
         try:
-            manifests = pipeline.plan_run(settings, request)
+            manifests = plan_run(settings, request)
         except ModelContractError as exc:  # no checkpoint, or one the gate refuses: no retry
             raise AirflowFailException(str(exc)) from None
         return [_stash(settings, m, "plan") for m in manifests]
@@ -171,10 +174,10 @@ def dipro_nightly() -> None:
         max_retry_delay=OPTIONS.max_retry_delay,
     )
     def extract(manifest: dict[str, Any]) -> dict[str, Any]:
-        from dipro_fhir import pipeline
+        from dipro_fhir.run.extract_stage import extract_chunk
 
         settings = build_settings()
-        done = pipeline.extract_chunk(settings, _unstash(manifest))
+        done = extract_chunk(settings, _unstash(manifest))
         return _stash(settings, done, "extract")
 
     @task(
@@ -186,10 +189,10 @@ def dipro_nightly() -> None:
         max_retry_delay=OPTIONS.max_retry_delay,
     )
     def score(manifest: dict[str, Any]) -> dict[str, Any]:
-        from dipro_fhir import pipeline
+        from dipro_fhir.run.score_stage import score_chunk
 
         settings = build_settings()
-        done = pipeline.score_chunk(settings, _unstash(manifest))
+        done = score_chunk(settings, _unstash(manifest))
         return _stash(settings, done, "score")
 
     @task(
@@ -199,10 +202,10 @@ def dipro_nightly() -> None:
         max_retry_delay=OPTIONS.max_retry_delay,
     )
     def write_back(manifest: dict[str, Any]) -> dict[str, Any]:
-        from dipro_fhir import pipeline
+        from dipro_fhir.run.writeback_stage import write_back_chunk
 
         settings = build_settings()
-        done = pipeline.write_back_chunk(settings, _unstash(manifest))
+        done = write_back_chunk(settings, _unstash(manifest))
         return _stash(settings, done, "writeback")
 
     @task(trigger_rule="all_done")
@@ -212,7 +215,7 @@ def dipro_nightly() -> None:
         scored: Sequence[dict[str, Any]] | None,
         written: Sequence[dict[str, Any]] | None,
     ) -> dict[str, Any]:
-        from dipro_fhir import pipeline
+        from dipro_fhir.run.finalize import fail_chunk, finalize_run
 
         if planned is None:  # plan failed: no run was recorded, there is nothing to summarise
             raise AirflowFailException("the plan task failed; nothing was scored")
@@ -227,13 +230,13 @@ def dipro_nightly() -> None:
         done = _indexes(finished)
         lost = [m for m in planned[:] if m["index"] not in done]
         failed = [
-            pipeline.fail_chunk(
+            fail_chunk(
                 _unstash(m),
                 next((s for s, ok in stages.items() if m["index"] not in ok), "writeback"),
             )
             for m in lost
         ]
-        summary = pipeline.finalize_run(build_settings(), finished + failed)
+        summary = finalize_run(build_settings(), finished + failed)
         if lost:
             raise AirflowFailException(
                 f"{len(lost)} of {len(planned)} chunks failed after retries "
@@ -262,13 +265,13 @@ def _indexes(manifests: Sequence[dict[str, Any]]) -> set[int]:
 
 def _stash(settings: Any, manifest: dict[str, Any], stage: str) -> dict[str, Any]:
     """XCom carries a reference to the manifest in staging, never its patient ids."""
-    from dipro_fhir import staging
+    from dipro_fhir.core import staging
 
     return staging.stash_manifest(settings.run.staging_dir, manifest, stage)
 
 
 def _unstash(reference: dict[str, Any]) -> dict[str, Any]:
-    from dipro_fhir import staging
+    from dipro_fhir.core import staging
 
     return staging.unstash_manifest(reference)
 

@@ -1,6 +1,6 @@
 """Retraction DAG: a model version's RiskAssessments become ``entered-in-error``.
 
-Manual only. One task calls :func:`dipro_fhir.retraction.run_retraction` (the same code as
+Manual only. One task calls :func:`dipro_fhir.run.retraction.run_retraction` (the same code as
 ``dipro-fhir retract``); it is idempotent, so a retried or re-triggered run finishes what an
 interrupted one started.
 """
@@ -54,7 +54,7 @@ def dipro_retract() -> None:
 
     @task
     def retract() -> dict[str, Any]:
-        from dipro_fhir.retraction import run_retraction
+        from dipro_fhir.run.retraction import run_retraction
         from dipro_fhir.store.retractions import RetractionRequest
 
         params = get_current_context()["params"]

@@ -19,9 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dipro_fhir.extract_report import extract_cohort
-from dipro_fhir.fhir.client import FhirClient
-from dipro_fhir.settings import (
+from dipro_fhir.core.settings import (
     SYNTHETIC_LOCATOR,
     DicomWebSettings,
     FhirSettings,
@@ -29,11 +27,12 @@ from dipro_fhir.settings import (
     RunSettings,
     Settings,
 )
+from dipro_fhir.fhir.client import FhirClient
+from dipro_fhir.reports.extract_report import extract_cohort
+from dipro_fhir.sandbox.servers.orthanc import start_orthanc, stop_orthanc
 from dipro_fhir.synth import generate_cohort
 from dipro_fhir.synth.load import load_into_servers, write_files
 from tests.servers.fhir_server import start_fhir_server
-from tests.servers.orthanc import _start as start_orthanc
-from tests.servers.orthanc import _stop as stop_orthanc
 
 AS_OF = datetime(2026, 11, 24, 2, tzinfo=UTC)
 

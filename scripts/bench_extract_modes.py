@@ -22,7 +22,7 @@ first night's ``transactionTime``: only the changed ones come back.
 A large cohort takes long to load (about 250-370 resources/s on 2 cores), so load it once into
 a server that outlives the benchmark, then run the modes against it:
 
-    .venv/bin/python -m tests.servers.hapi_server --port 18080 \
+    .venv/bin/python -m dipro_fhir.sandbox.servers.hapi_server --port 18080 \
         --java-opts "-Xmx10g -XX:+UseParallelGC" -- --hapi.fhir.mass_ingestion_mode_enabled=true &
     .venv/bin/python scripts/bench_extract_modes.py --patients 1000 \
         --base-url http://127.0.0.1:18080/fhir --load-only
@@ -49,29 +49,23 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dipro_fhir.bulk_run import cohort_group
-from dipro_fhir.dicomweb.source import FolderImageSource
-from dipro_fhir.extract import ExtractOptions, StageTimer, extract_patient
+from dipro_fhir.core.scores import PatientFailure
+from dipro_fhir.core.timeline import PatientId
 from dipro_fhir.fhir.batched import BatchedHttpFhirSource, prefetch_chunk
-from dipro_fhir.fhir.bulk import (
-    BulkExportClient,
-    ExportRequest,
-    PollPolicy,
-    code_filter,
-    code_tokens,
-    export_requests,
-)
+from dipro_fhir.fhir.bulk import BulkExportClient, PollPolicy
 from dipro_fhir.fhir.bulk_files import download_export
+from dipro_fhir.fhir.bulk_requests import ExportRequest, code_filter, code_tokens, export_requests
 from dipro_fhir.fhir.client import FhirClient
 from dipro_fhir.fhir.ndjson_source import NdjsonFhirSource
 from dipro_fhir.fhir.source import FhirSource, HttpFhirSource
 from dipro_fhir.imaging.regions import GeometricRegionLocator
+from dipro_fhir.imaging.sources import FolderImageSource
 from dipro_fhir.mapping.code_maps import default_code_maps
-from dipro_fhir.scoring.score import PatientFailure
+from dipro_fhir.run.bulk import cohort_group
+from dipro_fhir.run.extract import ExtractOptions, StageTimer, extract_patient
+from dipro_fhir.sandbox.servers.hapi_server import start_hapi_server
 from dipro_fhir.synth import generate_cohort
 from dipro_fhir.synth.load import load_into_servers, write_files
-from dipro_fhir.timeline import PatientId
-from tests.servers.hapi_server import start_hapi_server
 from tests.timelines import fingerprint
 
 AS_OF = datetime(2026, 11, 24, 2, tzinfo=UTC)

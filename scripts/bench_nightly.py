@@ -41,17 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "model"))
 
 from pydantic import SecretStr
 
-from dipro_fhir.dicomweb.client import DicomWebClient
-from dipro_fhir.fhir.client import FhirClient
-from dipro_fhir.pipeline import (
-    RunRequest,
-    extract_chunk,
-    finalize_run,
-    plan_run,
-    score_chunk,
-    write_back_chunk,
-)
-from dipro_fhir.settings import (
+from dipro_fhir.core.manifest import RunRequest
+from dipro_fhir.core.settings import (
     SYNTHETIC_LOCATOR,
     DicomWebSettings,
     FhirSettings,
@@ -62,6 +53,16 @@ from dipro_fhir.settings import (
     StoreSettings,
     WriteBackSettings,
 )
+from dipro_fhir.dicomweb.client import DicomWebClient
+from dipro_fhir.fhir.client import FhirClient
+from dipro_fhir.run.extract_stage import extract_chunk
+from dipro_fhir.run.finalize import finalize_run
+from dipro_fhir.run.plan import plan_run
+from dipro_fhir.run.score_stage import score_chunk
+from dipro_fhir.run.writeback_stage import write_back_chunk
+from dipro_fhir.sandbox.servers.hapi_server import start_hapi_server
+from dipro_fhir.sandbox.servers.orthanc import start_orthanc, stop_orthanc
+from dipro_fhir.sandbox.servers.postgres import PG_HOST, PG_PORT, PG_USER, PgServer, admin
 from dipro_fhir.store import upgrade_database
 from dipro_fhir.synth import generate_cohort
 from dipro_fhir.synth.fhir import to_imaging_study, transaction_bundles
@@ -69,10 +70,6 @@ from dipro_fhir.synth.images import render_study
 from dipro_fhir.synth.load import load_into_servers
 from dipro_fhir.synth.nights import TwoNights, plan_two_nights
 from tests.servers.fhir_server import start_fhir_server
-from tests.servers.hapi_server import start_hapi_server
-from tests.servers.orthanc import _start as start_orthanc
-from tests.servers.orthanc import _stop as stop_orthanc
-from tests.servers.postgres import PG_HOST, PG_PORT, PG_USER, PgServer, _admin
 
 NIGHT_TWO = datetime(2026, 11, 24, 2, tzinfo=UTC)
 NIGHT_ONE = NIGHT_TWO - timedelta(days=1)
@@ -169,7 +166,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="dipro-nightly-"))
     pg = PgServer(PG_HOST, PG_PORT, PG_USER)
     database = f"dipro_bench_{uuid.uuid4().hex[:12]}"
-    _admin(pg, f'CREATE DATABASE "{database}"')
+    admin(pg, f'CREATE DATABASE "{database}"')
     fhir = start_hapi_server(timeout_s=900) if args.fhir == "hapi" else start_fhir_server()
     (work / "orthanc").mkdir()
     orthanc = start_orthanc(work / "orthanc", with_auth=False)
@@ -206,7 +203,7 @@ def main() -> None:
     finally:
         fhir.stop()
         stop_orthanc(orthanc, work / "orthanc")
-        _admin(pg, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        admin(pg, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -24,9 +24,9 @@ import sqlalchemy as sa
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from dipro_fhir.core.timeline import RunId  # noqa: E402
 from dipro_fhir.fhir.client import FhirClient  # noqa: E402
 from dipro_fhir.store import ResultStore, upgrade_database  # noqa: E402
-from dipro_fhir.timeline import RunId  # noqa: E402
 from dipro_fhir.writeback.assessment import AssessmentOptions  # noqa: E402
 from dipro_fhir.writeback.sinks import FhirResultSink  # noqa: E402
 from dipro_fhir.writeback.write import write_scores  # noqa: E402

@@ -7,7 +7,7 @@
 #     project editable with extras [dev,airflow];
 #   - Orthanc + its DICOMweb plugin (Debian packages) if the plugin is missing; the tests run
 #     their own Orthanc process, so any service the package starts is stopped and disabled;
-#   - the HAPI FHIR test server (tests/servers/hapi: a Spring Boot jar built with Maven from
+#   - the HAPI FHIR test server (dipro_fhir/sandbox/servers/hapi: a Spring Boot jar built with Maven from
 #     Maven Central; offline once ~/.m2 holds its dependencies; skipped when up to date);
 #   - the second FHIR test server's pinned npm packages (tests/servers/fhir, `npm ci`);
 #   - the docker compose plugin, built from its Go module when `docker compose` is missing

@@ -25,11 +25,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "model"))
 
+from dipro_fhir.core.settings import SYNTHETIC_LOCATOR
 from dipro_fhir.imaging.decode import decode_radiograph
 from dipro_fhir.imaging.evaluate import iou
 from dipro_fhir.imaging.locators import load_locator
 from dipro_fhir.imaging.qc import check_placement
-from dipro_fhir.settings import SYNTHETIC_LOCATOR
 from dipro_fhir.synth import generate_cohort
 from dipro_fhir.synth.images import render_study
 from dipro_fhir.synth.radiograph import true_regions

@@ -18,4 +18,4 @@ if [ ! -x "$PYTHON" ]; then
   echo "sandbox: $PYTHON is missing: run bash scripts/install.sh first" >&2
   exit 1
 fi
-exec "$PYTHON" "$REPO_ROOT/scripts/sandbox.py" "$@"
+exec "$PYTHON" -m dipro_fhir.sandbox "$@"

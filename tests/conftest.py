@@ -44,7 +44,7 @@ os.environ.setdefault("DIPRO_IMAGING__LOCATOR", "geometric")
 
 @pytest.fixture(scope="session")
 def fhir_server(hapi_server: HapiServer) -> HapiServer:
-    """The reference FHIR server of the tests: HAPI FHIR JPA (see tests/servers/hapi)."""
+    """The reference FHIR server of the tests: HAPI FHIR JPA (dipro_fhir/sandbox/servers/hapi)."""
     return hapi_server
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from dipro_fhir.timeline import PatientTimeline
+from dipro_fhir.core.timeline import PatientTimeline
 
 
 def fingerprint(timeline: PatientTimeline) -> tuple[Any, ...]:

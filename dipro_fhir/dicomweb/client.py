@@ -7,7 +7,7 @@ connection failures, bodies cut short (``ChunkedEncodingError``) and malformed 2
 (JSON or multipart that does not parse) with :class:`~dipro_fhir.fhir.retry.RetryPolicy`
 (exponential backoff, ``Retry-After``); what stays malformed after the retries is
 ``SourceUnavailable``; JSON nested past the limit is a data problem
-(:class:`~dipro_fhir.limits.InputLimitExceeded`). It maps the final HTTP status with
+(:class:`~dipro_fhir.core.limits.InputLimitExceeded`). It maps the final HTTP status with
 :func:`~dipro_fhir.fhir.status.error_for_status` (404 -> ``ResourceNotFound`` ...).
 
 Server quirks handled here (Orthanc 1.10, see shared/ENVIRONMENT.md): no wildcards in
@@ -29,11 +29,11 @@ from dicomweb_client.api import DICOMwebClient
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from dipro_fhir.errors import SourceUnavailable
+from dipro_fhir.core.errors import SourceUnavailable
+from dipro_fhir.core.limits import InputLimitExceeded
 from dipro_fhir.fhir.auth import BasicAuth, BearerTokenAuth, Secret
 from dipro_fhir.fhir.retry import RETRYABLE_STATUSES, RetryPolicy
 from dipro_fhir.fhir.status import error_for_status
-from dipro_fhir.limits import InputLimitExceeded
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

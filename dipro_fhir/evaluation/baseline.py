@@ -25,7 +25,7 @@ import torch
 
 from dipro.predictions import Predictions, Prevalence, task_nll
 from dipro.vocab import FINDINGS, PROGRESSION_IGNORE
-from dipro_fhir.errors import ModelContractError
+from dipro_fhir.core.errors import ModelContractError
 from dipro_fhir.evaluation.summaries import FEATURE_NAMES
 
 FloatArray = npt.NDArray[np.float64]

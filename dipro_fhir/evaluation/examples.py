@@ -15,14 +15,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from dipro_fhir.dicomweb.source import ImageSource
-from dipro_fhir.errors import ResourceNotFound
-from dipro_fhir.extract import ExtractOptions, extract_patient
+from dipro_fhir.core.errors import ResourceNotFound
+from dipro_fhir.core.scores import PatientFailure
+from dipro_fhir.core.timeline import EncounterId, PatientId, PatientTimeline
 from dipro_fhir.fhir.matching import is_under_way
 from dipro_fhir.fhir.source import FhirSource
+from dipro_fhir.imaging.sources import ImageSource
 from dipro_fhir.mapping.labels import LabelRules, Labels, read_labels, stay_period
-from dipro_fhir.scoring.score import PatientFailure
-from dipro_fhir.timeline import EncounterId, PatientId, PatientTimeline
+from dipro_fhir.run.extract import ExtractOptions, extract_patient
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from dipro_fhir.settings import Settings
+from dipro_fhir.core.settings import Settings
 
 
 def _without_credentials(url: str) -> str:

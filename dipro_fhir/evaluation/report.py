@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
-from dipro_fhir.reports.svg import bar_chart, interval_chart, reliability_plot
+from dipro_fhir.core.svg import bar_chart, interval_chart, reliability_plot
 
 JSON_FILE: Final[str] = "evaluation.json"
 #: Model names short enough for a chart's axis.

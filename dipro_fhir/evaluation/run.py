@@ -19,17 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from dipro.checkpoint import write_card
-from dipro_fhir import connections
-from dipro_fhir.errors import DiproFhirError
+from dipro_fhir.core.errors import DiproFhirError
+from dipro_fhir.core.settings import Settings
 from dipro_fhir.evaluation.baseline import load_baseline
 from dipro_fhir.evaluation.evaluate import collect, evaluation_record
 from dipro_fhir.evaluation.examples import ExampleCounts, stream_examples
 from dipro_fhir.evaluation.provenance import describe_source
 from dipro_fhir.evaluation.report import write_evaluation
-from dipro_fhir.extract import extract_options
+from dipro_fhir.run import connections
+from dipro_fhir.run.extract import extract_options
 from dipro_fhir.scoring.card import read_model_card
 from dipro_fhir.scoring.scorer import load_model
-from dipro_fhir.settings import Settings
 
 logger = logging.getLogger(__name__)
 

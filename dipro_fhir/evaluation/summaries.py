@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dipro.vocab import DEMOGRAPHIC_COLUMNS, VARIABLES
-from dipro_fhir.timeline import PatientTimeline
+from dipro_fhir.core.timeline import PatientTimeline
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -16,7 +16,8 @@ from dipro_fhir.fhir.auth import (
     SmartConfiguration,
     discover_smart_configuration,
 )
-from dipro_fhir.fhir.client import FhirClient, bundle_is_idempotent, next_link
+from dipro_fhir.fhir.bundles import bundle_is_idempotent, next_link
+from dipro_fhir.fhir.client import FhirClient
 from dipro_fhir.fhir.ndjson_source import NdjsonFhirSource
 from dipro_fhir.fhir.retry import RetryPolicy
 from dipro_fhir.fhir.source import FhirSource, HttpFhirSource

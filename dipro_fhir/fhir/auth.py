@@ -28,7 +28,7 @@ import jwt
 import requests
 from requests.auth import AuthBase
 
-from dipro_fhir.errors import AuthError, SourceUnavailable
+from dipro_fhir.core.errors import AuthError, SourceUnavailable
 
 log = logging.getLogger(__name__)
 

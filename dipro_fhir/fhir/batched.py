@@ -29,12 +29,12 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from dipro_fhir.errors import RequestRejected, ResourceNotFound, SourceUnavailable
+from dipro_fhir.core.errors import RequestRejected, ResourceNotFound, SourceUnavailable
+from dipro_fhir.core.timeline import MappingIssue
 from dipro_fhir.fhir.client import FhirClient
 from dipro_fhir.fhir.matching import effective_range, matches_codes, overlaps, subject_id
 from dipro_fhir.fhir.source import HttpFhirSource, _instant
 from dipro_fhir.mapping.timeline import window_start_for
-from dipro_fhir.timeline import MappingIssue
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dipro_fhir.errors import SourceUnavailable
-from dipro_fhir.fhir.bulk import NDJSON, BulkExportError, ExportManifest, OutputFile
-from dipro_fhir.fhir.client import TRANSIENT_ERRORS, FhirClient
+from dipro_fhir.core.errors import SourceUnavailable
+from dipro_fhir.fhir.bulk import BulkExportError, ExportManifest, OutputFile
+from dipro_fhir.fhir.bulk_requests import NDJSON
+from dipro_fhir.fhir.client import FhirClient
+from dipro_fhir.fhir.exchange import TRANSIENT_ERRORS
 from dipro_fhir.fhir.retry import RETRYABLE_STATUSES
 from dipro_fhir.fhir.status import error_for_status
 

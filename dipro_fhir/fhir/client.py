@@ -12,64 +12,41 @@ was written a moment ago (HAPI docs, "Search: Cache-Control"). Servers behind a 
 proxy may build ``next`` links from their internal address; ``next_link_base`` names that
 address, and such links are rewritten onto ``base_url``. Without it only same-origin links
 are followed.
+
+What one request sends and how its answer is read (session, headers, body, the log line of
+an attempt) is :mod:`dipro_fhir.fhir.exchange`; Bundle links are :mod:`dipro_fhir.fhir.bundles`.
 """
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import quote, urljoin
 
 import requests
-from requests.adapters import HTTPAdapter
 
-from dipro_fhir.errors import InvalidResource, SourceUnavailable
+from dipro_fhir.core.errors import InvalidResource, SourceUnavailable
+from dipro_fhir.core.limits import DEFAULT_LIMITS, InputLimits, require_fhir_id
 from dipro_fhir.fhir.auth import FhirAuth
-from dipro_fhir.fhir.retry import RETRYABLE_STATUSES, RetryPolicy
-from dipro_fhir.fhir.status import error_for_status
-from dipro_fhir.limits import DEFAULT_LIMITS, InputLimits, loads, require_fhir_id
-
-log = logging.getLogger(__name__)
-
-FHIR_JSON = "application/fhir+json"
-SearchParams = Mapping[str, str | Sequence[str]]
-TRANSIENT_ERRORS = (
-    requests.ConnectionError,
-    requests.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-    requests.exceptions.ContentDecodingError,
+from dipro_fhir.fhir.bundles import bundle_is_idempotent, next_link
+from dipro_fhir.fhir.exchange import (
+    FHIR_JSON,
+    IDEMPOTENT_METHODS,
+    TRANSIENT_ERRORS,
+    Exchange,
+    MalformedBody,
+    Observer,
+    SearchParams,
+    default_headers,
+    encode_params,
+    log_attempt,
+    origin,
+    pooled_session,
+    read_body,
 )
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
-
-
-class MalformedBody(SourceUnavailable):
-    """A 2xx answer whose body is not a JSON object (cut short, garbled): retried."""
-
-
-@dataclass(frozen=True, slots=True)
-class Exchange:
-    """One request the client made and how it ended, for observers (the audit trail).
-
-    Attributes:
-        method: HTTP method.
-        path: ``Type``, ``Type/id``, ``""`` (a Bundle to the base) or a full ``next`` URL.
-        params: Query parameters as sent (patient data possible: observers redact).
-        body: The JSON body sent, or ``None``.
-        status: The final HTTP status, or ``None`` when no answer came (transport error).
-    """
-
-    method: str
-    path: str
-    params: tuple[tuple[str, str], ...]
-    body: Mapping[str, Any] | None
-    status: int | None
-
-
-Observer = Callable[[Exchange], None]
+from dipro_fhir.fhir.retry import RETRYABLE_STATUSES, RetryPolicy
 
 
 class FhirClient:
@@ -89,9 +66,9 @@ class FhirClient:
         next_link_base: The base URL a server behind a proxy puts into its ``next`` links;
             links under it are rewritten onto ``base_url``. ``None``: same origin only.
         limits: Largest body and deepest JSON nesting accepted (a breach raises
-            :class:`~dipro_fhir.limits.InputLimitExceeded`, a data problem).
-        observers: Called with an :class:`Exchange` after every request (the audit trail);
-            an observer must not raise.
+            :class:`~dipro_fhir.core.limits.InputLimitExceeded`, a data problem).
+        observers: Called with an :class:`~dipro_fhir.fhir.exchange.Exchange` after every
+            request (the audit trail); an observer must not raise.
     """
 
     def __init__(
@@ -121,7 +98,7 @@ class FhirClient:
         self.next_link_base = next_link_base.rstrip("/") if next_link_base else None
         self.limits = limits
         self._owns_session = session is None
-        self._session = session if session is not None else _pooled_session(pool_size)
+        self._session = session if session is not None else pooled_session(pool_size)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -159,7 +136,7 @@ class FhirClient:
             SourceUnavailable: A ``next`` link repeats (a paging loop), ``max_pages`` is
                 exceeded, or a page could not be fetched after retries.
         """
-        query = _encode_params(params)
+        query = encode_params(params)
         if not any(name == "_count" for name, _ in query):
             query.append(("_count", str(self.page_size)))
         page = self._call("GET", resource_type, params=query, label=resource_type)
@@ -174,7 +151,7 @@ class FhirClient:
 
     def count(self, resource_type: str, params: SearchParams) -> int:
         """Return how many resources match (``_summary=count``, ``Bundle.total``)."""
-        query = [*_encode_params(params), ("_summary", "count")]
+        query = [*encode_params(params), ("_summary", "count")]
         bundle = self._call("GET", resource_type, params=query, label=resource_type)
         total = bundle.get("total")
         if not isinstance(total, int):
@@ -310,7 +287,7 @@ class FhirClient:
             rest = url.removeprefix(self.next_link_base)
             if rest[:1] in ("", "/", "?"):  # HAPI: "[base]?_getpages=..."
                 url = self.base_url.rstrip("/") + rest
-        if _origin(url) != _origin(self.base_url):
+        if origin(url) != origin(self.base_url):
             raise SourceUnavailable("search: the next link points to another server")
         if url in seen:
             raise SourceUnavailable("search: the server repeated a next link (paging loop)")
@@ -344,7 +321,7 @@ class FhirClient:
                     params=params,
                     json=json_body,
                     auth=self.auth,
-                    headers={**_default_headers(method, json_body), **(headers or {})},
+                    headers={**default_headers(method, json_body), **(headers or {})},
                 )
                 status = response.status_code
             finally:
@@ -353,11 +330,11 @@ class FhirClient:
                     for observe in self.observers:
                         observe(exchange)
             try:
-                return _read_body(
+                return read_body(
                     response, action=f"{method} {label}", attempts=attempts, limits=self.limits
                 )
             except MalformedBody:
-                _log_attempt(method, label, response.status_code, 0.0, body_attempt, "malformed")
+                log_attempt(method, label, response.status_code, 0.0, body_attempt, "malformed")
                 if body_attempt >= tries:
                     raise
                 time.sleep(self.retry.delay_s(body_attempt))
@@ -381,7 +358,7 @@ class FhirClient:
                     **kwargs,
                 )
             except TRANSIENT_ERRORS as exc:
-                _log_attempt(method, label, None, started, attempt, type(exc).__name__)
+                log_attempt(method, label, None, started, attempt, type(exc).__name__)
                 if attempt >= attempts:
                     raise SourceUnavailable(
                         f"{method} {label}: {type(exc).__name__} after {attempt} attempts"
@@ -389,7 +366,7 @@ class FhirClient:
                 time.sleep(self.retry.delay_s(attempt))
                 continue
             status = response.status_code
-            _log_attempt(method, label, status, started, attempt, None)
+            log_attempt(method, label, status, started, attempt, None)
             if status == 401 and not refreshed and kwargs.get("auth") is not None and self.auth:
                 refreshed = self.auth.refresh_after_unauthorized()
                 if refreshed:
@@ -401,73 +378,9 @@ class FhirClient:
             return response, attempt
 
 
-def next_link(bundle: Mapping[str, Any]) -> str | None:
-    """Return the Bundle's ``link`` with relation ``next`` (FHIR R4 ``Bundle.link``)."""
-    for link in bundle.get("link") or []:
-        if isinstance(link, dict) and link.get("relation") == "next":
-            url = link.get("url")
-            return url if isinstance(url, str) and url else None
-    return None
-
-
-def bundle_is_idempotent(bundle: Mapping[str, Any]) -> bool:
-    """True when repeating the Bundle cannot duplicate anything: every entry's
-    ``request`` is a PUT, GET or DELETE of ``Type/id`` (no conditional URLs, no POST)."""
-    for entry in bundle.get("entry") or []:
-        request = entry.get("request") if isinstance(entry, dict) else None
-        if not isinstance(request, dict):
-            return False
-        method, url = request.get("method"), request.get("url")
-        if method not in ("PUT", "GET", "DELETE") or not isinstance(url, str):
-            return False
-        if method != "GET" and ("?" in url or url.count("/") != 1):
-            return False
-    return True
-
-
-def _read_body(
-    response: requests.Response, *, action: str, attempts: int, limits: InputLimits
-) -> dict[str, Any]:
-    status = response.status_code
-    body = _json_object(response, limits, action)
-    if status >= 300:
-        outcome = body if body and body.get("resourceType") == "OperationOutcome" else None
-        raise error_for_status(status, outcome, action=action, attempts=attempts)
-    if body is None:
-        kind = response.headers.get("Content-Type", "no content type")
-        raise MalformedBody(
-            f"{action}: HTTP {status} with a body that is not a JSON object "
-            f"({kind}, {len(response.content)} bytes)",
-            status=status,
-        )
-    if not isinstance(body.get("resourceType"), str):
-        raise InvalidResource(f"{action}: HTTP {status} with JSON that is no FHIR resource")
-    return body
-
-
-def _json_object(
-    response: requests.Response, limits: InputLimits, action: str
-) -> dict[str, Any] | None:
-    if not response.content:
-        return None
-    try:
-        body = loads(response.content, limits, what=action)
-    except ValueError:  # not JSON (InputLimitExceeded is no ValueError: it propagates)
-        return None
-    return body if isinstance(body, dict) else None
-
-
 def _segment(resource_id: str) -> str:
     """One URL path segment: nothing in an id may climb out of ``Type/`` (``../``)."""
     return quote(resource_id, safe="")
-
-
-def _encode_params(params: SearchParams) -> list[tuple[str, str]]:
-    pairs: list[tuple[str, str]] = []
-    for name, value in params.items():
-        values = [value] if isinstance(value, str) else list(value)
-        pairs.extend((name, str(item)) for item in values)
-    return pairs
 
 
 def _type_and_id(resource: Mapping[str, Any]) -> tuple[str, str]:
@@ -479,43 +392,3 @@ def _type_and_id(resource: Mapping[str, Any]) -> tuple[str, str]:
 
 def _weak_etag(version: str) -> str:
     return version if version.startswith(("W/", '"')) else f'W/"{version}"'
-
-
-def _default_headers(method: str, json_body: dict[str, Any] | None) -> dict[str, str]:
-    headers = {"Accept": FHIR_JSON}
-    if method == "GET":
-        headers["Cache-Control"] = "no-cache"
-    if json_body is not None:
-        headers["Content-Type"] = FHIR_JSON
-        headers["Prefer"] = "return=representation"
-    return headers
-
-
-def _origin(url: str) -> tuple[str, str]:
-    parts = urlsplit(url)
-    return parts.scheme.lower(), parts.netloc.lower()
-
-
-def _pooled_session(pool_size: int) -> requests.Session:
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
-
-
-def _log_attempt(
-    method: str, label: str, status: int | None, started: float, attempt: int, error: str | None
-) -> None:
-    duration_ms = (time.monotonic() - started) * 1000
-    level = logging.DEBUG if status is not None and status < 400 else logging.WARNING
-    log.log(
-        level,
-        "fhir %s %s status=%s error=%s duration_ms=%d attempt=%d",
-        method,
-        label,
-        status,
-        error,
-        duration_ms,
-        attempt,
-    )

@@ -12,7 +12,7 @@ Hospitals say "inpatient" and "in the ICU" in different ways, so the rule is con
   (the entry's ``period`` covering the as-of time, or, without a period, its ``status``
   ``active``). Many hospitals mark ICU stays this way, not by class.
 * ``group`` / ``list``: the members of a ``Group`` or ``List`` the hospital maintains
-  (planned in :mod:`dipro_fhir.pipeline`; ``List.entry.item`` may name Patients or
+  (planned in :mod:`dipro_fhir.run.pipeline`; ``List.entry.item`` may name Patients or
   Encounters).
 
 Under way (both rules) is :func:`~dipro_fhir.fhir.matching.is_under_way`. When one patient

@@ -6,7 +6,7 @@ entries include ConceptMaps (other resources are skipped), read in file-name ord
 server a map is found by its canonical URL (``ConceptMap?url=<canonical>``, FHIR R4
 §3.1.1.5.x "canonical"; a ``url|version`` asks for one version); when several versions
 match, the one with the highest ``version`` string is used. A map that cannot be found or
-read stops the run (:class:`~dipro_fhir.errors.ConfigError`): scoring with half a site's
+read stops the run (:class:`~dipro_fhir.core.errors.ConfigError`): scoring with half a site's
 codes would silently drop the rest.
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from dipro_fhir.errors import ConfigError
+from dipro_fhir.core.errors import ConfigError
 from dipro_fhir.mapping.code_maps import CodeMaps, build_code_maps, builtin_concept_map
 
 log = logging.getLogger(__name__)

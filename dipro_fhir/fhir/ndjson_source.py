@@ -8,7 +8,7 @@ type scans its files once and keeps only byte offsets per patient; answers then 
 those lines. Cohort questions stream the files. Lines that are not JSON objects of the
 expected type, or that name no patient, become ``MappingIssue`` records (byte offsets only,
 no content) instead of errors; so do lines past the input limits (size, JSON nesting:
-:mod:`dipro_fhir.limits`), whose patient cannot be read.
+:mod:`dipro_fhir.core.limits`), whose patient cannot be read.
 
 Who a problem belongs to: a resource whose ``subject`` is a ``urn:uuid:`` reference (left
 over when a transaction Bundle is split into NDJSON: the Bundle's ``fullUrl`` is gone) is
@@ -28,7 +28,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from dipro_fhir.errors import ResourceNotFound
+from dipro_fhir.core.errors import ResourceNotFound
+from dipro_fhir.core.limits import DEFAULT_LIMITS, InputLimitExceeded, InputLimits, loads
+from dipro_fhir.core.timeline import MappingIssue
 from dipro_fhir.fhir.cohort import DEFAULT_RULE, CohortRule, location_has_type, one_per_patient
 from dipro_fhir.fhir.matching import (
     effective_range,
@@ -44,8 +46,6 @@ from dipro_fhir.fhir.source import (
     group_patient_ids,
     list_entries,
 )
-from dipro_fhir.limits import DEFAULT_LIMITS, InputLimitExceeded, InputLimits, loads
-from dipro_fhir.timeline import MappingIssue
 
 log = logging.getLogger(__name__)
 

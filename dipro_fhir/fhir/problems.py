@@ -21,8 +21,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from dipro_fhir.core.timeline import MappingIssue
 from dipro_fhir.fhir.matching import time_problem
-from dipro_fhir.timeline import MappingIssue
 
 RESOURCE_REF_LENGTH = 200
 

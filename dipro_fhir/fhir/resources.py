@@ -18,8 +18,8 @@ from typing import Any
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
-from dipro_fhir.errors import InvalidResource
-from dipro_fhir.timeline import MappingIssue
+from dipro_fhir.core.errors import InvalidResource
+from dipro_fhir.core.timeline import MappingIssue
 
 ISSUE_CODE = "invalid-resource"
 

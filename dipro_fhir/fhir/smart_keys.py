@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from dipro_fhir.errors import ConfigError
+from dipro_fhir.core.errors import ConfigError
 
 Algorithm = Literal["RS384", "ES384"]
 JWKS_FILE = "jwks.json"

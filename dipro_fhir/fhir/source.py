@@ -4,7 +4,7 @@ Extraction depends on :class:`FhirSource` only. Two real implementations exist:
 :class:`HttpFhirSource` (a FHIR R4 server through :class:`~dipro_fhir.fhir.client.FhirClient`)
 and :class:`~dipro_fhir.fhir.ndjson_source.NdjsonFhirSource` (Bulk Data NDJSON files). Both
 yield raw JSON dicts, apply the same matching rules (:mod:`dipro_fhir.fhir.matching`) and
-report data problems as :class:`~dipro_fhir.timeline.MappingIssue` instead of raising them:
+report data problems as :class:`~dipro_fhir.core.timeline.MappingIssue` instead of raising them:
 problems of one patient through :meth:`FhirSource.patient_issues`, problems that belong to
 no patient that can be told (a line that is not JSON, a reference to nobody, a search
 result of the wrong type) through :meth:`FhirSource.take_issues`. A problem is never
@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+from dipro_fhir.core.timeline import MappingIssue
 from dipro_fhir.fhir.client import FhirClient
 from dipro_fhir.fhir.cohort import DEFAULT_RULE, CohortRule, location_has_type, one_per_patient
 from dipro_fhir.fhir.matching import (
@@ -29,7 +30,6 @@ from dipro_fhir.fhir.matching import (
 )
 from dipro_fhir.fhir.problems import PatientProblems
 from dipro_fhir.mapping.times import parse_fhir_time
-from dipro_fhir.timeline import MappingIssue
 
 DATA_TYPES = ("Observation", "ImagingStudy")
 

@@ -1,6 +1,6 @@
 """The one place where an HTTP status becomes one of our exceptions.
 
-The exception is chosen by what the caller does next (see :mod:`dipro_fhir.errors`), and the
+The exception is chosen by what the caller does next (see :mod:`dipro_fhir.core.errors`), and the
 server's ``OperationOutcome`` travels on it. Messages hold the method, resource type, status
 and the outcome's issue codes only: ``diagnostics`` text and URLs can echo search
 parameters, which carry patient ids, so they stay out of messages (and so out of logs).
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dipro_fhir.errors import (
+from dipro_fhir.core.errors import (
     AuthError,
     DiproFhirError,
     PublishConflict,

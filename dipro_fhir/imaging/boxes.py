@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dipro.vocab import REGIONS
-from dipro_fhir.timeline import BoolArray
+from dipro_fhir.core.timeline import BoolArray
 
 Box = tuple[float, float, float, float]
 # RegionBoxes.method values whose boxes are placed by a fallback, not measured lung fields.

@@ -17,8 +17,8 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
+from dipro_fhir.core.timeline import BoolArray, FloatArray
 from dipro_fhir.imaging.boxes import RegionBoxes
-from dipro_fhir.timeline import BoolArray, FloatArray
 
 
 def crop_regions(

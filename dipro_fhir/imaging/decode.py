@@ -19,8 +19,8 @@ from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
 
-from dipro_fhir.errors import InvalidResource
-from dipro_fhir.limits import DEFAULT_LIMITS, InputLimits
+from dipro_fhir.core.errors import InvalidResource
+from dipro_fhir.core.limits import DEFAULT_LIMITS, InputLimits
 
 FloatImage = npt.NDArray[np.float32]
 

@@ -34,7 +34,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from dipro.vocab import REGIONS
-from dipro_fhir.errors import ConfigError
+from dipro_fhir.core.errors import ConfigError
 from dipro_fhir.imaging.boxes import Box
 from dipro_fhir.imaging.decode import (
     DECODE_ERRORS,

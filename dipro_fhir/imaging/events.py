@@ -1,7 +1,7 @@
-"""From a study (or one DICOM object) to an :class:`~dipro_fhir.timeline.ImageEvent`.
+"""From a study (or one DICOM object) to an :class:`~dipro_fhir.core.timeline.ImageEvent`.
 
 Decode -> date -> locate the ten regions -> crop (reference §1.6). Data problems become
-:class:`~dipro_fhir.timeline.MappingIssue` records with stable codes, never exceptions past
+:class:`~dipro_fhir.core.timeline.MappingIssue` records with stable codes, never exceptions past
 the patient:
 
 - ``corrupt-dicom``: the pixels cannot be decoded (truncated file, garbage pixel data);
@@ -13,7 +13,7 @@ the patient:
   they go downstream as missing, like regions the locator could not place;
 - ``regions-opacified-base``: one lung's base was measured well above the other's (an
   opacity at that base looks like the diaphragm) and its boxes were checked against the
-  other lung's base (:func:`~dipro_fhir.imaging.qc._reference_bases`); the film is used;
+  other lung's base (:func:`~dipro_fhir.imaging.qc_measures.reference_bases`); the film is used;
 - ``regions-partial``: the event is produced with some regions missing (detail: which);
   missing regions are zero crops with a False mask, which the model replaces by its
   learnable padding;
@@ -22,7 +22,7 @@ the patient:
 - ``image-too-large``: more pixels or bytes than ``limits`` allow (checked from the header
   before the instance is fetched, and again before decoding);
 - ``duplicate-sop-instance``: the source holds two objects of one SOP Instance UID
-  (a folder; which one is used is documented in :mod:`dipro_fhir.dicomweb.source`).
+  (a folder; which one is used is documented in :mod:`dipro_fhir.imaging.sources`).
 
 ``SourceUnavailable`` and ``AuthError`` are not data problems and propagate.
 
@@ -43,8 +43,9 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from dipro.vocab import REGIONS
-from dipro_fhir.dicomweb.source import CHEST_MODALITIES, ImageSource
-from dipro_fhir.errors import ResourceNotFound
+from dipro_fhir.core.errors import ResourceNotFound
+from dipro_fhir.core.limits import DEFAULT_LIMITS, InputLimits
+from dipro_fhir.core.timeline import FloatArray, ImageEvent, MappingIssue, ResourceRef
 from dipro_fhir.imaging.boxes import RegionBoxes
 from dipro_fhir.imaging.crops import crop_regions
 from dipro_fhir.imaging.decode import (
@@ -57,8 +58,7 @@ from dipro_fhir.imaging.decode import (
 from dipro_fhir.imaging.frontal import ImageCandidate, acquisition_time, select_frontal
 from dipro_fhir.imaging.qc import apply_qc, check_placement
 from dipro_fhir.imaging.regions import GeometricRegionLocator, RegionLocator
-from dipro_fhir.limits import DEFAULT_LIMITS, InputLimits
-from dipro_fhir.timeline import FloatArray, ImageEvent, MappingIssue, ResourceRef
+from dipro_fhir.imaging.sources import CHEST_MODALITIES, ImageSource
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from dipro.vocab import REGIONS
-from dipro_fhir.errors import ConfigError, ModelContractError
+from dipro_fhir.core.errors import ConfigError, ModelContractError
 from dipro_fhir.imaging.atlas import SHIPPED_ATLAS, AtlasRegionLocator
 from dipro_fhir.imaging.boxes import Box, RegionBoxes
 from dipro_fhir.imaging.regions import GeometricRegionLocator, RegionLocator

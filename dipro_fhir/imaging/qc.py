@@ -35,7 +35,8 @@ thresholds the same film, whose failures are gross (a lung box 100-200 px below 
 diaphragm). A registered placement (``atlas``, ``model``) fails differently, and on hazy
 bedside films the measured base is often wrong by more than the placement: for those
 placements the film-measured tolerances are :data:`REGISTERED_SLACK` times wider, the base
-is the steepest dark-to-bright rise near the box (:func:`lung_base`), and the locator's own
+is the steepest dark-to-bright rise near the box
+(:func:`~dipro_fhir.imaging.qc_measures.lung_base`), and the locator's own
 agreement and thorax match are checked as well.
 
 Each check gives a margin; the region's confidence is ``min(1, 0.5 + margin / 2)`` over its
@@ -51,14 +52,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import numpy as np
-import numpy.typing as npt
-
 from dipro.vocab import REGIONS
 from dipro_fhir.imaging.boxes import Box, RegionBoxes
-from dipro_fhir.imaging.regions import _border_connected, _downsample, box_blur, otsu_threshold
-
-Image = npt.NDArray[np.floating]
+from dipro_fhir.imaging.qc_measures import (
+    Image,
+    inside_body,
+    lung_base,
+    measure_film,
+    reference_bases,
+)
 
 #: Per region: (width, height) as fractions of the thorax box and aspect (w/h) ranges,
 #: measured on the 64 annotated development films (min..max).
@@ -78,23 +80,10 @@ SIZE_RANGES: dict[str, tuple[tuple[float, float], tuple[float, float], tuple[flo
 THORAX_RANGES = ((0.58, 0.92), (0.44, 0.93))
 #: Ranges are widened by this factor on each side (box edges are read off by eye, +-15 px).
 SIZE_SLACK = 0.5
-#: Outside air is darker than this (of the film's 1..99 % range) whatever Otsu's threshold
-#: says: on hazy bedside films Otsu's threshold (0.4..0.7 on the development films) takes the
-#: upper chest and the shoulders for air reaching in from the border.
-AIR_MAX = 0.3
 #: Tolerance of the base check, as a fraction of the lung box's height; angles get more
 #: (their box reaches below the recess, and the measured base is the recess's upper edge).
 BASE_TOLERANCE = 0.18
 ANGLE_TOLERANCE = 0.22
-#: Below the base the profile stays bright for at least this fraction of the film height
-#: (a nodule or a rib crossing is shorter).
-BASE_RUN = 0.08
-STAYS_BRIGHT = 0.7
-#: The steepest-rise base of a registered placement: averaging run (fraction of the film
-#: height), least rise (fraction of the normalised range), and how far below the box it looks.
-RISE_RUN = 0.06
-MIN_RISE = 0.05
-BASE_SEARCH_BELOW = 0.3
 #: Lateral reach of one lung from the midline over the other's: at most this (measured
 #: 0.64..1.37 on the annotated films; a box over the arm or shoulder reaches further).
 SYMMETRY_MAX = 1.45
@@ -159,7 +148,8 @@ class PlacementQC:
         no_outside_air: No outside air in the frame (the body outline is the frame).
         base_from_other_side: Lungs (``right``/``left``) whose base was measured higher than
             the other lung's by more than an opacity allows for a diaphragm, and checked
-            against the other lung's base (:func:`_reference_bases`).
+            against the other lung's base
+            (:func:`~dipro_fhir.imaging.qc_measures.reference_bases`).
     """
 
     regions: tuple[RegionQC, ...]
@@ -176,94 +166,8 @@ class PlacementQC:
         return tuple(r.region for r in self.regions if not r.ok)
 
 
-@dataclass(frozen=True, slots=True)
-class _Film:
-    norm: npt.NDArray[np.float64]
-    body: npt.NDArray[np.bool_]
-    f: int
-    no_air: bool
-
-
-def _film(image: Image) -> _Film:
-    small, f = _downsample(image, 160)
-    lo, hi = np.percentile(small, [1.0, 99.0])
-    norm = box_blur(np.clip((small - lo) / max(hi - lo, 1e-6), 0.0, 1.0), 1)
-    air = _border_connected(norm < min(otsu_threshold(norm.ravel()), AIR_MAX))
-    # The outline: per row, everything between the first and last pixel that is not outside
-    # air (lungs reach the outside air through the neck on many films; they are inside).
-    cols = np.arange(norm.shape[1])[None, :]
-    solid = ~air
-    first = np.where(solid.any(axis=1), solid.argmax(axis=1), norm.shape[1])[:, None]
-    last = np.where(solid.any(axis=1), norm.shape[1] - 1 - solid[:, ::-1].argmax(axis=1), -1)
-    body = (cols >= first) & (cols <= last[:, None])
-    # Air must be a real margin: lung touching the frame edge is not outside air.
-    no_air = bool(air.mean() < 0.03 or body.mean() < 0.3)
-    if no_air:
-        body = np.ones_like(body)
-    return _Film(norm=norm, body=body, f=f, no_air=no_air)
-
-
 def _score(margin: float) -> float:
     return float(min(1.0, max(0.0, 0.5 + margin / 2.0)))
-
-
-def _rise(profile: npt.NDArray[np.float64], start: int, run: int, level: float = 0.5) -> int | None:
-    """First index >= ``start`` from which ``profile`` stays above ``level`` of the way
-    from the lung (30th percentile before ``start``) to the bright side, for ``run``."""
-    ahead = profile[start:]
-    if ahead.size < 2 or start < 2:
-        return None
-    lung = float(np.percentile(profile[max(0, start - 3 * run) : start + 1], 30))
-    bright = float(np.percentile(ahead, 95))
-    if bright - lung < 0.08:
-        return None  # no contrast: opacified base, nothing to measure
-    above = ahead > lung + level * (bright - lung)
-    for i in range(above.size):
-        # Bright for a run, and mostly bright from there on (abdomen, or the chest wall and
-        # beyond; bowel gas leaves dark patches), unlike a nodule or a rib.
-        if above[i : i + run].all() and above[i:].mean() >= STAYS_BRIGHT:
-            return start + i
-    return None
-
-
-def _steepest_rise(profile: npt.NDArray[np.float64], start: int, stop: int, run: int) -> int | None:
-    """The row in ``[start, stop)`` where the mean of the next ``run`` rows exceeds the mean
-    of the previous ``run`` the most (at least by :data:`MIN_RISE`): the diaphragm's edge."""
-    best, rise = None, MIN_RISE
-    for row in range(max(start, run), min(stop, profile.size - run)):
-        step = float(profile[row : row + run].mean() - profile[row - run : row].mean())
-        if step > rise:
-            best, rise = row, step
-    return best
-
-
-def lung_base(film: _Film, lung: Box, image_left: bool, *, near_box: bool = False) -> float | None:
-    """Measured lung base (row, full-image pixels) under the lateral third of ``lung`` (an
-    enlarged heart reaches into the medial part of the left lung box).
-
-    By default the first row below mid-lung from which the profile stays bright; with
-    ``near_box`` (a registered placement, whose box is near the anatomy) the steepest
-    dark-to-bright rise between mid-lung and :data:`BASE_SEARCH_BELOW` of the box's height
-    below it (on the development films: within 0.1 lung heights of the annotated base for
-    73 % of the lungs, against 61 % for the first rule on the same boxes)."""
-    f, n = film.f, film.norm
-    x0, y0, x1, y1 = (v / f for v in lung)
-    w, h = x1 - x0, y1 - y0
-    strips = ((0.08, 0.4), (0.05, 0.22)) if image_left else ((0.6, 0.92), (0.78, 0.95))
-    rows = []
-    for a, b in strips:  # the lateral third, and the outermost part of it
-        c0, c1 = x0 + a * w, x0 + b * w
-        cols = n[:, max(0, int(c0)) : max(int(c0) + 1, int(c1))]
-        profile = box_blur(cols.mean(axis=1)[None, :], 2)[0]
-        if near_box:
-            run = max(2, int(RISE_RUN * n.shape[0]))
-            row = _steepest_rise(profile, int(y0 + 0.5 * h), int(y1 + BASE_SEARCH_BELOW * h), run)
-        else:
-            row = _rise(profile, int(y0 + 0.5 * h), max(2, int(BASE_RUN * n.shape[0])))
-        if row is not None:
-            rows.append(row)
-    # A heart or an opacity reaching into a strip only raises what that strip measures.
-    return float(max(rows) * f) if rows else None
 
 
 def _size_margin(region: str, box: Box, thorax: Box) -> float:
@@ -284,7 +188,7 @@ def check_placement(image: Image, boxes: RegionBoxes) -> PlacementQC:
     Returns:
         The per-region verdicts and whether the film is usable (module docstring).
     """
-    film = _film(image)
+    film = measure_film(image)
     placed = {r: b for r, b in zip(REGIONS, boxes.boxes, strict=True) if b is not None}
     margins: dict[str, list[tuple[float, str]]] = {r: [] for r in REGIONS}
     if boxes.method == "none" or not placed:
@@ -299,7 +203,7 @@ def check_placement(image: Image, boxes: RegionBoxes) -> PlacementQC:
     slack = REGISTERED_SLACK if registered else 1.0
     inside_min = 1.0 - 0.2 * slack
     for region, box in placed.items():
-        inside = _inside_body(film, box)
+        inside = inside_body(film, box)
         margins[region].append((2 * (inside - inside_min) / 0.2, "outside-body"))
         margins[region].append((_size_margin(region, box, thorax), "size"))
         cx = 0.5 * (box[0] + box[2])
@@ -313,7 +217,7 @@ def check_placement(image: Image, boxes: RegionBoxes) -> PlacementQC:
         for side, lung in (("right", rl), ("left", ll))
     }
     lung_height = max(rl[3] - rl[1], ll[3] - ll[1])
-    bases, base_from_other = _reference_bases(
+    bases, base_from_other = reference_bases(
         measured, BASES_APART * lung_height, MAX_RAISED * lung_height
     )
     for side, lung in (("right", rl), ("left", ll)):
@@ -379,44 +283,6 @@ def check_placement(image: Image, boxes: RegionBoxes) -> PlacementQC:
     elif len(failed) >= (MAX_FAILED_REGISTERED if registered else MAX_FAILED_REGIONS):
         reason = "regions-failed"
     return PlacementQC(verdicts, not reason, reason, film.no_air, base_from_other)
-
-
-def _reference_bases(
-    measured: dict[str, float | None], apart: float, at_most: float
-) -> tuple[dict[str, float | None], tuple[str, ...]]:
-    """The base each lung is checked against, and the lungs that take the other's.
-
-    An opacity at a lung base (effusion, consolidation, collapse) is as bright as the
-    diaphragm below it, so the profile under that lung turns bright at the opacity's top: the
-    measured base is too high, and a correctly placed lung box looks as if it reached below
-    the diaphragm. That dropped the sickest films (issue 22: 2 % of the mildest films, 36 %
-    of the most severe on the synthetic world, with placements that matched the true lungs
-    better than the kept ones). The two hemidiaphragms lie close together, and an opacity
-    only raises what is measured, so a lung whose measured base is higher than the other
-    lung's is checked against the other's: the lower of the two. A box reaching below both
-    measured bases still fails. Lungs measured more than ``apart`` rows above the other are
-    reported (``PlacementQC.base_from_other_side``).
-
-    Bases more than ``at_most`` rows apart are each kept: on two development films one base
-    was measured in the abdomen (bowel gas keeps the profile dark), and taking it for both
-    let two whole wrong placements through. With that bound the development films lose no
-    flag (7 wrong regions unflagged before and after) and keep 2 more films; on the
-    synthetic world the most severe tenth of films loses 15 % instead of 36 % (issue 22).
-    """
-    found = {side: row for side, row in measured.items() if row is not None}
-    if len(found) < 2 or max(found.values()) - min(found.values()) > at_most:
-        return measured, ()
-    lower = max(found.values())
-    raised = tuple(side for side, row in found.items() if row < lower - apart)
-    return dict.fromkeys(measured, lower), raised
-
-
-def _inside_body(film: _Film, box: Box) -> float:
-    f = film.f
-    x0, y0 = max(0, int(box[0] / f)), max(0, int(box[1] / f))
-    x1, y1 = max(x0 + 1, int(np.ceil(box[2] / f))), max(y0 + 1, int(np.ceil(box[3] / f)))
-    part = film.body[y0:y1, x0:x1]
-    return float(part.mean()) if part.size else 0.0
 
 
 def _verdicts(

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from dipro.vocab import REGIONS
-from dipro_fhir.errors import ConfigError
+from dipro_fhir.core.errors import ConfigError
 from dipro_fhir.imaging.evaluate import iou, read_coco, read_training_film
 from dipro_fhir.imaging.locators import TorchScriptLocator, model_input
 from dipro_fhir.imaging.regions import GeometricRegionLocator, RegionLocator

@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from dipro.vocab import VARIABLES
+from dipro_fhir.core.timeline import BoolArray, FloatArray, ObservationEvent
 from dipro_fhir.mapping.times import require_aware
-from dipro_fhir.timeline import BoolArray, FloatArray, ObservationEvent
 
 _HOUR = timedelta(hours=1)
 _COLUMN = {name: i for i, name in enumerate(VARIABLES)}

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
-from dipro_fhir.errors import ConfigError
+from dipro_fhir.core.errors import ConfigError
 
 BASE: Final[str] = "https://dipro-fhir.example.org"
 VARIABLE_SYSTEM: Final[str] = f"{BASE}/CodeSystem/dipro-variable"

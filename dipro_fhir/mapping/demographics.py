@@ -35,9 +35,9 @@ from typing import Any, Final
 import numpy as np
 
 from dipro.vocab import DEMOGRAPHIC_COLUMNS
+from dipro_fhir.core.timeline import FloatArray, MappingIssue
 from dipro_fhir.mapping.observations import resource_ref
 from dipro_fhir.mapping.times import parse_fhir_time, require_aware
-from dipro_fhir.timeline import FloatArray, MappingIssue
 
 US_CORE_RACE: Final[str] = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
 US_CORE_ETHNICITY: Final[str] = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity"

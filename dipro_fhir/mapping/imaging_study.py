@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+from dipro_fhir.core.timeline import ResourceRef
 from dipro_fhir.mapping.times import parse_fhir_time
-from dipro_fhir.timeline import ResourceRef
 
 DICOM_UID_SYSTEM: Final[str] = "urn:dicom:uid"
 URI_SYSTEM: Final[str] = "urn:ietf:rfc:3986"

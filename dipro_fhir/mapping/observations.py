@@ -40,6 +40,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final
 
+from dipro_fhir.core.timeline import MappingIssue, ObservationEvent, ResourceRef
 from dipro_fhir.mapping.code_maps import CodeMaps, VariableCode, default_code_maps
 from dipro_fhir.mapping.times import parse_fhir_time
 from dipro_fhir.mapping.units import (
@@ -50,7 +51,6 @@ from dipro_fhir.mapping.units import (
     to_canonical,
 )
 from dipro_fhir.mapping.variables import LOINC_SYSTEM, VariableSpec
-from dipro_fhir.timeline import MappingIssue, ObservationEvent, ResourceRef
 
 #: Observation.status values whose values are used.
 ACCEPTED_STATUSES: Final[frozenset[str]] = frozenset(

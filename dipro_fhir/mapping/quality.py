@@ -27,7 +27,7 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from dipro.vocab import VARIABLES
-from dipro_fhir.timeline import MappingIssue, PatientTimeline
+from dipro_fhir.core.timeline import MappingIssue, PatientTimeline
 
 #: The key of Observations that carry no coding at all.
 NO_CODE: Final[str] = "(no code)"

@@ -1,4 +1,4 @@
-"""Assemble a :class:`~dipro_fhir.timeline.PatientTimeline` from raw FHIR JSON, as of a time.
+"""Assemble a :class:`~dipro_fhir.core.timeline.PatientTimeline` from raw FHIR JSON, as of a time.
 
 No look-ahead: an Observation enters only if its effective time is before ``as_of`` and it
 was known by ``as_of`` (:func:`~dipro_fhir.mapping.observations.available_at`, the later of
@@ -18,7 +18,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from dipro_fhir.errors import ModelContractError
+from dipro_fhir.core.errors import ModelContractError
+from dipro_fhir.core.timeline import (
+    EncounterId,
+    ImageEvent,
+    MappingIssue,
+    ObservationEvent,
+    PatientId,
+    PatientTimeline,
+    ResourceRef,
+)
 from dipro_fhir.mapping.binning import bin_hourly
 from dipro_fhir.mapping.code_maps import CodeMaps
 from dipro_fhir.mapping.demographics import encode_demographics
@@ -29,15 +38,6 @@ from dipro_fhir.mapping.observations import (
     resource_ref,
 )
 from dipro_fhir.mapping.times import require_aware
-from dipro_fhir.timeline import (
-    EncounterId,
-    ImageEvent,
-    MappingIssue,
-    ObservationEvent,
-    PatientId,
-    PatientTimeline,
-    ResourceRef,
-)
 
 #: Largest allowed gap (hours) between an image's stated and recomputed window offset.
 IMAGE_HOURS_TOLERANCE = 1e-3

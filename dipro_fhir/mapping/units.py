@@ -15,7 +15,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, Final
 
-from dipro_fhir.errors import DiproFhirError
+from dipro_fhir.core.errors import DiproFhirError
 from dipro_fhir.mapping.variables import SPECS_BY_NAME, UnitConversion, VariableSpec
 
 #: FHIR Quantity.system for UCUM.

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dipro.checkpoint import CheckpointMismatch, ModelCard, read_card
-from dipro_fhir.errors import ModelContractError
+from dipro_fhir.core.errors import ModelContractError
 
 
 def read_model_card(checkpoint: Path) -> ModelCard:

@@ -25,11 +25,8 @@ import torch
 
 from dipro.scoring import encode_crops
 from dipro.vocab import REGIONS
-from dipro_fhir.errors import ModelContractError
-from dipro_fhir.imaging.events import FRAME
-from dipro_fhir.imaging.frontal import ImageCandidate
-from dipro_fhir.store.feature_cache import CachedFeatures, FeatureCache, FeatureKey
-from dipro_fhir.timeline import (
+from dipro_fhir.core.errors import ModelContractError
+from dipro_fhir.core.timeline import (
     Float16Array,
     ImageEvent,
     MappingIssue,
@@ -37,6 +34,9 @@ from dipro_fhir.timeline import (
     RegionFeatures,
     ResourceRef,
 )
+from dipro_fhir.imaging.events import FRAME
+from dipro_fhir.imaging.frontal import ImageCandidate
+from dipro_fhir.store.feature_cache import CachedFeatures, FeatureCache, FeatureKey
 
 
 class CachedImages:

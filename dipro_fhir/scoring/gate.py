@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from dipro.checkpoint import ModelCard
-from dipro_fhir.errors import ModelContractError
-from dipro_fhir.settings import ModelSettings
+from dipro_fhir.core.errors import ModelContractError
+from dipro_fhir.core.settings import ModelSettings
 
 EVALUATION_KIND = "dipro-fhir/evaluation/1"
 

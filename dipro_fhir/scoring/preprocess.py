@@ -20,9 +20,9 @@ import torch
 
 from dipro.batch import DiproBatch
 from dipro.vocab import REGIONS, VARIABLES
-from dipro_fhir.errors import ModelContractError
+from dipro_fhir.core.errors import ModelContractError
+from dipro_fhir.core.timeline import FloatArray, PatientTimeline
 from dipro_fhir.mapping.variables import spec_for
-from dipro_fhir.timeline import FloatArray, PatientTimeline
 
 #: Continuous demographic columns (age, height, weight) lead the 17-column vector (§1.5).
 N_CONTINUOUS_DEMOGRAPHICS = 3

@@ -26,12 +26,12 @@ from dipro.checkpoint import CheckpointMismatch, ModelCard, load_checkpoint, sta
 from dipro.network import DiPro
 from dipro.scoring import ScoreResult, prepare_for_inference, score, select_device
 from dipro.vocab import FINDINGS, LOS_BINS, PROGRESSION_CLASSES, REGIONS
-from dipro_fhir.errors import ModelContractError
+from dipro_fhir.core.errors import ModelContractError
+from dipro_fhir.core.scores import MORTALITY_OUTCOME, ModelInfo, Score
+from dipro_fhir.core.timeline import PatientTimeline, ResourceRef, RunId
 from dipro_fhir.scoring.features import FeatureStats, region_features, stack_features
 from dipro_fhir.scoring.preprocess import Preprocessing, collate
-from dipro_fhir.scoring.score import MORTALITY_OUTCOME, ModelInfo, Score
 from dipro_fhir.store.feature_cache import FeatureCache
-from dipro_fhir.timeline import PatientTimeline, ResourceRef, RunId
 
 logger = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ import numpy.typing as npt
 from sqlalchemy import Engine, delete, func, inspect, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from dipro_fhir.errors import ConfigError
+from dipro_fhir.core.errors import ConfigError
 from dipro_fhir.store.models import FeatureCacheRow
 
 log = logging.getLogger(__name__)
@@ -194,7 +194,7 @@ class FeatureCache:
         for key, value in items:
             digest, blob = key.digest, value.to_bytes()
             if self._root is not None:
-                from dipro_fhir import staging
+                from dipro_fhir.core import staging
 
                 staging.write_bytes(self._blob_location(digest), blob)
             rows.append(
@@ -261,7 +261,7 @@ class FeatureCache:
                 self._remove_blobs(part)
 
     def _read_blob(self, key: str) -> bytes | None:
-        from dipro_fhir import staging
+        from dipro_fhir.core import staging
 
         try:
             return staging.read_bytes(self._blob_location(key))

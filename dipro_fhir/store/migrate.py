@@ -1,11 +1,9 @@
 """Bring a results database to the newest schema with Alembic, programmatically.
 
-The Alembic scripts live in the repository's top-level ``migrations/`` (DESIGN.md's fixed
-layout), next to ``alembic.ini``, so ``alembic upgrade head`` works from the repository root.
-:func:`upgrade_database` finds them relative to this package (``<repo>/migrations``), which
-holds for a checkout and an editable install. The trade-off: a wheel built from
-``pyproject.toml`` does not ship ``migrations/``; such a deployment passes
-``script_location`` (for instance the folder of a source checkout or of the sdist).
+The Alembic scripts ship inside the package (``dipro_fhir/store/migrations/``, package data),
+so a checkout, an editable install and a wheel all find them beside this module;
+``alembic.ini`` at the repository root points there, so ``alembic upgrade head`` works from a
+checkout too.
 """
 
 from __future__ import annotations
@@ -18,12 +16,12 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, inspect
 from sqlalchemy.exc import OperationalError
 
-from dipro_fhir.errors import ConfigError, SourceUnavailable
+from dipro_fhir.core.errors import ConfigError, SourceUnavailable
 
 _LOG = logging.getLogger(__name__)
 
-#: ``<repo>/migrations``: two levels above ``dipro_fhir/store/``.
-DEFAULT_SCRIPT_LOCATION = Path(__file__).resolve().parents[2] / "migrations"
+#: ``dipro_fhir/store/migrations``: beside this module, in a checkout and in an installed wheel.
+DEFAULT_SCRIPT_LOCATION = Path(__file__).resolve().parent / "migrations"
 
 
 def alembic_config(url: str, script_location: Path | None = None) -> Config:

@@ -15,10 +15,10 @@ from typing import Any, Final
 
 from sqlalchemy import Engine, Table, delete, select
 
+from dipro_fhir.core.timeline import RunId
 from dipro_fhir.mapping.quality import DataQuality
 from dipro_fhir.store.models import DataQualityRow, Run
 from dipro_fhir.store.results import as_utc
-from dipro_fhir.timeline import RunId
 
 ITEM_LENGTH: Final[int] = 250
 _COUNTS: Final[dict[str, str]] = {

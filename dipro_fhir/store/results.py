@@ -25,7 +25,9 @@ from sqlalchemy import Connection, Engine, Table, func, select
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.sql.dml import Insert
 
-from dipro_fhir.scoring.score import PatientFailure, Score
+from dipro_fhir.core.risk import RiskThresholds, classify_risk
+from dipro_fhir.core.scores import PatientFailure, Score
+from dipro_fhir.core.timeline import NO_PATIENT, MappingIssue, PatientId, RunId
 from dipro_fhir.store.models import (
     PATIENT_ID_LENGTH,
     RESOURCE_LENGTH,
@@ -35,8 +37,6 @@ from dipro_fhir.store.models import (
     Watermark,
 )
 from dipro_fhir.store.runs import RUN_STATUSES, RunRecord, RunStateStore, as_utc, insert_for
-from dipro_fhir.timeline import NO_PATIENT, MappingIssue, PatientId, RunId
-from dipro_fhir.writeback.risk import RiskThresholds, classify_risk
 
 _LOG = logging.getLogger(__name__)
 

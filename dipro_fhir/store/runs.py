@@ -25,9 +25,9 @@ from sqlalchemy import Engine, Table, case, func, select, text, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
-from dipro_fhir.scoring.score import PatientFailure
+from dipro_fhir.core.scores import PatientFailure
+from dipro_fhir.core.timeline import RunId
 from dipro_fhir.store.models import PatientFailureRow, Run
-from dipro_fhir.timeline import RunId
 
 _LOG = logging.getLogger(__name__)
 

@@ -167,7 +167,7 @@ def load_into_servers(
 
     Raises:
         ValueError: No ``dicomweb_base_url`` can be known.
-        dipro_fhir.errors.DiproFhirError: From the FHIR client; also from STOW-RS.
+        dipro_fhir.core.errors.DiproFhirError: From the FHIR client; also from STOW-RS.
     """
     store, base_url = _instance_store(dicomweb, dicomweb_base_url)
     counts: Counter[str] = Counter()

@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 import numpy as np
 
 from dipro.vocab import FINDINGS, LOS_BINS, REGIONS, VARIABLES
-from dipro_fhir.timeline import BoolArray, FloatArray
+from dipro_fhir.core.timeline import BoolArray, FloatArray
 
 _VARIABLE_INDEX = {name: i for i, name in enumerate(VARIABLES)}
 

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
+from dipro_fhir.core.settings import Settings, embedded_settings
 from dipro_fhir.evaluation.run import evaluate_checkpoint
-from dipro_fhir.settings import Settings, embedded_settings
 from dipro_fhir.synth.cohorts import cohort_patient_ids, write_cohort_once
 from dipro_fhir.training.from_source import train_from_settings
 from dipro_fhir.training.recipe import DemoTraining

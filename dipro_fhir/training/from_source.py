@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from dipro.config import DiproConfig, default_config
-from dipro_fhir import connections
+from dipro_fhir.core.settings import Settings
 from dipro_fhir.evaluation.examples import ExampleCounts, stream_examples
 from dipro_fhir.evaluation.provenance import describe_source
-from dipro_fhir.extract import extract_options
-from dipro_fhir.settings import Settings
+from dipro_fhir.run import connections
+from dipro_fhir.run.extract import extract_options
 from dipro_fhir.training.trainer import TrainingOutcome, TrainingPlan, train_checkpoint
 
 #: What a checkpoint trained by ``dipro-fhir train`` is for, unless the caller says more.

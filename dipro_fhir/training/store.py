@@ -2,7 +2,7 @@
 
 Training reads its patients several times (normalisation statistics, batches, the baseline,
 the test figures), so the examples are extracted once and kept in a staging folder, one
-``npz`` file of timelines per chunk (:func:`dipro_fhir.staging.save_timelines`) plus their
+``npz`` file of timelines per chunk (:func:`dipro_fhir.core.staging.save_timelines`) plus their
 labels, never all in memory. A patient's split follows from a seeded hash of its id: the same
 patient always lands in the same split, whatever order the source yields patients in, and no
 patient is in two splits (patients, not stays or films, are the unit).
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from dipro_fhir import staging
+from dipro_fhir.core import staging
 from dipro_fhir.evaluation.examples import LabelledTimeline
 from dipro_fhir.mapping.labels import Labels
 

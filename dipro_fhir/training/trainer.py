@@ -35,7 +35,7 @@ from dipro.network import DiPro
 from dipro.predictions import Predictions, predict
 from dipro.train import FitResult, FitSettings, TrainingFailed, fit, seed_everything
 from dipro.vocab import PROGRESSION_IGNORE
-from dipro_fhir.errors import TrainingError
+from dipro_fhir.core.errors import TrainingError
 from dipro_fhir.evaluation.baseline import fit_baseline
 from dipro_fhir.evaluation.evaluate import collect, evaluation_record
 from dipro_fhir.evaluation.examples import ExampleCounts, LabelledTimeline

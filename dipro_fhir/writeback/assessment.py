@@ -41,14 +41,14 @@ from datetime import datetime
 from typing import Any, Literal
 
 from dipro.vocab import REGIONS
-from dipro_fhir.errors import InvalidResource
+from dipro_fhir.core.errors import InvalidResource
+from dipro_fhir.core.risk import RISK_DISPLAY, RISK_PROBABILITY_SYSTEM, RiskThresholds
+from dipro_fhir.core.risk import classify_risk as _classify
+from dipro_fhir.core.scores import Score, outcomes_for
+from dipro_fhir.core.settings import WriteBackSettings
+from dipro_fhir.core.timeline import ResourceRef
 from dipro_fhir.fhir.resources import validate_resource
-from dipro_fhir.scoring.score import Score, outcomes_for
-from dipro_fhir.settings import WriteBackSettings
-from dipro_fhir.timeline import ResourceRef
 from dipro_fhir.writeback import codes, transparency
-from dipro_fhir.writeback.risk import RISK_DISPLAY, RISK_PROBABILITY_SYSTEM, RiskThresholds
-from dipro_fhir.writeback.risk import classify_risk as _classify
 
 EHR_ONLY_NOTE = "scored without CXR pairs (EHR-only path)"
 REGIONS_MISSING_NOTE = "anatomical regions missing on the radiographs used (model padding)"

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from dipro_fhir.errors import ConfigError, PublishConflict
+from dipro_fhir.core.errors import ConfigError, PublishConflict
 from dipro_fhir.fhir.client import FhirClient
 from dipro_fhir.store.retractions import RetractionRequest, RetractionStore
 from dipro_fhir.writeback import codes

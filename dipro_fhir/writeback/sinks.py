@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from dipro_fhir.errors import (
+from dipro_fhir.core.errors import (
     DiproFhirError,
     InvalidResource,
     PublishConflict,

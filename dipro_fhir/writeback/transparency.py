@@ -27,7 +27,7 @@ import hashlib
 import json
 from typing import Any, Final
 
-from dipro_fhir.scoring.score import ModelInfo
+from dipro_fhir.core.scores import ModelInfo
 from dipro_fhir.writeback import codes
 from dipro_fhir.writeback.hti1 import source_attributes
 

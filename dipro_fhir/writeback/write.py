@@ -19,51 +19,37 @@ Exactly once without races (DESIGN.md "Runs are idempotent"):
   with reason ``provenance-missing`` (a partial write-back), never only logged.
 
 One failing entry fails only its patient: it is reported as a
-:class:`~dipro_fhir.scoring.score.PatientFailure` at stage ``writeback`` and the rest goes on.
+:class:`~dipro_fhir.core.scores.PatientFailure` at stage ``writeback`` and the rest goes on.
+
+This module groups and builds the RiskAssessments and writes the Device; each transaction's
+worth (a part), with its conflicts, retries and Provenance, is
+:mod:`~dipro_fhir.writeback.parts`'s job.
 """
 
 from __future__ import annotations
 
 import logging
-import random
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import groupby
 from typing import Any
 
-from dipro_fhir.errors import DiproFhirError, InvalidResource
-from dipro_fhir.scoring.score import ModelInfo, PatientFailure, Score
+from dipro_fhir.core.errors import InvalidResource
+from dipro_fhir.core.scores import ModelInfo, PatientFailure, Score
+from dipro_fhir.core.timeline import MappingIssue, PatientId, RunId
 from dipro_fhir.store.results import ChunkCounts, ResultStore
-from dipro_fhir.timeline import MappingIssue, PatientId, ResourceRef, RunId
 from dipro_fhir.writeback import codes
 from dipro_fhir.writeback.assessment import (
     AssessmentOptions,
     check_risk_assessment,
-    to_provenance,
     to_risk_assessment,
 )
-from dipro_fhir.writeback.sinks import EntryOutcome, ResultSink, same_content
+from dipro_fhir.writeback.parts import Context, put_unless_same, write_part
+from dipro_fhir.writeback.sinks import EntryOutcome, ResultSink
 from dipro_fhir.writeback.transparency import to_device, to_model_card
 
 _LOG = logging.getLogger(__name__)
-PROVENANCE_MISSING = "provenance-missing"
-CONFLICT_ATTEMPTS = 6
-CONFLICT_DELAY_S = 0.2
-
-
-@dataclass(frozen=True, slots=True)
-class _Context:
-    """What every part of one write shares."""
-
-    now: datetime
-    stay_starts: Mapping[PatientId, datetime]
-    fallback_options: AssessmentOptions
-    identifier_fallback: bool
-
-    def final(self) -> _Context:
-        return replace(self, identifier_fallback=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,27 +84,13 @@ def _group(scores: Sequence[Score]) -> list[list[Score]]:
     return [list(g) for _, g in groupby(sorted(scores, key=key), key=key)]
 
 
-def _failures(
-    outcomes: Sequence[EntryOutcome], owners: Mapping[str, PatientId]
-) -> list[PatientFailure]:
-    failed: dict[tuple[PatientId, str], PatientFailure] = {}
-    for o in outcomes:
-        if not o.ok and o.reference in owners:
-            patient = owners[o.reference]
-            failed.setdefault(
-                (patient, o.reason),
-                PatientFailure(patient, "writeback", o.reason, o.detail, o.retriable),
-            )
-    return list(failed.values())
-
-
 def _ensure_device(sink: ResultSink, model: ModelInfo) -> EntryOutcome:
     """Write the model card, then the Device that references it (card first: HAPI checks
     the reference)."""
-    card = _put_unless_same(sink, to_model_card(model))
+    card = put_unless_same(sink, to_model_card(model))
     if not card.ok:
         return card
-    return _put_unless_same(sink, to_device(model))
+    return put_unless_same(sink, to_device(model))
 
 
 def _build(
@@ -181,7 +153,7 @@ def write_scores(
             for p in sorted(failed)
         ]
         return WriteReport(failures=tuple(failures))
-    context = _Context(
+    context = Context(
         now=now or datetime.now(UTC),
         stay_starts=stay_starts or {},
         fallback_options=replace(opts, source_references="identifier"),
@@ -191,7 +163,7 @@ def write_scores(
     written = unchanged = retracted = 0
     size = opts.transaction_size
     for start in range(0, len(built), size):
-        part = _write_part(sink, built[start : start + size], model, opts, context)
+        part = write_part(sink, built[start : start + size], model, opts, context)
         ids.update(part.ids)
         written, unchanged = written + part.written, unchanged + part.unchanged
         retracted += part.retracted
@@ -205,181 +177,6 @@ def write_scores(
         len({f.patient_id for f in failures}),
     )
     return WriteReport(ids, tuple(failures), written, unchanged, retracted)
-
-
-@dataclass(slots=True)
-class _PartResult:
-    ids: dict[tuple[PatientId, str], str] = field(default_factory=dict)
-    written: int = 0
-    unchanged: int = 0
-    retracted: int = 0
-    failures: list[PatientFailure] = field(default_factory=list)
-    conflicted: bool = False
-
-
-def _write_part(
-    sink: ResultSink,
-    part: Sequence[tuple[list[Score], dict[str, Any]]],
-    model: ModelInfo,
-    options: AssessmentOptions,
-    context: _Context,
-) -> _PartResult:
-    """Write one transaction's worth, again after a conflict (another writer raced us).
-
-    A conflict (HTTP 409/412: HAPI-0550/0825 when two writers create one new id at once,
-    HAPI-0989 on a stale version) is retried after a jittered backoff, re-reading first, so
-    the second attempt finds the other writer's identical resources and writes nothing.
-    """
-    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
-        result = _attempt_part(sink, part, model, options, context)
-        if not result.conflicted or attempt == CONFLICT_ATTEMPTS:
-            return result
-        _LOG.info("write-back: conflict with another writer, attempt %d; retrying", attempt)
-        _backoff(attempt)
-    raise AssertionError("unreachable")
-
-
-def _attempt_part(
-    sink: ResultSink,
-    part: Sequence[tuple[list[Score], dict[str, Any]]],
-    model: ModelInfo,
-    options: AssessmentOptions,
-    context: _Context,
-) -> _PartResult:
-    key = {r["id"]: (g[0].patient_id, g[0].task) for g, r in part}
-    try:
-        stored = sink.existing("RiskAssessment", list(key))
-        retracted = {r["id"] for _, r in part if _is_retracted(stored.get(r["id"]))}
-        same = [(g, r) for g, r in part if same_content(stored.get(r["id"]), r)]
-        covered = sink.provenance_targets([_ref(r) for _, r in same])
-    except DiproFhirError as exc:
-        patients = sorted({g[0].patient_id for g, _ in part})
-        detail = type(exc).__name__
-        return _PartResult(
-            failures=[
-                PatientFailure(p, "writeback", "source-unavailable", detail, True) for p in patients
-            ]
-        )
-    held = [r["id"] for _, r in same] + sorted(retracted)
-    result = _PartResult(
-        ids={key[i]: i for i in held}, unchanged=len(same), retracted=len(retracted)
-    )
-    to_send = [(g, r) for g, r in part if key[r["id"]] not in result.ids]
-    # Identical RiskAssessments that no Provenance targets (an earlier write lost it) get
-    # one now: a Provenance is never lost for good.
-    orphans = [(g, r) for g, r in same if _ref(r) not in covered]
-    if not to_send and not orphans:
-        return result
-    device_ref = f"Device/{codes.device_id(model.name, model.version)}"
-    outcomes = sink.write([r for _, r in to_send])
-    written = {o.reference for o in outcomes if o.ok}
-    result.written = len(written)
-    result.conflicted = any(o.reason == "conflict" for o in outcomes)
-    owners = {_ref(r): g[0].patient_id for g, r in to_send}
-    for o in outcomes:
-        if o.ok:
-            rid = o.reference.split("/", 1)[1]
-            result.ids[key[rid]] = rid
-    rejected = {o.reference for o in outcomes if not o.ok and o.reason == "rejected"}
-    if rejected and context.identifier_fallback:
-        # The server refused literal references to source data it does not hold
-        # (referential integrity on write): write those again with logical references.
-        retry = _rebuild([(g, r) for g, r in to_send if _ref(r) in rejected], context)
-        again = _attempt_part(sink, retry, model, context.fallback_options, context.final())
-        result.ids.update(again.ids)
-        result.written += again.written
-        result.unchanged += again.unchanged
-        result.failures += again.failures
-        result.conflicted |= again.conflicted
-        outcomes = [o for o in outcomes if o.reference not in rejected]
-    result.failures += _failures(outcomes, owners)
-    targets = sorted(written | {_ref(r) for _, r in orphans})
-    if targets:
-        groups = [g for g, r in [*to_send, *orphans] if _ref(r) in targets]
-        result.failures += _write_provenance(sink, targets, groups, device_ref, options, context)
-    return result
-
-
-def _write_provenance(
-    sink: ResultSink,
-    targets: Sequence[str],
-    groups: Sequence[list[Score]],
-    device_ref: str,
-    options: AssessmentOptions,
-    context: _Context,
-) -> list[PatientFailure]:
-    """Write the Provenance of ``targets``; if it fails, their patients are ``partial``.
-
-    HAPI checks the references it indexes for search (``Provenance.entity``, ``target``)
-    but not ``RiskAssessment.basis``; so a source resource deleted since extraction fails
-    the Provenance alone. It is then written once more with logical references.
-    """
-    sources: list[ResourceRef] = [ref for g in groups for s in g for ref in s.basis]
-    provenance = to_provenance(
-        groups[0][0].run_id, targets, device_ref, sources, context.now, options
-    )
-    outcome = _put_unless_same(sink, provenance)
-    if outcome.ok:
-        return []
-    if outcome.reason == "rejected" and context.identifier_fallback:
-        return _write_provenance(
-            sink, targets, groups, device_ref, context.fallback_options, context.final()
-        )
-    _LOG.warning(
-        "write-back partial: Provenance of %d RiskAssessments not written (%s)",
-        len(targets),
-        outcome.reason,
-    )
-    patients = sorted({g[0].patient_id for g in groups})
-    detail = f"RiskAssessments written without their Provenance: {outcome.detail}"
-    return [
-        PatientFailure(p, "writeback", PROVENANCE_MISSING, detail, retriable=True) for p in patients
-    ]
-
-
-def _put_unless_same(sink: ResultSink, resource: dict[str, Any]) -> EntryOutcome:
-    """PUT one resource unless the same content is there; look again after a conflict.
-
-    Two writers build the same Device, and within a run the same Provenance id; the one
-    that loses HAPI's race (409) finds the winner's copy on the next look and writes nothing.
-    """
-    reference = _ref(resource)
-    rtype, rid = resource["resourceType"], resource["id"]
-    outcome = EntryOutcome(reference, False, "conflict", "not attempted", True)
-    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
-        try:
-            stored = sink.existing(rtype, [rid]).get(rid)
-        except DiproFhirError as exc:
-            return EntryOutcome(reference, False, "source-unavailable", type(exc).__name__, True)
-        if same_content(stored, resource):
-            return EntryOutcome(reference, True)
-        outcome = sink.write([resource])[0]
-        if outcome.reason != "conflict":
-            return outcome
-        _backoff(attempt)
-    return outcome
-
-
-def _backoff(attempt: int) -> None:
-    time.sleep(CONFLICT_DELAY_S * attempt * (0.5 + random.random()))
-
-
-def _rebuild(
-    part: Sequence[tuple[list[Score], dict[str, Any]]], context: _Context
-) -> list[tuple[list[Score], dict[str, Any]]]:
-    options = context.fallback_options
-    return [
-        (g, to_risk_assessment(g, options, stay_start=context.stay_starts.get(g[0].patient_id)))
-        for g, _ in part
-    ]
-
-
-def _is_retracted(stored: Mapping[str, Any] | None) -> bool:
-    return stored is not None and stored.get("status") == "entered-in-error"
-
-
-def _ref(resource: Mapping[str, Any]) -> str:
-    return f"{resource['resourceType']}/{resource['id']}"
 
 
 def publish_chunk(

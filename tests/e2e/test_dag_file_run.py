@@ -107,7 +107,7 @@ def test_failed_chunks_are_summarised_and_fail_the_run(
 ) -> None:
     from sqlalchemy import create_engine
 
-    from dipro_fhir import pipeline
+    from dipro_fhir.run import pipeline
     from dipro_fhir.store.results import ResultStore
 
     store_url = _configure(monkeypatch, tmp_path, cohort_dir)

@@ -13,10 +13,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from dipro_fhir.fhir.client import FhirClient
-from dipro_fhir.fhir.resources import validate_resource
-from dipro_fhir.pipeline import RunRequest, run_locally
-from dipro_fhir.settings import (
+from dipro_fhir.core.settings import (
     AuditSettings,
     DicomWebSettings,
     FhirSettings,
@@ -26,6 +23,9 @@ from dipro_fhir.settings import (
     StoreSettings,
     WriteBackSettings,
 )
+from dipro_fhir.fhir.client import FhirClient
+from dipro_fhir.fhir.resources import validate_resource
+from dipro_fhir.run.pipeline import RunRequest, run_locally
 from tests.checkpoints import write_tiny_checkpoint
 from tests.integration.writeback.validate import server_errors
 from tests.servers.orthanc import OrthancServer

@@ -71,14 +71,14 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 @pytest.fixture
 def second_pg_url(pg_server: Any) -> Iterator[str]:
-    from tests.servers.postgres import _admin
+    from tests.servers.postgres import admin
 
     name = f"dipro_test_{uuid.uuid4().hex[:16]}"
-    _admin(pg_server, f'CREATE DATABASE "{name}"')
+    admin(pg_server, f'CREATE DATABASE "{name}"')
     try:
         yield pg_server.url(name)
     finally:
-        _admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def environ_for(cohort: Path, work: Path, store_url: str, limits: dict[str, int]) -> dict[str, str]:

@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from dipro_fhir.core.errors import SourceUnavailable
+from dipro_fhir.core.limits import InputLimitExceeded
 from dipro_fhir.dicomweb.client import DicomWebClient
-from dipro_fhir.errors import SourceUnavailable
 from dipro_fhir.fhir.client import FhirClient
 from dipro_fhir.fhir.retry import RetryPolicy
-from dipro_fhir.limits import InputLimitExceeded
 from tests.checkpoints import write_tiny_checkpoint
 from tests.servers.orthanc import OrthancServer
 
@@ -88,7 +88,7 @@ def test_dicomweb_cut_and_garbled_answers_are_retried(
 
 
 def _settings(work: Path, fhir_url: str, dicomweb_url: str, store_url: str) -> Any:
-    from dipro_fhir.settings import (
+    from dipro_fhir.core.settings import (
         DicomWebSettings,
         FhirSettings,
         ModelSettings,
@@ -131,7 +131,7 @@ def test_a_run_through_cutting_and_garbling_proxies_loses_no_patient(
     migrated_pg_url: str,
     tmp_path: Path,
 ) -> None:
-    from dipro_fhir.pipeline import RunRequest, run_locally
+    from dipro_fhir.run.pipeline import RunRequest, run_locally
     from dipro_fhir.store.migrate import upgrade_database
 
     base_url, orthanc_url, truths = loaded
@@ -152,10 +152,10 @@ def test_a_run_through_cutting_and_garbling_proxies_loses_no_patient(
     pacs.inject("truncate", times=10_000, method="GET", every=4)
     pacs.inject("malformed", times=10_000, method="GET", every=6)
     faulty_db = clean_db + "_faults"
-    from tests.servers.postgres import _admin
+    from tests.servers.postgres import admin
 
     server = _pg_server_of(clean_db)
-    _admin(server, f'CREATE DATABASE "{faulty_db.rsplit("/", 1)[1]}"')
+    admin(server, f'CREATE DATABASE "{faulty_db.rsplit("/", 1)[1]}"')
     try:
         upgrade_database(faulty_db)
         work = tmp_path / "faulty"
@@ -169,11 +169,11 @@ def test_a_run_through_cutting_and_garbling_proxies_loses_no_patient(
         assert _scores(faulty_db) == _scores(clean_db)
         print(f"fault run: {injected} answers cut or garbled, {summary['scored']} scored, 0 lost")
     finally:
-        _admin(server, f'DROP DATABASE IF EXISTS "{faulty_db.rsplit("/", 1)[1]}" WITH (FORCE)')
+        admin(server, f'DROP DATABASE IF EXISTS "{faulty_db.rsplit("/", 1)[1]}" WITH (FORCE)')
 
 
 def _pg_server_of(url: str) -> Any:
-    """The PgServer-like object ``_admin`` needs, from a database URL of that server."""
+    """The PgServer-like object ``admin`` needs, from a database URL of that server."""
 
     class _Server:
         def url(self, database: str = "postgres") -> str:

@@ -1,12 +1,12 @@
 """HAPI FHIR, the reference FHIR server of the tests, behaves as our client expects it to.
 
-These pin facts about HAPI FHIR 8.8.0 (``tests/servers/hapi``, the same HAPI as the compose
-file's image) that the client code relies on: an unchanged re-PUT keeps its version, a stale
-If-Match is 409, a transaction referring to a missing resource is 400 and writes nothing,
-searches are served from a 60 s cache unless ``Cache-Control: no-cache``, next links follow the
-Host header, page sizes are capped, and Bulk Data export works end to end. They run plain
-``requests`` against the real server, so a change of HAPI version that breaks an assumption
-fails here first.
+These pin facts about HAPI FHIR 8.8.0 (``dipro_fhir/sandbox/servers/hapi``, the same HAPI as
+the compose file's image) that the client code relies on: an unchanged re-PUT keeps its
+version, a stale If-Match is 409, a transaction referring to a missing resource is 400 and
+writes nothing, searches are served from a 60 s cache unless ``Cache-Control: no-cache``, next
+links follow the Host header, page sizes are capped, and Bulk Data export works end to end.
+They run plain ``requests`` against the real server, so a change of HAPI version that breaks an
+assumption fails here first.
 """
 
 from __future__ import annotations

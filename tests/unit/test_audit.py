@@ -5,9 +5,9 @@ from __future__ import annotations
 import base64
 import json
 
-from dipro_fhir.audit import AuditRecorder, redact_query
-from dipro_fhir.fhir.client import Exchange
+from dipro_fhir.fhir.exchange import Exchange
 from dipro_fhir.fhir.resources import validate_resource
+from dipro_fhir.run.audit import AuditRecorder, redact_query
 
 
 def test_query_keeps_allowed_values_and_moves_the_patient_out() -> None:

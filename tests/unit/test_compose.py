@@ -6,7 +6,7 @@ profiles applied), with an empty env file and none of this shell's variables, so
 ``.env`` changes nothing. The DAG's queues come from a real ``DagBag`` parse in a child process
 with the DAG processor's environment (nothing outside ``tests/e2e`` imports Airflow), the DAG's
 own option names from ``dags/_dipro_common.py``, the settings from
-:class:`dipro_fhir.settings.Settings`, and HAPI's from the test server's ``application.yaml``
+:class:`dipro_fhir.core.settings.Settings`, and HAPI's from the test server's ``application.yaml``
 and ``pom.xml``.
 
 Without the ``docker`` client or its compose plugin the tests that read the configuration
@@ -31,7 +31,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from dipro_fhir.settings import Settings
+from dipro_fhir.core.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -40,7 +40,7 @@ CHECKPOINT_SCRIPT = REPO / "deploy" / "airflow" / "ensure-checkpoint.sh"
 AIRFLOW_DOCKERFILE = REPO / "deploy" / "airflow" / "Dockerfile"
 DAGS_FOLDER = REPO / "dags"
 DAG_OPTIONS_MODULE = DAGS_FOLDER / "_dipro_common.py"
-HAPI_TEST_SERVER = REPO / "tests" / "servers" / "hapi"
+HAPI_TEST_SERVER = REPO / "dipro_fhir" / "sandbox" / "servers" / "hapi"
 HAPI_TEST_CONFIG = HAPI_TEST_SERVER / "src" / "main" / "resources" / "application.yaml"
 
 CHECKPOINT_INIT = "dipro-checkpoint-init"
@@ -282,7 +282,7 @@ def as_env_value(value: Any) -> str:
 def hapi_test_server_version() -> str:
     pom = (HAPI_TEST_SERVER / "pom.xml").read_text()
     match = re.search(r"<hapi-fhir\.version>([^<]+)</hapi-fhir\.version>", pom)
-    assert match, "tests/servers/hapi/pom.xml names no hapi-fhir.version"
+    assert match, "dipro_fhir/sandbox/servers/hapi/pom.xml names no hapi-fhir.version"
     return match.group(1).strip()
 
 

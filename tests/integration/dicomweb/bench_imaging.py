@@ -15,7 +15,8 @@ from dipro_fhir.dicomweb.client import DicomWebClient
 from dipro_fhir.imaging.crops import crop_regions
 from dipro_fhir.imaging.decode import decode_radiograph
 from dipro_fhir.imaging.regions import GeometricRegionLocator
-from tests.servers.orthanc import _start, _stop
+from dipro_fhir.sandbox.servers.orthanc import start_orthanc as _start
+from dipro_fhir.sandbox.servers.orthanc import stop_orthanc as _stop
 
 D = "/work/shared/data/dicom-chest-cr/"
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import requests
 
+from dipro_fhir.core.errors import AuthError, ResourceNotFound, SourceUnavailable
 from dipro_fhir.dicomweb.client import DicomWebClient
-from dipro_fhir.dicomweb.source import DicomWebImageSource, FolderImageSource
-from dipro_fhir.errors import AuthError, ResourceNotFound, SourceUnavailable
 from dipro_fhir.fhir.retry import RetryPolicy
 from dipro_fhir.imaging.events import fetch_image_events, frontal_candidates
 from dipro_fhir.imaging.frontal import select_frontal
+from dipro_fhir.imaging.sources import DicomWebImageSource, FolderImageSource
 from tests.servers.orthanc import AUTH_PASSWORD, AUTH_USER, OrthancServer
 from tests.unit.imaging.cohort import T0, StudySpec, build_cohort
 

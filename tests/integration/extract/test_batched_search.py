@@ -10,16 +10,16 @@ from typing import Any
 
 import pytest
 
-from dipro_fhir.dicomweb.source import FolderImageSource
-from dipro_fhir.extract import ExtractOptions, extract_patient
+from dipro_fhir.core.scores import PatientFailure
+from dipro_fhir.core.timeline import PatientId
 from dipro_fhir.fhir.batched import BatchedHttpFhirSource, prefetch_chunk
 from dipro_fhir.fhir.client import FhirClient
 from dipro_fhir.fhir.source import HttpFhirSource
 from dipro_fhir.imaging.regions import GeometricRegionLocator
-from dipro_fhir.scoring.score import PatientFailure
+from dipro_fhir.imaging.sources import FolderImageSource
+from dipro_fhir.run.extract import ExtractOptions, extract_patient
 from dipro_fhir.synth import generate_cohort
 from dipro_fhir.synth.load import load_into_servers, write_files
-from dipro_fhir.timeline import PatientId
 from tests.timelines import fingerprint
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -15,16 +15,16 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+from dipro_fhir.core.scores import PatientFailure
+from dipro_fhir.core.timeline import EncounterId, PatientId, PatientTimeline
 from dipro_fhir.dicomweb.client import DicomWebClient
-from dipro_fhir.dicomweb.source import DicomWebImageSource
-from dipro_fhir.extract import ExtractOptions, extract_patient
 from dipro_fhir.fhir.client import FhirClient
 from dipro_fhir.fhir.source import HttpFhirSource
 from dipro_fhir.imaging.regions import GeometricRegionLocator
-from dipro_fhir.scoring.score import PatientFailure
+from dipro_fhir.imaging.sources import DicomWebImageSource
+from dipro_fhir.run.extract import ExtractOptions, extract_patient
 from dipro_fhir.synth import GroundTruth, generate_cohort
 from dipro_fhir.synth.load import load_into_servers
-from dipro_fhir.timeline import EncounterId, PatientId, PatientTimeline
 from tests.servers.orthanc import OrthancServer
 
 START = datetime(2026, 10, 1, tzinfo=UTC)

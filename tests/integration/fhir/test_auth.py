@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from dipro_fhir.errors import AuthError
+from dipro_fhir.core.errors import AuthError
 from dipro_fhir.fhir import BasicAuth, BearerTokenAuth, FhirClient, SmartBackendAuth
 
 from .auth_servers import AuthGateway, TokenServer

@@ -14,27 +14,24 @@ from typing import Any
 
 import pytest
 
-from dipro_fhir.bulk_run import cohort_group, finish_export, poll_export
+from dipro_fhir.core.manifest import ChunkManifest
+from dipro_fhir.core.settings import FhirSettings, Settings
 from dipro_fhir.fhir.bulk import (
     MAX_QUERY_CHARS,
     BulkExportClient,
     BulkExportError,
     ExportJob,
     ExportManifest,
-    ExportRequest,
     PollPolicy,
-    code_filter,
-    code_tokens,
-    export_requests,
 )
 from dipro_fhir.fhir.bulk_files import DownloadReport, download_export
+from dipro_fhir.fhir.bulk_requests import ExportRequest, code_filter, code_tokens, export_requests
 from dipro_fhir.fhir.client import FhirClient
 from dipro_fhir.fhir.ndjson_source import NdjsonFhirSource
 from dipro_fhir.fhir.retry import RetryPolicy
 from dipro_fhir.fhir.source import HttpFhirSource
-from dipro_fhir.manifest import ChunkManifest
 from dipro_fhir.mapping.code_maps import default_code_maps
-from dipro_fhir.settings import FhirSettings, Settings
+from dipro_fhir.run.bulk import cohort_group, finish_export, poll_export
 from dipro_fhir.synth import generate_cohort
 from dipro_fhir.synth.load import load_into_servers
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from dipro_fhir.errors import AuthError, SourceUnavailable
+from dipro_fhir.core.errors import AuthError, SourceUnavailable
 from dipro_fhir.fhir import FhirClient
 
 from .conftest import hourly_observations, patient, transaction

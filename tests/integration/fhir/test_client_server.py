@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from dipro_fhir.errors import (
+from dipro_fhir.core.errors import (
     PublishConflict,
     RequestRejected,
     ResourceNotFound,

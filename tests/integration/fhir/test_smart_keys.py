@@ -14,10 +14,10 @@ import pytest
 import requests
 
 from dipro_fhir.cli import main
-from dipro_fhir.connections import fhir_auth
-from dipro_fhir.errors import AuthError, ConfigError
+from dipro_fhir.core.errors import AuthError, ConfigError
+from dipro_fhir.core.settings import FhirSettings
 from dipro_fhir.fhir import SmartBackendAuth, smart_keys
-from dipro_fhir.settings import FhirSettings
+from dipro_fhir.run.connections import fhir_auth
 
 from .auth_servers import TokenServer
 

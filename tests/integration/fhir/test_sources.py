@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from dipro_fhir.errors import ResourceNotFound
+from dipro_fhir.core.errors import ResourceNotFound
 from dipro_fhir.fhir import FhirClient, FhirSource, HttpFhirSource, NdjsonFhirSource
 
 from .conftest import T0, encounter, hourly_observations, imaging_study, observation, patient

@@ -20,20 +20,9 @@ import sqlalchemy as sa
 from pydantic import SecretStr
 
 from dipro.scoring import score
-from dipro_fhir import staging
-from dipro_fhir.dicomweb.client import DicomWebClient
-from dipro_fhir.pipeline import (
-    RunRequest,
-    extract_chunk,
-    finalize_run,
-    plan_run,
-    score_chunk,
-    write_back_chunk,
-)
-from dipro_fhir.scoring.features import region_features, stack_features
-from dipro_fhir.scoring.preprocess import collate
-from dipro_fhir.scoring.scorer import load_model
-from dipro_fhir.settings import (
+from dipro_fhir.core import staging
+from dipro_fhir.core.manifest import RunRequest
+from dipro_fhir.core.settings import (
     CacheSettings,
     DicomWebSettings,
     FhirSettings,
@@ -43,6 +32,15 @@ from dipro_fhir.settings import (
     StoreSettings,
     WriteBackSettings,
 )
+from dipro_fhir.dicomweb.client import DicomWebClient
+from dipro_fhir.run.extract_stage import extract_chunk
+from dipro_fhir.run.finalize import finalize_run
+from dipro_fhir.run.plan import plan_run
+from dipro_fhir.run.score_stage import score_chunk
+from dipro_fhir.run.writeback_stage import write_back_chunk
+from dipro_fhir.scoring.features import region_features, stack_features
+from dipro_fhir.scoring.preprocess import collate
+from dipro_fhir.scoring.scorer import load_model
 from dipro_fhir.store.models import DataProblemRow, FeatureCacheRow
 from dipro_fhir.synth import generate_cohort
 from dipro_fhir.synth.fhir import to_imaging_study

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from dipro_fhir.core.timeline import NO_PATIENT, MappingIssue, RunId
 from dipro_fhir.mapping.quality import DataQuality, compare
 from dipro_fhir.store import ResultStore, upgrade_database
 from dipro_fhir.store.quality import previous_success, read_data_quality, record_data_quality
-from dipro_fhir.timeline import NO_PATIENT, MappingIssue, RunId
 from tests.unit.writeback.scores import AS_OF
 
 pytestmark = pytest.mark.integration

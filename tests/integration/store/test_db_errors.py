@@ -8,10 +8,10 @@ import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
 
-from dipro_fhir import connections
-from dipro_fhir.settings import Settings, StoreSettings
+from dipro_fhir.core.settings import Settings, StoreSettings
+from dipro_fhir.core.timeline import PatientId, RunId
+from dipro_fhir.run import connections
 from dipro_fhir.store import ResultStore
-from dipro_fhir.timeline import PatientId, RunId
 from tests.unit.writeback.scores import AS_OF, cohort_scores
 
 SECRET_ID = "pat-" + "9" * 70  # longer than any FHIR id: PostgreSQL refuses it

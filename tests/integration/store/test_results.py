@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from dipro_fhir.scoring.score import PatientFailure
+from dipro_fhir.core.scores import PatientFailure
+from dipro_fhir.core.timeline import MappingIssue, PatientId, RunId
 from dipro_fhir.store import ResultStore, upgrade_database
-from dipro_fhir.timeline import MappingIssue, PatientId, RunId
 from tests.unit.writeback.scores import AS_OF, cohort_scores
 
 pytestmark = pytest.mark.integration

@@ -10,12 +10,12 @@ import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
 
-from dipro_fhir.errors import ConfigError
-from dipro_fhir.retraction import refuse_withdrawn
-from dipro_fhir.settings import Settings, StoreSettings
+from dipro_fhir.core.errors import ConfigError
+from dipro_fhir.core.settings import Settings, StoreSettings
+from dipro_fhir.core.timeline import RunId
+from dipro_fhir.run.retraction import refuse_withdrawn
 from dipro_fhir.store import ResultStore
 from dipro_fhir.store.retractions import RetractionRequest, RetractionStore
-from dipro_fhir.timeline import RunId
 from tests.unit.writeback.scores import AS_OF, cohort_scores
 
 pytestmark = pytest.mark.integration

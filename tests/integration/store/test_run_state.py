@@ -21,8 +21,8 @@ import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
 
-from dipro_fhir import pipeline
-from dipro_fhir.settings import RunSettings, Settings, StoreSettings, embedded_settings
+from dipro_fhir.core.settings import RunSettings, Settings, StoreSettings, embedded_settings
+from dipro_fhir.run import pipeline
 from tests.checkpoints import write_tiny_checkpoint
 
 AS_OF = datetime(2026, 2, 1, 2, tzinfo=UTC)
@@ -78,7 +78,7 @@ def _request() -> pipeline.RunRequest:
 
 
 def _run_record(settings: Settings) -> Any:
-    from dipro_fhir import connections
+    from dipro_fhir.run import connections
 
     run_id = pipeline.run_id_for(_request(), "1")
     return connections.result_store(settings).run(run_id)
@@ -124,7 +124,7 @@ def test_a_successful_rerun_supersedes_failures_and_a_failing_one_never_downgrad
 def test_a_run_killed_in_flight_is_marked_stale_and_resumed(
     cohort: Path, migrated_pg_url: str, tmp_path: Path
 ) -> None:
-    from dipro_fhir import connections
+    from dipro_fhir.run import connections
 
     settings = _settings(tmp_path, cohort, migrated_pg_url)
     manifests = pipeline.plan_run(settings, _request())  # ... and the process dies here

@@ -10,8 +10,8 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from dipro_fhir.core.scores import Score
 from dipro_fhir.fhir.client import FhirClient
-from dipro_fhir.scoring.score import Score
 
 _EFFECTIVE = "2026-11-23T12:00:00Z"
 

@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from dipro_fhir.core.scores import Score
+from dipro_fhir.core.timeline import PatientId, RunId
 from dipro_fhir.fhir.client import FhirClient
 from dipro_fhir.fhir.resources import validate_resource
 from dipro_fhir.fhir.retry import RetryPolicy
-from dipro_fhir.scoring.score import Score
 from dipro_fhir.store import ResultStore
-from dipro_fhir.timeline import PatientId, RunId
 from dipro_fhir.writeback import codes
 from dipro_fhir.writeback.assessment import AssessmentOptions
 from dipro_fhir.writeback.sinks import FhirResultSink

@@ -21,11 +21,11 @@ import pytest
 import sqlalchemy as sa
 
 from dipro_fhir.cli import main
+from dipro_fhir.core.scores import ModelInfo
+from dipro_fhir.core.timeline import RunId
 from dipro_fhir.fhir.client import FhirClient
-from dipro_fhir.scoring.score import ModelInfo
 from dipro_fhir.store import ResultStore
 from dipro_fhir.store.retractions import RetractionRequest, RetractionStore
-from dipro_fhir.timeline import RunId
 from dipro_fhir.writeback import codes
 from dipro_fhir.writeback.assessment import AssessmentOptions
 from dipro_fhir.writeback.retract import retract

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from dipro_fhir.core.scores import ModelInfo
+from dipro_fhir.core.timeline import RunId
 from dipro_fhir.fhir.client import FhirClient
 from dipro_fhir.fhir.resources import validate_resource
-from dipro_fhir.scoring.score import ModelInfo
 from dipro_fhir.store import ResultStore
-from dipro_fhir.timeline import RunId
 from dipro_fhir.writeback import transparency
 from dipro_fhir.writeback.assessment import AssessmentOptions
 from dipro_fhir.writeback.sinks import FhirResultSink

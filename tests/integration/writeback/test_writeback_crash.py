@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from dipro_fhir.core.timeline import RunId
 from dipro_fhir.fhir.client import FhirClient
 from dipro_fhir.store import ResultStore
-from dipro_fhir.timeline import RunId
 from dipro_fhir.writeback import codes
 from dipro_fhir.writeback.assessment import AssessmentOptions
 from dipro_fhir.writeback.sinks import FhirResultSink

@@ -11,9 +11,9 @@ import sys
 
 import sqlalchemy as sa
 
+from dipro_fhir.core.timeline import RunId
 from dipro_fhir.fhir.client import FhirClient
 from dipro_fhir.store import ResultStore
-from dipro_fhir.timeline import RunId
 from dipro_fhir.writeback.assessment import AssessmentOptions
 from dipro_fhir.writeback.sinks import FhirResultSink
 from dipro_fhir.writeback.write import publish_chunk

@@ -11,7 +11,7 @@ import pytest
 from dipro.metrics import roc_auc
 from dipro.predictions import Predictions
 from dipro.vocab import FINDINGS, PROGRESSION_IGNORE
-from dipro_fhir.errors import ModelContractError
+from dipro_fhir.core.errors import ModelContractError
 from dipro_fhir.evaluation.baseline import fit_baseline, load_baseline
 from dipro_fhir.evaluation.figures import model_figures
 from dipro_fhir.evaluation.notes import evaluation_notes

@@ -15,12 +15,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from dipro_fhir.dicomweb.source import FolderImageSource
-from dipro_fhir.extract import ExtractOptions, QualityCounter, extract_patient
+from dipro_fhir.core.timeline import PatientId, PatientTimeline
 from dipro_fhir.fhir import NdjsonFhirSource
 from dipro_fhir.imaging.regions import GeometricRegionLocator
+from dipro_fhir.imaging.sources import FolderImageSource
 from dipro_fhir.mapping.quality import unattributed_quality
-from dipro_fhir.timeline import PatientId, PatientTimeline
+from dipro_fhir.run.extract import ExtractOptions, QualityCounter, extract_patient
 
 AS_OF = datetime(2026, 3, 2, 12, tzinfo=UTC)
 FIRST = "0b9c7d1e-0000-4000-8000-000000000001"  # processed first

@@ -8,20 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from dipro_fhir.bulk_run import cohort_group
-from dipro_fhir.fhir.bulk import (
+from dipro_fhir.fhir.bulk import BulkExportError, ExportManifest, OutputFile, PollPolicy
+from dipro_fhir.fhir.bulk_files import verify_ndjson
+from dipro_fhir.fhir.bulk_requests import (
     CONTEXT_TYPES,
     WINDOW_TYPES,
-    BulkExportError,
-    ExportManifest,
     ExportRequest,
-    OutputFile,
-    PollPolicy,
     code_filter,
     code_tokens,
     export_requests,
 )
-from dipro_fhir.fhir.bulk_files import verify_ndjson
+from dipro_fhir.run.bulk import cohort_group
 
 AS_OF = datetime(2026, 11, 24, 2, tzinfo=UTC)
 

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
+from dipro_fhir.core.settings import CohortSettings, FhirSettings, MappingSettings, Settings
 from dipro_fhir.fhir import NdjsonFhirSource
 from dipro_fhir.fhir.cohort import DEFAULT_RULE, CohortRule, current_locations, one_per_patient
 from dipro_fhir.mapping.code_maps import build_code_maps
 from dipro_fhir.mapping.concept_map import ACT_CODE_SYSTEM
-from dipro_fhir.pipeline import active_cohort
-from dipro_fhir.settings import CohortSettings, FhirSettings, MappingSettings, Settings
+from dipro_fhir.run.pipeline import active_cohort
 
 AS_OF = datetime(2026, 5, 4, 2, tzinfo=UTC)
 MIMIC_CLASS = "http://mimic.mit.edu/fhir/mimic/CodeSystem/mimic-admission-class"

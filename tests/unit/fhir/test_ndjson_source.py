@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from dipro_fhir.errors import ResourceNotFound
+from dipro_fhir.core.errors import ResourceNotFound
 from dipro_fhir.fhir import FhirSource, NdjsonFhirSource
 
 T0 = datetime(2024, 3, 1, tzinfo=UTC)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from dipro_fhir.errors import InvalidResource
+from dipro_fhir.core.errors import InvalidResource
 from dipro_fhir.fhir.bench_parse import measure, synthetic_observation
 from dipro_fhir.fhir.resources import round_trip, validate_many, validate_resource
 

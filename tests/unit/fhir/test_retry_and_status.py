@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dipro_fhir.errors import (
+from dipro_fhir.core.errors import (
     AuthError,
     PublishConflict,
     RequestRejected,

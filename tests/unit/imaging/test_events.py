@@ -9,9 +9,9 @@ import numpy as np
 import pydicom
 import pytest
 
-from dipro_fhir.dicomweb.source import FolderImageSource
+from dipro_fhir.core.timeline import ResourceRef
 from dipro_fhir.imaging.events import fetch_image_events, image_event_from_dataset
-from dipro_fhir.timeline import ResourceRef
+from dipro_fhir.imaging.sources import FolderImageSource
 from tests.unit.imaging.cohort import T0, StudySpec, build_cohort
 
 DATA = Path(__file__).parents[2] / "data" / "dicom"

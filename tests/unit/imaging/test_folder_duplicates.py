@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from pydicom.uid import generate_uid
 
-from dipro_fhir.dicomweb.source import FolderImageSource
 from dipro_fhir.imaging.encode import to_dicom, write_dicom
 from dipro_fhir.imaging.events import fetch_image_events
+from dipro_fhir.imaging.sources import FolderImageSource
 from dipro_fhir.synth.radiograph import random_anatomy, render_chest
 
 T0 = datetime(2026, 2, 1, 8, tzinfo=UTC)

@@ -12,7 +12,8 @@ from PIL import Image, ImageColor
 
 from dipro.vocab import REGIONS
 from dipro_fhir.cli import main
-from dipro_fhir.errors import ConfigError, ModelContractError
+from dipro_fhir.core.errors import ConfigError, ModelContractError
+from dipro_fhir.core.settings import SYNTHETIC_LOCATOR, Settings, embedded_settings
 from dipro_fhir.imaging.atlas import AtlasRegionLocator
 from dipro_fhir.imaging.boxes import Box, RegionBoxes
 from dipro_fhir.imaging.evaluate import evaluate_folder
@@ -24,7 +25,6 @@ from dipro_fhir.imaging.locators import (
 )
 from dipro_fhir.imaging.overlay import COLOURS, TRUTH_COLOUR, closeups
 from dipro_fhir.imaging.regions import GeometricRegionLocator
-from dipro_fhir.settings import SYNTHETIC_LOCATOR, Settings, embedded_settings
 from dipro_fhir.synth.radiograph import random_anatomy, render_chest, true_regions
 
 HANNOVER_FILM = (

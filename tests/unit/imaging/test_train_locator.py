@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from dipro.vocab import REGIONS
-from dipro_fhir.errors import ConfigError
+from dipro_fhir.core.errors import ConfigError
 from dipro_fhir.imaging.atlas import build_atlas
 from dipro_fhir.imaging.locators import SHIPPED_WEIGHTS, load_locator
 from dipro_fhir.imaging.train_locator import train_locator

@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dipro.vocab import VARIABLES
+from dipro_fhir.core.timeline import ObservationEvent, ResourceRef
 from dipro_fhir.mapping.binning import bin_hourly
-from dipro_fhir.timeline import ObservationEvent, ResourceRef
 
 START = datetime(2026, 3, 1, 6, 0, tzinfo=UTC)
 HOURS = 6

@@ -8,10 +8,10 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dipro_fhir.core.timeline import PatientId
 from dipro_fhir.mapping.demographics import encode_demographics
 from dipro_fhir.mapping.observations import available_at, map_observation
 from dipro_fhir.mapping.timeline import build_timeline
-from dipro_fhir.timeline import PatientId
 
 json_leaf = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12)
 json_value = st.recursive(

@@ -6,8 +6,8 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+from dipro_fhir.core.timeline import ResourceRef
 from dipro_fhir.mapping.imaging_study import read_imaging_study, study_uid, wado_rs_address
-from dipro_fhir.timeline import ResourceRef
 
 DATA = Path(__file__).parents[2] / "data" / "fhir"
 

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dipro.vocab import VARIABLES
+from dipro_fhir.core.timeline import MappingIssue, PatientId
 from dipro_fhir.mapping.quality import (
     NO_CODE,
     DataQuality,
@@ -19,7 +20,6 @@ from dipro_fhir.mapping.quality import (
     unmapped_quality,
 )
 from dipro_fhir.mapping.timeline import build_timeline
-from dipro_fhir.timeline import MappingIssue, PatientId
 
 AS_OF = datetime(2026, 6, 1, tzinfo=UTC)
 counts = st.dictionaries(st.sampled_from(["a|1", "b|2", "c|3", NO_CODE]), st.integers(1, 50))

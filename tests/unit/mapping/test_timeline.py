@@ -11,15 +11,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dipro.vocab import VARIABLES
-from dipro_fhir.errors import ModelContractError
-from dipro_fhir.mapping.timeline import build_timeline, split_known, window_start_for
-from dipro_fhir.timeline import (
+from dipro_fhir.core.errors import ModelContractError
+from dipro_fhir.core.timeline import (
     EncounterId,
     ImageEvent,
     MappingIssue,
     PatientId,
     ResourceRef,
 )
+from dipro_fhir.mapping.timeline import build_timeline, split_known, window_start_for
 
 AS_OF = datetime(2026, 6, 30, 2, 0, tzinfo=UTC)
 PATIENT = {"resourceType": "Patient", "id": "p1", "meta": {"versionId": "2"},

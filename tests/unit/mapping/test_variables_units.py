@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dipro.vocab import VARIABLES
-from dipro_fhir.errors import DiproFhirError
+from dipro_fhir.core.errors import DiproFhirError
 from dipro_fhir.mapping.code_maps import loinc_codes
 from dipro_fhir.mapping.units import UnitError, convert, normalize_unit
 from dipro_fhir.mapping.variables import (

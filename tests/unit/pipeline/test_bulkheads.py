@@ -16,8 +16,8 @@ import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
 
-from dipro_fhir import pipeline
-from dipro_fhir.settings import DicomWebSettings, RunSettings, Settings, embedded_settings
+from dipro_fhir.core.settings import DicomWebSettings, RunSettings, Settings, embedded_settings
+from dipro_fhir.run import pipeline
 from dipro_fhir.store.migrate import upgrade_database
 from tests.checkpoints import write_tiny_checkpoint
 
@@ -66,7 +66,7 @@ def _failures(settings: Settings) -> dict[str, tuple[str, str, str]]:
 def test_a_defect_with_one_patient_fails_only_that_patient(
     cohort: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stage: str
 ) -> None:
-    import dipro_fhir.extract as extract
+    import dipro_fhir.run.extract as extract
     import dipro_fhir.scoring.scorer as scorer
     import dipro_fhir.writeback.write as write
 

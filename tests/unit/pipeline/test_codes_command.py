@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from dipro_fhir.cli import main
-from dipro_fhir.codes_report import count_codes
 from dipro_fhir.fhir import NdjsonFhirSource
 from dipro_fhir.mapping.code_maps import default_code_maps
+from dipro_fhir.reports.codes_report import count_codes
 
 LOCAL = "https://hospital.example.org/CodeSystem/lab"
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from dipro_fhir.core.settings import MappingSettings, embedded_settings
 from dipro_fhir.fhir import NdjsonFhirSource
 from dipro_fhir.mapping.concept_map import UNIT_PROPERTY, VARIABLE_SYSTEM
-from dipro_fhir.pipeline import RunRequest, run_locally
-from dipro_fhir.report import write_report
-from dipro_fhir.settings import MappingSettings, embedded_settings
+from dipro_fhir.reports.run_report import write_report
+from dipro_fhir.run.pipeline import RunRequest, run_locally
 from dipro_fhir.store.migrate import upgrade_database
 from dipro_fhir.synth import generate_cohort
 from dipro_fhir.synth.load import write_files

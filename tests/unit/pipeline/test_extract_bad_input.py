@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from dipro_fhir.dicomweb.source import FolderImageSource
-from dipro_fhir.extract import ExtractOptions, StageTimer, extract_patient
+from dipro_fhir.core.scores import PatientFailure
+from dipro_fhir.core.timeline import PatientId, PatientTimeline
 from dipro_fhir.fhir.ndjson_source import NdjsonFhirSource
 from dipro_fhir.imaging.regions import GeometricRegionLocator
-from dipro_fhir.scoring.score import PatientFailure
+from dipro_fhir.imaging.sources import FolderImageSource
+from dipro_fhir.run.extract import ExtractOptions, StageTimer, extract_patient
 from dipro_fhir.synth import generate_cohort, read_truth
 from dipro_fhir.synth.load import write_files
-from dipro_fhir.timeline import PatientId, PatientTimeline
 
 AS_OF = datetime(2026, 3, 1, 12, tzinfo=UTC)
 OPTIONS = ExtractOptions(48, 16, 6, GeometricRegionLocator(), UTC)

@@ -21,14 +21,7 @@ import pytest
 from pydantic import SecretStr
 
 from dipro.vocab import REGIONS
-from dipro_fhir.dicomweb.source import FolderImageSource
-from dipro_fhir.fhir import NdjsonFhirSource
-from dipro_fhir.fhir.cohort import CohortRule
-from dipro_fhir.imaging.events import fetch_image_events
-from dipro_fhir.mapping.imaging_study import read_imaging_study
-from dipro_fhir.mapping.labels import LabelRules, mortality_label
-from dipro_fhir.pipeline import RunRequest, run_locally
-from dipro_fhir.settings import (
+from dipro_fhir.core.settings import (
     DicomWebSettings,
     FhirSettings,
     ImagingSettings,
@@ -39,6 +32,13 @@ from dipro_fhir.settings import (
     StoreSettings,
     WriteBackSettings,
 )
+from dipro_fhir.fhir import NdjsonFhirSource
+from dipro_fhir.fhir.cohort import CohortRule
+from dipro_fhir.imaging.events import fetch_image_events
+from dipro_fhir.imaging.sources import FolderImageSource
+from dipro_fhir.mapping.imaging_study import read_imaging_study
+from dipro_fhir.mapping.labels import LabelRules, mortality_label
+from dipro_fhir.run.pipeline import RunRequest, run_locally
 from dipro_fhir.store.migrate import upgrade_database
 from dipro_fhir.writeback.assessment import FILMS_NOT_USED_NOTE, REGIONS_MISSING_NOTE
 from tests.checkpoints import write_tiny_checkpoint

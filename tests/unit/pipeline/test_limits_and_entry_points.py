@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from dipro_fhir import cli, log
-from dipro_fhir.checks import public_url, run_checks
-from dipro_fhir.errors import ModelContractError, SourceUnavailable
+from dipro_fhir import cli
+from dipro_fhir.core import log
+from dipro_fhir.core.errors import ModelContractError, SourceUnavailable
+from dipro_fhir.core.limits import InputLimitExceeded, InputLimits, is_fhir_id, loads
+from dipro_fhir.core.settings import DicomWebSettings, Settings, StoreSettings, embedded_settings
 from dipro_fhir.fhir.ndjson_source import NdjsonFhirSource
-from dipro_fhir.limits import InputLimitExceeded, InputLimits, is_fhir_id, loads
-from dipro_fhir.settings import DicomWebSettings, Settings, StoreSettings, embedded_settings
+from dipro_fhir.run.checks import public_url, run_checks
 
 
 def test_fhir_id_syntax() -> None:
@@ -107,7 +108,7 @@ def test_check_prints_no_credentials_and_says_unreachable(tmp_path: Path) -> Non
 def test_a_run_on_an_unreachable_database_says_so(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
-    from dipro_fhir.pipeline import RunRequest, plan_run
+    from dipro_fhir.run.pipeline import RunRequest, plan_run
     from tests.checkpoints import write_tiny_checkpoint
 
     settings = embedded_settings(tmp_path).model_copy(
@@ -123,7 +124,7 @@ def test_a_run_on_an_unreachable_database_says_so(tmp_path: Path) -> None:
 def test_a_missing_checkpoint_stops_a_run_with_the_setting_to_fix(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
-    from dipro_fhir.pipeline import RunRequest, plan_run
+    from dipro_fhir.run.pipeline import RunRequest, plan_run
 
     settings = embedded_settings(tmp_path)
     request = RunRequest(as_of=datetime(2026, 1, 1, tzinfo=UTC), dag_run_id="x")

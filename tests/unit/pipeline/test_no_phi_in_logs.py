@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from dipro_fhir.pipeline import RunRequest, run_locally
-from dipro_fhir.settings import StoreSettings, embedded_settings
+from dipro_fhir.core.settings import StoreSettings, embedded_settings
+from dipro_fhir.run.pipeline import RunRequest, run_locally
 from dipro_fhir.store.migrate import upgrade_database
 from dipro_fhir.synth import generate_cohort, read_truth
 from dipro_fhir.synth.load import write_files

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from dipro_fhir.pipeline import RunRequest, run_locally
-from dipro_fhir.report import write_report
-from dipro_fhir.settings import embedded_settings
+from dipro_fhir.core.settings import embedded_settings
+from dipro_fhir.reports.run_report import write_report
+from dipro_fhir.run.pipeline import RunRequest, run_locally
 from dipro_fhir.store.migrate import upgrade_database
 from dipro_fhir.synth import generate_cohort
 from dipro_fhir.synth.load import write_files
@@ -44,7 +44,7 @@ def test_report_lists_scored_patients_draws_three_plots_and_shows_the_validation
 
 
 def test_a_run_on_a_database_without_schema_says_how_to_fix_it(tmp_path: Path) -> None:
-    from dipro_fhir.errors import ConfigError
+    from dipro_fhir.core.errors import ConfigError
 
     patients = generate_cohort(
         2, seed=3, start=AS_OF - timedelta(days=3), admission_span_days=2, reference_time=AS_OF

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dipro_fhir.staging import load_timelines, remove_run, run_folder, save_timelines
-from dipro_fhir.timeline import (
+from dipro_fhir.core.staging import load_timelines, remove_run, run_folder, save_timelines
+from dipro_fhir.core.timeline import (
     EncounterId,
     ImageEvent,
     MappingIssue,

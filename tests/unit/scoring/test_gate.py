@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from dipro.checkpoint import ModelCard, read_card
+from dipro_fhir.core.settings import ModelSettings
 from dipro_fhir.scoring.gate import ValidationGateError, check_validation, validation_problems
-from dipro_fhir.settings import ModelSettings
 from dipro_fhir.training.demo_checkpoint import PACKAGED
 from tests.checkpoints import write_untrained_checkpoint
 
@@ -129,8 +129,8 @@ def test_the_shipped_card_says_what_it_was_validated_on(card: ModelCard) -> None
 
 
 def test_check_says_whether_the_checkpoint_may_score_and_where_scores_go(tmp_path: Path) -> None:
-    from dipro_fhir.checks import run_checks
-    from dipro_fhir.settings import Settings, WriteBackSettings
+    from dipro_fhir.core.settings import Settings, WriteBackSettings
+    from dipro_fhir.run.checks import run_checks
     from tests.checkpoints import write_tiny_checkpoint
 
     def model_check(checkpoint: Path, shadow: bool = False) -> tuple[bool, str]:

@@ -13,17 +13,17 @@ from dipro.checkpoint import save_checkpoint
 from dipro.config import DiproConfig
 from dipro.network import DiPro
 from dipro.vocab import FINDINGS, LOS_BINS, PROGRESSION_CLASSES, VARIABLES
-from dipro_fhir.errors import ModelContractError
-from dipro_fhir.mapping.variables import spec_for
-from dipro_fhir.scoring.preprocess import collate, fit_preprocessing, impute_ehr
-from dipro_fhir.scoring.scorer import load_model, score_timelines
-from dipro_fhir.timeline import (
+from dipro_fhir.core.errors import ModelContractError
+from dipro_fhir.core.timeline import (
     ImageEvent,
     PatientId,
     PatientTimeline,
     ResourceRef,
     RunId,
 )
+from dipro_fhir.mapping.variables import spec_for
+from dipro_fhir.scoring.preprocess import collate, fit_preprocessing, impute_ehr
+from dipro_fhir.scoring.scorer import load_model, score_timelines
 
 CROP = 16
 AS_OF = datetime(2026, 11, 24, 6, tzinfo=UTC)

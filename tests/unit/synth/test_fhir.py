@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from dipro.vocab import FINDINGS, PROGRESSION_CLASSES, PROGRESSION_IGNORE
+from dipro_fhir.core.timeline import PatientId
 from dipro_fhir.fhir.resources import validate_resource
 from dipro_fhir.mapping.code_maps import default_code_maps
 from dipro_fhir.mapping.timeline import build_timeline
@@ -23,7 +24,6 @@ from dipro_fhir.synth.fhir import (
     to_resources,
     transaction_bundles,
 )
-from dipro_fhir.timeline import PatientId
 from tests.unit.synth.conftest import START
 
 

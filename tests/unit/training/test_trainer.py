@@ -17,9 +17,9 @@ from dipro.checkpoint import read_card
 from dipro.config import default_config
 from dipro.network import DiPro
 from dipro.train import seed_everything
-from dipro_fhir.errors import TrainingError
+from dipro_fhir.core.errors import TrainingError
+from dipro_fhir.core.settings import Settings, embedded_settings
 from dipro_fhir.evaluation.baseline import load_baseline
-from dipro_fhir.settings import Settings, embedded_settings
 from dipro_fhir.synth.cohorts import cohort_patient_ids
 from dipro_fhir.training.from_source import train_from_settings
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from dipro_fhir.scoring.score import ModelInfo, Score, outcomes_for
-from dipro_fhir.timeline import EncounterId, PatientId, ResourceRef, RunId
+from dipro_fhir.core.scores import ModelInfo, Score, outcomes_for
+from dipro_fhir.core.timeline import EncounterId, PatientId, ResourceRef, RunId
 
 AS_OF = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
 MODEL = ModelInfo("dipro", "1.0.0", "a" * 64)

@@ -9,10 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dipro_fhir.errors import InvalidResource
+from dipro_fhir.core.errors import InvalidResource
+from dipro_fhir.core.risk import RiskThresholds, classify_risk
+from dipro_fhir.core.scores import ModelInfo, Score, outcomes_for
+from dipro_fhir.core.timeline import ResourceRef
 from dipro_fhir.fhir.resources import round_trip, validate_resource
-from dipro_fhir.scoring.score import ModelInfo, Score, outcomes_for
-from dipro_fhir.timeline import ResourceRef
 from dipro_fhir.writeback import codes
 from dipro_fhir.writeback.assessment import (
     EHR_ONLY_NOTE,
@@ -22,7 +23,6 @@ from dipro_fhir.writeback.assessment import (
     to_provenance,
     to_risk_assessment,
 )
-from dipro_fhir.writeback.risk import RiskThresholds, classify_risk
 from dipro_fhir.writeback.transparency import to_device
 
 from .scores import AS_OF, patient_scores

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from dipro_fhir.errors import InvalidResource
+from dipro_fhir.core.errors import InvalidResource
+from dipro_fhir.core.scores import ModelInfo
+from dipro_fhir.core.timeline import ResourceRef
 from dipro_fhir.fhir.resources import validate_resource
-from dipro_fhir.scoring.score import ModelInfo
-from dipro_fhir.timeline import ResourceRef
 from dipro_fhir.writeback import codes, transparency
 from dipro_fhir.writeback.assessment import (
     AssessmentOptions,

@@ -1,0 +1,104 @@
+"""Stage 3 of a run: score a chunk's timelines with the model.
+
+:func:`score_chunk` reads the timelines :func:`~dipro_fhir.run.extract_stage.extract_chunk`
+staged and writes the scores (with the model, stay starts and mapping issues) to a staging
+JSON file for :func:`~dipro_fhir.run.writeback_stage.write_back_chunk`. When a batch fails,
+each patient is scored alone, so a defect fails only its patient.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any
+
+from dipro_fhir.core import staging
+from dipro_fhir.core.errors import ModelContractError
+from dipro_fhir.core.manifest import ChunkManifest, score_to_json
+from dipro_fhir.core.scores import PatientFailure
+from dipro_fhir.core.settings import Settings
+from dipro_fhir.core.timeline import PatientId, RunId
+from dipro_fhir.run import connections
+from dipro_fhir.run.stage_common import heartbeat, next_manifest
+
+logger = logging.getLogger(__name__)
+
+
+def score_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """Score a chunk's timelines; the scores go to a staging JSON file."""
+    from dipro_fhir.scoring.features import FeatureStats
+    from dipro_fhir.scoring.gate import check_validation
+    from dipro_fhir.scoring.scorer import load_model, score_timelines
+
+    chunk = ChunkManifest.from_xcom(manifest)
+    started = time.perf_counter()
+    heartbeat(settings, chunk)
+    model = load_model(settings.model.checkpoint, settings.model.device)
+    check_validation(model.card, settings.model, settings.model.checkpoint)
+    assert chunk.timelines_path is not None, "score_chunk needs an extracted chunk"
+    timelines = staging.load_timelines(chunk.timelines_path)
+    run_id = RunId(chunk.run_id)
+    failures: list[PatientFailure] = []
+    cache = connections.feature_cache(settings)
+    stats = FeatureStats()
+    try:
+        scores = score_timelines(
+            model,
+            timelines,
+            run_id=run_id,
+            batch_size=settings.model.batch_size,
+            cache=cache,
+            stats=stats,
+        )
+    except Exception:  # a batch failed: find its patient, score the rest
+        scores = []
+        for timeline in timelines:
+            try:
+                scores += score_timelines(
+                    model, [timeline], run_id=run_id, batch_size=1, cache=cache, stats=stats
+                )
+            except Exception as exc:  # the patient boundary
+                failures.append(_score_failure(timeline.patient_id, exc))
+        if timelines and len(failures) == len(timelines):
+            raise  # every patient fails alike: the model, not the data
+    failed = {f.patient_id for f in failures}
+    folder = staging.run_folder(settings.run.staging_dir, chunk.run_id, chunk.attempt)
+    path = f"{folder}/chunk-{chunk.index:05d}.scores.json"
+    payload = {
+        "model": asdict(model.info),
+        "scores": [score_to_json(s) for s in scores],
+        "stay_starts": {
+            t.patient_id: t.stay_start.isoformat()
+            for t in timelines
+            if t.stay_start is not None and t.patient_id not in failed
+        },
+        "issues": {
+            t.patient_id: [[i.code, i.resource, i.detail] for i in t.issues] for t in timelines
+        },
+    }
+    staging.write_bytes(path, json.dumps(payload).encode())
+    return next_manifest(
+        chunk,
+        "score",
+        started,
+        failures,
+        scores_path=path,
+        counts={
+            "scored": len({s.patient_id for s in scores}),
+            "scores": len(scores),
+            "backbone_crops": stats.crops_computed,
+            "cxrs_features_cached": stats.cxrs_cached,
+        },
+        timings={"model_load": model.load_seconds, "score.backbone": stats.backbone_s},
+    )
+
+
+def _score_failure(patient_id: PatientId, exc: Exception) -> PatientFailure:
+    from dipro_fhir.core.log import patient_tag
+
+    reason = "model-contract" if isinstance(exc, ModelContractError) else "internal-error"
+    logger.warning("patient %s failed in score: %s", patient_tag(patient_id), type(exc).__name__)
+    return PatientFailure(patient_id, "score", reason, type(exc).__name__, False)

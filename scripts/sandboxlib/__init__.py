@@ -1,1 +1,0 @@
-"""The modules of ``scripts/sandbox.py`` (run that, not these)."""
