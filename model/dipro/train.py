@@ -18,7 +18,6 @@ prevalence.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import logging
 import math
@@ -31,14 +30,7 @@ import numpy as np
 import torch
 
 from dipro.batch import DiproBatch, DiproTargets
-from dipro.calibration import Calibration
 from dipro.losses import ClassBalance, compute_losses
-from dipro.metrics import (
-    ClassificationMetrics,
-    binary_metrics,
-    multiclass_metrics,
-    progression_metrics,
-)
 from dipro.network import DiPro
 from dipro.predictions import (
     Predictions,
@@ -47,6 +39,7 @@ from dipro.predictions import (
     loss_ratios,
     predict,
 )
+from dipro.report import EvaluationReport, report_of
 from dipro.scoring import autocast_dtype, select_device
 
 logger = logging.getLogger(__name__)
@@ -94,26 +87,6 @@ class FitSettings:
 
 
 @dataclass(frozen=True, slots=True)
-class EvaluationReport:
-    """Metrics per configured task (None for tasks without a head or labels)."""
-
-    progression: ClassificationMetrics | None
-    mortality: ClassificationMetrics | None
-    los: ClassificationMetrics | None
-
-    def to_dict(self) -> dict[str, dict[str, float] | None]:
-        """JSON-ready form."""
-        return {
-            task: None if m is None else dataclasses.asdict(m)
-            for task, m in (
-                ("progression", self.progression),
-                ("mortality", self.mortality),
-                ("los", self.los),
-            )
-        }
-
-
-@dataclass(frozen=True, slots=True)
 class EpochRecord:
     """One epoch: mean training loss terms, validation metrics and loss ratios, criterion."""
 
@@ -156,42 +129,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
-
-
-def report_of(pred: Predictions) -> EvaluationReport:
-    """Each task's metrics (§4.2) from held-out predictions."""
-    known = pred.los_labels >= 0
-    has_pairs = pred.progression_labels.size > 0
-    return EvaluationReport(
-        progression=progression_metrics(pred.progression_labels, pred.progression)
-        if pred.progression is not None and has_pairs
-        else None,
-        mortality=binary_metrics(pred.mortality_labels, pred.mortality)
-        if pred.mortality is not None
-        else None,
-        los=multiclass_metrics(pred.los_labels[known], pred.los[known])
-        if pred.los is not None
-        else None,
-    )
-
-
-def evaluate(
-    model: DiPro, data: Sequence[Example], calibration: Calibration | None = None
-) -> EvaluationReport:
-    """Score ``data`` and compute each configured task's metrics (§4.2).
-
-    Args:
-        model: The network (on its device).
-        data: Batches with targets.
-        calibration: Applied to the probabilities when given.
-    """
-    return report_of(predict(model, data, calibration))
-
-
-def write_metrics_json(report: EvaluationReport, path: Path) -> None:
-    """Write an evaluation report as JSON (NaN written as null)."""
-    data = json.loads(json.dumps(report.to_dict()).replace("NaN", "null"))
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
 
 
 def _train_epoch(

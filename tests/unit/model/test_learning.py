@@ -17,8 +17,9 @@ import pytest
 import torch
 
 from dipro import DiPro, DiproBatch, default_config
+from dipro.report import evaluate
 from dipro.synthetic import SyntheticSpec, keep_last_cxr_only, make_synthetic, split_into_batches
-from dipro.train import FitSettings, TrainingFailed, evaluate, fit
+from dipro.train import FitSettings, TrainingFailed, fit
 
 SPEC = SyntheticSpec(patients=640, crop_size=16, hours=24)
 EPOCHS = 10

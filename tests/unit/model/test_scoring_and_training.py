@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from dipro import DiPro, DiproConfig
+from dipro.report import evaluate, write_metrics_json
 from dipro.scoring import score, score_batches
 from dipro.synthetic import split_into_batches
-from dipro.train import FitSettings, TrainingFailed, evaluate, fit, write_metrics_json
+from dipro.train import FitSettings, TrainingFailed, fit
 from tests.unit.model.conftest import synthetic
 
 
