@@ -44,26 +44,40 @@ def subject_id(resource: Mapping[str, Any]) -> str | None:
 
 
 def time_range(value: object) -> tuple[datetime, datetime] | None:
-    """Return ``[start, end)`` a FHIR date, dateTime or instant stands for (UTC)."""
+    """Return ``[start, end)`` a FHIR date, dateTime or instant stands for (UTC).
+
+    Every value FHIR allows is placed, years 1 to 9999 included: an end past the last
+    representable instant (``9999``, ``9999-12-31``, open-end sentinels) is that instant
+    (:data:`OPEN`), so a sentinel reads as "ongoing" instead of stopping the caller.
+    """
     if not isinstance(value, str) or len(value) < 4:
         return None
     try:
         if len(value) == 4:
             start = datetime(int(value), 1, 1, tzinfo=UTC)
-            return start, start.replace(year=start.year + 1)
+            return start, _later(start, days=366 if calendar.isleap(start.year) else 365)
         if len(value) == 7:
             year, month = int(value[:4]), int(value[5:7])
             start = datetime(year, month, 1, tzinfo=UTC)
-            return start, start + timedelta(days=calendar.monthrange(year, month)[1])
+            return start, _later(start, days=calendar.monthrange(year, month)[1])
         if len(value) == 10:
             start = datetime.fromisoformat(value).replace(tzinfo=UTC)
-            return start, start + timedelta(days=1)
+            return start, _later(start, days=1)
         start = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        if start.tzinfo is None:  # FHIR dateTime with time requires a zone; be lenient
+            start = start.replace(tzinfo=UTC)
+        start = start.astimezone(UTC)
+    except (ValueError, OverflowError):  # not a date, or an offset that leaves years 1-9999
         return None
-    if start.tzinfo is None:  # FHIR dateTime with time requires a zone; be lenient
-        start = start.replace(tzinfo=UTC)
-    return start, start + timedelta(seconds=1)
+    return start, _later(start, seconds=1)
+
+
+def _later(start: datetime, **step: float) -> datetime:
+    """``start + timedelta(**step)``, or :data:`OPEN` past the last representable instant."""
+    try:
+        return start + timedelta(**step)
+    except OverflowError:
+        return OPEN
 
 
 def period_range(period: object) -> tuple[datetime, datetime] | None:

@@ -105,7 +105,10 @@ def death_period(
         return parsed.value, parsed.value
     day = parsed.value.date()
     start = datetime(day.year, day.month, day.day, tzinfo=site_tz)
-    return start.astimezone(UTC), (start + timedelta(days=1)).astimezone(UTC)
+    try:
+        return start.astimezone(UTC), (start + timedelta(days=1)).astimezone(UTC)
+    except OverflowError:  # the first or last day FHIR allows has no whole day in UTC
+        return parsed.value, parsed.value
 
 
 def admission_chain(

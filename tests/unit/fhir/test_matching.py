@@ -9,8 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dipro_fhir.fhir.matching import (
+    OPEN,
     effective_range,
     is_active_encounter,
+    is_under_way,
     matches_codes,
     overlaps,
     reference_id,
@@ -92,3 +94,43 @@ def _encounter(status: str, code: str, start: str | None, end: str | None) -> di
 )
 def test_active_encounter_rule(encounter: dict[str, object], active: bool) -> None:
     assert is_active_encounter(encounter, T0) is active
+
+
+@given(
+    st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)),
+    st.sampled_from(["year", "month", "day", "utc", "ahead", "behind"]),
+)
+def test_every_time_fhir_allows_is_placed_from_year_1_to_9999(when: datetime, form: str) -> None:
+    text = {
+        "year": f"{when.year:04d}",
+        "month": f"{when.year:04d}-{when.month:02d}",
+        "day": when.date().isoformat(),
+        "utc": when.replace(microsecond=0).isoformat() + "Z",
+        "ahead": when.replace(microsecond=0).isoformat() + "+14:00",
+        "behind": when.replace(microsecond=0).isoformat() + "-12:00",
+    }[form]
+    try:
+        span = time_range(text)
+    except OverflowError as error:  # the bug this pins: one record stopped every night
+        pytest.fail(f"{text}: {error}")
+    if span is None:  # only an offset that moves the instant out of years 1-9999
+        assert form in ("ahead", "behind")
+        assert when.year in (1, 9999)
+        return
+    start, end = span
+    assert start < end <= OPEN
+
+
+def test_an_open_end_sentinel_reads_as_ongoing_and_stops_nothing() -> None:
+    encounter = {
+        "status": "in-progress",
+        "class": {"code": "IMP"},
+        "period": {"start": "2024-02-28T08:00:00Z", "end": "9999-12-31"},
+    }
+    assert is_under_way(encounter, T0)
+    assert is_active_encounter(encounter, T0)
+    assert time_range("9999-12-31") == (datetime(9999, 12, 31, tzinfo=UTC), OPEN)
+    assert time_range("9999") == (datetime(9999, 1, 1, tzinfo=UTC), OPEN)
+    last = effective_range({"effectiveDateTime": "9999-12-31T23:59:59Z"})
+    assert last == (datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC), OPEN)
+    assert not overlaps(last, T0 - timedelta(hours=48), T0)

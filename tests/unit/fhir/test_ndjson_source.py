@@ -106,3 +106,34 @@ def test_group_members_skip_inactive_and_missing_types_yield_nothing(export_dir:
     assert source.group_members("g") == ["b"]
     assert list(source.imaging_studies("a")) == []
     assert list(source.active_encounter_patients(T0)) == []
+
+
+def test_an_open_end_sentinel_on_the_server_stops_neither_the_cohort_nor_the_patient(
+    tmp_path: Path,
+) -> None:
+    def encounter(eid: str, patient: str, end: str | None) -> dict[str, Any]:
+        period = {"start": (T0 - timedelta(days=2)).isoformat(), **({"end": end} if end else {})}
+        return {
+            "resourceType": "Encounter",
+            "id": eid,
+            "status": "in-progress",
+            "class": {"code": "IMP"},
+            "subject": {"reference": f"Patient/{patient}"},
+            "period": period,
+        }
+
+    _write(tmp_path / "Patient.ndjson", [{"resourceType": "Patient", "id": p} for p in "abc"])
+    _write(
+        tmp_path / "Encounter.ndjson",
+        [encounter("e1", "a", "9999-12-31"), encounter("e2", "b", None),
+         encounter("e3", "c", "9999-12-31T23:59:59Z")],
+    )  # fmt: skip
+    _write(
+        tmp_path / "Observation.ndjson",
+        [_obs("o1", "a", T0 - timedelta(hours=1)),
+         {**_obs("o2", "a", T0), "effectiveDateTime": "9999-12-31T23:59:59Z"}],
+    )  # fmt: skip
+    source = NdjsonFhirSource(tmp_path)
+    assert sorted(p for p, _ in source.active_encounter_patients(T0)) == ["a", "b", "c"]
+    seen = [o["id"] for o in source.observations("a", since=T0 - timedelta(hours=48), until=T0)]
+    assert seen == ["o1"]  # the year-9999 value is after the as-of time: not in the window

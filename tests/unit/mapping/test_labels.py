@@ -47,3 +47,20 @@ def test_labels_from_fhir_equal_ground_truth() -> None:
 
 def test_los_bins_follow_the_paper() -> None:
     assert [los_bin(d) for d in (1.9, 2.0, 2.99, 3.0, 4.5, 6.0, 30.0)] == [-1, 0, 0, 1, 2, 3, 3]
+
+
+def test_a_death_dated_on_the_first_or_last_day_fhir_allows_is_read_not_raised() -> None:
+    from zoneinfo import ZoneInfo
+
+    from dipro_fhir.mapping.labels import death_period, mortality_label
+
+    stay = {
+        "id": "e1",
+        "status": "finished",
+        "period": {"start": "2024-03-01T08:00:00Z", "end": "2024-03-05T08:00:00Z"},
+    }
+    for day in ("9999-12-31", "0001-01-01"):
+        patient = {"resourceType": "Patient", "id": "p1", "deceasedDateTime": day}
+        for zone in ("Pacific/Kiritimati", "Pacific/Pago_Pago", "UTC"):
+            assert death_period(patient, ZoneInfo(zone)) is not None
+        assert mortality_label(patient, stay) == 0.0  # far outside the stay: survived it
