@@ -3,7 +3,9 @@
 :func:`score_chunk` reads the timelines :func:`~dipro_fhir.run.extract_stage.extract_chunk`
 staged and writes the scores (with the model, stay starts and mapping issues) to a staging
 JSON file for :func:`~dipro_fhir.run.writeback_stage.write_back_chunk`. When a batch fails,
-each patient is scored alone, so a defect fails only its patient.
+each patient is scored alone, so a defect fails only its patient. A patient with no usable
+data in its window (no mapped EHR value, no placed radiograph) is not scored: it is recorded
+as a ``no-usable-data`` failure of the score stage and gets no RiskAssessment.
 """
 
 from __future__ import annotations
@@ -26,12 +28,19 @@ from dipro_fhir.run.stage_common import heartbeat, next_manifest
 
 logger = logging.getLogger(__name__)
 
+NO_DATA_DETAIL = "no mapped EHR value and no placed radiograph in the observation window"
+
 
 def score_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, Any]:
     """Score a chunk's timelines; the scores go to a staging JSON file."""
     from dipro_fhir.scoring.features import FeatureStats
     from dipro_fhir.scoring.gate import check_validation
-    from dipro_fhir.scoring.scorer import load_model, score_timelines
+    from dipro_fhir.scoring.scorer import (
+        NO_USABLE_DATA,
+        has_usable_data,
+        load_model,
+        score_timelines,
+    )
 
     chunk = ChunkManifest.from_xcom(manifest)
     started = time.perf_counter()
@@ -39,31 +48,41 @@ def score_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, An
     model = load_model(settings.model.checkpoint, settings.model.device)
     check_validation(model.card, settings.model, settings.model.checkpoint)
     assert chunk.timelines_path is not None, "score_chunk needs an extracted chunk"
-    timelines = staging.load_timelines(chunk.timelines_path)
+    staged = staging.load_timelines(chunk.timelines_path)
     run_id = RunId(chunk.run_id)
-    failures: list[PatientFailure] = []
+    timelines = [t for t in staged if has_usable_data(t)]
+    failures = [
+        PatientFailure(t.patient_id, "score", NO_USABLE_DATA, NO_DATA_DETAIL, False)
+        for t in staged
+        if not has_usable_data(t)
+    ]
     cache = connections.feature_cache(settings)
     stats = FeatureStats()
     try:
-        scores = score_timelines(
-            model,
-            timelines,
-            run_id=run_id,
-            batch_size=settings.model.batch_size,
-            cache=cache,
-            stats=stats,
+        scores = (
+            score_timelines(
+                model,
+                timelines,
+                run_id=run_id,
+                batch_size=settings.model.batch_size,
+                cache=cache,
+                stats=stats,
+            )
+            if timelines
+            else []
         )
     except Exception:  # a batch failed: find its patient, score the rest
-        scores = []
+        scores, broken = [], []
         for timeline in timelines:
             try:
                 scores += score_timelines(
                     model, [timeline], run_id=run_id, batch_size=1, cache=cache, stats=stats
                 )
             except Exception as exc:  # the patient boundary
-                failures.append(_score_failure(timeline.patient_id, exc))
-        if timelines and len(failures) == len(timelines):
+                broken.append(_score_failure(timeline.patient_id, exc))
+        if timelines and len(broken) == len(timelines):
             raise  # every patient fails alike: the model, not the data
+        failures += broken
     failed = {f.patient_id for f in failures}
     folder = staging.run_folder(settings.run.staging_dir, chunk.run_id, chunk.attempt)
     path = f"{folder}/chunk-{chunk.index:05d}.scores.json"
@@ -76,7 +95,7 @@ def score_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, An
             if t.stay_start is not None and t.patient_id not in failed
         },
         "issues": {
-            t.patient_id: [[i.code, i.resource, i.detail] for i in t.issues] for t in timelines
+            t.patient_id: [[i.code, i.resource, i.detail] for i in t.issues] for t in staged
         },
     }
     staging.write_bytes(path, json.dumps(payload).encode())

@@ -141,6 +141,17 @@ def score_timelines(
     return scores
 
 
+#: The reason a patient gets no score at all: nothing in its window the model could use.
+NO_USABLE_DATA = "no-usable-data"
+
+
+def has_usable_data(tl: PatientTimeline) -> bool:
+    """Whether the model has anything of this patient to score from: a mapped EHR value in
+    the observation window, or a radiograph with at least one placed region. Demographics
+    alone are no basis for a risk (a score is a claim about *this* stay)."""
+    return bool(tl.ehr_mask.any()) or any(bool(img.region_mask.any()) for img in tl.images)
+
+
 def region_problems(tl: PatientTimeline) -> tuple[tuple[str, ...], int]:
     """Regions missing on any of the patient's radiographs and the number of radiographs
     left out by region quality control (``regions-qc-film`` issues)."""
