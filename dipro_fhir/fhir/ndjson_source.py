@@ -1,14 +1,16 @@
 """A :class:`~dipro_fhir.fhir.source.FhirSource` over FHIR Bulk Data NDJSON files.
 
 The layout is what a Bulk Data ``$export`` leaves behind (https://hl7.org/fhir/uv/bulkdata/):
-one folder with ``Patient.ndjson``, ``Encounter.ndjson``, ``Observation.ndjson``,
-``ImagingStudy.ndjson``, ``Group.ndjson`` (or numbered parts ``Observation.1.ndjson``), one
-resource per line. Files are never loaded whole: the first per-patient question about a
-type scans its files once and keeps only byte offsets per patient; answers then seek to
-those lines. Cohort questions stream the files. Lines that are not JSON objects of the
-expected type, or that name no patient, become ``MappingIssue`` records (byte offsets only,
-no content) instead of errors; so do lines past the input limits (size, JSON nesting:
-:mod:`dipro_fhir.core.limits`), whose patient cannot be read.
+one folder of NDJSON files, one resource per line, e.g. ``Patient.ndjson``,
+``Observation.1.ndjson``. Which file holds which type is told by its first line, not its name,
+and ``.ndjson.gz`` is read too (:mod:`dipro_fhir.fhir.ndjson_files`), so exports named
+otherwise (MIMIC-IV's ``MimicObservationLabevents.ndjson.gz``) are read whole; a file whose
+type cannot be told is a problem of no patient. Files are never loaded whole: the first
+per-patient question about a type scans its files once and keeps only byte offsets per patient;
+answers then seek to those lines. Cohort questions stream the files. Lines that are not JSON
+objects of the expected type, or that name no patient, become ``MappingIssue`` records (byte
+offsets only, no content) instead of errors; so do lines past the input limits (size, JSON
+nesting: :mod:`dipro_fhir.core.limits`), whose patient cannot be read.
 
 Who a problem belongs to: a resource whose ``subject`` is a ``urn:uuid:`` reference (left
 over when a transaction Bundle is split into NDJSON: the Bundle's ``fullUrl`` is gone) is
@@ -39,6 +41,7 @@ from dipro_fhir.fhir.matching import (
     overlaps,
     subject_id,
 )
+from dipro_fhir.fhir.ndjson_files import NdjsonCatalog
 from dipro_fhir.fhir.problems import PatientProblems
 from dipro_fhir.fhir.source import (
     DATA_TYPES,
@@ -67,6 +70,9 @@ class NdjsonFhirSource:
         self._patient_ids: set[str] | None = None
         self._resolved: defaultdict[str, Counter[str]] = defaultdict(Counter)
         self._problems = PatientProblems()
+        self.catalog = NdjsonCatalog.scan(self.directory)
+        for path, why in self.catalog.unreadable.items():
+            self._issues.append(MappingIssue("unreadable-file", "NDJSON", f"{path.name}: {why}"))
 
     def patient(self, patient_id: str) -> dict[str, Any]:
         for resource in list(self._by_patient("Patient", patient_id)):  # all: duplicates
@@ -168,10 +174,8 @@ class NdjsonFhirSource:
     # -- files ----------------------------------------------------------------------------
 
     def files(self, resource_type: str) -> list[Path]:
-        """Return the NDJSON files of one type: ``Type.ndjson`` and ``Type.<part>.ndjson``."""
-        single = self.directory / f"{resource_type}.ndjson"
-        parts = sorted(self.directory.glob(f"{resource_type}.*.ndjson"))
-        return ([single] if single.is_file() else []) + parts
+        """Return the NDJSON files of one type, told by content (see the module docstring)."""
+        return self.catalog.files(resource_type)
 
     def _by_patient(self, resource_type: str, patient_id: str) -> Iterator[dict[str, Any]]:
         yield from self._problems.screen(patient_id, self._lines_of(resource_type, patient_id))
@@ -264,6 +268,6 @@ class NdjsonFhirSource:
         if (path, offset) in self._reported:
             return  # each bad line is reported once, however often it is streamed
         self._reported.add((path, offset))
-        detail = f"{path.name} at byte {offset}: {what}"
+        detail = f"{self.catalog.source_name(path)} at byte {offset}: {what}"
         self._issues.append(MappingIssue(code, resource_type, detail))
-        log.warning("ndjson %s: %s in %s", code, resource_type, path.name)
+        log.warning("ndjson %s: %s in %s", code, resource_type, self.catalog.source_name(path))

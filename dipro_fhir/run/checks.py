@@ -16,7 +16,11 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from dipro_fhir.core.errors import AuthError, DiproFhirError
 from dipro_fhir.core.settings import Settings
+from dipro_fhir.fhir.ndjson_source import NdjsonFhirSource
 from dipro_fhir.run import connections
+
+#: The resource types a run cannot do without.
+NDJSON_NEEDED = ("Patient", "Encounter", "Observation")
 
 CheckResult = tuple[str, bool, str]
 
@@ -25,7 +29,21 @@ def _fhir(settings: Settings) -> str:
     if not settings.fhir.base_url:
         source = connections.fhir_source(settings)
         next(iter(source.active_encounter_patients(datetime.now(UTC))), None)
-        return f"NDJSON folder {settings.fhir.ndjson_dir}"
+        if not isinstance(source, NdjsonFhirSource):
+            return f"NDJSON folder {settings.fhir.ndjson_dir}"
+        by_type = source.catalog.by_type
+        missing = [t for t in NDJSON_NEEDED if t not in by_type]
+        if missing:
+            raise DiproFhirError(
+                f"no file in NDJSON folder {settings.fhir.ndjson_dir} holds "
+                f"{', '.join(missing)} resources (*.ndjson and *.ndjson.gz are read; a file's "
+                "type is its first line's resourceType)"
+            )
+        files = ", ".join(f"{t} {len(paths)}" for t, paths in sorted(by_type.items()))
+        unreadable = len(source.catalog.unreadable)
+        return f"NDJSON folder {settings.fhir.ndjson_dir}; files by type: {files}" + (
+            f"; {unreadable} file(s) unreadable" if unreadable else ""
+        )
     with connections.fhir_client(settings.fhir) as client:
         caps = client.capabilities()
         version = caps.get("fhirVersion", "?")

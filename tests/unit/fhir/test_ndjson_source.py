@@ -137,3 +137,33 @@ def test_an_open_end_sentinel_on_the_server_stops_neither_the_cohort_nor_the_pat
     assert sorted(p for p, _ in source.active_encounter_patients(T0)) == ["a", "b", "c"]
     seen = [o["id"] for o in source.observations("a", since=T0 - timedelta(hours=48), until=T0)]
     assert seen == ["o1"]  # the year-9999 value is after the as-of time: not in the window
+
+
+def test_files_are_read_by_content_under_any_name_and_gzipped(tmp_path: Path) -> None:
+    import gzip
+
+    def gz(name: str, lines: list[Any]) -> None:
+        with gzip.open(tmp_path / name, "wt") as handle:
+            handle.writelines(json.dumps(line) + "\n" for line in lines)
+
+    gz("MimicPatient.ndjson.gz", [{"resourceType": "Patient", "id": p} for p in "ab"])
+    gz("MimicObservationVitalSignsED.ndjson.gz", [_obs("o1", "a", T0), _obs("o2", "b", T0)])
+    _write(tmp_path / "site-2024-03-lab.ndjson", [_obs("o3", "a", T0 + timedelta(hours=1))])
+    _write(tmp_path / "Observation.ndjson", [_obs("o4", "a", T0 + timedelta(hours=2))])
+    (tmp_path / "notes.ndjson").write_text("not a resource\n")
+    (tmp_path / "empty.ndjson").write_text("")
+    (tmp_path / "README.txt").write_text("ignored: not NDJSON")
+
+    source = NdjsonFhirSource(tmp_path)
+    assert [p.name for p in source.catalog.by_type["Observation"]] == [
+        "Observation.ndjson",  # Bulk Data's own name first, then by name
+        "MimicObservationVitalSignsED.ndjson.gz",
+        "site-2024-03-lab.ndjson",
+    ]
+    assert source.patient("b")["id"] == "b"
+    window = {"since": T0 - timedelta(hours=1), "until": T0 + timedelta(hours=3)}
+    assert sorted(o["id"] for o in source.observations("a", **window)) == ["o1", "o3", "o4"]
+    issues = source.take_issues()
+    assert [(i.code, i.detail) for i in issues] == [
+        ("unreadable-file", "notes.ndjson: first line is not JSON")
+    ]

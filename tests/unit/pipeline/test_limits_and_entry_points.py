@@ -169,3 +169,35 @@ def test_the_cli_names_a_bad_time_a_bad_patients_file_and_an_unwritable_folder(
     blocker.write_text("")
     assert cli.main(["-q", "synth", "write", "--out", str(blocker / "sub"), "--patients", "1"]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_check_fails_an_ndjson_folder_without_patients_and_lists_what_it_reads(
+    tmp_path: Path,
+) -> None:
+    import gzip
+    import json
+
+    from dipro_fhir.core.settings import FhirSettings
+
+    folder = tmp_path / "export"
+    folder.mkdir()
+    settings = embedded_settings(tmp_path).model_copy(
+        update={"fhir": FhirSettings(ndjson_dir=folder)}
+    )
+    (tmp_path / "cohort" / "dicom").mkdir(parents=True)
+    results = {name: (ok, detail) for name, ok, detail in run_checks(settings)}
+    assert results["fhir"][0] is False
+    assert "holds Patient, Encounter, Observation resources" in results["fhir"][1]
+
+    for name, resource in (
+        ("MimicPatient.ndjson.gz", {"resourceType": "Patient", "id": "p"}),
+        ("MimicEncounterICU.ndjson.gz", {"resourceType": "Encounter", "id": "e"}),
+        ("MimicObservationChartevents.ndjson.gz", {"resourceType": "Observation", "id": "o"}),
+    ):
+        with gzip.open(folder / name, "wt") as handle:
+            handle.write(json.dumps(resource) + "\n")
+    results = {name: (ok, detail) for name, ok, detail in run_checks(settings)}
+    assert results["fhir"] == (
+        True,
+        f"NDJSON folder {folder}; files by type: Encounter 1, Observation 1, Patient 1",
+    )
