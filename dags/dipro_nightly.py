@@ -37,7 +37,9 @@ mapping) `extract` (FHIR + DICOMweb -> timelines), `score` (the network; queue
 `{OPTIONS.gpu_queue}`, pool `{OPTIONS.gpu_pool or "default_pool"}`) and `write_back`; then
 `finalize` records the run summary. Chunk tasks retry {OPTIONS.retries} times with exponential
 backoff. `finalize` runs even when a chunk task failed for good: it records those chunks'
-patients as failed, writes the summary, and then fails the run.
+patients as failed, writes the summary, and then fails the run. A night whose cohort has no
+patient scores nobody: it is recorded with status `empty` and the run fails, so a night that
+did nothing never shows as a success.
 
 **Validation gate and shadow mode.** `plan` refuses a checkpoint whose model card has no
 validation on held-out patients, or whose figures fail the site's minimums
@@ -86,7 +88,9 @@ RETRIES, RETRY_DELAY, BACKOFF = OPTIONS.retries, OPTIONS.retry_delay, 2.0
     schedule=None
     if OPTIONS.schedule is None
     else CronTriggerTimetable(OPTIONS.schedule, timezone=OPTIONS.timezone),
-    start_date=datetime(2024, 1, 1, tzinfo=UTC),
+    # Any night may be scored or backfilled: Airflow runs no task for a logical date before
+    # start_date (and calls that run a success), so it lies before any data.
+    start_date=datetime(1970, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
     doc_md=DOC_MD,
@@ -215,7 +219,7 @@ def dipro_nightly() -> None:
         scored: Sequence[dict[str, Any]] | None,
         written: Sequence[dict[str, Any]] | None,
     ) -> dict[str, Any]:
-        from dipro_fhir.run.finalize import fail_chunk, finalize_run
+        from dipro_fhir.run.finalize import RunFailed, fail_chunk, finalize_run
 
         if planned is None:  # plan failed: no run was recorded, there is nothing to summarise
             raise AirflowFailException("the plan task failed; nothing was scored")
@@ -236,7 +240,10 @@ def dipro_nightly() -> None:
             )
             for m in lost
         ]
-        summary = finalize_run(build_settings(), finished + failed)
+        try:
+            summary = finalize_run(build_settings(), finished + failed)
+        except RunFailed as exc:  # recorded (failed, or empty); a retry would record the same
+            raise AirflowFailException(str(exc)) from exc
         if lost:
             raise AirflowFailException(
                 f"{len(lost)} of {len(planned)} chunks failed after retries "

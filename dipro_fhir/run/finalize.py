@@ -3,7 +3,8 @@
 :func:`fail_chunk` turns a chunk whose task failed for good into failures of all its
 patients; :func:`finalize_run` summarises the run, records it (with its data quality), moves
 the watermark and cleans the staging area, and raises :class:`RunFailed` past the failure
-limit.
+limit, or :class:`EmptyRun` when the run had no patient: a run that did nothing is recorded
+as ``empty``, with its data-quality row, and never reported as success.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ from dipro_fhir.run.plan import PIPELINE
 
 class RunFailed(DiproFhirError):
     """The run's share of failed patients exceeded the configured limit."""
+
+
+class EmptyRun(RunFailed):
+    """The run planned no patient: nothing was scored (recorded with status ``empty``)."""
 
 
 def fail_chunk(
@@ -48,6 +53,7 @@ def finalize_run(settings: Settings, manifests: Sequence[Mapping[str, Any]]) -> 
 
     Raises:
         RunFailed: More than ``run.max_failed_share`` of the patients failed.
+        EmptyRun: The run had no patient.
     """
     chunks = [ChunkManifest.from_xcom(m) for m in manifests]
     summary = summarise(chunks)
@@ -55,6 +61,8 @@ def finalize_run(settings: Settings, manifests: Sequence[Mapping[str, Any]]) -> 
     status = "success" if summary["failed_patients"] == 0 else "partial"
     if share > settings.run.max_failed_share:
         status = "failed"
+    if summary["patients"] == 0:
+        status = "empty"
     summary["status"] = status
     if chunks:
         summary["data_quality"] = _data_quality(settings, chunks)
@@ -62,6 +70,11 @@ def finalize_run(settings: Settings, manifests: Sequence[Mapping[str, Any]]) -> 
         _record_run_end(settings, chunks, summary)
     if chunks and status != "failed":
         staging.remove_run(settings.run.staging_dir, chunks[0].run_id, chunks[0].attempt)
+    if status == "empty":
+        raise EmptyRun(
+            f"run {summary['run_id']} scored nobody: its cohort as of {summary['as_of']} has no "
+            "patient (recorded as status 'empty'; check the cohort rule and the source)"
+        )
     if status == "failed":
         raise RunFailed(
             f"{summary['failed_patients']} of {summary['patients']} patients failed "
@@ -98,6 +111,6 @@ def _record_run_end(
     current = [] if night == "success" else [f for c in chunks for f in c.failure_records()]
     summary["superseded_failures"] = store.supersede_failures(run_id, current)
     retriable = any(f[4] for chunk in chunks for f in chunk.failures)
-    if status != "failed" and not retriable:
+    if status in ("success", "partial") and not retriable:
         card = read_model_card(settings.model.checkpoint)
         store.set_watermark(PIPELINE, card.name, chunks[0].as_of_time, run_id)

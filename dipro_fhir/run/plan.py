@@ -66,7 +66,7 @@ def plan_run(settings: Settings, request: RunRequest) -> list[dict[str, Any]]:
             dry_run=request.dry_run,
             attempt=attempt,
         ).to_xcom()
-        for i in range(0, max(len(patients), 1 if invalid else 0), size)
+        for i in range(0, max(len(patients), 1), size)  # an empty night still finalizes
     ]
     if invalid:
         detail = f"{invalid} cohort entries whose patient or encounter id is not a FHIR id"

@@ -31,7 +31,8 @@ from dipro_fhir.store.models import PatientFailureRow, Run
 
 _LOG = logging.getLogger(__name__)
 
-RUN_STATUSES = ("running", "success", "partial", "failed", "stale")
+#: ``empty``: the run planned no patient, so it scored nobody (a named outcome, not success).
+RUN_STATUSES = ("running", "success", "partial", "failed", "stale", "empty")
 
 
 def as_utc(moment: datetime) -> datetime:
@@ -194,7 +195,7 @@ class RunStateStore:
         counts: Mapping[str, int] | None = None,
         timings_s: Mapping[str, float] | None = None,
     ) -> str:
-        """Record a run's end: ``status`` is ``success``, ``partial`` or ``failed``.
+        """Record a run's end: ``status`` is ``success``, ``partial``, ``failed`` or ``empty``.
 
         Returns:
             The run's status as stored: a run already ``success`` stays so (its counts too).

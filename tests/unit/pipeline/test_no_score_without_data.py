@@ -86,3 +86,34 @@ def test_a_patient_without_usable_data_gets_a_recorded_reason_and_no_risk_assess
     assert not [r for r in assessments if r["subject"]["reference"] == f"Patient/{EMPTY}"]
     assert summary["status"] == "partial"
     assert summary["failure_reasons"] == {"no-usable-data": 1}
+
+
+def test_a_night_with_no_patient_is_stored_as_empty_and_never_reported_as_success(
+    tmp_path: Path,
+) -> None:
+    import pytest
+
+    from dipro_fhir.run.finalize import EmptyRun
+
+    cohort = tmp_path / "cohort"
+    patients = generate_cohort(2, seed=5, start=AS_OF - timedelta(days=3), reference_time=AS_OF)
+    write_files(patients, cohort, image_size=(96, 96))
+    settings = embedded_settings(tmp_path)
+    upgrade_database(settings.store.url.get_secret_value())
+    write_tiny_checkpoint(settings.model.checkpoint, name="t", version="1")
+    long_before = AS_OF - timedelta(days=400)  # nobody was admitted then
+
+    with pytest.raises(EmptyRun, match="scored nobody"):
+        run_locally(settings, RunRequest(as_of=long_before, dag_run_id="empty-night"))
+
+    engine = sa.create_engine(settings.store.url.get_secret_value())
+    with engine.connect() as conn:
+        status, finished = conn.execute(
+            sa.text("SELECT status, finished_at FROM runs WHERE dag_run_id = 'empty-night'")
+        ).one()
+        quality = conn.execute(sa.text("SELECT kind, count FROM data_quality")).all()
+        watermarks = conn.execute(sa.text("SELECT count(*) FROM watermarks")).scalar()
+    assert status == "empty"
+    assert finished is not None
+    assert ("patients", 0) in quality
+    assert watermarks == 0
