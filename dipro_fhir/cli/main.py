@@ -14,6 +14,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from pydantic import ValidationError
+
 from dipro_fhir.cli.arguments import fhir_id
 from dipro_fhir.cli.image_commands import cmd_regions, cmd_train_locator
 from dipro_fhir.cli.model_commands import cmd_evaluate, cmd_train, cmd_train_demo
@@ -29,6 +31,7 @@ from dipro_fhir.cli.run_commands import (
 from dipro_fhir.cli.setup_commands import cmd_smart_keys, cmd_synth
 from dipro_fhir.core import log
 from dipro_fhir.core.errors import DiproFhirError
+from dipro_fhir.core.settings import settings_error
 
 logger = logging.getLogger("dipro_fhir.cli")
 
@@ -186,6 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except DiproFhirError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:  # a DIPRO_* variable that does not parse
+        print(f"error: {settings_error(exc)}", file=sys.stderr)
         return 2
     except (
         FileNotFoundError,

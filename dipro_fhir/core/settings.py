@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dipro_fhir.core.errors import ConfigError
@@ -341,3 +341,13 @@ def demo_log_salt(workdir: Path) -> SecretStr:
         path.write_text(secrets.token_hex(16))
         path.chmod(0o600)
     return SecretStr(path.read_text().strip())
+
+
+def settings_error(exc: ValidationError) -> ConfigError:
+    """One line per bad setting, named as its environment variable, without the value given
+    (it may be a secret): what :class:`Settings` raised, as a user reads it."""
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False):
+        where = "__".join(str(part) for part in error["loc"] if not isinstance(part, int))
+        lines.append(f"setting DIPRO_{where.upper()}: {error['msg']}")
+    return ConfigError("; ".join(lines) or "invalid settings")

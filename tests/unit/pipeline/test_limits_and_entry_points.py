@@ -201,3 +201,21 @@ def test_check_fails_an_ndjson_folder_without_patients_and_lists_what_it_reads(
         True,
         f"NDJSON folder {folder}; files by type: Encounter 1, Observation 1, Patient 1",
     )
+
+
+def test_a_bad_setting_is_one_line_naming_the_variable_without_its_value() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DIPRO_FHIR__TIMEOUT_S": "notanumber-s3cret"}
+    done = subprocess.run(
+        [sys.executable, "-m", "dipro_fhir.cli", "check"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: setting DIPRO_FHIR__TIMEOUT_S: Input should be a valid number, "
+        "unable to parse string as a number"
+    ]
+    assert "s3cret" not in done.stdout + done.stderr
