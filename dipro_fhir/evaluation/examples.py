@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from dipro_fhir.core.errors import ResourceNotFound
 from dipro_fhir.core.scores import PatientFailure
@@ -73,6 +74,12 @@ class ExampleCounts:
         }
 
 
+def _stay_start(encounter: Mapping[str, Any]) -> datetime:
+    """Sort key: when the stay began (a stay without a readable start sorts last)."""
+    start, _ = stay_period(encounter)
+    return start or datetime.max.replace(tzinfo=UTC)
+
+
 def labelled_example(
     fhir: FhirSource, images: ImageSource, patient_id: PatientId, options: ExtractOptions
 ) -> LabelledTimeline | str:
@@ -88,7 +95,7 @@ def labelled_example(
     except ResourceNotFound:
         return "patient-not-found"
     rule = options.cohort
-    for encounter in encounters:
+    for encounter in sorted(encounters, key=_stay_start):  # the first stay by date, not file
         start, end = stay_period(encounter)
         if start is None or end is None or end - start < timedelta(hours=PREDICTION_HOUR):
             continue
