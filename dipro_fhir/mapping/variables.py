@@ -47,6 +47,7 @@ LOINC_SYSTEM: Final[str] = "http://loinc.org"
 BP_PANEL_LOINC: Final[str] = "85354-9"
 
 VariableKind = Literal["continuous", "ordinal"]
+HourlyAggregation = Literal["last", "sum"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,9 @@ class VariableSpec:
         kind: ``continuous`` or ``ordinal`` (GCS parts: integer scores).
         unitless_ok: Whether a Quantity with no unit at all is read as the canonical unit
             (dimensionless scores and ratios: GCS, INR, pH).
+        hourly: How several values in one hour become the hour's value: ``last`` (a state:
+            heart rate, a lab) or ``sum`` (a volume per hour: urine output, charted per void
+            or per bag).
     """
 
     name: str
@@ -89,6 +93,7 @@ class VariableSpec:
     normal: float
     kind: VariableKind = "continuous"
     unitless_ok: bool = False
+    hourly: HourlyAggregation = "last"
 
     @property
     def accepted_units(self) -> tuple[str, ...]:
@@ -130,6 +135,7 @@ def _spec(
     *,
     kind: VariableKind = "continuous",
     unitless_ok: bool = False,
+    hourly: HourlyAggregation = "last",
 ) -> VariableSpec:
     return VariableSpec(
         name=name,
@@ -139,6 +145,7 @@ def _spec(
         normal=normal,
         kind=kind,
         unitless_ok=unitless_ok,
+        hourly=hourly,
     )
 
 
@@ -257,7 +264,13 @@ _SPECS: Final[tuple[VariableSpec, ...]] = (
         (0.0, 100.0),
         0.1,
     ),
-    _spec("urine_output", _units("mL", ("L", 1000.0), ("cm3", 1.0)), (0.0, 5000.0), 120.0),
+    _spec(
+        "urine_output",
+        _units("mL", ("L", 1000.0), ("cm3", 1.0)),
+        (0.0, 5000.0),
+        120.0,
+        hourly="sum",
+    ),
     _spec(
         "weight",
         _units("kg", ("g", 1e-3), ("[lb_av]", 0.45359237), ("[oz_av]", 0.028349523125)),

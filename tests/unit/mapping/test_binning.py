@@ -1,4 +1,5 @@
-"""Hourly binning: last value wins, order-invariant, idempotent, nothing outside the window."""
+"""Hourly binning: last value wins (a volume per hour sums), order-invariant, idempotent,
+nothing outside the window."""
 
 from __future__ import annotations
 
@@ -121,3 +122,23 @@ def test_each_cell_holds_the_value_of_the_latest_event_in_it(
         latest = max(e.effective for e in cell)
         candidates = {np.float32(e.value) for e in cell if e.effective == latest}
         assert values[row, col] in candidates
+
+
+def test_a_volume_per_hour_is_the_sum_of_its_records_each_counted_once() -> None:
+    urine, heart = VARIABLES.index("urine_output"), VARIABLES.index("heart_rate")
+    events = [
+        event("urine_output", 150.0, 5, rid="foley-1"),
+        event("urine_output", 80.0, 40, rid="void-1"),  # Void and Foley in one hour: both
+        event("urine_output", 80.0, 40, rid="void-1"),  # the same record read twice: once
+        event("urine_output", 60.0, 70, rid="foley-2"),
+        event("heart_rate", 90.0, 5, rid="hr-1"),
+        event("heart_rate", 110.0, 40, rid="hr-2"),  # a state: the last value
+    ]
+    values, mask, _ = bin_hourly(events, START, HOURS)
+    assert values[0, urine] == 230.0
+    assert values[1, urine] == 60.0
+    assert values[0, heart] == 110.0
+    assert mask[:2, urine].all()
+    assert not mask[2:, urine].any()
+    reordered, _, _ = bin_hourly(list(reversed(events)), START, HOURS)
+    assert same((values,), (reordered,))
