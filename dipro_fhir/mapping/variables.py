@@ -38,7 +38,7 @@ from typing import Final, Literal
 from dipro.vocab import VARIABLES
 
 #: Version of this map; stored with every score. Bump on any change below.
-VARIABLE_MAP_VERSION: Final[str] = "2026.12.1"
+VARIABLE_MAP_VERSION: Final[str] = "2026.12.2"
 
 #: LOINC code system URI (FHIR Coding.system).
 LOINC_SYSTEM: Final[str] = "http://loinc.org"
