@@ -102,11 +102,15 @@ class ModelSettings(BaseModel):
     (mortality and progression AUROC intervals above 0.5, a Brier score under the
     prevalence's, a length-of-stay accuracy above the commonest bin's) and meet these
     minimums. Env: ``DIPRO_MODEL__MIN_MORTALITY_AUROC`` and so on.
+
+    ``torch_threads``: torch's intra-op threads in scoring, region placement and training;
+    unset, the worker's share of the CPUs (:mod:`dipro_fhir.core.threads`).
     """
 
     checkpoint: Path = Path("var/checkpoints/demo")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int = Field(default=16, ge=1)
+    torch_threads: int | None = Field(default=None, ge=1)
     min_validation_patients: int = Field(default=100, ge=1)
     min_mortality_auroc: float = Field(default=0.7, ge=0.0, le=1.0)
     max_mortality_ece: float = Field(default=0.1, ge=0.0, le=1.0)

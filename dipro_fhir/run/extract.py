@@ -49,6 +49,7 @@ from dipro_fhir.core.limits import DEFAULT_LIMITS, InputLimitExceeded, InputLimi
 from dipro_fhir.core.log import patient_tag
 from dipro_fhir.core.scores import PatientFailure
 from dipro_fhir.core.settings import Settings
+from dipro_fhir.core.threads import use_torch_threads
 from dipro_fhir.core.timeline import (
     EncounterId,
     ImageEvent,
@@ -136,6 +137,7 @@ def extract_options(
 
     maps = connections.code_maps(settings)
     salt = settings.run.log_salt
+    use_torch_threads(settings.model.torch_threads)  # the locator runs torch
     return ExtractOptions(
         window_hours=settings.run.window_hours,
         crop_size=crop_size,

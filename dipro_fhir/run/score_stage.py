@@ -22,6 +22,7 @@ from dipro_fhir.core.errors import ModelContractError
 from dipro_fhir.core.manifest import ChunkManifest, score_to_json
 from dipro_fhir.core.scores import PatientFailure
 from dipro_fhir.core.settings import Settings
+from dipro_fhir.core.threads import use_torch_threads
 from dipro_fhir.core.timeline import PatientId, RunId
 from dipro_fhir.run import connections
 from dipro_fhir.run.stage_common import heartbeat, next_manifest
@@ -45,6 +46,7 @@ def score_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, An
     chunk = ChunkManifest.from_xcom(manifest)
     started = time.perf_counter()
     heartbeat(settings, chunk)
+    use_torch_threads(settings.model.torch_threads)
     model = load_model(settings.model.checkpoint, settings.model.device)
     check_validation(model.card, settings.model, settings.model.checkpoint)
     assert chunk.timelines_path is not None, "score_chunk needs an extracted chunk"
