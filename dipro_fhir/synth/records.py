@@ -19,6 +19,8 @@ from dipro.vocab import FINDINGS, LOS_BINS, REGIONS, VARIABLES
 from dipro_fhir.core.timeline import BoolArray, FloatArray
 
 _VARIABLE_INDEX = {name: i for i, name in enumerate(VARIABLES)}
+#: Variables whose hourly value is the sum of the hour's records (one per observation).
+_VOLUMES_PER_HOUR = frozenset({"urine_output"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,7 +275,8 @@ class GroundTruth:
         """The hourly grid a correct mapper builds (``PatientTimeline.ehr_values``/``ehr_mask``).
 
         Bin ``h`` is ``[as_of - window_hours + h, ... + 1)``; the last value by effective
-        time wins; values not yet available at ``as_of`` are left out (DESIGN.md).
+        time wins, except for urine output, a volume per hour, which is the hour's sum;
+        values not yet available at ``as_of`` are left out (DESIGN.md).
 
         Returns:
             float32 ``[window_hours, 38]`` (NaN where unobserved) and its bool mask.
@@ -284,9 +287,13 @@ class GroundTruth:
         for v in self.values:  # sorted by effective: later values overwrite earlier ones
             if not (start <= v.effective < as_of) or v.available > as_of:
                 continue
-            h = math.floor((v.effective - start) / timedelta(hours=1))
-            values[h, _VARIABLE_INDEX[v.variable]] = v.value
-            mask[h, _VARIABLE_INDEX[v.variable]] = True
+            h, column = (
+                math.floor((v.effective - start) / timedelta(hours=1)),
+                _VARIABLE_INDEX[v.variable],
+            )
+            summed = v.variable in _VOLUMES_PER_HOUR and mask[h, column]
+            values[h, column] = values[h, column] + v.value if summed else v.value
+            mask[h, column] = True
         return values, mask
 
 
