@@ -35,9 +35,10 @@ Scores a cohort with the DiPro model as of one point in time and writes one FHIR
 area, waiting deferred in the triggerer (no worker slot held); per chunk (dynamic task
 mapping) `extract` (FHIR + DICOMweb -> timelines), `score` (the network; queue
 `{OPTIONS.gpu_queue}`, pool `{OPTIONS.gpu_pool or "default_pool"}`) and `write_back`; then
-`finalize` records the run summary. Chunk tasks retry {OPTIONS.retries} times with exponential
-backoff. `finalize` runs even when a chunk task failed for good: it records those chunks'
-patients as failed, writes the summary, and then fails the run. A night whose cohort has no
+`finalize` records the run summary. `plan` and the chunk tasks retry {OPTIONS.retries} times
+with exponential backoff; a plan that still fails is recorded as a failed run. `finalize`
+runs even when a chunk task failed for good: it records those chunks' patients as failed,
+writes the summary, and then fails the run. A night whose cohort has no
 patient scores nobody: it is recorded with status `empty` and the run fails, so a night that
 did nothing never shows as a success.
 
@@ -45,6 +46,10 @@ did nothing never shows as a success.
 validation on held-out patients, or whose figures fail the site's minimums
 (`DIPRO_MODEL__MIN_MORTALITY_AUROC` ...): the task fails with one line naming the figure.
 With `DIPRO_WRITEBACK__SHADOW=true` scores go to the results database only, never to FHIR.
+
+**Run kinds.** A scheduled run is `nightly`; a run triggered from the UI or the API is
+`manual`, a backfill `backfill` (column `runs.kind`). Only nightly runs of the whole cohort
+move the `new_data` watermark and are the next night's data-quality baseline.
 
 **As-of time.** The run's logical date (for a manual run without one, the time it was
 triggered), unless the `as_of` parameter overrides it. Nothing dated or made available after
@@ -58,7 +63,7 @@ it is used, so a run depends only on its logical date.
 - `as_of` (ISO 8601 date-time or null): override the as-of time; without an offset it is
   read in `DIPRO_RUN__SITE_TIMEZONE`.
 - `cohort` (`active` or `new_data`, default `active`): encounters under way at `as_of`, or
-  patients with new data since the last successful run.
+  patients with new data since the last successful nightly run.
 - `model_version` (string or null): refuse to run unless the checkpoint has this version.
 - `dry_run` (boolean, default false): extract and score, write nothing.
 - `extraction_mode` (`rest`, `bulk` or null = `DIPRO_RUN__EXTRACTION_MODE`, default `rest`):
@@ -81,6 +86,14 @@ Parse-time options: `DIPRO_SCHEDULE` (cron, `none` for manual only; now
 
 # Chunk tasks retry with exponential backoff: the delay doubles on each retry.
 RETRIES, RETRY_DELAY, BACKOFF = OPTIONS.retries, OPTIONS.retry_delay, 2.0
+
+
+def _run_kind(dag_run: Any) -> Any:
+    """``nightly`` for a run of the schedule, ``backfill`` for a backfill, else ``manual``
+    (a trigger from the UI or the API): only nightly runs move the watermark."""
+    run_type = getattr(dag_run, "run_type", None)
+    value = str(getattr(run_type, "value", run_type) or "")
+    return {"scheduled": "nightly", "backfill": "backfill"}.get(value, "manual")
 
 
 @dag(
@@ -141,9 +154,14 @@ RETRIES, RETRY_DELAY, BACKOFF = OPTIONS.retries, OPTIONS.retry_delay, 2.0
 def dipro_nightly() -> None:
     """Wire the steps; the bodies are the stage functions of :mod:`dipro_fhir.run.pipeline`."""
 
-    @task
+    @task(
+        retries=RETRIES,
+        retry_delay=RETRY_DELAY,
+        retry_exponential_backoff=BACKOFF,
+        max_retry_delay=OPTIONS.max_retry_delay,
+    )
     def plan() -> list[dict[str, Any]]:
-        from dipro_fhir.core.errors import ModelContractError
+        from dipro_fhir.core.errors import ConfigError, ModelContractError
         from dipro_fhir.core.manifest import RunRequest, as_of_for_logical_date
         from dipro_fhir.run.plan import plan_run
 
@@ -164,10 +182,11 @@ def dipro_nightly() -> None:
             group_id=params["group_id"],
             dry_run=bool(params["dry_run"]),
             model_version=params["model_version"],
+            kind=_run_kind(dag_run),
         )
         try:
             manifests = plan_run(settings, request)
-        except ModelContractError as exc:  # no checkpoint, or one the gate refuses: no retry
+        except (ModelContractError, ConfigError) as exc:  # a retry would fail the same way
             raise AirflowFailException(str(exc)) from None
         return [_stash(settings, m, "plan") for m in manifests]
 

@@ -57,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--group", type=fhir_id, help="score the members of this FHIR Group")
     score.add_argument("--cohort", choices=["active", "new_data"], default="active")
     score.add_argument("--dry-run", action="store_true", help="write nothing")
+    score.add_argument(
+        "--kind",
+        choices=["nightly", "manual", "backfill"],
+        default="nightly",
+        help="what started the run (default nightly; named patients or a Group are always "
+        "manual): only nightly runs move the new_data watermark and set the baseline",
+    )
     score.set_defaults(func=cmd_score)
 
     extract = sub.add_parser("extract", help=cmd_extract.__doc__)

@@ -26,6 +26,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         patient_ids=tuple(args.patient or ()),
         group_id=args.group,
         dry_run=args.dry_run,
+        kind=args.kind,
     )
     with tqdm(desc="chunks", unit="step", disable=args.quiet) as bar:
 

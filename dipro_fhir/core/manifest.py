@@ -21,6 +21,11 @@ from dipro_fhir.core.scores import PatientFailure, Score, failure_class
 from dipro_fhir.core.timeline import NO_PATIENT, EncounterId, PatientId, ResourceRef, RunId
 
 Cohort = Literal["active", "new_data"]
+#: What started a run. Only a ``nightly`` run of the cohort moves the ``new_data`` watermark
+#: and is the data-quality baseline of the next night; ``manual`` (a trigger, named
+#: patients or a Group) and ``backfill`` runs are recorded apart.
+RunKind = Literal["nightly", "manual", "backfill"]
+RUN_KINDS: tuple[RunKind, ...] = ("nightly", "manual", "backfill")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +41,8 @@ class RunRequest:
         group_id: Score the members of this FHIR ``Group`` (overrides ``cohort``).
         dry_run: Extract and score, but write nothing to FHIR or the database.
         model_version: Refuse to run unless the checkpoint has this version.
+        kind: What started the run (:data:`RunKind`); a run of named patients or a Group is
+            never ``nightly`` (:attr:`run_kind`).
     """
 
     as_of: datetime
@@ -45,6 +52,14 @@ class RunRequest:
     group_id: str | None = None
     dry_run: bool = False
     model_version: str | None = None
+    kind: RunKind = "nightly"
+
+    @property
+    def run_kind(self) -> RunKind:
+        """The kind as recorded: ``nightly`` only for a run of the whole cohort."""
+        if self.kind == "nightly" and (self.patient_ids or self.group_id):
+            return "manual"
+        return self.kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +80,7 @@ class ChunkManifest:
     orphan_issues: tuple[tuple[str, str, str], ...] = ()
     attempt: str = ""
     ndjson_dir: str | None = None  # a Bulk Data export of the run (extraction_mode bulk)
+    kind: str = "nightly"  # RunKind of the run (:attr:`RunRequest.run_kind`)
 
     def to_xcom(self) -> dict[str, Any]:
         """A JSON-able dict."""
@@ -93,6 +109,7 @@ class ChunkManifest:
             ),
             attempt=str(data.get("attempt", "")),
             ndjson_dir=data.get("ndjson_dir"),
+            kind=str(data.get("kind", "nightly")),
         )
 
     @property

@@ -48,8 +48,9 @@ def finalize_run(settings: Settings, manifests: Sequence[Mapping[str, Any]]) -> 
     """Summarise the run, record it, move the watermark, clean the staging area.
 
     Patients of chunks that never reached write-back (their failures were never stored) are
-    recorded now. The watermark moves only when no failure is retriable, so a ``new_data``
-    run the next night still picks those patients up.
+    recorded now. The watermark moves only for a ``nightly`` run (never a manual or backfill
+    run) and only when no failure is retriable, so a ``new_data`` run the next night still
+    picks those patients up.
 
     Raises:
         RunFailed: More than ``run.max_failed_share`` of the patients failed.
@@ -111,6 +112,6 @@ def _record_run_end(
     current = [] if night == "success" else [f for c in chunks for f in c.failure_records()]
     summary["superseded_failures"] = store.supersede_failures(run_id, current)
     retriable = any(f[4] for chunk in chunks for f in chunk.failures)
-    if status in ("success", "partial") and not retriable:
+    if status in ("success", "partial") and not retriable and chunks[0].kind == "nightly":
         card = read_model_card(settings.model.checkpoint)
         store.set_watermark(PIPELINE, card.name, chunks[0].as_of_time, run_id)

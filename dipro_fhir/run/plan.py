@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from dipro_fhir.core.errors import ConfigError, SourceUnavailable
+from dipro_fhir.core.errors import ConfigError, DiproFhirError, SourceUnavailable
 from dipro_fhir.core.limits import is_fhir_id
 from dipro_fhir.core.manifest import ChunkManifest, RunRequest, run_id_for
 from dipro_fhir.core.settings import Settings
@@ -43,14 +43,20 @@ def plan_run(settings: Settings, request: RunRequest) -> list[dict[str, Any]]:
     from dipro_fhir.scoring.gate import check_validation
 
     card = read_model_card(settings.model.checkpoint)
-    check_validation(card, settings.model, settings.model.checkpoint)
-    if request.model_version and request.model_version != card.version:
-        raise ConfigError(
-            f"model version {request.model_version!r} requested, checkpoint has {card.version!r}"
-        )
     run_id = run_id_for(request, card.version)
-    with audit.recording(settings, "plan", (card.name, card.version)) as recorder:
-        planned = _cohort(settings, request, card.name, audit.observers(recorder))
+    try:
+        check_validation(card, settings.model, settings.model.checkpoint)
+        if request.model_version and request.model_version != card.version:
+            raise ConfigError(
+                f"model version {request.model_version!r} requested, checkpoint has "
+                f"{card.version!r}"
+            )
+        with audit.recording(settings, "plan", (card.name, card.version)) as recorder:
+            planned = _cohort(settings, request, card.name, audit.observers(recorder))
+    except Exception as exc:
+        if not request.dry_run:
+            _record_plan_failure(settings, request, run_id, card.name, card.version, exc)
+        raise
     patients = [(p, e) for p, e in planned if is_fhir_id(p) and (e is None or is_fhir_id(e))]
     invalid = len(planned) - len(patients)
     if not request.dry_run:
@@ -65,6 +71,7 @@ def plan_run(settings: Settings, request: RunRequest) -> list[dict[str, Any]]:
             patients=tuple(patients[i : i + size]),
             dry_run=request.dry_run,
             attempt=attempt,
+            kind=request.run_kind,
         ).to_xcom()
         for i in range(0, max(len(patients), 1), size)  # an empty night still finalizes
     ]
@@ -104,12 +111,43 @@ def _start_run(
             pipeline=PIPELINE,
             dag_run_id=request.dag_run_id,
             mode="shadow" if settings.writeback.shadow else "live",
+            kind=request.run_kind,
         )
     except (OperationalError, ProgrammingError) as exc:
         raise ConfigError(
             "the results database cannot record the run (no schema?): "
             "run `dipro-fhir db upgrade` first"
         ) from exc
+
+
+def _record_plan_failure(
+    settings: Settings,
+    request: RunRequest,
+    run_id: RunId,
+    model_name: str,
+    version: str,
+    error: Exception,
+) -> None:
+    """Record a run whose plan failed as ``failed``, with the error as a problem of no
+    patient; a retry that plans starts the same run again. Best effort: with the database
+    down, the error itself is what the caller sees."""
+    from dipro_fhir.core.scores import PatientFailure
+
+    # The product's own errors carry no patient data; anything else is named by its type.
+    detail = str(error) if isinstance(error, DiproFhirError) else type(error).__name__
+    retriable = isinstance(error, SourceUnavailable)
+    failure = PatientFailure(NO_PATIENT, "plan", "plan-failed", detail[:500], retriable)
+    try:
+        _start_run(settings, request, run_id, model_name, version)
+        store = connections.result_store(settings)
+        store.record_chunk(run_id, [], [failure])
+        store.finish_run(run_id, status="failed", counts={"patients": 0}, timings_s={})
+    except Exception as db_error:  # the plan's own error is the one to raise
+        logger.warning(
+            "run %s: its failed plan could not be recorded (%s)", run_id, type(db_error).__name__
+        )
+        return
+    logger.warning("run %s: plan failed (%s); recorded as failed", run_id, type(error).__name__)
 
 
 def _cohort(

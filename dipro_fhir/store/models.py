@@ -82,6 +82,9 @@ class Run(Base):
     attempts: Mapped[int] = mapped_column(Integer, server_default="1")
     # Run mode (0006): ``live`` writes RiskAssessments; ``shadow`` only this database.
     mode: Mapped[str] = mapped_column(String(16), server_default="live")
+    # Run kind (0007): ``nightly`` (moves the watermark, a data-quality baseline), ``manual``
+    # or ``backfill`` (recorded apart).
+    kind: Mapped[str] = mapped_column(String(16), server_default="nightly")
 
 
 class ScoreRow(Base):

@@ -87,13 +87,15 @@ def read_data_quality(engine: Engine, run_id: RunId) -> DataQuality | None:
 def previous_success(
     engine: Engine, *, pipeline: str, model_name: str, before: datetime
 ) -> RunId | None:
-    """The latest successful run of ``pipeline``/``model_name`` with ``as_of < before``."""
+    """The latest successful nightly run of ``pipeline``/``model_name`` with ``as_of <
+    before`` (manual and backfill runs are never a baseline)."""
     stmt = (
         select(Run.id)
         .where(
             Run.pipeline == pipeline,
             Run.model_name == model_name,
             Run.status == "success",
+            Run.kind == "nightly",
             Run.as_of < as_utc(before),
         )
         .order_by(Run.as_of.desc(), Run.finished_at.desc())

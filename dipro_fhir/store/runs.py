@@ -60,6 +60,7 @@ class RunRecord:
     heartbeat_at: datetime | None = None
     attempts: int = 1
     mode: str = "live"
+    kind: str = "nightly"
 
 
 def insert_for(engine: Engine, table: Table) -> Insert:
@@ -87,11 +88,14 @@ class RunStateStore:
         pipeline: str = "dipro_nightly",
         dag_run_id: str | None = None,
         mode: str = "live",
+        kind: str = "nightly",
     ) -> None:
         """Record that a run started; starting the same run again marks it running again.
 
         ``mode``: ``live`` (RiskAssessments are written) or ``shadow`` (the results database
-        only); a re-run takes the mode of its latest attempt.
+        only); a re-run takes the mode of its latest attempt. ``kind``: ``nightly``,
+        ``manual`` or ``backfill``; a night once started as ``nightly`` stays so when a
+        backfill re-runs it.
         """
         table = Run.__table__
         assert isinstance(table, Table)
@@ -108,6 +112,7 @@ class RunStateStore:
             "started_at": datetime.now(UTC),
             "finished_at": None,
             "mode": mode,
+            "kind": kind,
         }
         row["heartbeat_at"], row["attempts"] = row["started_at"], 1
         stmt = insert_for(self.engine, table).values(row)
@@ -121,6 +126,7 @@ class RunStateStore:
                 "heartbeat_at": row["heartbeat_at"],
                 "attempts": table.c.attempts + 1,
                 "mode": mode,
+                "kind": case((table.c.kind == "nightly", table.c.kind), else_=kind),
             },
         )
         with self.engine.begin() as conn:
@@ -249,4 +255,5 @@ class RunStateStore:
             heartbeat_at=None if r["heartbeat_at"] is None else as_utc(r["heartbeat_at"]),
             attempts=int(r["attempts"]),
             mode=str(r["mode"]),
+            kind=str(r["kind"]),
         )

@@ -76,13 +76,30 @@ def test_finalize_runs_even_when_a_chunk_failed(dipro_dag: DAG) -> None:
     assert dipro_dag.get_task("finalize").trigger_rule == "all_done"
 
 
-def test_chunk_tasks_retry_with_exponential_backoff(dipro_dag: DAG) -> None:
-    for task_id in CHUNK_TASKS:
+def test_plan_and_chunk_tasks_retry_with_exponential_backoff(dipro_dag: DAG) -> None:
+    for task_id in ("plan", *CHUNK_TASKS):
         task = dipro_dag.get_task(task_id)
         assert task.retries == 2, task_id
         assert task.retry_delay == timedelta(seconds=30), task_id
         assert task.retry_exponential_backoff > 1, task_id
         assert task.max_retry_delay == timedelta(minutes=10), task_id
+
+
+def test_a_runs_kind_follows_airflows_run_type() -> None:
+    from airflow.utils.types import DagRunType
+
+    from tests.modules import load_module
+
+    nightly = load_module(DAGS_FOLDER / "dipro_nightly.py", "dipro_nightly_kinds")
+
+    class _Run:
+        def __init__(self, run_type: object) -> None:
+            self.run_type = run_type
+
+    kinds = {t.value: nightly._run_kind(_Run(t)) for t in DagRunType}
+    assert kinds["scheduled"] == "nightly"
+    assert kinds["backfill"] == "backfill"
+    assert {k for t, k in kinds.items() if t not in ("scheduled", "backfill")} == {"manual"}
 
 
 def test_scoring_runs_on_gpu_queue_and_default_pool_by_default(dipro_dag: DAG) -> None:
