@@ -80,6 +80,12 @@ class PublishConflict(DiproFhirError):
         self.outcome = outcome
 
 
+class ServerProtocolError(DiproFhirError):
+    """A server's answer breaks the protocol the same way on every try: a ``next`` link that
+    repeats (a paging loop), leads to another server, or pages without end. A data problem of
+    that server, not an outage: retrying (tonight or tomorrow) gives the same answer."""
+
+
 class InvalidResource(DiproFhirError):
     """A resource (FHIR JSON or DICOM object) could not be parsed or validated."""
 

@@ -29,7 +29,12 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from dipro_fhir.core.errors import RequestRejected, ResourceNotFound, SourceUnavailable
+from dipro_fhir.core.errors import (
+    RequestRejected,
+    ResourceNotFound,
+    ServerProtocolError,
+    SourceUnavailable,
+)
 from dipro_fhir.core.timeline import MappingIssue
 from dipro_fhir.fhir.client import FhirClient
 from dipro_fhir.fhir.matching import effective_range, matches_codes, overlaps, subject_id
@@ -77,8 +82,8 @@ class BatchedHttpFhirSource(HttpFhirSource):
             self.supported = False
             self._clear()
             return False
-        except SourceUnavailable:  # each patient then fails or succeeds on its own
-            log.warning("batched search failed after retries; using per-patient searches")
+        except (SourceUnavailable, ServerProtocolError):  # then each patient on its own
+            log.warning("batched search failed; using per-patient searches")
             self._clear()
             return False
         self._window = (since, until)

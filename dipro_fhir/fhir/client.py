@@ -27,7 +27,7 @@ from urllib.parse import quote, urljoin
 
 import requests
 
-from dipro_fhir.core.errors import InvalidResource, SourceUnavailable
+from dipro_fhir.core.errors import InvalidResource, ServerProtocolError, SourceUnavailable
 from dipro_fhir.core.limits import DEFAULT_LIMITS, InputLimits, require_fhir_id
 from dipro_fhir.fhir.auth import FhirAuth
 from dipro_fhir.fhir.bundles import bundle_is_idempotent, next_link
@@ -133,8 +133,9 @@ class FhirClient:
         """Yield each searchset Bundle, following ``next`` links as opaque URLs.
 
         Raises:
-            SourceUnavailable: A ``next`` link repeats (a paging loop), ``max_pages`` is
-                exceeded, or a page could not be fetched after retries.
+            ServerProtocolError: A ``next`` link repeats (a paging loop), leads to another
+                server, or ``max_pages`` is exceeded (the same answer on every try).
+            SourceUnavailable: A page could not be fetched after retries.
         """
         query = encode_params(params)
         if not any(name == "_count" for name, _ in query):
@@ -288,11 +289,11 @@ class FhirClient:
             if rest[:1] in ("", "/", "?"):  # HAPI: "[base]?_getpages=..."
                 url = self.base_url.rstrip("/") + rest
         if origin(url) != origin(self.base_url):
-            raise SourceUnavailable("search: the next link points to another server")
+            raise ServerProtocolError("search: the next link points to another server")
         if url in seen:
-            raise SourceUnavailable("search: the server repeated a next link (paging loop)")
+            raise ServerProtocolError("search: the server repeated a next link (paging loop)")
         if len(seen) >= self.max_pages:
-            raise SourceUnavailable(f"search: more than {self.max_pages} pages")
+            raise ServerProtocolError(f"search: more than {self.max_pages} pages")
         seen.add(url)
         return url
 

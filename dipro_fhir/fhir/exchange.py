@@ -12,6 +12,7 @@ request handed to observers (the audit trail).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -23,7 +24,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from dipro_fhir.core.errors import InvalidResource, SourceUnavailable
-from dipro_fhir.core.limits import InputLimits, loads
+from dipro_fhir.core.limits import InputLimitExceeded, InputLimits, loads
 from dipro_fhir.fhir.status import error_for_status
 
 #: Attempts are logged under the client's name, whichever module writes them.
@@ -75,7 +76,8 @@ def read_body(
         DiproFhirError: The status's error (:func:`~dipro_fhir.fhir.status.error_for_status`).
         MalformedBody: A success whose body is not a JSON object.
         InvalidResource: A JSON object without a ``resourceType``.
-        InputLimitExceeded: The body breaches ``limits``.
+        InputLimitExceeded: The body breaches ``limits`` (one resource in it larger than
+            ``max_resource_bytes`` included).
     """
     status = response.status_code
     body = json_object(response, limits, action)
@@ -91,7 +93,33 @@ def read_body(
         )
     if not isinstance(body.get("resourceType"), str):
         raise InvalidResource(f"{action}: HTTP {status} with JSON that is no FHIR resource")
+    if len(response.content) > limits.max_resource_bytes:  # else no resource in it can be
+        check_resource_sizes(body, limits, action)
     return body
+
+
+def check_resource_sizes(body: Mapping[str, Any], limits: InputLimits, action: str) -> None:
+    """Refuse a resource over ``limits.max_resource_bytes`` (compact JSON, UTF-8), as the
+    NDJSON reader refuses such a line: the body itself, or an entry of a Bundle.
+
+    Raises:
+        InputLimitExceeded: A resource is larger than the limit.
+    """
+    if body.get("resourceType") == "Bundle":
+        entries = body.get("entry")
+        listed = entries if isinstance(entries, list) else []
+        resources = [e.get("resource") for e in listed if isinstance(e, dict)]
+    else:
+        resources = [body]
+    for resource in resources:
+        if not isinstance(resource, dict):
+            continue
+        size = len(json.dumps(resource, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > limits.max_resource_bytes:
+            raise InputLimitExceeded(
+                f"{action}: {str(resource.get('resourceType'))[:40]} resource of {size} bytes > "
+                f"limit {limits.max_resource_bytes}"
+            )
 
 
 def json_object(

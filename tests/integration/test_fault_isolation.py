@@ -175,6 +175,55 @@ def test_a_run_through_cutting_and_garbling_proxies_loses_no_patient(
         admin(server, f'DROP DATABASE IF EXISTS "{faulty_db.rsplit("/", 1)[1]}" WITH (FORCE)')
 
 
+def test_a_paging_loop_is_the_servers_data_problem_of_one_patient_not_an_outage(
+    loaded: tuple[str, str, list[Any]],
+    fault_proxy: Callable[..., Any],
+    migrated_pg_url: str,
+    tmp_path: Path,
+) -> None:
+    from dipro_fhir.core.errors import ServerProtocolError
+    from dipro_fhir.run.pipeline import RunRequest, run_locally
+
+    base_url, orthanc_url, truths = loaded
+    victim = truths[2].patient_id
+    fhir = fault_proxy(base_url)
+    # Every Observation search of one patient answers with a next link to itself.
+    fhir.inject("self-next", times=10_000, method="GET", match=rf"/Observation\?.*{victim}\b")
+    with (
+        FhirClient(fhir.base_url, retry=FAST) as client,
+        pytest.raises(ServerProtocolError, match="paging loop"),
+    ):
+        list(client.search("Observation", {"subject": f"Patient/{victim}"}))
+    assert fhir.count(path=r"/Observation") == 2  # the page, then its own link once: no retries
+
+    write_tiny_checkpoint(tmp_path / "checkpoint", name="loop", version="1")
+    request = RunRequest(
+        as_of=REFERENCE - (REFERENCE - START) / 3,
+        dag_run_id="loop",
+        patient_ids=tuple(t.patient_id for t in truths),
+    )
+    settings = _settings(
+        tmp_path / "run", fhir.base_url, orthanc_url + "/dicom-web", migrated_pg_url
+    )
+    summary = run_locally(settings, request)
+    reasons = {k: v for k, v in summary["failure_reasons"].items() if k != "no-usable-data"}
+    assert reasons == {"server-protocol": 1}
+    assert summary["failure_classes"].get("retriable", 0) == 0
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(migrated_pg_url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT patient_id, reason_class, detail FROM patient_failures "
+                "WHERE reason = 'server-protocol'"
+            )
+        ).all()
+    engine.dispose()
+    assert [(r[0], r[1]) for r in rows] == [(victim, "data")]
+    assert "paging loop" in rows[0][2]
+
+
 def _pg_server_of(url: str) -> Any:
     """The PgServer-like object ``admin`` needs, from a database URL of that server."""
 

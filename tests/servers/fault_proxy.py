@@ -38,10 +38,10 @@ from urllib.parse import urlsplit
 import pytest
 
 FaultKind = Literal[
-    "429", "503", "500", "status", "reset", "close", "delay", "malformed", "truncate"
+    "429", "503", "500", "status", "reset", "close", "delay", "malformed", "truncate", "self-next"
 ]
 FAULT_KINDS: frozenset[str] = frozenset(
-    ["429", "503", "500", "status", "reset", "close", "delay", "malformed", "truncate"]
+    ["429", "503", "500", "status", "reset", "close", "delay", "malformed", "truncate", "self-next"]
 )
 # RFC 9110 section 7.6.1: hop-by-hop headers are not forwarded.
 HOP_BY_HOP = frozenset(
@@ -141,7 +141,9 @@ class FaultProxy:
                 ``"reset"`` (TCP RST, no response), ``"close"`` (FIN, no response), ``"delay"``
                 (option ``delay_s``, then forward), ``"malformed"`` (forward, but send only the
                 first half of the body with a consistent Content-Length: truncated JSON),
-                ``"truncate"`` (forward, announce the full Content-Length, send half, close).
+                ``"truncate"`` (forward, announce the full Content-Length, send half, close),
+                ``"self-next"`` (forward, then make the Bundle's ``next`` link the request's own
+                URL: a server whose paging loops).
             times: How many matching requests to break.
             match: Regex searched in the path plus query (``/fhir/Observation?subject=...``);
                 None matches every request.
@@ -332,10 +334,15 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                 headers["Host"] = f"{proxy.target_host}:{proxy.target_port}"
             if body is not None:
                 headers["Content-Length"] = str(len(body))
+            if kind == "self-next":  # the body is rewritten: ask for it uncompressed
+                headers = {k: v for k, v in headers.items() if k.lower() != "accept-encoding"}
+                headers["Accept-Encoding"] = "identity"
             upstream.request(self.command, self.path, body=body, headers=headers)
             response = upstream.getresponse()
             if kind in {"malformed", "truncate"}:
                 self._send_cut(response, announce_full=kind == "truncate")
+            elif kind == "self-next":
+                self._send_self_next(response)
             else:
                 self._stream(response)
         except OSError:
@@ -369,6 +376,15 @@ class _ProxyHandler(BaseHTTPRequestHandler):
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
         if length is None:
             self.wfile.write(b"0\r\n\r\n")
+
+    def _send_self_next(self, response: http.client.HTTPResponse) -> None:
+        bundle = json.loads(response.read())
+        own = f"http://{self.headers.get('Host')}{self.path}"
+        links = [link for link in bundle.get("link", []) if link.get("relation") != "next"]
+        bundle["link"] = [*links, {"relation": "next", "url": own}]
+        payload = json.dumps(bundle).encode()
+        self._send_head(response, len(payload))
+        self.wfile.write(payload)
 
     def _send_cut(self, response: http.client.HTTPResponse, *, announce_full: bool) -> None:
         payload = response.read()

@@ -11,7 +11,7 @@ from dipro_fhir.core.errors import (
     PublishConflict,
     RequestRejected,
     ResourceNotFound,
-    SourceUnavailable,
+    ServerProtocolError,
 )
 from dipro_fhir.fhir import FhirClient
 
@@ -157,9 +157,31 @@ def test_next_links_of_a_server_behind_a_proxy_are_refused_unless_their_base_is_
     proxy = fault_proxy(fhir_base_url, keep_host=False)
     outside = proxy.base_url  # type: ignore[attr-defined]
     params = {"subject": "Patient/p1", "_count": "10"}
-    with pytest.raises(SourceUnavailable, match="another server"):
+    with pytest.raises(ServerProtocolError, match="another server"):
         list(make_client(outside).search("Observation", params))
     rewriting = make_client(outside, next_link_base=fhir_base_url)
     assert len(list(rewriting.search("Observation", params))) == 25
     pages = [r for r in proxy.requests if r.method == "GET"]  # type: ignore[attr-defined]
     assert len(pages) == 1 + 3  # the refused first page, then three pages through the proxy
+
+
+def test_a_resource_over_the_size_limit_is_refused_over_rest_as_in_ndjson(
+    fhir_base_url: str, make_client: MakeClient
+) -> None:
+    from dipro_fhir.core.limits import InputLimitExceeded, InputLimits
+
+    big = hourly_observations("p1", 1)[0]
+    big["id"], big["note"] = "p1-big", [{"text": "x" * 300_000}]
+    make_client(fhir_base_url).transaction(
+        transaction([patient("p1"), *hourly_observations("p1", 3), big]), idempotent=True
+    )
+    limited = make_client(fhir_base_url, limits=InputLimits(max_resource_bytes=256 * 1024))
+    with pytest.raises(InputLimitExceeded, match=r"Observation resource of 3\d{5} bytes > limit 262144"):
+        list(limited.search("Observation", {"subject": "Patient/p1"}))
+    with pytest.raises(InputLimitExceeded, match="Observation resource of"):
+        limited.read("Observation", "p1-big")
+    # Pages and resources under the limit pass as before.
+    assert limited.read("Observation", "p1-o0")["id"] == "p1-o0"
+    assert (
+        len(list(make_client(fhir_base_url).search("Observation", {"subject": "Patient/p1"}))) == 4
+    )
