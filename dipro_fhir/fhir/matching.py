@@ -15,7 +15,7 @@ from __future__ import annotations
 import calendar
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 ACTIVE_ENCOUNTER_CLASSES = frozenset({"IMP", "ACUTE", "ICU"})
 INACTIVE_ENCOUNTER_STATUSES = frozenset({"planned", "cancelled", "entered-in-error"})
@@ -100,15 +100,26 @@ def effective_range(observation: Mapping[str, Any]) -> tuple[datetime, datetime]
     return period_range(observation.get("effectivePeriod"))
 
 
+#: Years a clinical measurement can carry (MIMIC's shifted dates reach the 2200s).
+PLAUSIBLE_YEARS: Final[tuple[int, int]] = (1800, 2500)
+
+
 def time_problem(resource: Mapping[str, Any]) -> tuple[str, str] | None:
     """``(code, detail)`` when a resource's own time cannot place it: an Observation with no
-    readable ``effective[x]`` (``missing-time``), or an Observation's ``effectivePeriod`` or
-    an Encounter's ``period`` that ends before it starts (``invalid-period``). Else ``None``."""
+    readable ``effective[x]`` (``missing-time``) or one dated outside
+    :data:`PLAUSIBLE_YEARS` (``implausible-time``: a sentinel such as 9999-12-31), or an
+    Observation's ``effectivePeriod`` or an Encounter's ``period`` that ends before it starts
+    (``invalid-period``). Else ``None``."""
     rtype = resource.get("resourceType")
     if rtype == "Observation":
         span = effective_range(resource)
         if span is None:
             return "missing-time", "no readable effective[x]: not placed on the timeline"
+        if not PLAUSIBLE_YEARS[0] <= span[0].year <= PLAUSIBLE_YEARS[1]:
+            return "implausible-time", (
+                f"effective[x] in year {span[0].year}, outside {PLAUSIBLE_YEARS[0]}-"
+                f"{PLAUSIBLE_YEARS[1]}: not used"
+            )
         period = resource.get("effectivePeriod")
     elif rtype == "Encounter":
         period = resource.get("period")
@@ -148,18 +159,19 @@ def _token_matches(token: str, coding: Mapping[str, Any]) -> bool:
 def is_under_way(encounter: Mapping[str, Any], as_of: datetime) -> bool:
     """Whether an encounter is under way at ``as_of``, whatever its class.
 
-    Under way means: not planned, cancelled or entered in error, and either its ``period``
-    covers ``as_of`` (start <= as_of < end, a missing end meaning ongoing), or, without a
-    usable period, its ``status`` is ``in-progress``. The period decides when it exists, so
-    a backfill for a past ``as_of`` sees the encounters of that night.
+    Under way means: not planned, cancelled or entered in error, and its ``period`` covers
+    ``as_of`` (start <= as_of < end, a missing end meaning ongoing). The period decides when
+    it exists, so a backfill for a past ``as_of`` sees the encounters of that night; an
+    encounter without a usable period start is never under way (an ``in-progress`` status
+    alone would put its patient into every night, past and future).
     """
-    status = encounter.get("status")
-    if status in INACTIVE_ENCOUNTER_STATUSES:
+    if encounter.get("status") in INACTIVE_ENCOUNTER_STATUSES:
         return False
-    span = period_range(encounter.get("period"))
-    if span is None:
-        return status == "in-progress"
-    return span[0] <= as_of < span[1]
+    period = encounter.get("period")
+    if not isinstance(period, dict) or time_range(period.get("start")) is None:
+        return False
+    span = period_range(period)
+    return span is not None and span[0] <= as_of < span[1]
 
 
 def is_active_encounter(encounter: Mapping[str, Any], as_of: datetime) -> bool:

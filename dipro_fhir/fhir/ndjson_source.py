@@ -192,7 +192,12 @@ class NdjsonFhirSource:
             yield resource
 
     def _build_index(self, resource_type: str) -> dict[str, list[Location]]:
+        """Locations of each patient's resources of one type. A resource id filed under two
+        patients (an export that merged two records, a copied line) is used for neither:
+        it is each patient's ``id-under-two-patients`` problem."""
         index: defaultdict[str, list[Location]] = defaultdict(list)
+        first: dict[str, tuple[str, Location]] = {}
+        shared: defaultdict[str, set[tuple[str, Location]]] = defaultdict(set)
         count = 0
         for (path, offset), resource in self._stream(resource_type):
             patient_id = subject_id(resource) or self._resolve_urn(resource, path, offset)
@@ -200,6 +205,20 @@ class NdjsonFhirSource:
                 continue
             index[patient_id].append((path, offset))
             count += 1
+            rid = resource.get("id")
+            if isinstance(rid, str) and resource_type != "Patient":
+                owner = first.setdefault(rid, (patient_id, (path, offset)))
+                if owner[0] != patient_id:
+                    shared[rid].update((owner, (patient_id, (path, offset))))
+        for rid, places in shared.items():
+            patients = {p for p, _ in places}
+            detail = f"the same id is filed under {len(patients)} patients: used for none"
+            for patient_id, location in places:
+                index[patient_id].remove(location)
+                issue = MappingIssue(
+                    "id-under-two-patients", f"{resource_type}/{rid}"[:200], detail
+                )
+                self._problems.record(patient_id, issue)
         log.info("indexed %s: resources=%d patients=%d", resource_type, count, len(index))
         return dict(index)
 

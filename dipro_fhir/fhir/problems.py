@@ -10,6 +10,10 @@ Both FHIR sources pass each patient's resources through :meth:`PatientProblems.s
   on the timeline and is left out by the window's time filter).
 - ``invalid-period``: an Observation's ``effectivePeriod`` or an Encounter's ``period``
   that ends before it starts.
+- ``implausible-time``: an Observation dated before 1800 or after 2500 (a sentinel such as
+  9999-12-31, a typo): left out.
+- ``id-under-two-patients`` (NDJSON): one resource id filed under two patients; used for
+  neither (:meth:`PatientProblems.record`).
 
 The problems are kept per patient until :meth:`PatientProblems.take` (the source's
 ``patient_issues``), so they land on the patient's own timeline.
@@ -50,7 +54,13 @@ class PatientProblems:
             problem = time_problem(resource)
             if problem is not None:
                 self._found[patient_id][MappingIssue(problem[0], ref, problem[1])] = None
+                if problem[0] == "implausible-time":
+                    continue
             yield resource
+
+    def record(self, patient_id: str, issue: MappingIssue) -> None:
+        """Keep a problem the source found itself (e.g. an id filed under two patients)."""
+        self._found[patient_id][issue] = None
 
     def take(self, patient_id: str) -> list[MappingIssue]:
         """The problems of ``patient_id`` met so far; they are forgotten."""

@@ -72,16 +72,17 @@ class ImageTooLarge(CorruptImage):
     """The image breaches ``max_image_pixels`` or ``max_image_bytes``; it is not decoded."""
 
 
-def check_image_size(rows: int, columns: int, pixel_bytes: int, limits: InputLimits) -> None:
-    """Refuse an image before decoding it.
+def check_image_size(
+    rows: int, columns: int, pixel_bytes: int, limits: InputLimits, frames: int = 1
+) -> None:
+    """Refuse an image before decoding it: the pixel limit counts every frame.
 
     Raises:
-        ImageTooLarge: Rows x Columns or the Pixel Data bytes exceed the limits.
+        ImageTooLarge: Rows x Columns x frames or the Pixel Data bytes exceed the limits.
     """
-    if rows * columns > limits.max_image_pixels:
-        raise ImageTooLarge(
-            f"{rows}x{columns} pixels > limit {limits.max_image_pixels}: not decoded"
-        )
+    if rows * columns * max(frames, 1) > limits.max_image_pixels:
+        size = f"{rows}x{columns}" if frames <= 1 else f"{frames} frames of {rows}x{columns}"
+        raise ImageTooLarge(f"{size} pixels > limit {limits.max_image_pixels}: not decoded")
     if pixel_bytes > limits.max_image_bytes:
         raise ImageTooLarge(
             f"{pixel_bytes} bytes of pixel data > limit {limits.max_image_bytes}: not decoded"
@@ -95,7 +96,11 @@ def _stored_pixels(ds: Dataset, limits: InputLimits) -> npt.NDArray[np.generic]:
         rows, columns = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
     except (TypeError, ValueError) as exc:
         raise CorruptImage("Rows or Columns is not a number") from exc
-    check_image_size(rows, columns, len(ds.PixelData or b""), limits)
+    try:
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError) as exc:
+        raise CorruptImage("Number of Frames is not a number") from exc
+    check_image_size(rows, columns, len(ds.PixelData or b""), limits, frames)
     if int(ds.get("SamplesPerPixel", 1)) != 1:
         raise CorruptImage("not a grayscale image (Samples per Pixel != 1)")
     photometric = str(ds.get("PhotometricInterpretation", ""))

@@ -214,10 +214,14 @@ def fetch_image_events(
     site_tz: tzinfo = UTC,
     limits: InputLimits = DEFAULT_LIMITS,
     cache: FeatureLookup | None = None,
+    patient_identity: frozenset[str] | None = None,
 ) -> tuple[list[ImageEvent], list[MappingIssue]]:
     """Select, retrieve and map the frontal radiograph of one study.
 
     With ``cache``, a cached instance is neither retrieved nor decoded (module docstring).
+    With ``patient_identity`` (the scored Patient's id and identifier values), a film whose
+    header names patient ids of which none is the scored patient's is not used
+    (``patient-mismatch``): it may belong to another patient.
 
     Returns:
         At most one event (the study's frontal film) and the issues met; a study that is
@@ -236,7 +240,12 @@ def fetch_image_events(
         if choice.candidate is None:
             return [], [*found, MappingIssue("no-frontal-image", study_ref, choice.reason)]
         c = choice.candidate
-        check_image_size(c.rows, c.columns, 0, limits)
+        named = c.patient_ids
+        if patient_identity is not None and named and not patient_identity.intersection(named):
+            detail = "the header's patient ids name none of the scored patient's identifiers"
+            issue = MappingIssue("patient-mismatch", f"instance/{c.instance_uid}", detail)
+            return [], [*found, issue]
+        check_image_size(c.rows, c.columns, 0, limits, c.frames)
         if cache is not None:
             version = preprocessing_version(locator, crop_size)
             hit, cache_issues = cache.cached_event(c, version, window_start, imaging_study_ref)

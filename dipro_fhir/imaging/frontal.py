@@ -48,6 +48,8 @@ class ImageCandidate:
     rows: int = 0
     columns: int = 0
     acquired: datetime | None = None
+    frames: int = 1
+    patient_ids: tuple[str, ...] = ()  # PatientID and Other Patient IDs of the header
 
     @classmethod
     def from_dataset(cls, ds: Dataset, site_tz: tzinfo = UTC) -> ImageCandidate:
@@ -66,7 +68,28 @@ class ImageCandidate:
             rows=int(ds.get("Rows", 0) or 0),
             columns=int(ds.get("Columns", 0) or 0),
             acquired=acquisition_time(ds, site_tz),
+            frames=_int(ds.get("NumberOfFrames"), default=1),
+            patient_ids=header_patient_ids(ds),
         )
+
+
+def header_patient_ids(ds: Dataset) -> tuple[str, ...]:
+    """The patient identifiers a header names: PatientID (0010,0020) and the Other Patient
+    IDs (0010,1000 and the sequence 0010,1002), blanks left out."""
+    found = [str(ds.get("PatientID", "") or "")]
+    other = ds.get("OtherPatientIDs")
+    if other:
+        found.extend(str(v) for v in (other if isinstance(other, list | tuple) else [other]))
+    for item in ds.get("OtherPatientIDsSequence") or []:
+        found.append(str(item.get("PatientID", "") or ""))
+    return tuple(dict.fromkeys(v.strip() for v in found if v and v.strip()))
+
+
+def _int(value: object, default: int) -> int:
+    try:
+        return max(int(str(value)), 1) if value not in (None, "") else default
+    except ValueError:
+        return default
 
 
 @dataclass(frozen=True, slots=True)

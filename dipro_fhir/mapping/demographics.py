@@ -85,6 +85,10 @@ def _codes(concept: object) -> list[str]:
             if isinstance(c, str)]  # fmt: skip
 
 
+#: The oldest plausible age; an older one is a typo or a placeholder (year 0001, 1800-01-01).
+MAX_AGE_YEARS: Final[int] = 125
+
+
 def age_years(birth_date: object, as_of: datetime) -> float | None:
     """Completed years from a FHIR ``birthDate`` (full or partial) to ``as_of``, or None."""
     parsed = parse_fhir_time(birth_date)
@@ -100,6 +104,21 @@ def age_years(birth_date: object, as_of: datetime) -> float | None:
         return None
     years = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
     return float(years)
+
+
+def birth_date_problem(birth_date: object, as_of: datetime) -> str | None:
+    """Why a readable ``birthDate`` is not a plausible age at ``as_of`` (born after it, or
+    more than :data:`MAX_AGE_YEARS` before it), else ``None``. The age is not given (it may
+    identify a patient)."""
+    parsed = parse_fhir_time(birth_date)
+    if parsed is None or parsed.precision == "time":
+        return None
+    if parsed.value.date() > as_of.date():
+        return "born after the as-of time: age not used"
+    age = age_years(birth_date, as_of)
+    if age is not None and age > MAX_AGE_YEARS:
+        return f"an age over {MAX_AGE_YEARS} years: not used"
+    return None
 
 
 def _omb_codes(patient: Mapping[str, Any], url: str) -> list[str]:
@@ -160,7 +179,11 @@ def encode_demographics(
     issues: list[MappingIssue] = []
     out = np.zeros(len(DEMOGRAPHIC_COLUMNS), dtype=np.float32)
     age = age_years(patient.get("birthDate"), as_of)
-    if age is None:
+    implausible = birth_date_problem(patient.get("birthDate"), as_of)
+    if implausible is not None:
+        issues.append(MappingIssue("implausible-birth-date", where, implausible))
+        age = None
+    elif age is None:
         issues.append(MappingIssue("missing-demographic", where, "birthDate"))
     out[_COLUMN["age"]] = math.nan if age is None else age
     for column, value in (("height", height_cm), ("weight", weight_kg)):

@@ -38,6 +38,8 @@ IMAGE_UNUSABLE: Final[frozenset[str]] = frozenset(
         "image-missing",
         "no-frontal-image",
         "corrupt-dicom",
+        "image-too-large",
+        "patient-mismatch",
         "missing-acquisition-time",
         "regions-not-found",
         "regions-qc-film",

@@ -43,6 +43,7 @@ from dipro_fhir.core.errors import (
     InvalidResource,
     ModelContractError,
     ResourceNotFound,
+    ServerProtocolError,
     SourceUnavailable,
 )
 from dipro_fhir.core.limits import DEFAULT_LIMITS, InputLimitExceeded, InputLimits, is_fhir_id
@@ -192,6 +193,8 @@ def extract_patient(
         raise
     except SourceUnavailable as exc:
         reason, retriable, detail = "source-unavailable", True, f"status {exc.status}"
+    except ServerProtocolError as exc:  # the same answer every night: the server's data problem
+        reason, retriable, detail = "server-protocol", False, str(exc)
     except ResourceNotFound as exc:
         reason, retriable, detail = "not-found", False, f"status {exc.status}"
     except InputLimitExceeded as exc:
@@ -243,7 +246,8 @@ def _extract(
         stays = _related_stays(encounter, encounters)
         studies = _known_studies(iter(raw_studies), stays, as_of, options.availability)
     with timer.stage("images"):
-        cxrs, image_issues = _recent_cxrs(images, studies, window_start, as_of, options)
+        identity = patient_identity(patient)
+        cxrs, image_issues = _recent_cxrs(images, studies, window_start, as_of, options, identity)
     with timer.stage("map"):
         timeline = build_timeline(
             patient_id,
@@ -264,6 +268,16 @@ def _extract(
             maps=options.code_maps,
         )
     return timeline, unmapped_quality(unmapped)
+
+
+def patient_identity(patient: Mapping[str, Any]) -> frozenset[str]:
+    """The ids that name this patient: ``Patient.id`` and every ``identifier.value`` (a DICOM
+    PatientID is usually the MRN, one of the identifiers)."""
+    ids = {str(patient.get("id", ""))}
+    for identifier in patient.get("identifier") or []:
+        if isinstance(identifier, dict) and identifier.get("value"):
+            ids.add(str(identifier["value"]).strip())
+    return frozenset(i for i in ids if i)
 
 
 def _scored_encounter(
@@ -333,8 +347,10 @@ def _recent_cxrs(
     window_start: datetime,
     as_of: datetime,
     options: ExtractOptions,
+    identity: frozenset[str],
 ) -> tuple[list[ImageEvent], list[MappingIssue]]:
-    """Up to ``max_cxrs`` frontal radiographs, newest fetched first, returned oldest first."""
+    """Up to ``max_cxrs`` frontal radiographs, newest fetched first, returned oldest first;
+    a film whose header names another patient is not used (``patient-mismatch``)."""
     events: list[ImageEvent] = []
     issues: list[MappingIssue] = []
     for study in studies:
@@ -354,6 +370,7 @@ def _recent_cxrs(
             site_tz=options.site_tz,
             limits=options.limits,
             cache=options.features,
+            patient_identity=identity,
         )
         issues.extend(problems)
         for event in found:

@@ -234,6 +234,25 @@ def _dup_patient(f: _Files, p: str) -> Damage:
     return _mine("duplicate-patient-id", p, "duplicate-id")
 
 
+@kind("birthdate-year-0001")
+def _birth_0001(f: _Files, p: str) -> Damage:
+    f.rewrite("Patient", lambda r: {**r, "birthDate": "0001-01-01"} if r["id"] == p else r)
+    return _mine("birthdate-year-0001", p, "implausible-birth-date")
+
+
+@kind("observation-effective-year-9999")
+def _year_9999(f: _Files, p: str) -> Damage:
+    f.append("Observation", _observation(p, f"{p}-y9999", effectiveDateTime="9999-12-31T23:59:59Z"))
+    return _mine("observation-effective-year-9999", p, "implausible-time")
+
+
+@kind("observation-id-under-two-patients")
+def _shared_id(f: _Files, p: str) -> Damage:
+    f.append("Observation", _observation(p, "shared-obs"))
+    f.append("Observation", _observation("ghost-2", "shared-obs"))  # no Patient, no cohort
+    return _mine("observation-id-under-two-patients", p, "id-under-two-patients")
+
+
 @kind("encounter-end-before-start")
 def _enc_backwards(f: _Files, p: str) -> Damage:
     period = {"start": (AS_OF - timedelta(days=1)).isoformat(), "end": "2020-01-01T00:00:00Z"}
@@ -334,6 +353,24 @@ def _big(f: _Files, p: str) -> Damage:
 
     _edit(f, p, enlarge)
     return _mine("too-many-pixels", p, "image-too-large")
+
+
+@kind("frames-over-pixel-limit", image=True)
+def _frames(f: _Files, p: str) -> Damage:
+    def multiply(ds: pydicom.Dataset) -> None:
+        ds.Rows, ds.Columns, ds.NumberOfFrames = 120, 120, 3  # 14,400 a frame, 43,200 in all
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
+        ds.PixelData = np.full((3, 120, 120), 900, dtype=np.uint16).tobytes()  # 86,400 bytes
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+
+    _edit(f, p, multiply)
+    return _mine("frames-over-pixel-limit", p, "image-too-large")
+
+
+@kind("dicom-patient-id-of-another-patient", image=True)
+def _other_patient(f: _Files, p: str) -> Damage:
+    _edit(f, p, lambda ds: setattr(ds, "PatientID", "someone-else"))
+    return _mine("dicom-patient-id-of-another-patient", p, "patient-mismatch")
 
 
 @kind("too-many-pixel-bytes", image=True)

@@ -83,7 +83,10 @@ def _encounter(status: str, code: str, start: str | None, end: str | None) -> di
     ("encounter", "active"),
     [
         (_encounter("in-progress", "IMP", "2024-02-28T00:00:00Z", None), True),
-        (_encounter("in-progress", "ICU", None, None), True),
+        # Without a period start an encounter exists at no time (issue 23: an in-progress
+        # status alone put its patient into every night).
+        (_encounter("in-progress", "ICU", None, None), False),
+        (_encounter("in-progress", "ICU", None, "2024-03-02T00:00:00Z"), False),
         (_encounter("finished", "ACUTE", "2024-02-28T00:00:00Z", "2024-03-02T00:00:00Z"), True),
         (_encounter("finished", "IMP", "2024-02-28T00:00:00Z", "2024-02-29T00:00:00Z"), False),
         (_encounter("in-progress", "IMP", "2024-03-05T00:00:00Z", None), False),
