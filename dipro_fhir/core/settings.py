@@ -231,8 +231,10 @@ class CohortSettings(BaseModel):
 
     ``rule``: ``class`` (encounters under way whose ``Encounter.class`` is one of
     ``classes``, HL7 v3 ActCode; local classes through a ConceptMap to v3 ActCode),
-    ``location`` (encounters under way in a Location whose ``type`` matches one of
-    ``icu_location_types``, tokens ``[system|]code``), ``group`` (the members of the FHIR
+    ``location`` (encounters under way in a Location whose ``type`` or ``physicalType``
+    matches one of ``icu_location_types``, tokens ``[system|]code``, or, for a Location
+    without a ``type``, whose name or alias matches one of ``icu_location_names``, regular
+    expressions, any case), ``group`` (the members of the FHIR
     Group ``group_id``) or ``list`` (the entries of the FHIR List ``list_id``: Patients or
     Encounters). The default is the rule of earlier releases.
     """
@@ -240,6 +242,7 @@ class CohortSettings(BaseModel):
     rule: Literal["class", "location", "group", "list"] = "class"
     classes: tuple[str, ...] = ("IMP", "ACUTE", "ICU")
     icu_location_types: tuple[str, ...] = ("ICU",)
+    icu_location_names: tuple[str, ...] = (r"intensive care", r"critical care", r"\bICU\b")
     group_id: str | None = None
     list_id: str | None = None
 

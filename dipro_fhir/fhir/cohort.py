@@ -6,11 +6,16 @@ Hospitals say "inpatient" and "in the ICU" in different ways, so the rule is con
   (R4: one Coding) is one of the configured HL7 v3 ActCode classes, ``IMP``, ``ACUTE``,
   ``ICU`` by default. Local class codes count through a ConceptMap to v3 ActCode (a group
   whose ``target`` is ``http://terminology.hl7.org/CodeSystem/v3-ActCode``).
-* ``location``: an encounter under way that is, at the as-of time, in a Location whose
-  ``Location.type`` matches one of the configured tokens (``[system|]code``, default
-  ``ICU``: v3 RoleCode "intensive care unit"), read from ``Encounter.location.location``
-  (the entry's ``period`` covering the as-of time, or, without a period, its ``status``
-  ``active``). Many hospitals mark ICU stays this way, not by class.
+* ``location``: an encounter under way that is, at the as-of time, in an ICU Location,
+  read from ``Encounter.location.location`` (the entry's ``period`` covering the as-of
+  time, or, without a period, its ``status`` ``active``). Many hospitals mark ICU stays this
+  way, not by class. A Location is an ICU when a ``type`` or ``physicalType`` coding
+  matches one of the configured tokens (``[system|]code``, default ``ICU``: v3 RoleCode
+  "intensive care unit"), or, for a Location without any ``type`` (MIMIC's carry a name and
+  a ``physicalType`` only), when its ``name`` or an ``alias`` matches one of the configured
+  name patterns (regular expressions, case-insensitive; default "intensive care",
+  "critical care", "ICU" as a word). A rule that finds no ICU Location is logged as a
+  warning by the sources (and the night, planning nobody, is an ``empty`` run).
 * ``group`` / ``list``: the members of a ``Group`` or ``List`` the hospital maintains
   (planned in :mod:`dipro_fhir.run.pipeline`; ``List.entry.item`` may name Patients or
   Encounters).
@@ -23,6 +28,7 @@ start, then the highest id (:func:`one_per_patient`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,6 +44,8 @@ from dipro_fhir.fhir.matching import (
 from dipro_fhir.mapping.concept_map import ACT_CODE_SYSTEM, CodeTable
 
 CohortKind = Literal["class", "location"]
+#: Name patterns of ICU Locations without a ``type`` (regular expressions, any case).
+DEFAULT_ICU_NAMES: tuple[str, ...] = (r"intensive care", r"critical care", r"\bICU\b")
 
 
 def _empty_class_map() -> CodeTable:
@@ -52,6 +60,16 @@ class CohortRule:
     classes: frozenset[str] = ACTIVE_ENCOUNTER_CLASSES
     class_map: CodeTable = field(default_factory=_empty_class_map)
     location_types: tuple[str, ...] = ("ICU",)
+    location_names: tuple[str, ...] = DEFAULT_ICU_NAMES
+
+    def is_icu(self, location: Mapping[str, Any]) -> bool:
+        """Whether a Location is an ICU under this rule (module doc)."""
+        return location_matches(location, self.location_types, self.location_names)
+
+    def describe_locations(self) -> str:
+        """The rule's Location tests in words, for the warning when none matches."""
+        names = ", ".join(repr(n) for n in self.location_names) or "none"
+        return f"type or physicalType in {list(self.location_types)}, untyped names {names}"
 
     def class_codes(self, encounter: Mapping[str, Any]) -> set[str]:
         """The v3 ActCode classes of ``Encounter.class``: the code itself (as today's rule
@@ -113,13 +131,39 @@ def current_locations(encounter: Mapping[str, Any], as_of: datetime) -> list[str
 
 
 def location_has_type(location: Mapping[str, Any], tokens: Sequence[str]) -> bool:
-    """Whether any ``Location.type`` coding matches a token (``system|code`` or ``code``)."""
-    for concept in location.get("type") or []:
-        codings = concept.get("coding") if isinstance(concept, Mapping) else None
-        for coding in codings if isinstance(codings, list) else []:
-            if isinstance(coding, Mapping) and any(_token(t, coding) for t in tokens):
-                return True
-    return False
+    """Whether any ``Location.type`` or ``physicalType`` coding matches a token
+    (``system|code`` or ``code``)."""
+    return any(any(_token(t, c) for t in tokens) for c in _location_codings(location))
+
+
+def location_matches(
+    location: Mapping[str, Any], tokens: Sequence[str], name_patterns: Sequence[str]
+) -> bool:
+    """An ICU Location: a matching type or physicalType coding, or, without any ``type``,
+    a ``name`` or ``alias`` that matches a pattern (module doc)."""
+    if location_has_type(location, tokens):
+        return True
+    if _location_codings(location, ("type",)):
+        return False  # a typed Location is decided by its type
+    names = [location.get("name"), *(location.get("alias") or [])]
+    return any(
+        isinstance(name, str) and re.search(pattern, name, re.IGNORECASE)
+        for pattern in name_patterns
+        for name in names
+    )
+
+
+def _location_codings(
+    location: Mapping[str, Any], fields: Sequence[str] = ("type", "physicalType")
+) -> list[Mapping[str, Any]]:
+    found: list[Mapping[str, Any]] = []
+    for name in fields:
+        value = location.get(name)
+        concepts = value if isinstance(value, list) else [value]  # physicalType is one
+        for concept in concepts:
+            codings = concept.get("coding") if isinstance(concept, Mapping) else None
+            found.extend(c for c in codings or [] if isinstance(c, Mapping))
+    return found
 
 
 def _token(token: str, coding: Mapping[str, Any]) -> bool:

@@ -33,7 +33,7 @@ from typing import Any
 from dipro_fhir.core.errors import ResourceNotFound
 from dipro_fhir.core.limits import DEFAULT_LIMITS, InputLimitExceeded, InputLimits, loads
 from dipro_fhir.core.timeline import MappingIssue
-from dipro_fhir.fhir.cohort import DEFAULT_RULE, CohortRule, location_has_type, one_per_patient
+from dipro_fhir.fhir.cohort import DEFAULT_RULE, CohortRule, one_per_patient
 from dipro_fhir.fhir.matching import (
     effective_range,
     last_updated,
@@ -108,8 +108,12 @@ class NdjsonFhirSource:
             icu = {
                 str(loc["id"])
                 for _, loc in self._stream("Location")
-                if loc.get("id") and location_has_type(loc, rule.location_types)
+                if loc.get("id") and rule.is_icu(loc)
             }
+            if not icu:
+                log.warning(
+                    "cohort rule location: no Location matches (%s)", rule.describe_locations()
+                )
         admitted = [
             encounter
             for _, encounter in self._stream("Encounter")

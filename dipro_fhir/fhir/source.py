@@ -13,13 +13,14 @@ attached to whichever patient happens to be processed first.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from dipro_fhir.core.timeline import MappingIssue
 from dipro_fhir.fhir.client import FhirClient
-from dipro_fhir.fhir.cohort import DEFAULT_RULE, CohortRule, location_has_type, one_per_patient
+from dipro_fhir.fhir.cohort import DEFAULT_RULE, CohortRule, one_per_patient
 from dipro_fhir.fhir.matching import (
     effective_range,
     last_updated,
@@ -30,6 +31,8 @@ from dipro_fhir.fhir.matching import (
 )
 from dipro_fhir.fhir.problems import PatientProblems
 from dipro_fhir.mapping.times import parse_fhir_time
+
+log = logging.getLogger(__name__)
 
 DATA_TYPES = ("Observation", "ImagingStudy")
 
@@ -162,7 +165,11 @@ class HttpFhirSource:
         if rule.kind == "class":
             filters = [{"class": ",".join(rule.class_tokens())}]
         else:
-            icu = self._location_ids(rule.location_types)
+            icu = self._location_ids(rule)
+            if not icu:
+                log.warning(
+                    "cohort rule location: no Location matches (%s)", rule.describe_locations()
+                )
             ids = sorted(icu)
             filters = [
                 {"location": ",".join(f"Location/{i}" for i in ids[n : n + 50])}
@@ -178,10 +185,12 @@ class HttpFhirSource:
                         found[str(encounter["id"])] = encounter
         yield from one_per_patient(found.values())
 
-    def _location_ids(self, tokens: Sequence[str]) -> set[str]:
-        """Ids of the Locations whose ``type`` matches a token (``Location?type=``)."""
-        found = self.client.search("Location", {"type": ",".join(tokens)})
-        return {str(loc["id"]) for loc in found if loc.get("id") and location_has_type(loc, tokens)}
+    def _location_ids(self, rule: CohortRule) -> set[str]:
+        """Ids of the ICU Locations under ``rule``: every Location is read (a hospital has
+        hundreds, not millions), because names and physicalType are not ``type`` searches."""
+        params = {"_elements": "id,name,alias,type,physicalType"}
+        found = self.client.search("Location", params)
+        return {str(loc["id"]) for loc in found if loc.get("id") and rule.is_icu(loc)}
 
     def finished_stay_patients(self, until: datetime) -> Iterator[str]:
         params: dict[str, str | list[str]] = {

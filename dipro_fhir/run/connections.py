@@ -214,6 +214,7 @@ def cohort_rule(settings: Settings, maps: CodeMaps) -> CohortRule:
         classes=frozenset(cohort.classes),
         class_map=maps.classes,
         location_types=cohort.icu_location_types,
+        location_names=cohort.icu_location_names,
     )
 
 

@@ -28,11 +28,28 @@ LOCAL = "https://hospital.example.org/CodeSystem/lab"
 MAP_URL = "https://hospital.example.org/ConceptMap/lab"
 
 
+#: MIMIC-IV on FHIR's Locations carry a name and a physicalType, no type.
+MIMIC_MICU = {
+    "resourceType": "Location",
+    "id": "micu",
+    "status": "active",
+    "name": "Medical Intensive Care Unit (MICU)",
+    "physicalType": {
+        "coding": [
+            {"system": "http://terminology.hl7.org/CodeSystem/location-physical-type", "code": "wa"}
+        ]
+    },
+}
+
+
 def _resources() -> list[dict[str, Any]]:
     return [
         location("tsicu", "ICU"),
         location("ward7", "HU"),
-        *({"resourceType": "Patient", "id": f"pt-{p}"} for p in "abc"),
+        # A typed Location is decided by its type, whatever its name.
+        {**location("stepdown", "HU"), "name": "ICU step-down"},
+        MIMIC_MICU,
+        *({"resourceType": "Patient", "id": f"pt-{p}"} for p in "abcde"),
         encounter("a-imp", "pt-a"),
         encounter("b-hosp", "pt-b", klass=(MIMIC_CLASS, "EW EMER.")),
         encounter(
@@ -45,6 +62,10 @@ def _resources() -> list[dict[str, Any]]:
         ),
         encounter(
             "c-local", "pt-c", klass=(MIMIC_CLASS, "URGENT"), locations=(("ward7", -2, None),)
+        ),
+        encounter("d-micu", "pt-d", klass=(MIMIC_CLASS, "URGENT"), locations=(("micu", -1, None),)),
+        encounter(
+            "e-step", "pt-e", klass=(MIMIC_CLASS, "URGENT"), locations=(("stepdown", -1, None),)
         ),
         {
             "resourceType": "List",
@@ -109,12 +130,26 @@ def test_class_rules_on_both_sources(source: FhirSource) -> None:
         ("pt-a", "a-imp"),
         ("pt-b", "b-icu"),
         ("pt-c", "c-local"),
+        ("pt-d", "d-micu"),
+        ("pt-e", "e-step"),
     ]
 
 
-def test_location_rule_on_both_sources(source: FhirSource) -> None:
+def test_location_rule_on_both_sources(
+    source: FhirSource, caplog: pytest.LogCaptureFixture
+) -> None:
     rule = CohortRule(kind="location", location_types=(f"{ROLE_CODE}|ICU",))
-    assert list(source.active_encounter_patients(AS_OF, rule)) == [("pt-b", "b-icu")]
+    # The typed ICU and the untyped MIMIC unit named "Intensive Care"; not the typed step-down.
+    assert list(source.active_encounter_patients(AS_OF, rule)) == [
+        ("pt-b", "b-icu"),
+        ("pt-d", "d-micu"),
+    ]
+    types_only = CohortRule(kind="location", location_types=("ICU",), location_names=())
+    assert list(source.active_encounter_patients(AS_OF, types_only)) == [("pt-b", "b-icu")]
+    nothing = CohortRule(kind="location", location_types=("NICU",), location_names=("burns",))
+    with caplog.at_level("WARNING"):
+        assert list(source.active_encounter_patients(AS_OF, nothing)) == []
+    assert any("no Location matches" in r.getMessage() for r in caplog.records)
 
 
 def test_list_members_on_both_sources(source: FhirSource) -> None:
