@@ -36,7 +36,7 @@ def export(tmp_path: Path) -> Path:
     bp = {"system": "http://loinc.org", "code": "8480-6"}
     resources = [
         *(_obs(i, "http://loinc.org", "8867-4", "Heart rate") for i in range(3)),
-        _obs(10, "http://loinc.org", "2161-8", "Creatinine [Mass/volume] in Urine"),
+        _obs(10, "http://loinc.org", "32713-0", "Potassium [Moles/volume] in Arterial blood"),
         _obs(11, LOCAL, "PULS", "Pulsfrequenz / pulse"),
         _obs(12, LOCAL, "XYZ", "Something else"),
         _obs(
@@ -63,8 +63,8 @@ def test_codes_are_counted_mapped_or_given_candidates(export: Path) -> None:
     assert rows["http://loinc.org|85354-9"].variable is None
     mimic = "http://mimic.mit.edu/fhir/mimic/CodeSystem/mimic-chartevents-d-items|220045"
     assert rows[mimic].variable == "heart_rate"
-    urine = rows["http://loinc.org|2161-8"]
-    assert [str(c) for c in urine.candidates] == ["creatinine (component)"]
+    arterial = rows["http://loinc.org|32713-0"]
+    assert [str(c) for c in arterial.candidates] == ["potassium (component)"]
     assert [str(c) for c in rows[f"{LOCAL}|PULS"].candidates] == ["heart_rate (display)"]
     assert rows[f"{LOCAL}|XYZ"].candidates == ()
 
@@ -76,7 +76,7 @@ def test_the_command_prints_a_table_and_json(
     assert main(["codes", "--ndjson", str(export)]) == 0
     table = capsys.readouterr().out
     assert "heart_rate" in table
-    assert "? creatinine (component)" in table
+    assert "? potassium (component)" in table
     assert "7 codes, 3 mapped" in table
     assert main(["codes", "--ndjson", str(export), "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
