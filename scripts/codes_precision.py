@@ -9,6 +9,8 @@ measures, or nothing). A suggestion is right when it names that variable. It pri
 * **first right**: of the codes that measure a variable and still need a map entry (no map
   gives them a variable, directly or through another coding of the same Observation), how
   many have that variable as their first candidate (the recall a person sees);
+* **shown as read through another coding**: second codings beside a mapped coding, which the
+  command shows with that coding's variable instead of suggestions, and how many are right;
 * each wrong suggestion, and each code that needs a map entry but is not offered its variable.
 
 Datasets: every Observation of the HL7 R4 examples in ``../shared/data/fhir-r4-examples``
@@ -75,10 +77,11 @@ def measure(
     name: str, observations: Any, maps: CodeMaps, truth: Mapping[tuple[str, str], str]
 ) -> bool:
     """Print one dataset's figures; ``False`` when a code is missing from the truth table."""
-    offered = right = need = first_right = 0
+    offered = right = need = first_right = through = through_right = 0
     problems: list[str] = []
     missing: list[str] = []
-    for row in count_codes(observations, maps):
+    result = count_codes(observations, maps)
+    for row in getattr(result, "rows", result):  # a list before the CodeInventory
         if row.variable is not None:
             continue
         key = (row.system, row.code)
@@ -86,6 +89,9 @@ def measure(
             missing.append(row.token)
             continue
         expected = truth[key]
+        if getattr(row, "through", None) is not None:
+            through += 1
+            through_right += row.through == expected
         suggested = [c.variable for c in row.candidates]
         offered += len(suggested)
         right += sum(v == expected for v in suggested)
@@ -102,6 +108,8 @@ def measure(
         f"{name}\n  suggestions right: {right} of {offered} ({share}); "
         f"first candidate right: {first_right} of {need} codes that need a map entry"
     )
+    if through:
+        print(f"  shown as read through another coding: {through_right} of {through} right")
     for line in problems:
         print(line)
     for token in missing:
