@@ -7,7 +7,6 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 from dipro_fhir.cli.arguments import as_of, patients_file
 from dipro_fhir.core.settings import Settings
@@ -60,30 +59,19 @@ def cmd_extract(args: argparse.Namespace) -> int:
 def cmd_codes(args: argparse.Namespace) -> int:
     """List every Observation code of the FHIR source with counts, mapped or not."""
     from dipro_fhir.core.settings import FhirSettings
-    from dipro_fhir.reports.codes_report import count_codes, render_codes
+    from dipro_fhir.reports.codes_report import code_json, count_codes, render_codes
     from dipro_fhir.run import connections
 
     settings = Settings()
     if args.ndjson:
         settings = settings.model_copy(update={"fhir": FhirSettings(ndjson_dir=Path(args.ndjson))})
     source = connections.fhir_source(settings, images=False)
-    rows = count_codes(source.scan_observations(), connections.code_maps(settings))
+    inventory = count_codes(source.scan_observations(), connections.code_maps(settings))
     if args.json:
-        print(json.dumps([_code_json(r) for r in rows], indent=2))
+        print(json.dumps([code_json(r) for r in inventory.rows], indent=2))
     else:
-        print(render_codes(rows, args.limit))
+        print(render_codes(inventory, args.limit))
     return 0
-
-
-def _code_json(row: Any) -> dict[str, Any]:
-    return {
-        "system": row.system,
-        "code": row.code,
-        "display": row.display,
-        "observations": row.observations,
-        "variable": row.variable,
-        "candidates": [str(c) for c in row.candidates],
-    }
 
 
 def cmd_check(args: argparse.Namespace) -> int:
