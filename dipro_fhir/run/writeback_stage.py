@@ -87,7 +87,9 @@ def _publish(
         failures=chunk.failure_records(),
         issues=issues,
         options=AssessmentOptions.from_settings(
-            settings.writeback, source_base=settings.fhir.base_url
+            settings.writeback,
+            source_base=settings.fhir.base_url,
+            source_files=None if settings.fhir.base_url else settings.fhir.ndjson_dir,
         ),
         stay_starts={
             PatientId(p): datetime.fromisoformat(t) for p, t in payload["stay_starts"].items()

@@ -19,9 +19,10 @@ One RiskAssessment per patient, task, model version and as-of time, with one
   (``Observation/123``, resolvable on the server the data came from) or, with
   ``source_references="identifier"``, logically (R4 ``Reference.identifier``): ``type``,
   an identifier with system ``urn:ietf:rfc:3986`` whose value is the resource's URI
-  (``<source base>/Observation/123``, or ``Observation/123`` when the data came from
-  files) and a ``display``. Servers that enforce referential integrity on write (HAPI's
-  default) accept logical references to resources they do not hold.
+  (``<source base>/Observation/123``, or ``file:///<folder>/Observation/123`` when the
+  data came from NDJSON files) and a ``display``. Servers that enforce referential
+  integrity on write (HAPI's default) accept logical references to resources they do not
+  hold.
 * ``method``: the model, as text and a coding in the project's model CodeSystem; the
   ``performer`` is the model's ``Device``.
 * ``meta.security``: HL7 AI-transparency label ``AIAST``; Device, model card and
@@ -38,6 +39,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from dipro.vocab import REGIONS
@@ -73,10 +75,15 @@ class AssessmentOptions:
     source_references: Literal["literal", "identifier"] = "literal"
     source_base: str | None = None
     identifier_fallback: bool = True
+    source_uri_base: str | None = None  # absolute: the FHIR base, or file:// of the files
 
     @classmethod
     def from_settings(
-        cls, settings: WriteBackSettings, *, source_base: str | None = None
+        cls,
+        settings: WriteBackSettings,
+        *,
+        source_base: str | None = None,
+        source_files: Path | None = None,
     ) -> AssessmentOptions:
         """Build the options from the write-back settings.
 
@@ -85,6 +92,9 @@ class AssessmentOptions:
             source_base: The FHIR base the data came from (``None``: files). With
                 ``source_references="auto"`` references are literal when the data came from
                 the server written to, identifiers otherwise.
+            source_files: The NDJSON folder the data came from, when not a server: an
+                identifier's URI is then ``file://<folder>/Type/id`` (absolute, as
+                ``urn:ietf:rfc:3986`` requires).
         """
         form = settings.source_references
         fallback = form == "auto"
@@ -99,13 +109,21 @@ class AssessmentOptions:
             source_references=form,
             source_base=source_base.rstrip("/") if source_base else None,
             identifier_fallback=fallback,
+            source_uri_base=(
+                source_base.rstrip("/")
+                if source_base
+                else source_files.resolve().as_uri()
+                if source_files is not None
+                else None
+            ),
         )
 
     def source_reference(self, ref: ResourceRef) -> dict[str, Any]:
         """Return the FHIR ``Reference`` to a source resource in the configured form."""
         if self.source_references == "literal":
             return {"reference": ref.reference}
-        uri = f"{self.source_base}/{ref.reference}" if self.source_base else ref.reference
+        base = self.source_uri_base or self.source_base
+        uri = f"{base}/{ref.reference}" if base else ref.reference
         return {
             "type": ref.resource_type,
             "identifier": {"system": SOURCE_URI_SYSTEM, "value": uri},
