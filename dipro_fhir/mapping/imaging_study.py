@@ -29,6 +29,16 @@ OID_PREFIX: Final[str] = "urn:oid:"
 #: A DICOM UID (PS3.5 9.1): numeric components separated by dots, <= 64 characters.
 _UID: Final = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
 WADO_RS: Final[str] = "dicom-wado-rs"
+RADIOGRAPH_MODALITIES: Final[frozenset[str]] = frozenset({"CR", "DX"})
+#: SNOMED CT body structures of the chest (thorax, its entire structure, chest wall, lung).
+CHEST_SITES: Final[frozenset[str]] = frozenset(
+    {"51185008", "43799004", "302551006", "78904004", "39607008", "181216001", "416775004"}
+)
+_CHEST_WORDS: Final = re.compile(r"\b(chest|thora\w*|lungs?|pulmonary)\b")
+
+
+def _is_chest(site: str) -> bool:
+    return site in CHEST_SITES or _CHEST_WORDS.search(site) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +49,7 @@ class SeriesRef:
     modality: str | None
     instance_uids: tuple[str, ...]
     endpoints: tuple[str, ...]
+    body_sites: tuple[str, ...] = ()  # codes and texts of ``series.bodySite``, lower case
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +71,18 @@ class StudyRef:
     encounter_id: str | None
     series: tuple[SeriesRef, ...]
     endpoints: tuple[str, ...]
+
+    def declared_not_chest_radiograph(self) -> bool:
+        """Whether the study says it is no chest radiograph: every listed series names a
+        modality and none is CR or DX, or some series name a body site and none of those
+        is the chest (an arm or an ankle film). A study that says nothing is fetched."""
+        if not self.series:
+            return False
+        modalities = [s.modality for s in self.series]
+        if all(modalities) and not any(m in RADIOGRAPH_MODALITIES for m in modalities):
+            return True
+        sites = [site for s in self.series for site in s.body_sites]
+        return bool(sites) and not any(_is_chest(site) for site in sites)
 
 
 def _refs(items: object) -> tuple[str, ...]:
@@ -111,8 +134,20 @@ def _series(item: Mapping[str, Any]) -> SeriesRef | None:
         str(i["uid"]) for i in item.get("instance") or [] if isinstance(i, dict) and i.get("uid")
     )
     return SeriesRef(
-        uid, code if isinstance(code, str) else None, instances, _refs(item.get("endpoint"))
+        uid,
+        code if isinstance(code, str) else None,
+        instances,
+        _refs(item.get("endpoint")),
+        _body_sites(item.get("bodySite")),
     )
+
+
+def _body_sites(site: object) -> tuple[str, ...]:
+    """Codes and displays of an R4 ``series.bodySite`` (a Coding), lower case."""
+    if not isinstance(site, dict):
+        return ()
+    found = [site.get("code"), site.get("display")]
+    return tuple(str(v).strip().lower() for v in found if isinstance(v, str) and v.strip())
 
 
 def read_imaging_study(study: Mapping[str, Any]) -> StudyRef:

@@ -356,6 +356,10 @@ def _recent_cxrs(
     for study in studies:
         if len(events) >= options.max_cxrs:
             break
+        if study.declared_not_chest_radiograph():  # an arm or ankle film: not requested
+            detail = "its series name another body site or modality"
+            issues.append(MappingIssue("not-chest-radiograph", study.resource.reference, detail))
+            continue
         if study.study_uid is None:
             detail = "no urn:dicom:uid or urn:oid identifier"
             issues.append(MappingIssue("no-study-uid", study.resource.reference, detail))

@@ -289,6 +289,23 @@ def _not_on_pacs(f: _Files, p: str) -> Damage:
     return _mine("imaging-study-not-on-pacs", p, "image-missing")
 
 
+@kind("arm-radiograph-study")
+def _arm(f: _Files, p: str) -> Damage:
+    arm = {"system": "http://snomed.info/sct", "code": "40983000", "display": "Arm"}
+    dx = {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "DX"}
+    study = {
+        "resourceType": "ImagingStudy",
+        "id": f"{p}-arm",
+        "status": "available",
+        "identifier": [{"system": "urn:dicom:uid", "value": "urn:oid:2.25.1234567891"}],
+        "subject": {"reference": f"Patient/{p}"},
+        "started": (AS_OF - timedelta(hours=5)).isoformat(),
+        "series": [{"uid": "2.25.1234567892", "modality": dx, "bodySite": arm}],
+    }
+    f.append("ImagingStudy", study)  # not on the PACS either: a request would say so
+    return _mine("arm-radiograph-study", p, "not-chest-radiograph")
+
+
 # -- one patient's DICOM objects ----------------------------------------------------------------
 
 

@@ -73,3 +73,39 @@ def test_rfc3986_identifiers_that_are_not_oids_or_not_uids_are_ignored() -> None
     ):
         assert study_uid(_study({"system": "urn:ietf:rfc:3986", "value": value})) is None
     assert study_uid(_study({"system": "urn:dicom:uid", "value": "urn:oid:" + "1." * 40})) is None
+
+
+def _with_series(*series: dict[str, object]) -> dict[str, object]:
+    return {
+        "resourceType": "ImagingStudy",
+        "id": "s",
+        "series": [{"uid": "1.2"} | s for s in series],
+    }
+
+
+def test_a_study_that_says_it_is_no_chest_radiograph_is_told_apart() -> None:
+    # The HL7 example is a wrist film (DX, bodySite "Wrist Joint"); Synthea's arm and ankle
+    # films name SNOMED body structures; a CT of the chest is no radiograph.
+    assert read_imaging_study(_load("ImagingStudy-example-xr.json")).declared_not_chest_radiograph()
+    dx = {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "DX"}
+    arm = {"system": "http://snomed.info/sct", "code": "40983000", "display": "Arm"}
+    thorax = {
+        "system": "http://snomed.info/sct",
+        "code": "51185008",
+        "display": "Thoracic structure",
+    }
+    ct = {"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "CT"}
+    cases = {
+        "arm": (_with_series({"modality": dx, "bodySite": arm}), True),
+        "thorax": (_with_series({"modality": dx, "bodySite": thorax}), False),
+        "chest by text only": (_with_series({"bodySite": {"display": "Chest"}}), False),
+        "arm and chest series": (
+            _with_series({"bodySite": arm}, {"uid": "1.3", "bodySite": thorax}),
+            False,
+        ),
+        "ct only": (_with_series({"modality": ct}), True),
+        "says nothing": (_with_series({}), False),
+        "no series": ({"resourceType": "ImagingStudy", "id": "s"}, False),
+    }
+    for name, (study, expected) in cases.items():
+        assert read_imaging_study(study).declared_not_chest_radiograph() is expected, name
