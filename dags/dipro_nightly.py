@@ -231,7 +231,13 @@ def dipro_nightly() -> None:
         done = write_back_chunk(settings, _unstash(manifest))
         return _stash(settings, done, "writeback")
 
-    @task(trigger_rule="all_done")
+    @task(
+        trigger_rule="all_done",
+        retries=RETRIES,
+        retry_delay=RETRY_DELAY,
+        retry_exponential_backoff=BACKOFF,
+        max_retry_delay=OPTIONS.max_retry_delay,
+    )
     def finalize(
         planned: Sequence[dict[str, Any]] | None,
         extracted: Sequence[dict[str, Any]] | None,

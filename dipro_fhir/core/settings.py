@@ -91,6 +91,9 @@ class StoreSettings(BaseModel):
     """The results database (SQLAlchemy URL). PostgreSQL in production, SQLite for the demo."""
 
     url: SecretStr = SecretStr("sqlite:///var/dipro-results.sqlite")
+    #: Seconds a store operation is repeated while the database is unreachable (a restart,
+    #: a failover) before the step fails as retriable; 0: no retries.
+    retry_s: float = Field(default=60.0, ge=0)
 
 
 class ModelSettings(BaseModel):

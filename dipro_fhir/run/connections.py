@@ -29,6 +29,7 @@ from dipro_fhir.imaging.sources import DicomWebImageSource, FolderImageSource, I
 from dipro_fhir.mapping.code_maps import CodeMaps
 from dipro_fhir.store.feature_cache import FeatureCache
 from dipro_fhir.store.results import ResultStore
+from dipro_fhir.store.retry import StoreRetry
 from dipro_fhir.writeback.sinks import FhirResultSink, NdjsonResultSink, ResultSink
 
 
@@ -223,4 +224,4 @@ def result_store(settings: Settings) -> ResultStore:
     thresholds = RiskThresholds(
         moderate_at=settings.writeback.moderate_risk_at, high_at=settings.writeback.high_risk_at
     )
-    return ResultStore(engine(settings), thresholds)
+    return ResultStore(engine(settings), thresholds, StoreRetry(window_s=settings.store.retry_s))

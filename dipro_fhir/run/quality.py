@@ -84,12 +84,20 @@ def finish_quality(
     change = None
     if chunks and not chunks[0].dry_run:
         run_id = RunId(chunks[0].run_id)
-        engine = connections.result_store(settings).engine
-        record_data_quality(engine, run_id, quality)
-        previous = previous_success(
-            engine, pipeline=pipeline, model_name=model_name, before=chunks[0].as_of_time
+        store = connections.result_store(settings)
+        engine = store.engine
+        store.with_retry("data quality", lambda: record_data_quality(engine, run_id, quality))
+        previous = store.with_retry(
+            "previous night",
+            lambda: previous_success(
+                engine, pipeline=pipeline, model_name=model_name, before=chunks[0].as_of_time
+            ),
         )
-        before = None if previous is None else read_data_quality(engine, previous)
+        before = (
+            None
+            if previous is None
+            else store.with_retry("data quality", lambda: read_data_quality(engine, previous))
+        )
         if previous is not None and before is not None:
             change = compare(quality, before, previous)
     logger.info(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -50,11 +50,11 @@ def write_back_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[st
     # Two runs of one night (same as-of and model) write back one after the other.
     model = payload["model"]
     with (
-        store.night_lock(f"{chunk.as_of}|{model['version']}"),
+        store.night_lock(f"{chunk.as_of}|{model['version']}") as lock,
         audit.recording(settings, "writeback", (model["name"], model["version"])) as recorder,
     ):
         report, _ = _publish(
-            settings, store, chunk, payload, scores, issues, audit.observers(recorder)
+            settings, store, chunk, payload, scores, issues, audit.observers(recorder), lock.check
         )
     return next_manifest(
         chunk,
@@ -73,6 +73,7 @@ def _publish(
     scores: Sequence[Score],
     issues: Mapping[PatientId, Sequence[MappingIssue]],
     observers: Sequence[Any] = (),
+    before_part: Callable[[], None] | None = None,
 ) -> tuple[WriteReport, ChunkCounts]:
     from dipro_fhir.core.scores import ModelInfo
     from dipro_fhir.writeback.assessment import AssessmentOptions
@@ -94,4 +95,5 @@ def _publish(
         stay_starts={
             PatientId(p): datetime.fromisoformat(t) for p, t in payload["stay_starts"].items()
         },
+        before_part=before_part,
     )

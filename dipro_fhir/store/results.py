@@ -16,10 +16,10 @@ Run state (start, heartbeat, end, superseded failures, the night lock) is in
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Table, func, select
 from sqlalchemy.exc import DataError, IntegrityError
@@ -36,7 +36,10 @@ from dipro_fhir.store.models import (
     ScoreRow,
     Watermark,
 )
+from dipro_fhir.store.retry import DEFAULT_RETRY, StoreRetry, call_with_retry, retried
 from dipro_fhir.store.runs import RUN_STATUSES, RunRecord, RunStateStore, as_utc, insert_for
+
+T = TypeVar("T")
 
 _LOG = logging.getLogger(__name__)
 
@@ -77,12 +80,26 @@ class ResultStore(RunStateStore):
         engine: A SQLAlchemy engine (PostgreSQL, or SQLite for the embedded demo).
         thresholds: Probability thresholds of the stored ``risk_level`` (the same as the
             RiskAssessments' ``qualitativeRisk``).
+        retry: How long an operation is repeated while the database is unreachable
+            (:mod:`dipro_fhir.store.retry`).
     """
 
-    def __init__(self, engine: Engine, thresholds: RiskThresholds | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        thresholds: RiskThresholds | None = None,
+        retry: StoreRetry = DEFAULT_RETRY,
+    ) -> None:
         self.engine = engine
         self.thresholds = thresholds or RiskThresholds()
+        self.retry = retry
 
+    def with_retry(self, what: str, call: Callable[[], T]) -> T:
+        """``call()`` (a store function of this engine) under this store's retries
+        (:mod:`dipro_fhir.store.retry`)."""
+        return call_with_retry(self.engine, self.retry, what, call)
+
+    @retried
     def record_chunk(
         self,
         run_id: RunId,
@@ -263,6 +280,7 @@ class ResultStore(RunStateStore):
             index_elements=["run_id", "patient_id", "code", "resource", "detail"]
         )
 
+    @retried
     def watermark(self, pipeline: str, model_name: str) -> datetime | None:
         """Return the as-of time of the last successful run, or ``None`` before the first."""
         stmt = select(Watermark.as_of).where(
@@ -272,6 +290,7 @@ class ResultStore(RunStateStore):
             found = conn.execute(stmt).scalar_one_or_none()
         return None if found is None else as_utc(found)
 
+    @retried
     def set_watermark(self, pipeline: str, model_name: str, as_of: datetime, run_id: RunId) -> None:
         """Move the watermark forward to ``as_of``; an older ``as_of`` (a backfill) is ignored."""
         table = Watermark.__table__
@@ -293,6 +312,7 @@ class ResultStore(RunStateStore):
         with self.engine.begin() as conn:
             conn.execute(stmt)
 
+    @retried
     def scores(
         self, *, patient_id: PatientId | None = None, model_version: str | None = None
     ) -> list[StoredScore]:
@@ -322,6 +342,7 @@ class ResultStore(RunStateStore):
             for r in rows
         ]
 
+    @retried
     def failures(self, run_id: RunId) -> list[PatientFailure]:
         """Return the failures recorded for a run."""
         stmt = select(PatientFailureRow).where(PatientFailureRow.run_id == run_id)

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -21,13 +20,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Table, case, func, select, text, tuple_
+from sqlalchemy import Engine, Table, case, func, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
 from dipro_fhir.core.scores import PatientFailure
 from dipro_fhir.core.timeline import RunId
 from dipro_fhir.store.models import PatientFailureRow, Run
+from dipro_fhir.store.night_lock import NightLock, NoLock
+from dipro_fhir.store.retry import StoreRetry, retried
 
 _LOG = logging.getLogger(__name__)
 
@@ -77,7 +78,9 @@ class RunStateStore:
     """The run-state half of :class:`~dipro_fhir.store.results.ResultStore`."""
 
     engine: Engine
+    retry: StoreRetry
 
+    @retried
     def start_run(
         self,
         run_id: RunId,
@@ -132,6 +135,7 @@ class RunStateStore:
         with self.engine.begin() as conn:
             conn.execute(stmt)
 
+    @retried
     def heartbeat(self, run_id: RunId) -> None:
         """Record that an attempt of the run is alive (each chunk step calls this)."""
         table = Run.__table__
@@ -141,6 +145,7 @@ class RunStateStore:
                 table.update().where(table.c.id == run_id).values(heartbeat_at=datetime.now(UTC))
             )
 
+    @retried
     def mark_stale(self, older_than: timedelta) -> list[RunId]:
         """Mark ``running`` runs with no heartbeat for ``older_than`` as ``stale`` (killed in
         flight); return their ids. Starting such a run again resumes it."""
@@ -160,6 +165,7 @@ class RunStateStore:
             _LOG.warning("%d stale runs (no heartbeat since %s) marked stale", len(stale), limit)
         return stale
 
+    @retried
     def supersede_failures(self, run_id: RunId, current: Sequence[PatientFailure]) -> int:
         """Mark the run's failures that ``current`` (the last attempt's) does not repeat as
         superseded: kept as history, no longer the run's open failures. Returns how many."""
@@ -175,24 +181,24 @@ class RunStateStore:
         return int(count)
 
     @contextmanager
-    def night_lock(self, key: str) -> Iterator[None]:
+    def night_lock(self, key: str) -> Iterator[NightLock]:
         """Hold a lock on ``key`` (a night and model) for the block: two concurrent runs of
         one night write back one after the other, and the second finds the first's
         resources identical (no needless versions). PostgreSQL advisory lock; SQLite (the
-        embedded demo, one process) needs none."""
+        embedded demo, one process) needs none. Call the yielded lock's ``check`` before
+        each write: it re-takes a lock whose session died (:mod:`dipro_fhir.store.night_lock`).
+        """
         if self.engine.dialect.name != "postgresql":
-            yield
+            yield NoLock()
             return
-        number = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big", signed=True)
-        with self.engine.connect() as conn:
-            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": number})
-            conn.commit()
-            try:
-                yield
-            finally:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": number})
-                conn.commit()
+        lock = NightLock(self.engine, key, self.retry)
+        lock.acquire()
+        try:
+            yield lock
+        finally:
+            lock.release()
 
+    @retried
     def finish_run(
         self,
         run_id: RunId,
@@ -233,6 +239,7 @@ class RunStateStore:
             conn.execute(table.update().where(table.c.id == run_id).values(values))
         return status
 
+    @retried
     def run(self, run_id: RunId) -> RunRecord | None:
         """Return a run, or ``None`` when it was never started."""
         with self.engine.connect() as conn:

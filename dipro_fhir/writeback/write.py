@@ -29,7 +29,7 @@ worth (a part), with its conflicts, retries and Provenance, is
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from itertools import groupby
@@ -124,6 +124,7 @@ def write_scores(
     *,
     stay_starts: Mapping[PatientId, datetime] | None = None,
     now: datetime | None = None,
+    before_part: Callable[[], None] | None = None,
 ) -> WriteReport:
     """Write the RiskAssessments of ``scores`` (plus Device and Provenance) to ``sink``.
 
@@ -134,6 +135,8 @@ def write_scores(
         options: Scale, thresholds, basis bound and transaction size.
         stay_starts: Encounter start per patient (length-of-stay ``whenPeriod``).
         now: ``Provenance.recorded``; the current time by default.
+        before_part: Called before each transaction (the night lock's check: it stops the
+            write-back by raising when the lock cannot be held).
 
     Returns:
         Ids held per patient and task, and one failure per patient that could not be written.
@@ -163,6 +166,8 @@ def write_scores(
     written = unchanged = retracted = 0
     size = opts.transaction_size
     for start in range(0, len(built), size):
+        if before_part is not None:
+            before_part()
         part = write_part(sink, built[start : start + size], model, opts, context)
         ids.update(part.ids)
         written, unchanged = written + part.written, unchanged + part.unchanged
@@ -190,6 +195,7 @@ def publish_chunk(
     issues: Mapping[PatientId, Sequence[MappingIssue]] | None = None,
     options: AssessmentOptions | None = None,
     stay_starts: Mapping[PatientId, datetime] | None = None,
+    before_part: Callable[[], None] | None = None,
 ) -> tuple[WriteReport, ChunkCounts]:
     """Write one chunk to the sink first, then record it (with the FHIR ids) in the store.
 
@@ -199,7 +205,7 @@ def publish_chunk(
     failure; a later run fills in the id.
     """
     report = (
-        write_scores(sink, scores, model, options, stay_starts=stay_starts)
+        write_scores(sink, scores, model, options, stay_starts=stay_starts, before_part=before_part)
         if sink
         else WriteReport()
     )

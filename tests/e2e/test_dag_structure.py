@@ -76,8 +76,8 @@ def test_finalize_runs_even_when_a_chunk_failed(dipro_dag: DAG) -> None:
     assert dipro_dag.get_task("finalize").trigger_rule == "all_done"
 
 
-def test_plan_and_chunk_tasks_retry_with_exponential_backoff(dipro_dag: DAG) -> None:
-    for task_id in ("plan", *CHUNK_TASKS):
+def test_plan_chunk_and_finalize_tasks_retry_with_exponential_backoff(dipro_dag: DAG) -> None:
+    for task_id in ("plan", *CHUNK_TASKS, "finalize"):
         task = dipro_dag.get_task(task_id)
         assert task.retries == 2, task_id
         assert task.retry_delay == timedelta(seconds=30), task_id
