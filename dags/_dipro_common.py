@@ -3,8 +3,9 @@
 ``dipro_fhir`` never imports Airflow, so the translation from Airflow's world (environment
 variables read when a DAG file is parsed, Connections read inside a task) into
 :class:`~dipro_fhir.core.settings.Settings` lives here, next to the DAG files. This module imports
-only the standard library, Airflow and ``dipro_fhir.core.settings`` (pydantic): parsing a DAG file
-must stay cheap, so nothing here pulls in torch, pydicom or the pipeline.
+only the standard library, Airflow (and its structlog, in ``_dipro_log_secrets``) and
+``dipro_fhir.core.settings`` (pydantic): parsing a DAG file must stay cheap, so nothing here pulls
+in torch, pydicom or the pipeline.
 
 Connections (all optional; when one is missing the ``DIPRO_*`` environment stands):
 
@@ -42,6 +43,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
+from _dipro_log_secrets import keep_mask_secrets_out_of_logs
 from airflow.sdk import Connection
 from airflow.sdk.exceptions import AirflowNotFoundException
 from pydantic import SecretStr
@@ -106,11 +108,13 @@ def build_settings() -> Settings:
 
     Every task calls this first, so it also applies the project's log rules inside the task
     (:func:`dipro_fhir.core.log.configure_task`: third-party loggers at WARNING, UIDs and paths
-    redacted).
+    redacted) and, before any connection is read, keeps the secrets it registers out of
+    Airflow's DEBUG output (:mod:`_dipro_log_secrets`).
     """
     from dipro_fhir.core import log
 
     log.configure_task()
+    keep_mask_secrets_out_of_logs()
     settings = Settings()
     update: dict[str, Any] = {}
     fhir = _find_connection(FHIR_CONN_ID)

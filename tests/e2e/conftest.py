@@ -72,7 +72,8 @@ class AirflowEnv:
         home: ``AIRFLOW_HOME`` (a temporary folder).
         dags_folder: The project's ``dags/``.
         environ: A full environment for ``airflow`` subprocesses (venv ``bin`` first on PATH,
-            ``dags/`` on PYTHONPATH as the DAG processor would put it on ``sys.path``).
+            the checkout and ``dags/`` on PYTHONPATH, the latter as the DAG processor would put
+            it on ``sys.path``).
     """
 
     home: Path
@@ -84,8 +85,10 @@ def airflow_subprocess_environ() -> dict[str, str]:
     """The current environment plus the Airflow settings, for ``airflow`` subprocesses."""
     environ = {**os.environ, **AIRFLOW_ENVIRON}
     environ["PATH"] = f"{VENV_BIN}{os.pathsep}{environ.get('PATH', '')}"
+    # The checkout's own package first: an editable install may point at another checkout
+    # (a git worktree), and the subprocess must run the code under test.
     environ["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(DAGS_FOLDER), environ.get("PYTHONPATH", "")) if p
+        p for p in (str(REPO), str(DAGS_FOLDER), environ.get("PYTHONPATH", "")) if p
     )
     return environ
 
