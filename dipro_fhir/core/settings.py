@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dipro_fhir.core.errors import ConfigError
@@ -47,9 +47,19 @@ class FhirSettings(BaseModel):
     next_link_base: str | None = None
     # Fewer REST requests (README "Population extraction: Bulk Data and batched searches"):
     # a chunk's Encounters, windowed Observations and ImagingStudies in batched searches
-    # (per-patient searches on servers that refuse them).
-    batched_search: bool = False
+    # (per-patient searches on servers that refuse them). ``auto`` (measured 4.4x faster end
+    # to end at 1,000 patients on HAPI): batched when the server's CapabilityStatement lists
+    # what they need; ``on`` / ``off`` (``true`` / ``false`` are read as these).
+    batched_search: Literal["auto", "on", "off"] = "auto"
     batch_size: int = Field(default=50, ge=1, le=200)
+
+    @field_validator("batched_search", mode="before")
+    @classmethod
+    def _on_off(cls, value: object) -> object:
+        words = {"true": "on", "1": "on", "yes": "on", "false": "off", "0": "off", "no": "off"}
+        if isinstance(value, bool):
+            return "on" if value else "off"
+        return words.get(str(value).strip().lower(), value)
     # Bulk Data $export (extraction_mode bulk): the Group to export (None: the plan writes
     # one of the cohort), or a system-level export (a sandbox server of one cohort only).
     bulk_group_id: str | None = None

@@ -14,6 +14,12 @@ chunk (FHIR R4 search: a comma is OR, 3.1.1.4.1):
   of 0.3 s for a first page of four patients, and over 30 s for fifty (timeouts);
 * ``ImagingStudy?subject=...``.
 
+With ``check_server`` (the default setting ``DIPRO_FHIR__BATCHED_SEARCH=auto``) the
+server's CapabilityStatement is read once before the first chunk: a server that does not
+list ``subject`` searches on the three types and ``_include=Encounter:subject`` gets the
+per-patient path from the start (:func:`batched_search_support`), and the run summary says
+which path each chunk took (``batched_search_chunks`` / ``per_patient_search_chunks``).
+
 Results are kept for the chunk only (a chunk is bounded by ``run.chunk_size``, never the
 cohort) and re-checked as the per-patient path does. A server that refuses a batched search
 (400/422: no OR on ``subject``, no ``_include``) gets the per-patient path for the rest of
@@ -25,11 +31,12 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from dipro_fhir.core.errors import (
+    InvalidResource,
     RequestRejected,
     ResourceNotFound,
     ServerProtocolError,
@@ -53,13 +60,24 @@ class BatchedHttpFhirSource(HttpFhirSource):
         client: The FHIR client.
         batch_size: Patients named in one search (URL length: ~25 characters each).
         page_size: ``_count`` of the batched searches (the server may cap it).
+        check_server: Read the server's CapabilityStatement before the first prefetch and
+            batch only when it lists what the batched searches need.
     """
 
-    def __init__(self, client: FhirClient, *, batch_size: int = 50, page_size: int = 1000):
+    def __init__(
+        self,
+        client: FhirClient,
+        *,
+        batch_size: int = 50,
+        page_size: int = 1000,
+        check_server: bool = False,
+    ):
         super().__init__(client)
         self.batch_size = batch_size
         self.page_size = page_size
         self.supported = True
+        self.unchecked = check_server
+        self.why_not: str | None = None
         self._patients: dict[str, dict[str, Any]] = {}
         self._owned_by: dict[str, defaultdict[str, list[dict[str, Any]]]] = {}
         self._window: tuple[datetime, datetime] | None = None
@@ -71,6 +89,15 @@ class BatchedHttpFhirSource(HttpFhirSource):
             Whether the batched searches worked (``False``: the per-patient path answers).
         """
         self._clear()
+        if self.unchecked:
+            self.unchecked = False
+            try:
+                self.why_not = batched_search_support(self.client.capabilities())
+            except (SourceUnavailable, RequestRejected, ResourceNotFound, InvalidResource):
+                self.why_not = "CapabilityStatement could not be read"
+            if self.why_not is not None:
+                log.info("batched search not used: the server's %s", self.why_not)
+                self.supported = False
         if not self.supported or not patient_ids:
             return False
         ids = list(dict.fromkeys(patient_ids))
@@ -180,6 +207,33 @@ class BatchedHttpFhirSource(HttpFhirSource):
             )
             return
         by_patient[str(owner)].append(resource)
+
+
+def batched_search_support(capability: Mapping[str, Any]) -> str | None:
+    """Why a server's CapabilityStatement rules out the batched searches, or ``None`` when
+    it lists them: ``subject`` searches on Encounter, Observation and ImagingStudy, and
+    ``_include=Encounter:subject`` (or ``*``)."""
+    rests = capability.get("rest")
+    server = next(
+        (r for r in rests if isinstance(r, dict) and r.get("mode") == "server"), None
+    ) if isinstance(rests, list) else None
+    if server is None:
+        return "CapabilityStatement has no server rest entry"
+    resources = {
+        str(r.get("type")): r for r in server.get("resource") or [] if isinstance(r, dict)
+    }
+    for rtype in PREFETCHED_TYPES:
+        params = {
+            str(p.get("name"))
+            for p in (resources.get(rtype) or {}).get("searchParam") or []
+            if isinstance(p, dict)
+        }
+        if "subject" not in params:
+            return f"CapabilityStatement lists no {rtype} subject search"
+    includes = set((resources.get("Encounter") or {}).get("searchInclude") or [])
+    if not includes & {"Encounter:subject", "*"}:
+        return "CapabilityStatement lists no _include=Encounter:subject"
+    return None
 
 
 def prefetch_chunk(

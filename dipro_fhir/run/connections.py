@@ -115,11 +115,15 @@ def fhir_source(
         settings.require_sources()
     limits = input_limits(settings)
     if settings.fhir.base_url:
-        if settings.fhir.batched_search:
+        if settings.fhir.batched_search != "off":
             from dipro_fhir.fhir.batched import BatchedHttpFhirSource
 
             client = fhir_client(settings.fhir, limits, observers)
-            return BatchedHttpFhirSource(client, batch_size=settings.fhir.batch_size)
+            return BatchedHttpFhirSource(
+                client,
+                batch_size=settings.fhir.batch_size,
+                check_server=settings.fhir.batched_search == "auto",
+            )
         return HttpFhirSource(fhir_client(settings.fhir, limits, observers))
     assert settings.fhir.ndjson_dir is not None  # require_sources checked it
     return NdjsonFhirSource(settings.fhir.ndjson_dir, limits)

@@ -61,7 +61,7 @@ def _extract(
     options = extract_options(
         settings, crop_size=config.crop_size, max_cxrs=config.max_cxrs, features=lookup
     )
-    fhir = chunk_source(settings, chunk, observers)
+    fhir, search_path = chunk_source(settings, chunk, observers)
     images = connections.image_source(settings.dicomweb)
     timelines: list[PatientTimeline] = []
     failures = list(chunk.failure_records())
@@ -103,6 +103,7 @@ def _extract(
             "cxrs": sum(len(t.images) for t in timelines),
             "cxrs_from_cache": 0 if lookup is None else lookup.hits,
             "feature_cache_corrupt": 0 if lookup is None else lookup.corrupt,
+            **({search_path: 1} if search_path else {}),
             **_dicomweb_bytes(images),
         },
         timings={
@@ -123,18 +124,23 @@ def _dicomweb_bytes(images: object) -> dict[str, int]:
 
 def chunk_source(
     settings: Settings, chunk: ChunkManifest, observers: Sequence[Any] = ()
-) -> FhirSource:
+) -> tuple[FhirSource, str | None]:
     """A chunk's FHIR source: the run's Bulk export when it has one, else the configured
-    source, prefetched for the chunk when it batches its searches."""
+    source, prefetched for the chunk when it batches its searches; and, for a REST source,
+    the summary count that says which search path it took (``batched_search_chunks`` or
+    ``per_patient_search_chunks``)."""
     from dipro_fhir.fhir.batched import prefetch_chunk
     from dipro_fhir.fhir.ndjson_source import NdjsonFhirSource
+    from dipro_fhir.fhir.source import HttpFhirSource
 
     if chunk.ndjson_dir:
-        return NdjsonFhirSource(chunk.ndjson_dir, connections.input_limits(settings))
+        return NdjsonFhirSource(chunk.ndjson_dir, connections.input_limits(settings)), None
     source = connections.fhir_source(settings, observers=observers)
     patients = [p for p, _ in chunk.patients]
-    prefetch_chunk(source, patients, chunk.as_of_time, settings.run.window_hours)
-    return source
+    batched = prefetch_chunk(source, patients, chunk.as_of_time, settings.run.window_hours)
+    if not isinstance(source, HttpFhirSource):
+        return source, None
+    return source, "batched_search_chunks" if batched else "per_patient_search_chunks"
 
 
 def _dicomweb_seconds(images: object) -> dict[str, float]:

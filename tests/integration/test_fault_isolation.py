@@ -208,6 +208,10 @@ def test_a_paging_loop_is_the_servers_data_problem_of_one_patient_not_an_outage(
     summary = run_locally(settings, request)
     reasons = {k: v for k, v in summary["failure_reasons"].items() if k != "no-usable-data"}
     assert reasons == {"server-protocol": 1}
+    # Batched searches by default (HAPI's CapabilityStatement lists them); the victim's
+    # chunk, whose batched Observation search looped too, fell back to per-patient searches.
+    assert summary["per_patient_search_chunks"] == 1
+    assert summary["batched_search_chunks"] == summary["chunks"] - 1 >= 1
     assert summary["failure_classes"].get("retriable", 0) == 0
     import sqlalchemy as sa
 

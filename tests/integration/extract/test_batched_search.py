@@ -102,3 +102,27 @@ def test_a_server_refusing_batched_searches_gets_the_per_patient_path(
     assert not source.supported
     assert proxy.pending_faults() == 0
     assert found == expected
+
+
+def test_auto_batches_where_the_capability_statement_lists_the_searches(world: Any) -> None:
+    from dipro_fhir.core.settings import FhirSettings
+    from dipro_fhir.fhir.batched import batched_search_support
+
+    base_url, ids, images = world
+    with FhirClient(base_url, page_size=200) as client:
+        statement = client.capabilities()
+        assert batched_search_support(statement) is None  # HAPI lists them
+        source = BatchedHttpFhirSource(client, check_server=True)
+        assert prefetch_chunk(source, ids, AS_OF, 48)
+        assert source.why_not is None
+        # The same statement without Encounter's _include: per-patient searches.
+        for rest in statement["rest"]:
+            for resource in rest.get("resource", []):
+                if resource.get("type") == "Encounter":
+                    resource["searchInclude"] = []
+        assert batched_search_support(statement) == (
+            "CapabilityStatement lists no _include=Encounter:subject"
+        )
+    assert FhirSettings().batched_search == "auto"  # the measured best is the default
+    assert FhirSettings(batched_search="true").batched_search == "on"  # type: ignore[arg-type]
+    assert FhirSettings(batched_search=False).batched_search == "off"  # type: ignore[arg-type]
