@@ -60,6 +60,7 @@ class FhirSettings(BaseModel):
         if isinstance(value, bool):
             return "on" if value else "off"
         return words.get(str(value).strip().lower(), value)
+
     # Bulk Data $export (extraction_mode bulk): the Group to export (None: the plan writes
     # one of the cohort), or a system-level export (a sandbox server of one cohort only).
     bulk_group_id: str | None = None

@@ -214,14 +214,14 @@ def batched_search_support(capability: Mapping[str, Any]) -> str | None:
     it lists them: ``subject`` searches on Encounter, Observation and ImagingStudy, and
     ``_include=Encounter:subject`` (or ``*``)."""
     rests = capability.get("rest")
-    server = next(
-        (r for r in rests if isinstance(r, dict) and r.get("mode") == "server"), None
-    ) if isinstance(rests, list) else None
+    server = (
+        next((r for r in rests if isinstance(r, dict) and r.get("mode") == "server"), None)
+        if isinstance(rests, list)
+        else None
+    )
     if server is None:
         return "CapabilityStatement has no server rest entry"
-    resources = {
-        str(r.get("type")): r for r in server.get("resource") or [] if isinstance(r, dict)
-    }
+    resources = {str(r.get("type")): r for r in server.get("resource") or [] if isinstance(r, dict)}
     for rtype in PREFETCHED_TYPES:
         params = {
             str(p.get("name"))

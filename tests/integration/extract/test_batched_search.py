@@ -108,7 +108,7 @@ def test_auto_batches_where_the_capability_statement_lists_the_searches(world: A
     from dipro_fhir.core.settings import FhirSettings
     from dipro_fhir.fhir.batched import batched_search_support
 
-    base_url, ids, images = world
+    base_url, ids, _images = world
     with FhirClient(base_url, page_size=200) as client:
         statement = client.capabilities()
         assert batched_search_support(statement) is None  # HAPI lists them
