@@ -75,7 +75,9 @@ def write_part(
         result = _attempt_part(sink, part, model, options, context)
         if not result.conflicted or attempt == CONFLICT_ATTEMPTS:
             return result
-        _LOG.info("write-back: conflict with another writer, attempt %d; retrying", attempt)
+        # 409/412: another writer (a concurrent run of the night), or HAPI's own race on a
+        # new id or a stale version; the log does not guess which.
+        _LOG.info("write-back: HTTP 409/412 conflict, attempt %d; re-reading and retrying", attempt)
         _backoff(attempt)
     raise AssertionError("unreachable")
 

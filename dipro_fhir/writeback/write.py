@@ -201,14 +201,25 @@ def publish_chunk(
 
     The order makes a crash between the two harmless: the re-run finds the RiskAssessments
     already there (nothing written) and fills in the missing database rows. Scores of a
-    patient whose write-back failed are still stored (without a FHIR id), next to the
-    failure; a later run fills in the id.
+    patient whose write-back failed for a passing reason (retriable) are still stored
+    (without a FHIR id), next to the failure; a later run fills in the id. A score whose
+    RiskAssessment the server refused for good is not stored: the failure row says why, and
+    the database holds no score that was never delivered.
     """
     report = (
         write_scores(sink, scores, model, options, stay_starts=stay_starts, before_part=before_part)
         if sink
         else WriteReport()
     )
+    if sink is not None:
+        refused = {
+            f.patient_id for f in report.failures if f.stage == "writeback" and not f.retriable
+        }
+        scores = [
+            s
+            for s in scores
+            if s.patient_id not in refused or (s.patient_id, s.task) in report.resource_ids
+        ]
     counts = store.record_chunk(
         run_id,
         scores,

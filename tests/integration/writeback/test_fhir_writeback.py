@@ -213,6 +213,11 @@ def test_rejected_entry_fails_only_its_patient(
     assert victim
     assert (PatientId("pat-0001"), "mortality") not in report.resource_ids
     assert [f.patient_id for f in store.failures(RunId("run-1"))] == ["pat-0001"]
+    # The refused RiskAssessment's score is not stored; the patient's delivered ones are.
+    stored = {(s.patient_id, s.task, s.fhir_resource_id) for s in store.scores()}
+    assert not {(p, t) for p, t, _ in stored} & {(PatientId("pat-0001"), "mortality")}
+    assert (PatientId("pat-0001"), "los") in {(p, t) for p, t, _ in stored}
+    assert all(rid is not None for _, _, rid in stored)
     assert proxy.count(path=f"/RiskAssessment/{victim_id}$", method="PUT") == 1
     with FhirClient(fhir_base_url) as fhir:
         (provenance,) = fhir.search("Provenance", {})
