@@ -199,6 +199,7 @@ def score_to_json(score: Score) -> dict[str, Any]:
         "path": score.path,
         "missing_regions": list(score.missing_regions),
         "images_not_used": score.images_not_used,
+        "films_left_out": list(score.films_left_out),
     }
 
 
@@ -217,4 +218,5 @@ def score_from_json(data: Mapping[str, Any]) -> Score:
         path=data["path"],
         missing_regions=tuple(data.get("missing_regions", ())),
         images_not_used=int(data.get("images_not_used", 0)),
+        films_left_out=tuple(str(f) for f in data.get("films_left_out", ())),
     )

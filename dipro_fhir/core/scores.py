@@ -89,6 +89,10 @@ class Score:
             its learnable padding there.
         images_not_used: Radiographs of the window left out because their region placement
             failed quality control as a whole.
+        films_left_out: Every film or study of the window that was not used, as
+            ``<resource> (<reason code>)``: ``instance/<SOP UID>`` or ``study/<UID>`` or
+            ``ImagingStudy/<id>`` with e.g. ``regions-qc-film``, ``corrupt-dicom``,
+            ``patient-mismatch`` (the RiskAssessment's note names them).
     """
 
     patient_id: PatientId
@@ -104,6 +108,7 @@ class Score:
     path: str = "pairs"
     missing_regions: tuple[str, ...] = ()
     images_not_used: int = 0
+    films_left_out: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.outcome not in outcomes_for(self.task):

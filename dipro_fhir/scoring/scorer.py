@@ -29,6 +29,7 @@ from dipro.vocab import FINDINGS, LOS_BINS, PROGRESSION_CLASSES, REGIONS
 from dipro_fhir.core.errors import ModelContractError
 from dipro_fhir.core.scores import MORTALITY_OUTCOME, ModelInfo, Score
 from dipro_fhir.core.timeline import PatientTimeline, ResourceRef, RunId
+from dipro_fhir.mapping.quality import IMAGE_UNUSABLE
 from dipro_fhir.scoring.features import FeatureStats, region_features, stack_features
 from dipro_fhir.scoring.preprocess import Preprocessing, collate
 from dipro_fhir.store.feature_cache import FeatureCache
@@ -160,6 +161,17 @@ def region_problems(tl: PatientTimeline) -> tuple[tuple[str, ...], int]:
     return tuple(r for r in REGIONS if r in missing), not_used
 
 
+def films_left_out(tl: PatientTimeline) -> tuple[str, ...]:
+    """The films and studies of the window not used, as ``<resource> (<reason>)``, in the
+    order met; a film dated after the as-of time is not counted (it is not in the window)."""
+    found = [
+        f"{issue.resource} ({issue.code})"
+        for issue in tl.issues
+        if issue.code in IMAGE_UNUSABLE and issue.code != "after-as-of"
+    ]
+    return tuple(dict.fromkeys(found))
+
+
 def _basis(tl: PatientTimeline) -> tuple[ResourceRef, ...]:
     studies = {img.imaging_study for img in tl.images if img.imaging_study is not None}
     return tuple(sorted(studies, key=lambda r: r.id)) + tuple(
@@ -174,6 +186,7 @@ def _scores_of(
     path = "pairs" if used_pairs else "ehr_only"
     basis = _basis(tl)
     missing, not_used = region_problems(tl)
+    left_out = films_left_out(tl)
 
     def make(task: str, outcome: str, p: float) -> Score:
         return Score(
@@ -190,6 +203,7 @@ def _scores_of(
             path=path,
             missing_regions=missing,
             images_not_used=not_used,
+            films_left_out=left_out,
         )
 
     if result.mortality is not None:

@@ -55,6 +55,9 @@ from dipro_fhir.writeback import codes, transparency
 EHR_ONLY_NOTE = "scored without CXR pairs (EHR-only path)"
 REGIONS_MISSING_NOTE = "anatomical regions missing on the radiographs used (model padding)"
 FILMS_NOT_USED_NOTE = "region placement failed quality control"
+FILMS_LEFT_OUT_NOTE = "films of the window not used (resource, reason)"
+#: At most this many films are named in the note (the rest are counted).
+MAX_FILMS_NAMED = 10
 SOURCE_URI_SYSTEM = "urn:ietf:rfc:3986"
 UCUM = "http://unitsofmeasure.org"
 AI_LABEL = {
@@ -220,11 +223,20 @@ def regions_notes(scores: Sequence[Score]) -> list[str]:
     region quality control (issue 11)."""
     missing = sorted({r for s in scores for r in s.missing_regions}, key=REGIONS.index)
     not_used = max((s.images_not_used for s in scores), default=0)
+    left_out = list(dict.fromkeys(f for s in scores for f in s.films_left_out))
     notes = []
     if missing:
         notes.append(f"{REGIONS_MISSING_NOTE}: {', '.join(missing)}")
     if not_used:
         notes.append(f"{not_used} radiograph(s) not used: {FILMS_NOT_USED_NOTE}")
+    if left_out:
+        named = "; ".join(left_out[:MAX_FILMS_NAMED])
+        more = (
+            f"; and {len(left_out) - MAX_FILMS_NAMED} more"
+            if len(left_out) > MAX_FILMS_NAMED
+            else ""
+        )
+        notes.append(f"{FILMS_LEFT_OUT_NOTE}: {named}{more}")
     return notes
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -186,3 +187,35 @@ def test_missing_regions_and_films_left_out_are_noted() -> None:
     assert f"{REGIONS_MISSING_NOTE}: left_lung, right_costophrenic_angle" in notes
     assert f"2 radiograph(s) not used: {FILMS_NOT_USED_NOTE}" in notes
     assert "note" not in to_risk_assessment(base)
+
+
+def test_the_note_names_which_films_were_left_out_and_why() -> None:
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from dipro_fhir.core.timeline import MappingIssue
+    from dipro_fhir.scoring.scorer import films_left_out
+    from dipro_fhir.writeback.assessment import FILMS_LEFT_OUT_NOTE, MAX_FILMS_NAMED
+
+    timeline: Any = SimpleNamespace(  # films_left_out reads the timeline's issues only
+        issues=(
+            MappingIssue("regions-qc-film", "instance/1.2.3", "lung failed"),
+            MappingIssue("patient-mismatch", "instance/1.2.4", "another patient"),
+            MappingIssue("after-as-of", "instance/1.2.5", "later"),  # not in the window
+            MappingIssue("unknown-unit", "Observation/o1", "mg"),  # no film
+        )
+    )
+    left_out = films_left_out(timeline)
+    assert left_out == ("instance/1.2.3 (regions-qc-film)", "instance/1.2.4 (patient-mismatch)")
+    base = _task(patient_scores("p1"), "mortality")
+    notes = [
+        n["text"]
+        for n in to_risk_assessment([replace(s, films_left_out=left_out) for s in base])["note"]
+    ]
+    assert f"{FILMS_LEFT_OUT_NOTE}: {'; '.join(left_out)}" in notes
+    many = tuple(f"instance/9.{i} (corrupt-dicom)" for i in range(MAX_FILMS_NAMED + 3))
+    notes = [
+        n["text"]
+        for n in to_risk_assessment([replace(s, films_left_out=many) for s in base])["note"]
+    ]
+    assert any(n.endswith("; and 3 more") for n in notes)
