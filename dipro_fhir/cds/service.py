@@ -5,7 +5,7 @@
 * ``POST {base}/cds-services/dipro-risk``: one card per task with the patient's latest
   live, unretracted, recent scores (:mod:`.cards`, :mod:`dipro_fhir.store.latest`); an empty
   ``cards`` array for a patient without one (CDS Hooks "no decision support": most patients
-  an EHR opens were never in the ICU cohort, and a card saying so on every record would be
+  an EHR opens were never in the scored cohort, and a card saying so on every record would be
   noise). No score is ever computed or estimated here.
 
 The prefetched ``Patient``, when the EHR sends it, must be the patient in ``context``: a
@@ -58,8 +58,8 @@ DISCOVERY: Final[dict[str, Any]] = {
             ),
             "prefetch": {"patient": "Patient/{{context.patientId}}"},
             "usageRequirements": (
-                "Scores exist only for patients of the site's DiPro cohort (ICU stays); "
-                "others get no card. Scores are as of the last nightly run."
+                "Scores exist only for patients in the site's DiPro cohort; others get no "
+                "card. Scores are as of the last nightly run."
             ),
         }
     ]
