@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from dipro_fhir.cli.arguments import fhir_id
+from dipro_fhir.cli.cds_commands import cmd_cds_serve
 from dipro_fhir.cli.image_commands import cmd_regions, cmd_train_locator
 from dipro_fhir.cli.model_commands import cmd_evaluate, cmd_train, cmd_train_demo
 from dipro_fhir.cli.run_commands import (
@@ -176,6 +177,13 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("--port", type=int, default=8765, help="serve: port (0: any free)")
     keys.add_argument("--path", default="/jwks.json", help="serve: URL path of the JWKS")
     keys.set_defaults(func=cmd_smart_keys)
+
+    cds = sub.add_parser("cds-hooks", help="the CDS Hooks service (docs/cds-hooks.md)")
+    cds_sub = cds.add_subparsers(dest="cds_command", required=True)
+    serve = cds_sub.add_parser("serve", help=cmd_cds_serve.__doc__)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8090, help="port (default 8090)")
+    serve.set_defaults(func=cmd_cds_serve)
 
     synth = sub.add_parser("synth", help=cmd_synth.__doc__)
     synth.add_argument("action", choices=["write", "load"])

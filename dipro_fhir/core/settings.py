@@ -16,7 +16,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dipro_fhir.core.errors import ConfigError
@@ -305,6 +312,39 @@ class LimitSettings(BaseModel):
 # --- end of the limits block --------------------------------------------------------------
 
 
+class CdsSettings(BaseModel):
+    """The CDS Hooks ``patient-view`` service (``dipro-fhir cds-hooks serve``, docs/cds-hooks.md).
+
+    ``patient_view_url``: the cards' link to the read-only patient view of the DiPro page in
+    the Airflow UI, a template of ``{ui_base}`` and ``{patient_id}``. ``smart_launch_url``:
+    the launch URL of a SMART app the EHR may launch from a card (unset: no SMART link).
+    ``max_age_hours``: a score with an older as-of time is not shown. ``trusted_clients``:
+    issuer -> JWK Set URL of each EHR whose signed JWT the service accepts (CDS Hooks 2.0
+    "Trusting CDS Clients"); empty, calls are not authenticated, which ``serve`` allows on a
+    loopback address only unless ``allow_unauthenticated``. ``public_base``: the base URL
+    the EHR calls, when a proxy stands in front (the JWT's ``aud``; default: as the request
+    arrived). ``cors_origins``: browser origins allowed to call (browser-based EHRs).
+    """
+
+    ui_base: str = "http://127.0.0.1:8080"
+    patient_view_url: str = "{ui_base}/dipro/patients/{patient_id}"
+    smart_launch_url: str | None = None
+    max_age_hours: float = Field(default=36.0, gt=0)
+    trusted_clients: dict[str, str] = Field(default_factory=dict)
+    allow_unauthenticated: bool = False
+    public_base: str | None = None
+    cors_origins: tuple[str, ...] = ()
+
+    @field_validator("patient_view_url")
+    @classmethod
+    def _known_placeholders(cls, template: str) -> str:
+        try:
+            template.format(ui_base="u", patient_id="p")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError("may name only {ui_base} and {patient_id}") from exc
+        return template
+
+
 class Settings(BaseSettings):
     """The whole configuration. Build it once per process, at the entry point."""
 
@@ -324,6 +364,7 @@ class Settings(BaseSettings):
     cohort: CohortSettings = CohortSettings()  # site-data block
     limits: LimitSettings = LimitSettings()
     imaging: ImagingSettings = ImagingSettings()
+    cds: CdsSettings = CdsSettings()
 
     def require_sources(self) -> None:
         """Raise :class:`ConfigError` unless a FHIR and an image source are configured."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Table, func, select
+from sqlalchemy import Connection, Engine, RowMapping, Table, func, select
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.sql.dml import Insert
 
@@ -71,6 +71,24 @@ class StoredScore:
     model_name: str
     model_version: str
     as_of: datetime
+
+
+def stored_score(row: RowMapping) -> StoredScore:
+    """A ``scores`` row (its columns by name) as a :class:`StoredScore`."""
+    return StoredScore(
+        run_id=RunId(row["run_id"]),
+        patient_id=PatientId(row["patient_id"]),
+        encounter_id=row["encounter_id"],
+        task=row["task"],
+        outcome=row["outcome"],
+        probability=row["probability"],
+        risk_level=row["risk_level"],
+        path=row["path"],
+        fhir_resource_id=row["fhir_resource_id"],
+        model_name=row["model_name"],
+        model_version=row["model_version"],
+        as_of=as_utc(row["as_of"]),
+    )
 
 
 class ResultStore(RunStateStore):
@@ -324,23 +342,7 @@ class ResultStore(RunStateStore):
             stmt = stmt.where(ScoreRow.model_version == model_version)
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).mappings().all()
-        return [
-            StoredScore(
-                run_id=RunId(r["run_id"]),
-                patient_id=PatientId(r["patient_id"]),
-                encounter_id=r["encounter_id"],
-                task=r["task"],
-                outcome=r["outcome"],
-                probability=r["probability"],
-                risk_level=r["risk_level"],
-                path=r["path"],
-                fhir_resource_id=r["fhir_resource_id"],
-                model_name=r["model_name"],
-                model_version=r["model_version"],
-                as_of=as_utc(r["as_of"]),
-            )
-            for r in rows
-        ]
+        return [stored_score(r) for r in rows]
 
     @retried
     def failures(self, run_id: RunId) -> list[PatientFailure]:

@@ -32,6 +32,9 @@ One RiskAssessment per patient, task, model version and as-of time, with one
 * Regions missing on a radiograph used (not placed, or failed region quality control, issue
   11) are named in a ``note``, with the number of radiographs left out because their whole
   placement failed quality control.
+* The model card's cautions (:mod:`dipro_fhir.core.model_use`: not for clinical use, not
+  validated, intended use not stated) are the first ``note``, when the model is given.
+* ``text``: a narrative generated from the elements above (:mod:`.narrative`; issue 24).
 """
 
 from __future__ import annotations
@@ -44,13 +47,15 @@ from typing import Any, Literal
 
 from dipro.vocab import REGIONS
 from dipro_fhir.core.errors import InvalidResource
+from dipro_fhir.core.model_use import model_use
 from dipro_fhir.core.risk import RISK_DISPLAY, RISK_PROBABILITY_SYSTEM, RiskThresholds
 from dipro_fhir.core.risk import classify_risk as _classify
-from dipro_fhir.core.scores import Score, outcomes_for
+from dipro_fhir.core.scores import ModelInfo, Score, outcomes_for
 from dipro_fhir.core.settings import WriteBackSettings
 from dipro_fhir.core.timeline import ResourceRef
 from dipro_fhir.fhir.resources import validate_resource
 from dipro_fhir.writeback import codes, transparency
+from dipro_fhir.writeback.narrative import check_narrative, narrative
 
 EHR_ONLY_NOTE = "scored without CXR pairs (EHR-only path)"
 REGIONS_MISSING_NOTE = "anatomical regions missing on the radiographs used (model padding)"
@@ -145,7 +150,8 @@ def select_basis(refs: Sequence[ResourceRef], limit: int) -> list[ResourceRef]:
 def _outcome_concept(task: str, outcome: str) -> dict[str, Any]:
     if task == "mortality":
         code, display = codes.DEAD
-        return {"coding": [{"system": codes.SNOMED, "code": code, "display": display}]}
+        coding = {"system": codes.SNOMED, "code": code, "display": display}
+        return {"coding": [coding], "text": codes.DEATH_TEXT}
     if task == "los":
         display = codes.LOS_DISPLAY[outcome]
         coding = {"system": codes.LOS_SYSTEM, "code": outcome, "display": display}
@@ -240,8 +246,14 @@ def regions_notes(scores: Sequence[Score]) -> list[str]:
     return notes
 
 
-def _notes(scores: Sequence[Score], shown: int, total: int) -> list[dict[str, str]]:
+def _notes(
+    scores: Sequence[Score], shown: int, total: int, model: ModelInfo | None
+) -> list[dict[str, str]]:
     notes: list[dict[str, str]] = []
+    if model is not None:
+        use = model_use(transparency.card_fields(model), f"{model.name} {model.version}")
+        if use.cautions:
+            notes.append({"text": use.statement()})
     if any(s.path == "ehr_only" for s in scores):
         notes.append({"text": EHR_ONLY_NOTE})
     notes += [{"text": text} for text in regions_notes(scores)]
@@ -255,6 +267,7 @@ def to_risk_assessment(
     options: AssessmentOptions | None = None,
     *,
     stay_start: datetime | None = None,
+    model: ModelInfo | None = None,
 ) -> dict[str, Any]:
     """Build the RiskAssessment of one patient, task, model version and as-of time.
 
@@ -263,6 +276,8 @@ def to_risk_assessment(
             in the task's canonical order (``outcomes_for``).
         options: Probability scale, risk thresholds, basis bound.
         stay_start: Start of the encounter, for the length-of-stay ``whenPeriod``.
+        model: The model that scored, with its card: the card's cautions become the first
+            ``note`` (none when not given).
 
     Raises:
         ValueError: The scores do not belong to one RiskAssessment.
@@ -313,9 +328,10 @@ def to_risk_assessment(
         resource["encounter"] = {"reference": f"Encounter/{first.encounter_id}"}
     if basis:
         resource["basis"] = [opts.source_reference(r) for r in basis]
-    notes = _notes(scores, len(basis), total)
+    notes = _notes(scores, len(basis), total, model)
     if notes:
         resource["note"] = notes
+    resource["text"] = narrative(resource, opts.probability_scale)
     return resource
 
 
@@ -323,20 +339,24 @@ _BASIS_TYPES = frozenset({"ImagingStudy", "Observation"})
 
 
 def check_risk_assessment(resource: Mapping[str, Any], scale: str = "percent") -> None:
-    """Validate a RiskAssessment structurally (R4B) and check invariants ras-1, ras-2.
+    """Validate a RiskAssessment structurally (R4B) and check its narrative, ras-1 and ras-2.
 
-    fhir.resources checks no invariants, so both are checked here, before any write:
+    fhir.resources checks no invariants and no narrative, so these are checked here, before
+    any write:
 
+    * the ``text``, when present: txt-1 and txt-2 (:func:`.narrative.check_narrative`);
     * ras-1 (``prediction.probabilityRange``): low and high, when present, are percentages
       (UCUM ``%``), whatever the scale of ``probabilityDecimal``.
     * ras-2 (``prediction.probabilityDecimal``): ``<= 100``; and within ``[0, 100]`` for the
       ``percent`` scale, ``[0, 1]`` for ``fraction``.
 
     Raises:
-        InvalidResource: The resource is not a valid R4 RiskAssessment, or it breaks ras-1
-            or ras-2 (or the configured scale).
+        InvalidResource: The resource is not a valid R4 RiskAssessment, or it breaks txt-1,
+            txt-2, ras-1 or ras-2 (or the configured scale).
     """
     validate_resource(resource)
+    if "text" in resource:
+        check_narrative(resource["text"])
     top = 100.0 if scale == "percent" else 1.0
     for index, prediction in enumerate(resource.get("prediction") or []):
         where = f"RiskAssessment.prediction[{index}]"

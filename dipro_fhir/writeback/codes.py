@@ -29,6 +29,7 @@ CHANGE_EXTENSION: Final[str] = f"{PROJECT_BASE}/StructureDefinition/progression-
 
 SNOMED: Final[str] = "http://snomed.info/sct"
 DEAD: Final[tuple[str, str]] = ("419099009", "Dead")
+DEATH_TEXT: Final[str] = "Death in hospital"
 AI_LABEL_SYSTEM: Final[str] = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
 AI_LABEL_CODE: Final[str] = "AIAST"
 AI_LABEL_DISPLAY: Final[str] = "Artificial Intelligence asserted"

@@ -127,7 +127,7 @@ def _attempt_part(
     if rejected and context.identifier_fallback:
         # The server refused literal references to source data it does not hold
         # (referential integrity on write): write those again with logical references.
-        retry = _rebuild([(g, r) for g, r in to_send if _ref(r) in rejected], context)
+        retry = _rebuild([(g, r) for g, r in to_send if _ref(r) in rejected], model, context)
         again = _attempt_part(sink, retry, model, context.fallback_options, context.final())
         result.ids.update(again.ids)
         result.written += again.written
@@ -222,11 +222,16 @@ def _backoff(attempt: int) -> None:
 
 
 def _rebuild(
-    part: Sequence[tuple[list[Score], dict[str, Any]]], context: Context
+    part: Sequence[tuple[list[Score], dict[str, Any]]], model: ModelInfo, context: Context
 ) -> list[tuple[list[Score], dict[str, Any]]]:
     options = context.fallback_options
     return [
-        (g, to_risk_assessment(g, options, stay_start=context.stay_starts.get(g[0].patient_id)))
+        (
+            g,
+            to_risk_assessment(
+                g, options, stay_start=context.stay_starts.get(g[0].patient_id), model=model
+            ),
+        )
         for g, _ in part
     ]
 

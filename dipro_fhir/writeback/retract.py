@@ -5,9 +5,10 @@ version's RiskAssessments by search (``performer`` = the version's Device, ``dat
 as-of range, ``subject`` per patient when given), and for each chunk posts **one
 transaction** holding
 
-* a new version of each RiskAssessment with ``status`` ``entered-in-error`` and a note
-  giving the reason (``PUT`` with ``ifMatch`` on the version read, so a concurrent writer
-  makes the transaction fail and the chunk is read again), and
+* a new version of each RiskAssessment with ``status`` ``entered-in-error``, a note giving
+  the reason, and its narrative opening with "ENTERED IN ERROR" and that note (``PUT`` with
+  ``ifMatch`` on the version read, so a concurrent writer makes the transaction fail and the
+  chunk is read again), and
 * one ``Provenance`` of the retraction: ``activity`` ``v3-DataOperation#NULLIFY``, the
   reason, the prior versions as entities (role ``revision``) and the Device.
 
@@ -33,6 +34,7 @@ from dipro_fhir.core.errors import ConfigError, PublishConflict
 from dipro_fhir.fhir.client import FhirClient
 from dipro_fhir.store.retractions import RetractionRequest, RetractionStore
 from dipro_fhir.writeback import codes
+from dipro_fhir.writeback.narrative import mark_retracted
 
 _LOG = logging.getLogger(__name__)
 DATA_OPERATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
@@ -98,6 +100,7 @@ def retracted_version(resource: dict[str, Any], reason: str, retraction_id: str)
     new["status"] = RETRACTED
     note = {"text": f"Retracted ({retraction_id}): {reason}"}
     new["note"] = [*(resource.get("note") or []), note]
+    new["text"] = mark_retracted(resource.get("text"), note["text"])
     return new
 
 

@@ -13,6 +13,9 @@ Follows *AI Transparency on FHIR* 1.0.0-ballot (STU1 ballot, HL7 International /
   card as ``text/markdown`` and as ``application/json`` (the checkpoint's
   ``model_card.json``), and the HTI-1 source attributes (:mod:`.hti1`) as a second JSON
   attachment.
+* The card's cautions (:mod:`dipro_fhir.core.model_use`: not for clinical use, not validated,
+  intended use not stated) are the Device's ``safety`` (must-support in ``AI-Device``), coded
+  in the project's ``model-use`` CodeSystem with the card's own words as text.
 * Provenance (profile ``AI-Provenance``): ``reason`` ``v3-ObservationValue#AIAST``, an agent
   with ``role`` ``AIdeviceTypeCS#Artificial-Intelligence`` whose ``who`` is the Device, and
   the model card as an entity with role ``derivation``.
@@ -27,6 +30,13 @@ import hashlib
 import json
 from typing import Any, Final
 
+from dipro_fhir.core.model_use import (
+    CARD_MISSING,
+    NOT_FOR_CLINICAL_USE,
+    NOT_VALIDATED,
+    USE_UNSTATED,
+    model_use,
+)
 from dipro_fhir.core.scores import ModelInfo
 from dipro_fhir.writeback import codes
 from dipro_fhir.writeback.hti1 import source_attributes
@@ -60,6 +70,14 @@ AI_REASON: Final[dict[str, str]] = {
 WEIGHTS_SYSTEM: Final[str] = f"{codes.PROJECT_BASE}/sid/model-weights-sha256"
 CARD_DOC_SYSTEM: Final[str] = f"{codes.PROJECT_BASE}/sid/model-card"
 HTI1_TITLE: Final[str] = "HTI-1 source attributes (45 CFR 170.315(b)(11)(iv)(B))"
+MODEL_USE_SYSTEM: Final[str] = f"{codes.PROJECT_BASE}/CodeSystem/model-use"
+#: The caution -> (code, display) in :data:`MODEL_USE_SYSTEM`.
+MODEL_USE_CODES: Final[dict[str, tuple[str, str]]] = {
+    NOT_FOR_CLINICAL_USE: ("not-for-clinical-use", "Not for clinical use"),
+    USE_UNSTATED: ("intended-use-not-stated", "Intended use not stated"),
+    NOT_VALIDATED: ("not-validated", "Not validated"),
+    CARD_MISSING: ("model-card-missing", "Model card not at hand"),
+}
 
 
 def model_card_id(model: ModelInfo) -> str:
@@ -181,7 +199,19 @@ def to_device(model: ModelInfo) -> dict[str, Any]:
         "type": {"coding": [dict(AI_DEVICE_TYPE)], "text": "AI/ML prediction model"},
         "version": [{"value": model.version}],
         "note": [{"text": f"weights sha256 {model.card_hash}"}],
+        **_safety(model),
     }
+
+
+def _safety(model: ModelInfo) -> dict[str, Any]:
+    """``Device.safety``: one concept per caution of the model card (nothing when none)."""
+    use = model_use(card_fields(model), f"{model.name} {model.version}")
+    concepts = []
+    for caution in use.cautions:
+        code, display = MODEL_USE_CODES[caution]
+        coding = {"system": MODEL_USE_SYSTEM, "code": code, "display": display}
+        concepts.append({"coding": [coding], "text": use.statement()})
+    return {"safety": concepts} if concepts else {}
 
 
 def ai_agent(device_reference: str) -> dict[str, Any]:

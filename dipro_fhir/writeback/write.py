@@ -97,13 +97,16 @@ def _build(
     groups: Sequence[list[Score]],
     options: AssessmentOptions,
     stay_starts: Mapping[PatientId, datetime],
+    model: ModelInfo,
 ) -> tuple[list[tuple[list[Score], dict[str, Any]]], list[PatientFailure]]:
     built: list[tuple[list[Score], dict[str, Any]]] = []
     failures: list[PatientFailure] = []
     for group in groups:
         patient = group[0].patient_id
         try:
-            resource = to_risk_assessment(group, options, stay_start=stay_starts.get(patient))
+            resource = to_risk_assessment(
+                group, options, stay_start=stay_starts.get(patient), model=model
+            )
             check_risk_assessment(resource, options.probability_scale)
         except InvalidResource as exc:
             failures.append(PatientFailure(patient, "writeback", "invalid-resource", str(exc)))
@@ -145,7 +148,7 @@ def write_scores(
         AuthError: The server refused the credentials (stop the run).
     """
     opts = options or AssessmentOptions()
-    built, failures = _build(_group(scores), opts, stay_starts or {})
+    built, failures = _build(_group(scores), opts, stay_starts or {}, model)
     device = _ensure_device(sink, model)
     if not device.ok:
         failed = {s.patient_id for s in scores}

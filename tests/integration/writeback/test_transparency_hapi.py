@@ -15,7 +15,11 @@ from dipro_fhir.fhir.client import FhirClient
 from dipro_fhir.fhir.resources import validate_resource
 from dipro_fhir.store import ResultStore
 from dipro_fhir.writeback import transparency
-from dipro_fhir.writeback.assessment import AssessmentOptions
+from dipro_fhir.writeback.assessment import (
+    AssessmentOptions,
+    check_risk_assessment,
+    to_risk_assessment,
+)
 from dipro_fhir.writeback.sinks import FhirResultSink
 from dipro_fhir.writeback.write import publish_chunk
 from tests.integration.writeback.sources import load_sources
@@ -86,3 +90,30 @@ def test_a_night_writes_ai_transparency_resources_that_validate(
                 errors[f"{rtype}/{resource['id']}"] = found
     assert errors == {}
     print("HAPI $validate, 0 errors: " + ", ".join(f"{len(v)} {k}" for k, v in written.items()))
+
+
+def test_a_risk_assessments_narrative_and_cautions_survive_hapi_unchanged(
+    fhir_base_url: str, store: ResultStore, card_model: ModelInfo
+) -> None:
+    """Issue 24, item 2: the narrative HAPI hands back is the one written (so a re-run
+    still finds identical content), HAPI's ``$validate`` accepts it (txt-1, txt-2), and
+    the demo card's "not for clinical use" is on the RiskAssessment and its Device."""
+    scores = [s for s in cohort_scores(1) if s.task == "mortality"]
+    built = to_risk_assessment(scores, model=card_model)
+    with FhirClient(fhir_base_url) as client:
+        load_sources(client, scores)
+        sink = FhirResultSink(client)
+        report, _ = publish_chunk(sink, store, RunId("run-1"), scores, card_model)
+        assert (report.written, report.failures) == (1, ())
+        stored = client.read("RiskAssessment", built["id"])
+        device = client.read("Device", built["performer"]["reference"].split("/")[1])
+        again, _ = publish_chunk(sink, store, RunId("run-1"), scores, card_model)
+    assert stored["text"] == built["text"]
+    assert stored["text"]["status"] == "generated"
+    assert stored["note"][0]["text"].startswith("NOT FOR CLINICAL USE. Model dipro 1.0.0.")
+    assert "<b>NOT FOR CLINICAL USE.</b>" in stored["text"]["div"]
+    assert device["safety"][0]["coding"][0]["code"] == "not-for-clinical-use"
+    assert (again.written, again.unchanged) == (0, 1)
+    assert server_errors(fhir_base_url, stored) == []
+    check_risk_assessment(stored)
+    print(f"narrative as HAPI returns it: {stored['text']['div']}")
