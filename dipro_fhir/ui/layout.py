@@ -28,7 +28,7 @@ background:#fafafa;font-size:14px}
 header{background:#1f3b57;color:#fff;padding:10px 24px;display:flex;gap:24px;align-items:center}
 header a{color:#fff;text-decoration:none;opacity:.85}header a.here{opacity:1;font-weight:600;
 border-bottom:2px solid #fff}header .title{font-weight:700;font-size:16px}
-main{padding:16px 24px;max-width:1280px}
+main{padding:16px 24px;max-width:1400px}
 h1{font-size:20px;margin:8px 0 4px}h2{font-size:16px;margin:24px 0 8px;border-bottom:1px solid
 #ddd;padding-bottom:4px}
 table{border-collapse:collapse;background:#fff;margin:4px 0 8px}

@@ -17,6 +17,8 @@ from dipro_fhir.ui.model_status import ModelStatus
 from dipro_fhir.ui.queries import TASK_ORDER, FailureCount, Night, NightPage, NightScores
 
 BANDS = ("low", "moderate", "high")
+#: The run's counts shown first (the rest are folded).
+MAIN_COUNTS = ("patients", "scored", "failed_patients", "written", "unchanged")
 MONITORING_NOTE = (
     "Performance and drift monitoring will be shown here. Nothing is measured yet: the "
     "monitoring issue of this wave fills this section (and /monitoring)."
@@ -186,7 +188,11 @@ def _run_facts(run: RunRecord, airflow: str) -> str:
     if run.dag_run_id:
         href = f"{e(airflow)}/dags/{segment(run.pipeline)}/runs/{segment(run.dag_run_id)}"
         dag_run = f'<a href="{href}" target="_top">{e(run.dag_run_id)}</a>'
-    counts = ", ".join(f"{e(k)} {e(v)}" for k, v in sorted(run.counts.items())) or "—"
+    main = [f"{e(k.replace('_', ' '))} {e(run.counts[k])}" for k in MAIN_COUNTS if k in run.counts]
+    every = ", ".join(f"{e(k)} {e(v)}" for k, v in sorted(run.counts.items()))
+    counts = (", ".join(main) or "—") + (
+        f" <details><summary>all counts</summary>{every}</details>" if every else ""
+    )
     return facts(
         [
             ("Run", f"<code>{e(run.id)}</code>"),
@@ -234,7 +240,10 @@ def _quality_figures(night: Night) -> str:
     now, then = night.figures, night.baseline_figures
     assert now is not None
     baseline = (
-        f"against {e(night.baseline_run)}" if night.baseline_run else "no earlier successful night"
+        f"against {e(night.baseline_run)}"
+        if night.baseline_run
+        else "no baseline: no successful nightly run before this one (manual and backfill runs "
+        "are never the baseline)"
     )
 
     def before(name: str) -> float | None:

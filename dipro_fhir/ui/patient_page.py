@@ -83,7 +83,7 @@ def _notes(assessment: Assessment, status: ModelStatus) -> list[str]:
     return notes
 
 
-def _block(assessment: Assessment, status: ModelStatus, base: str, now: datetime) -> str:
+def _block(assessment: Assessment, notes: Sequence[str], base: str, now: datetime) -> str:
     top = _headline(assessment)
     run = assessment.run
     night = (
@@ -101,7 +101,7 @@ def _block(assessment: Assessment, status: ModelStatus, base: str, now: datetime
         if left_out
         else ""
     )
-    notes = "".join(f"<li>{n}</li>" for n in _notes(assessment, status))
+    listed = f"<ul>{''.join(f'<li>{n}</li>' for n in notes)}</ul>" if notes else ""
     return (
         f"<h2>{e(TASK_TITLES.get(assessment.task, assessment.task))}</h2>"
         + facts(
@@ -117,7 +117,7 @@ def _block(assessment: Assessment, status: ModelStatus, base: str, now: datetime
         )
         + table(["Outcome", "Probability", "Band"], rows, numeric={1})
         + more
-        + f"<ul>{notes}</ul>"
+        + listed
     )
 
 
@@ -136,13 +136,19 @@ def patient_view(
             "database (not retracted).</p>"
         )
         return page(f"Patient {patient_id}", body, base)
+    notes = [
+        _notes(a, status_of(a.scores[0].model_name, a.scores[0].model_version)) for a in assessments
+    ]
+    # What every task's notes say (one run, one model) is said once, above the tasks.
+    common = [n for n in notes[0] if all(n in other for other in notes[1:])]
     blocks = "".join(
-        _block(a, status_of(a.scores[0].model_name, a.scores[0].model_version), base, now)
-        for a in assessments
+        _block(a, [n for n in own if n not in common], base, now)
+        for a, own in zip(assessments, notes, strict=True)
     )
+    shared = f"<ul>{''.join(f'<li>{n}</li>' for n in common)}</ul>" if common else ""
     body = (
         f"<h1>Patient {e(patient_id)}</h1><p class='muted'>The latest assessment per task from "
         "the results database. A nightly score is computed from data up to its as-of time: it is "
-        "hours old, and newer data is not in it.</p>" + blocks
+        "hours old, and newer data is not in it.</p>" + shared + blocks
     )
     return page(f"Patient {patient_id}", body, base)
