@@ -3,7 +3,9 @@
 Pages are plain server-rendered HTML with inline CSS and inline SVG: no script, no font or
 file from elsewhere, so they work inside the Airflow UI's sandboxed frame and offline. Links
 are built from the mount point the request came through (``root_path``), so the page works
-under any Airflow base path; links to Airflow's own pages open in the top window.
+under any Airflow base path. Links to Airflow's own pages open in the top window; Airflow's
+frame (sandboxed without ``allow-top-navigation``) blocks them, so they work where the page
+is opened on its own.
 """
 
 from __future__ import annotations
@@ -79,6 +81,8 @@ def age(moment: datetime, now: datetime | None = None) -> str:
     hours = ((now or datetime.now(UTC)) - moment).total_seconds() / 3600
     if hours < 0:
         return "in the future"
+    if hours < 1:
+        return f"{hours * 60:.0f} min ago"
     if hours < 48:
         return f"{hours:.0f} h ago"
     return f"{hours / 24:.0f} days ago"
