@@ -1,11 +1,12 @@
 """A small self-contained HTML report of a scoring run on a synthetic cohort.
 
-Plots are inline SVG drawn here (no plotting library, no network): the risk distribution per
-task, mortality calibration against the synthetic ground truth, and one patient's timeline
-(CXR acquisition times over three EHR signals in the 48-hour window), then the run's
-data-quality summary (unmapped codes with counts, coverage per variable, unusable images,
-problems of no patient, and the change since the previous successful night). It also returns
-a plain text table for the terminal.
+Plots are inline SVG drawn here (no plotting library, no network): the risk distribution
+(:func:`risk_figure`, per task; the DiPro page in Airflow, :mod:`dipro_fhir.ui`, draws a
+night's with it too), mortality calibration against the synthetic ground truth, and one
+patient's timeline (CXR acquisition times over three EHR signals in the 48-hour window),
+then the run's data-quality summary (unmapped codes with counts, coverage per variable,
+unusable images, problems of no patient, and the change since the previous successful
+night). It also returns a plain text table for the terminal.
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
-from dipro.vocab import VARIABLES
+from dipro.vocab import LOS_BINS, VARIABLES
 from dipro_fhir.core.settings import Settings
 from dipro_fhir.core.svg import (
     PAD,
@@ -147,7 +148,11 @@ def _validation_html(checkpoint: Path) -> str:
 
 def data_quality_text(settings: Settings, run: RunRecord) -> str:
     """The run's data-quality summary, compared with the previous successful night."""
-    engine = connections.result_store(settings).engine
+    return quality_text(connections.result_store(settings).engine, run)
+
+
+def quality_text(engine: Engine, run: RunRecord) -> str:
+    """:func:`data_quality_text` on an open results database."""
     quality = read_data_quality(engine, run.id)
     if quality is None:
         return "no data-quality summary was recorded for this run"
@@ -160,10 +165,43 @@ def data_quality_text(settings: Settings, run: RunRecord) -> str:
 
 
 def _risk_distribution(scores: Sequence[StoredScore]) -> str:
-    mort = [s.probability for s in scores if s.task == "mortality"]
-    counts = np.histogram(mort, bins=10, range=(0, 1))[0] if mort else np.zeros(10)
+    return risk_figure(scores, "mortality")
+
+
+#: Per task: what one patient's value is, and the figure's caption.
+RISK_CAPTIONS = {
+    "mortality": "Patients per predicted in-hospital mortality risk",
+    "progression": "Patients per highest predicted risk of a finding worsening",
+    "los": "Patients per most likely length-of-stay bin",
+}
+
+
+def patient_values(scores: Sequence[StoredScore], task: str) -> dict[str, StoredScore]:
+    """One score per patient for ``task``: mortality's (death), the most likely length-of-stay
+    bin, the finding most likely to worsen (progression's ``<finding>:worsened``)."""
+    chosen: dict[str, StoredScore] = {}
+    for s in scores:
+        if s.task != task or (task == "progression" and not s.outcome.endswith(":worsened")):
+            continue
+        best = chosen.get(s.patient_id)
+        if best is None or s.probability > best.probability:
+            chosen[s.patient_id] = s
+    return chosen
+
+
+def risk_figure(scores: Sequence[StoredScore], task: str) -> str:
+    """The distribution of ``task``'s scores over patients (:func:`patient_values`) as an
+    inline SVG bar chart: ten probability bins, or the length-of-stay bins."""
+    values = list(patient_values(scores, task).values())
+    if task == "los":
+        labels = list(LOS_BINS)
+        counts = [float(sum(v.outcome == b for v in values)) for b in labels]
+        return bar_chart(labels, counts, f"{RISK_CAPTIONS[task]} ({len(values)} patients)")
+    probabilities = [v.probability for v in values]
+    bins = np.histogram(probabilities, bins=10, range=(0, 1))[0] if values else np.zeros(10)
     labels = [f"{lo:.1f}" for lo in np.linspace(0, 0.9, 10)]
-    return bar_chart(labels, [float(c) for c in counts], "Patients per predicted mortality risk")
+    caption = RISK_CAPTIONS.get(task, f"Patients per predicted {task} risk")
+    return bar_chart(labels, [float(c) for c in bins], f"{caption} ({len(values)} patients)")
 
 
 def _calibration(mortality: Mapping[str, float], truths: Mapping[str, Any]) -> str:

@@ -18,6 +18,7 @@ from dipro_fhir.sandbox.core import (
     AIRFLOW_SERVICES,
     DAG_ID,
     DAGS_FOLDER,
+    PLUGINS_FOLDER,
     POOL,
     VENV_BIN,
     Clock,
@@ -73,6 +74,8 @@ def airflow_environ(sandbox: Sandbox) -> dict[str, str]:
         "PYTHONPATH": os.pathsep.join(p for p in (str(DAGS_FOLDER), base.get("PYTHONPATH")) if p),
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+        # The DiPro page (Airflow plugin): /dipro on the API server, "DiPro" in the UI.
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS_FOLDER),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": str(c.parallelism),

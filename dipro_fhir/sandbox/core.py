@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import requests
 
-from dipro_fhir.core.shipped import checkout_root, dags_folder
+from dipro_fhir.core.shipped import checkout_root, dags_folder, plugins_folder
 
 #: The source checkout the sandbox runs from, or None when it runs from an installed wheel.
 CHECKOUT = checkout_root()
@@ -30,6 +30,7 @@ DEFAULT_DIR = (CHECKOUT or Path.cwd()) / "var" / "sandbox"
 
 VENV_BIN = Path(sys.executable).parent  # not resolved: the venv's bin, not /usr/bin
 DAGS_FOLDER = dags_folder()
+PLUGINS_FOLDER = plugins_folder()  # the DiPro page (plugins/dipro_ui.py)
 ORTHANC_BIN = Path("/usr/sbin/Orthanc")
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 STATE_FILE = "sandbox.json"

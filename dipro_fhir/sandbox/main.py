@@ -114,6 +114,7 @@ def print_summary(sandbox: Sandbox, nights: Sequence[str]) -> None:
     lines = [
         f"Airflow UI     {sandbox.airflow_url}   login {ADMIN} / {sandbox.admin_password()}"
         f"   (password file {_relative(sandbox.password_file)})",
+        f'DiPro page     {sandbox.airflow_url}/dipro/   ("DiPro" in the UI; docs/ui.md)',
         f"FHIR (HAPI)    {sandbox.fhir_url}",
         f"DICOMweb       {sandbox.dicomweb_url}",
         f"results DB     {sandbox.results_db_url()}",

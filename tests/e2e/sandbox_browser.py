@@ -7,8 +7,9 @@ headless. :func:`require_browser` fails the test with what to install when eithe
 
 :class:`AirflowUI` knows the few screens the sandbox test needs: the SimpleAuthManager login
 page, the *Trigger Dag* dialog of a DAG (its "Run Parameters" form, rendered from the DAG's
-``params``: an ``array`` of strings is a textarea with one value per line) and a run's page
-with the grid.
+``params``: an ``array`` of strings is a textarea with one value per line), a run's page
+with the grid, and the DiPro page (the plugin's navigation entry shows it in a frame; its own
+URL shows it alone).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Locator, Page
+    from playwright.sync_api import Browser, FrameLocator, Locator, Page
 
 CHROMIUM = Path(os.environ.get("DIPRO_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = (
@@ -133,14 +134,39 @@ class AirflowUI:
         self.page.get_by_role("cell", name="success").first.wait_for()
         self.page.wait_for_load_state("networkidle")
 
-    def screenshot(self, *paths: Path, locator: Locator | None = None) -> None:
+    def open_nav_entry(self, name: str) -> FrameLocator:
+        """Click a plugin's entry in the navigation bar; return the frame it shows."""
+        self.page.set_viewport_size(WIDE_VIEWPORT)  # type: ignore[arg-type]
+        self.page.goto(f"{self.base_url}/")
+        self.page.get_by_role("link", name=name, exact=True).click()
+        self.page.wait_for_url(f"{self.base_url}/plugin/**")
+        return self.page.frame_locator("iframe")
+
+    def open_run_tab(self, dag_id: str, run_id: str, name: str) -> FrameLocator:
+        """Open a plugin's tab ``name`` on a DAG run's page; return the frame it shows."""
+        self.page.set_viewport_size(WIDE_VIEWPORT)  # type: ignore[arg-type]
+        self.page.goto(f"{self.base_url}/dags/{dag_id}/runs/{run_id}")
+        self.page.get_by_text(name, exact=True).first.click()
+        return self.page.frame_locator("iframe")
+
+    def open_alone(self, path: str) -> str:
+        """Open one of the API server's own pages (not the React UI); return its HTML."""
+        self.page.set_viewport_size(VIEWPORT)  # type: ignore[arg-type]
+        response = self.page.goto(f"{self.base_url}{path}")
+        assert response is not None
+        assert response.status == 200, f"{path} answered {response.status}"
+        return self.page.content()
+
+    def screenshot(
+        self, *paths: Path, locator: Locator | None = None, full_page: bool = False
+    ) -> None:
         """Save a PNG of the page (or of ``locator``) to the first path, copy it to the rest."""
         first, *copies = paths
         first.parent.mkdir(parents=True, exist_ok=True)
         if locator is not None:
             locator.screenshot(path=str(first))
         else:
-            self.page.screenshot(path=str(first))
+            self.page.screenshot(path=str(first), full_page=full_page)
         for copy in copies:
             copy.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(first, copy)

@@ -488,3 +488,88 @@ def test_trigger_form_in_chromium_scores_exactly_two_patients(
     scored = found.get(_iso(as_of), {})
     assert set(scored) == set(chosen), (_iso(as_of), sorted(scored))
     assert _score_rows(sandbox, as_of.replace(microsecond=0)) == set(chosen)
+
+
+def _latest_scored_night(sandbox: RunningSandbox) -> tuple[Any, list[Any]]:
+    """The newest finished run with scores, and its scores (results database)."""
+    from dipro_fhir.store.models import Run, ScoreRow
+
+    engine = create_engine(sandbox.state["urls"]["results_db"])
+    try:
+        with engine.connect() as conn:
+            runs = conn.execute(
+                select(Run).where(Run.status.in_(("success", "partial"))).order_by(Run.as_of.desc())
+            ).all()
+            for run in runs:
+                scores = conn.execute(
+                    select(ScoreRow).where(
+                        ScoreRow.as_of == run.as_of, ScoreRow.model_version == run.model_version
+                    )
+                ).all()
+                if scores:
+                    return run, list(scores)
+    finally:
+        engine.dispose()
+    raise AssertionError(f"no finished run with scores\n{sandbox.log_tails()}")
+
+
+def test_dipro_page_in_chromium_shows_the_nights_a_night_and_a_patient(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    require_browser()
+    assert f"DiPro page     {sandbox.airflow_url}/dipro/" in sandbox.up_output
+    rest = sandbox.rest()
+    # Tonight's run, which the scheduler starts on its own, has finished (alone, this test
+    # waits for it; after the tests above the page lists their runs too).
+    deadline, listed = time.monotonic() + 120, []
+    while not listed and time.monotonic() < deadline:
+        listed = rest.get(
+            f"{sandbox.airflow_url}/api/v2/dags/{DAG_ID}/dagRuns",
+            params={"run_type": "scheduled"},
+            timeout=10,
+        ).json()["dag_runs"]
+        time.sleep(0 if listed else 2)
+    assert listed, f"the scheduler started no run\n{sandbox.log_tails()}"
+    _wait_for_runs(sandbox, rest, [r["dag_run_id"] for r in listed])
+    night, scores = _latest_scored_night(sandbox)
+    patient = sorted({s.patient_id for s in scores})[0]
+    death = next(s for s in scores if s.patient_id == patient and s.task == "mortality")
+    as_of = night.as_of.astimezone(UTC)
+    shown = as_of.strftime("%Y-%m-%d %H:%M:%S" if as_of.second else "%Y-%m-%d %H:%M") + " UTC"
+    shots = {n: (SCREENSHOTS / f"dipro-{n}.png", tmp_path / f"dipro-{n}.png")
+             for n in ("nights", "night", "patient")}  # fmt: skip
+    with chromium() as browser:
+        ui = AirflowUI(browser, sandbox.airflow_url)
+        ui.login("admin", sandbox.password)
+        frame = ui.open_nav_entry("DiPro")
+        link = frame.get_by_role("link", name=shown, exact=True)
+        link.first.wait_for()
+        row = frame.locator("tr", has=link.first)
+        cells = [" ".join(c.split()) for c in row.locator("td").all_inner_texts()]
+        assert cells[1:7] == [
+            night.kind,
+            night.mode,
+            night.status,
+            str(night.counts["patients"]),
+            str(night.counts["scored"]),
+            str(night.counts["failed_patients"]),
+        ]
+        assert patient not in frame.locator("body").inner_text(), "the night list names a patient"
+        ui.screenshot(*shots["nights"])
+
+        if night.dag_run_id:  # the run's own page in Airflow has a tab that shows this night
+            tab = ui.open_run_tab(DAG_ID, night.dag_run_id, "DiPro night")
+            tab.get_by_role("heading", name=f"Night of {shown}").wait_for()
+
+        page = ui.open_alone(f"/dipro/runs/{night.id}")
+        mortality = len({s.patient_id for s in scores if s.task == "mortality"})
+        assert f"in-hospital mortality risk ({mortality} patients)" in page
+        assert f"{night.model_name} <b>{night.model_version}</b>" in page
+        assert "Validated: passes the validation gate" in page
+        assert patient not in page, "the night page names a patient"
+        ui.screenshot(*shots["night"], full_page=True)
+
+        page = ui.open_alone(f"/dipro/patients/{patient}")
+        assert f"<b>{death.probability:.1%}</b> death in hospital" in page
+        assert shown in page
+        ui.screenshot(*shots["patient"], full_page=True)

@@ -29,7 +29,7 @@ def wheel_names(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(REPO / name, source / name)
-    for folder in ("dipro_fhir", "model", "dags"):
+    for folder in ("dipro_fhir", "model", "dags", "plugins"):
         shutil.copytree(REPO / folder, source / folder, ignore=ignore)
     built = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
@@ -42,7 +42,7 @@ def wheel_names(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
         return set(archive.namelist())
 
 
-def test_the_wheel_ships_migrations_dags_the_hapi_sources_and_the_demo_checkpoint(
+def test_the_wheel_ships_migrations_dags_plugin_the_hapi_sources_and_the_demo_checkpoint(
     wheel_names: set[str],
 ) -> None:
     versions = sorted((PACKAGE / "store" / "migrations" / "versions").glob("*.py"))
@@ -63,6 +63,8 @@ def test_the_wheel_ships_migrations_dags_the_hapi_sources_and_the_demo_checkpoin
     assert any(n.endswith(".yaml") for n in java)
     dags = {n.rsplit("/", 1)[1] for n in wheel_names if "/data/share/dipro-fhir/dags/" in n}
     assert {p.name for p in (REPO / "dags").glob("*.py")} | {".airflowignore"} <= dags
+    plugins = {n.rsplit("/", 1)[1] for n in wheel_names if "/data/share/dipro-fhir/plugins/" in n}
+    assert "dipro_ui.py" in plugins  # the DiPro page (dipro_fhir.core.shipped.plugins_folder)
 
 
 def test_the_wheel_holds_no_tests_and_no_build_output(wheel_names: set[str]) -> None:
