@@ -139,7 +139,7 @@ def test_the_plan_refuses_an_unvalidated_checkpoint_and_nothing_is_scored(
 ) -> None:
     from sqlalchemy import create_engine, func, select
 
-    from dipro_fhir.store.models import Run, ScoreRow
+    from dipro_fhir.store.models import PatientFailureRow, Run, ScoreRow
     from tests.checkpoints import write_untrained_checkpoint
 
     store_url = _configure(monkeypatch, tmp_path, cohort_dir)
@@ -150,7 +150,15 @@ def test_the_plan_refuses_an_unvalidated_checkpoint_and_nothing_is_scored(
     assert not any(v == "success" for (task, _), v in states.items() if task == "score")
     engine = create_engine(store_url)
     with engine.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(Run)).scalar() == 0
+        # The refused night is recorded as a failed run, with the gate's reason (issue 23).
+        assert [tuple(r) for r in conn.execute(select(Run.status, Run.kind))] == [
+            ("failed", "manual")
+        ]
+        (reason, detail) = conn.execute(
+            select(PatientFailureRow.reason, PatientFailureRow.detail)
+        ).one()
+        assert reason == "plan-failed"
+        assert "validation" in detail
         assert conn.execute(select(func.count()).select_from(ScoreRow)).scalar() == 0
     engine.dispose()
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
