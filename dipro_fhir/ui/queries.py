@@ -13,13 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, RowMapping, func, select
+from sqlalchemy import Engine, func, select
 
 from dipro_fhir.core.timeline import NO_PATIENT, PatientId, RunId
 from dipro_fhir.mapping.quality import DataQuality
 from dipro_fhir.store.models import DataProblemRow, PatientFailureRow, Run, ScoreRow
 from dipro_fhir.store.quality import previous_success, read_data_quality
-from dipro_fhir.store.results import ResultStore, RunRecord, StoredScore, as_utc
+from dipro_fhir.store.results import ResultStore, RunRecord, StoredScore, as_utc, stored_score
 
 PIPELINE = "dipro_nightly"
 #: The order the pages show tasks in.
@@ -153,23 +153,6 @@ def run_for_dag_run(store: ResultStore, dag_run_id: str, pipeline: str) -> RunRe
     return None if found is None else store.run(RunId(found))
 
 
-def _stored(row: RowMapping) -> StoredScore:
-    return StoredScore(
-        run_id=RunId(row["run_id"]),
-        patient_id=PatientId(row["patient_id"]),
-        encounter_id=row["encounter_id"],
-        task=row["task"],
-        outcome=row["outcome"],
-        probability=row["probability"],
-        risk_level=row["risk_level"],
-        path=row["path"],
-        fhir_resource_id=row["fhir_resource_id"],
-        model_name=row["model_name"],
-        model_version=row["model_version"],
-        as_of=as_utc(row["as_of"]),
-    )
-
-
 def night_scores(engine: Engine, run: RunRecord) -> NightScores:
     """The scores of ``run``'s as-of time and model version (module docstring)."""
     stmt = select(ScoreRow).where(
@@ -177,7 +160,7 @@ def night_scores(engine: Engine, run: RunRecord) -> NightScores:
     )
     with engine.connect() as conn:
         rows = conn.execute(stmt.order_by(ScoreRow.id)).mappings().all()
-    kept = tuple(_stored(r) for r in rows if r["retracted_at"] is None)
+    kept = tuple(stored_score(r) for r in rows if r["retracted_at"] is None)
     return NightScores(kept, len(rows) - len(kept))
 
 
@@ -235,7 +218,7 @@ def latest_assessments(store: ResultStore, patient_id: PatientId) -> list[Assess
         ScoreRow.patient_id == patient_id, ScoreRow.retracted_at.is_(None)
     )
     with store.engine.connect() as conn:
-        rows = [_stored(r) for r in conn.execute(stmt).mappings()]
+        rows = [stored_score(r) for r in conn.execute(stmt).mappings()]
     by_task: dict[str, list[StoredScore]] = {}
     for row in rows:
         by_task.setdefault(row.task, []).append(row)

@@ -18,14 +18,11 @@ import pytest
 import sqlalchemy as sa
 
 from dipro_fhir.core.errors import ConfigError
-from dipro_fhir.core.settings import Settings, embedded_settings
+from dipro_fhir.core.settings import Settings
 from dipro_fhir.run.pipeline import RunRequest, run_locally
 from dipro_fhir.run.plan import PIPELINE
-from dipro_fhir.store.migrate import upgrade_database
 from dipro_fhir.store.results import ResultStore
-from dipro_fhir.synth import generate_cohort
-from dipro_fhir.synth.load import write_files
-from tests.checkpoints import write_tiny_checkpoint
+from tests.embedded import cohort_run_settings
 
 AS_OF = datetime(2026, 4, 1, 2, tzinfo=UTC)
 MODEL = "kinds"
@@ -33,21 +30,7 @@ MODEL = "kinds"
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    cohort = tmp_path / "cohort"
-    people = generate_cohort(
-        5, seed=11, start=AS_OF - timedelta(days=3), admission_span_days=2, reference_time=AS_OF
-    )
-    write_files(people, cohort, image_size=(96, 96))
-    settings = embedded_settings(tmp_path)
-    settings = settings.model_copy(
-        update={
-            "fhir": settings.fhir.model_copy(update={"ndjson_dir": cohort}),
-            "run": settings.run.model_copy(update={"max_failed_share": 1.0}),
-        }
-    )
-    upgrade_database(settings.store.url.get_secret_value())
-    write_tiny_checkpoint(settings.model.checkpoint, name=MODEL, version="1")
-    return settings
+    return cohort_run_settings(tmp_path, AS_OF, patients=5, seed=11, model=MODEL)
 
 
 def _store(settings: Settings) -> ResultStore:

@@ -8,35 +8,19 @@ absolute URI. Data read from NDJSON files had ``Observation/123``; it is now
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from dipro_fhir.core.settings import embedded_settings
 from dipro_fhir.run.pipeline import RunRequest, run_locally
-from dipro_fhir.store.migrate import upgrade_database
-from dipro_fhir.synth import generate_cohort
-from dipro_fhir.synth.load import write_files
-from tests.checkpoints import write_tiny_checkpoint
+from tests.embedded import cohort_run_settings
 
 AS_OF = datetime(2026, 4, 1, 2, tzinfo=UTC)
 
 
 def test_references_to_data_from_files_are_absolute_file_uris(tmp_path: Path) -> None:
+    settings = cohort_run_settings(tmp_path, AS_OF, patients=3, seed=5)
     cohort = tmp_path / "cohort"
-    people = generate_cohort(
-        3, seed=5, start=AS_OF - timedelta(days=3), admission_span_days=2, reference_time=AS_OF
-    )
-    write_files(people, cohort, image_size=(96, 96))
-    settings = embedded_settings(tmp_path)
-    settings = settings.model_copy(
-        update={
-            "fhir": settings.fhir.model_copy(update={"ndjson_dir": cohort}),
-            "run": settings.run.model_copy(update={"max_failed_share": 1.0}),
-        }
-    )
-    upgrade_database(settings.store.url.get_secret_value())
-    write_tiny_checkpoint(settings.model.checkpoint, name="t", version="1")
     run_locally(settings, RunRequest(as_of=AS_OF, dag_run_id="uris"))
 
     written = [
