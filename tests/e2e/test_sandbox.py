@@ -13,7 +13,10 @@ when a test failed. Against it:
 * a run with ``extraction_mode`` ``bulk`` waits for its ``$export`` in Airflow's triggerer
   (a real one, not ``dag.test``'s inline loop) and scores every patient in the ICU;
 * in chromium, the *Trigger Dag* form of ``dipro_nightly`` shows the DAG's params; a run
-  triggered there with two ``patient_ids`` scores exactly those two.
+  triggered there with two ``patient_ids`` scores exactly those two;
+* last, ``up --env KEY=VALUE`` on the running sandbox restarts the Airflow processes with the
+  setting, ``env`` prints it, and the printed ``eval "$(sandbox.sh env)"; dipro-fhir check``
+  (in a shell without the venv on its PATH) sees it; ``up --env KEY=`` drops it again.
 
 Screenshots go to ``var/screenshots/`` (and the test's tmp folder).
 """
@@ -488,3 +491,49 @@ def test_trigger_form_in_chromium_scores_exactly_two_patients(
     scored = found.get(_iso(as_of), {})
     assert set(scored) == set(chosen), (_iso(as_of), sorted(scored))
     assert _score_rows(sandbox, as_of.replace(microsecond=0)) == set(chosen)
+
+
+def _environ_of(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().partition("=")[::2] for item in raw if b"=" in item)
+
+
+def _check_in_the_printed_env(sandbox: RunningSandbox) -> subprocess.CompletedProcess[str]:
+    """What ``up`` tells a user to run: ``eval "$(sandbox.sh env)"; dipro-fhir check``, in a
+    shell whose PATH has no venv on it."""
+    command = f'eval "$(bash {SANDBOX_SH} --dir {sandbox.root} env)"; dipro-fhir check'
+    environ = {**os.environ, "PATH": "/usr/bin:/bin"}
+    return subprocess.run(["bash", "-c", command], env=environ, capture_output=True, text=True,
+                          timeout=180, check=False)  # fmt: skip
+
+
+def test_up_env_applies_a_setting_to_the_running_airflow_and_check_sees_it(
+    sandbox: RunningSandbox,
+) -> None:
+    """Last in this module: it restarts the Airflow processes twice."""
+    setting = "DIPRO_MODEL__MIN_MORTALITY_AUROC"  # a site minimum no checkpoint here meets
+    assert _check_in_the_printed_env(sandbox).returncode == 0
+    before = sandbox.pids()
+
+    up = _sandbox(sandbox.root, "up", f"--env={setting}=0.999", timeout_s=300)
+    assert up.returncode == 0, up.stdout + up.stderr
+    after = sandbox.pids()
+    airflow = [s for s in SERVICES if s.startswith("airflow-")]
+    for service in airflow:
+        assert f"{service}: restarting to apply its settings (changed: {setting}" in up.stdout
+        assert after[service] != before[service], service
+        assert _environ_of(after[service]).get(setting) == "0.999", service
+    assert (after["hapi"], after["orthanc"]) == (before["hapi"], before["orthanc"])
+    assert f"export {setting}=0.999" in _sandbox(sandbox.root, "env").stdout
+    refused = _check_in_the_printed_env(sandbox)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert setting in refused.stdout, refused.stdout  # the gate names the site's minimum
+
+    dropped = _sandbox(sandbox.root, "up", f"--env={setting}=", timeout_s=300)
+    assert dropped.returncode == 0, dropped.stdout + dropped.stderr
+    pid = sandbox.pids()["airflow-scheduler"]
+    assert setting not in _environ_of(pid)
+    assert setting not in _sandbox(sandbox.root, "env").stdout
+    assert _check_in_the_printed_env(sandbox).returncode == 0
+    status = _sandbox(sandbox.root, "status")
+    assert status.returncode == 0, status.stdout
