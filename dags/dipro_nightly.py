@@ -15,12 +15,14 @@ from typing import Any
 
 from _dipro_bulk import BulkExportOperator
 from _dipro_common import DagOptions, build_settings
+from _dipro_failure import FAILURE_CALLBACKS
 from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
 OPTIONS = DagOptions.from_environ()
-FHIR_ID = (
-    r"^[A-Za-z0-9\-\.]{1,64}$"  # FHIR R4 datatype id (http://hl7.org/fhir/R4/datatypes.html#id)
+DESCRIPTION = (
+    "DiPro risk scores for ICU patients: FHIR R4 + DICOMweb chest X-rays in, one FHIR "
+    "RiskAssessment per patient and task and rows in the results database out"
 )
 ISO_DATE_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$"
 
@@ -55,20 +57,27 @@ move the `new_data` watermark and are the next night's data-quality baseline.
 triggered), unless the `as_of` parameter overrides it. Nothing dated or made available after
 it is used, so a run depends only on its logical date.
 
-**Parameters** (trigger form):
+**Parameters** (trigger form; every one is optional, and an empty form scores the active
+cohort as of the run's logical date):
 
-- `patient_ids` (list of FHIR ids, default `[]`): score exactly these patients (overrides
-  `cohort`).
-- `group_id` (FHIR id or null): score the members of this FHIR `Group` (overrides `cohort`).
-- `as_of` (ISO 8601 date-time or null): override the as-of time; without an offset it is
-  read in `DIPRO_RUN__SITE_TIMEZONE`.
+- `patient_ids` (list of FHIR ids, one per line, default none): score exactly these
+  patients (overrides `cohort`).
+- `group_id` (FHIR id): score the members of this FHIR `Group` (overrides `cohort`).
+- `as_of` (ISO 8601 date-time): override the as-of time; without an offset it is read in
+  `DIPRO_RUN__SITE_TIMEZONE`.
 - `cohort` (`active` or `new_data`, default `active`): encounters under way at `as_of`, or
   patients with new data since the last successful nightly run.
-- `model_version` (string or null): refuse to run unless the checkpoint has this version.
+- `model_version` (string): refuse to run unless the checkpoint has this version.
 - `dry_run` (boolean, default false): extract and score, write nothing.
-- `extraction_mode` (`rest`, `bulk` or null = `DIPRO_RUN__EXTRACTION_MODE`, default `rest`):
-  FHIR searches per chunk, or one Bulk Data `$export` of the cohort (`Group/[id]/$export`
-  with `_since`; `DIPRO_FHIR__BULK_LEVEL=system` for a sandbox server).
+- `extraction_mode` (`rest` or `bulk`; empty: the site's `DIPRO_RUN__EXTRACTION_MODE`,
+  default `rest`): FHIR searches per chunk, or one Bulk Data `$export` of the cohort
+  (`Group/[id]/$export` with `_since`; `DIPRO_FHIR__BULK_LEVEL=system` for a sandbox server).
+
+An id is 1-64 characters of `A-Z a-z 0-9 - .` (FHIR R4 `id`); `plan` checks them and fails
+with one line naming the parameter (never the id) before anything is read or scored.
+
+**A failed task** ends its log with one error line, `<task> failed: <the message>`, after the
+traceback: the log view opens at the bottom, on it.
 
 **Backfills** use this DAG: each run depends only on its logical date, so
 `airflow backfill create --dag-id dipro_nightly --from-date 2025-01-01T02:00:00Z
@@ -106,35 +115,43 @@ def _run_kind(dag_run: Any) -> Any:
     start_date=datetime(1970, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
+    description=DESCRIPTION,
     doc_md=DOC_MD,
     tags=["dipro", "fhir", "scoring"],
     render_template_as_native_obj=True,
+    default_args=FAILURE_CALLBACKS,
+    # Every parameter may be left empty ("null" in a type makes the form's field optional);
+    # ids are checked by `plan` (dipro_fhir.run.trigger), which says in one line what is wrong.
     params={
         "patient_ids": Param(
             [],
-            type="array",
-            items={"type": "string", "pattern": FHIR_ID},
-            uniqueItems=True,
-            description="Score exactly these Patient ids (overrides cohort).",
+            type=["null", "array"],
+            items={"type": "string"},
+            description="Score exactly these Patient ids, one per line (overrides cohort). "
+            "An id is 1-64 characters of A-Z a-z 0-9 - .",
         ),
         "group_id": Param(
             None,
             type=["null", "string"],
-            pattern=FHIR_ID,
-            description="Score the members of this FHIR Group (overrides cohort).",
+            description="Score the members of this FHIR Group, by its id (overrides cohort).",
         ),
         "as_of": Param(
             None,
             type=["null", "string"],
             format="date-time",
             pattern=ISO_DATE_TIME,
-            description="Override the as-of time (ISO 8601); default: the logical date.",
+            description="Score as of this time instead of the run's logical date (ISO 8601).",
         ),
         "cohort": Param(
             "active",
-            type="string",
-            enum=["active", "new_data"],
-            description="active: encounters under way; new_data: data since the last run.",
+            type=["null", "string"],
+            enum=[None, "active", "new_data"],
+            values_display={
+                "null": "active (the default)",
+                "active": "active: encounters under way at the as-of time",
+                "new_data": "new_data: patients with new data since the last nightly run",
+            },
+            description="Who is scored when no patient_ids or group_id are given.",
         ),
         "model_version": Param(
             None,
@@ -142,12 +159,21 @@ def _run_kind(dag_run: Any) -> Any:
             minLength=1,
             description="Refuse to run unless the checkpoint has this version.",
         ),
-        "dry_run": Param(False, type="boolean", description="Extract and score, write nothing."),
+        "dry_run": Param(
+            False,
+            type=["null", "boolean"],
+            description="Extract and score, but write nothing (no RiskAssessment, no rows).",
+        ),
         "extraction_mode": Param(
             None,
             type=["null", "string"],
             enum=[None, "rest", "bulk"],
-            description="rest: FHIR searches; bulk: Bulk Data $export (null: the setting).",
+            values_display={
+                "null": "the site's setting (DIPRO_RUN__EXTRACTION_MODE, rest unless set)",
+                "rest": "rest: FHIR searches per chunk",
+                "bulk": "bulk: one FHIR Bulk Data $export of the cohort",
+            },
+            description="How the FHIR data is read.",
         ),
     },
 )
@@ -162,29 +188,20 @@ def dipro_nightly() -> None:
     )
     def plan() -> list[dict[str, Any]]:
         from dipro_fhir.core.errors import ConfigError, ModelContractError
-        from dipro_fhir.core.manifest import RunRequest, as_of_for_logical_date
         from dipro_fhir.run.plan import plan_run
+        from dipro_fhir.run.trigger import run_request_from_params
 
         context = get_current_context()
-        params, dag_run = context["params"], context["dag_run"]
+        dag_run = context["dag_run"]
         settings = build_settings()
-        tz = settings.run.site_timezone
-        if params["as_of"]:
-            as_of = as_of_for_logical_date(datetime.fromisoformat(params["as_of"]), tz)
-        else:
-            logical = context.get("logical_date") or dag_run.run_after
-            as_of = as_of_for_logical_date(logical, tz)
-        request = RunRequest(
-            as_of=as_of,
-            dag_run_id=context["run_id"],
-            cohort=params["cohort"],
-            patient_ids=tuple(params["patient_ids"]),
-            group_id=params["group_id"],
-            dry_run=bool(params["dry_run"]),
-            model_version=params["model_version"],
-            kind=_run_kind(dag_run),
-        )
         try:
+            request = run_request_from_params(
+                context["params"],
+                logical_date=context.get("logical_date") or dag_run.run_after,
+                dag_run_id=context["run_id"],
+                kind=_run_kind(dag_run),
+                site_timezone=settings.run.site_timezone,
+            )
             manifests = plan_run(settings, request)
         except (ModelContractError, ConfigError) as exc:  # a retry would fail the same way
             raise AirflowFailException(str(exc)) from None

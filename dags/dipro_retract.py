@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from _dipro_common import build_settings
+from _dipro_failure import FAILURE_CALLBACKS
 from airflow.sdk import Param, dag, get_current_context, task
 
 FHIR_ID = r"^[A-Za-z0-9\-\.]{1,64}$"
@@ -37,8 +38,10 @@ or null), `patient_ids` (list of FHIR ids, default every patient).
     start_date=datetime(2024, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
+    description="Withdraw a model version's RiskAssessments (entered-in-error) and result rows",
     doc_md=DOC_MD,
     tags=["dipro", "fhir", "retraction"],
+    default_args=FAILURE_CALLBACKS,
     params={
         "model_version": Param("", type="string", minLength=1, description="Version to retract."),
         "reason": Param("", type="string", minLength=1, description="Why (to the Provenance)."),

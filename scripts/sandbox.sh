@@ -5,7 +5,7 @@
 #   bash scripts/sandbox.sh up        # start (idempotent); prints the UI address and login
 #   bash scripts/sandbox.sh status    # what runs, and where
 #   bash scripts/sandbox.sh down      # stop every process; --purge also deletes the data
-#   bash scripts/sandbox.sh env       # DIPRO_* exports for the dipro-fhir CLI
+#   bash scripts/sandbox.sh env       # shell lines: dipro-fhir on PATH, pointed at the sandbox
 #   bash scripts/sandbox.sh airflow backfill create --dag-id dipro_nightly ...
 #
 # Options before the command: --dir DIR (default var/sandbox). `up --help` lists the rest

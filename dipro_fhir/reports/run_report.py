@@ -35,6 +35,7 @@ from dipro_fhir.core.svg import (
 )
 from dipro_fhir.core.timeline import RunId
 from dipro_fhir.mapping.quality import compare, render_quality
+from dipro_fhir.reports.risk_spread import risk_spread_table
 from dipro_fhir.run import connections
 from dipro_fhir.store.models import Run
 from dipro_fhir.store.quality import previous_success, read_data_quality
@@ -88,7 +89,8 @@ def _latest_run(settings: Settings) -> RunRecord:
 
 
 def write_report(settings: Settings, cohort: Path, out: Path, as_of: datetime) -> dict[str, Any]:
-    """Write the HTML report for the latest run and return ``{"table": str, ...}``."""
+    """Write the HTML report for the latest run and return ``{"table": str, ...}`` (``spread``:
+    the risk spread per task, for the terminal)."""
     from dipro_fhir.synth import read_truth
 
     run = _latest_run(settings)
@@ -122,6 +124,7 @@ def write_report(settings: Settings, cohort: Path, out: Path, as_of: datetime) -
     )
     return {
         "table": table,
+        "spread": risk_spread_table(scores, run.counts or {}),
         "run_id": run.id,
         "patients": len(mortality),
         "status": run.status,

@@ -27,8 +27,10 @@ from dipro_fhir.sandbox.core import (
     read_pid,
     require_port,
     spawn,
+    stop_groups,
     wait_for,
 )
+from dipro_fhir.sandbox.settings import changed_keys, forget_started, record_started
 
 # --- Airflow -------------------------------------------------------------------------------
 
@@ -41,6 +43,7 @@ def _airflow_secrets(sandbox: Sandbox) -> dict[str, str]:
         return values
     from cryptography.fernet import Fernet
 
+    path.parent.mkdir(parents=True, exist_ok=True)
     values = {"jwt_secret": secrets.token_urlsafe(32), "fernet_key": Fernet.generate_key().decode()}
     path.write_text(json.dumps(values))
     path.chmod(0o600)
@@ -58,20 +61,28 @@ def airflow_environ(sandbox: Sandbox) -> dict[str, str]:
     """The environment of every Airflow process of the sandbox (and of ``sandbox.sh airflow``).
 
     Inherited ``AIRFLOW*`` and ``DIPRO_*`` variables are dropped: the sandbox is configured
-    only by its own flags (``--env KEY=VALUE`` adds to it).
+    only by its own flags (:func:`airflow_settings`; ``--env KEY=VALUE`` adds to it).
     """
-    c = sandbox.config
-    home = sandbox.airflow_home
     base = {
         k: v
         for k, v in os.environ.items()
         if not (k.startswith("AIRFLOW") or k.startswith("DIPRO_"))
     }
-    secrets_ = _airflow_secrets(sandbox)
-    env = {
+    return {
         **base,
         "PATH": f"{VENV_BIN}{os.pathsep}{base.get('PATH', '')}",
         "PYTHONPATH": os.pathsep.join(p for p in (str(DAGS_FOLDER), base.get("PYTHONPATH")) if p),
+        **airflow_settings(sandbox),
+    }
+
+
+def airflow_settings(sandbox: Sandbox) -> dict[str, str]:
+    """The ``AIRFLOW__*`` and ``DIPRO_*`` settings of the Airflow processes: the sandbox's own,
+    then the saved ``--env`` settings over them."""
+    c = sandbox.config
+    home = sandbox.airflow_home
+    secrets_ = _airflow_secrets(sandbox)
+    env = {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
         # The DiPro page (Airflow plugin): /dipro on the API server, "DiPro" in the UI.
@@ -110,6 +121,40 @@ def airflow_environ(sandbox: Sandbox) -> dict[str, str]:
         env["DIPRO_RUN__CHUNK_SIZE"] = str(c.chunk_size)
     env.update(c.extra_env)
     return env
+
+
+def _spawn_airflow(sandbox: Sandbox, service: str) -> None:
+    """Start one Airflow process and record the settings it starts with."""
+    argv = [str(VENV_BIN / "airflow"), *AIRFLOW_ARGS[service]]
+    spawn(sandbox, service, argv, airflow_environ(sandbox), sandbox.root)
+    record_started(sandbox, service, airflow_settings(sandbox))
+
+
+def stop_for_changed_settings(sandbox: Sandbox) -> list[str]:
+    """Stop each running Airflow process whose settings changed since it started (an
+    ``up --env``, another ``--parallelism`` ...), so that ``up`` starts it again with the new
+    ones. Returns one line per stopped process, naming the keys (never their values)."""
+    if not any(read_pid(sandbox, s) for s in AIRFLOW_SERVICES):
+        return []
+    settings = airflow_settings(sandbox)
+    stale: dict[str, str] = {}
+    for service in AIRFLOW_SERVICES:
+        pid = read_pid(sandbox, service)
+        if pid is None:
+            continue
+        keys = changed_keys(sandbox, service, settings)
+        if keys is None:
+            stale[service] = "started before its settings were recorded"
+        elif keys:
+            stale[service] = "changed: " + ", ".join(keys)
+    if not stale:
+        return []
+    groups = {s: pid for s in stale if (pid := read_pid(sandbox, s)) is not None}
+    outcome = stop_groups(groups)
+    for service in stale:
+        forget_started(sandbox, service)
+    return [f"{s}: restarting to apply its settings ({why}; {outcome.get(s, 'stopped')})"
+            for s, why in stale.items()]  # fmt: skip
 
 
 def _airflow(sandbox: Sandbox, *args: str, timeout_s: float = 300) -> str:
@@ -251,8 +296,7 @@ def start_airflow_api(sandbox: Sandbox, clock: Clock) -> str:
             note(f"already running on {sandbox.airflow_url}")
         else:
             require_port(sandbox.config.airflow_port, "the Airflow API server", "--airflow-port")
-            argv = [str(VENV_BIN / "airflow"), *AIRFLOW_ARGS[service]]
-            spawn(sandbox, service, argv, airflow_environ(sandbox), sandbox.root)
+            _spawn_airflow(sandbox, service)
         token = wait_for(
             lambda: airflow_token(sandbox),
             timeout_s=120,
@@ -274,8 +318,7 @@ def start_airflow_scheduling(sandbox: Sandbox, clock: Clock, token: str) -> None
             if read_pid(sandbox, service):
                 note(f"{service} already running")
             else:
-                argv = [str(VENV_BIN / "airflow"), *AIRFLOW_ARGS[service]]
-                spawn(sandbox, service, argv, airflow_environ(sandbox), sandbox.root)
+                _spawn_airflow(sandbox, service)
         dag = wait_for(
             lambda: _dag_parsed(sandbox, token),
             timeout_s=180,

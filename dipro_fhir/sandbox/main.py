@@ -46,8 +46,10 @@ import requests
 
 from dipro_fhir.sandbox.airflow_services import (
     airflow_environ,
+    airflow_settings,
     start_airflow_api,
     start_airflow_scheduling,
+    stop_for_changed_settings,
 )
 from dipro_fhir.sandbox.cohort import ensure_checkpoint, ensure_cohort
 from dipro_fhir.sandbox.core import (
@@ -77,6 +79,7 @@ from dipro_fhir.sandbox.services import (
     start_orthanc,
     wait_hapi,
 )
+from dipro_fhir.sandbox.settings import changed_keys, forget_started, merge_env, shell_exports
 
 # --- commands ------------------------------------------------------------------------------
 
@@ -96,6 +99,8 @@ def cmd_up(sandbox: Sandbox) -> int:
         ensure_results_db(sandbox, note)
     with clock.step("checkpoint") as note:
         ensure_checkpoint(sandbox, note)
+    for line in stop_for_changed_settings(sandbox):  # started again just below
+        say(line)
     token = start_airflow_api(sandbox, clock)
     with clock.step("hapi ready") as note:
         wait_hapi(sandbox, note)
@@ -126,6 +131,11 @@ def print_summary(sandbox: Sandbox, nights: Sequence[str]) -> None:
         f'CLI env        eval "$({COMMAND} --dir {rel} env)"; dipro-fhir check',
         f"stop           {COMMAND} --dir {rel} down   (add --purge to delete data)",
     ]
+    if sandbox.config.extra_env:
+        lines.append(
+            f"settings       {', '.join(sorted(sandbox.config.extra_env))} (saved by up --env; "
+            f"env prints them; up --env KEY= drops one)"
+        )
     for line in lines:
         print(f"  {line}", flush=True)
 
@@ -143,6 +153,7 @@ def cmd_down(sandbox: Sandbox, purge: bool) -> int:
     outcome = stop_groups(groups)
     for service in SERVICES:
         sandbox.pid_file(service).unlink(missing_ok=True)
+        forget_started(sandbox, service)
         say(f"{service}: {outcome.get(service, 'not running')}")
     if purge:
         if sandbox.state_file.exists():
@@ -185,6 +196,8 @@ def cmd_status(sandbox: Sandbox) -> int:
     urls = {"hapi": sandbox.fhir_url, "orthanc": sandbox.dicomweb_url,
             "airflow-api-server": sandbox.airflow_url}  # fmt: skip
     all_up = True
+    settings, stale = airflow_settings(sandbox), []
+    airflow_processes = [s for s in SERVICES if s.startswith("airflow-")]
     for service in SERVICES:
         pid = read_pid(sandbox, service)
         health = ""
@@ -196,6 +209,14 @@ def cmd_status(sandbox: Sandbox) -> int:
         all_up &= pid is not None and health != "not answering"
         running = f"running (pid {pid})" if pid else "stopped"
         print(f"  {service:22s} {running:22s} {health:14s} {urls.get(service, '')}", flush=True)
+        if pid is not None and service in airflow_processes:
+            changed = changed_keys(sandbox, service, settings)
+            if changed is None or changed:
+                stale.append(service)
+    if stale:
+        all_up = False
+        print(f"  settings changed since {', '.join(stale)} started: run up to apply them",
+              flush=True)  # fmt: skip
     state = sandbox.read_state()
     if all_up and "cohort" in state:
         print_summary(sandbox, state["cohort"]["nights"])
@@ -203,7 +224,8 @@ def cmd_status(sandbox: Sandbox) -> int:
 
 
 def cmd_env(sandbox: Sandbox) -> int:
-    """Shell exports for the ``dipro-fhir`` CLI against the sandbox."""
+    """Shell lines for ``eval``: the ``dipro-fhir`` CLI on ``PATH``, pointed at the sandbox
+    with the settings its Airflow tasks run with (the saved ``up --env`` ones included)."""
     values = {
         "DIPRO_FHIR__BASE_URL": sandbox.fhir_url,
         "DIPRO_DICOMWEB__BASE_URL": sandbox.dicomweb_url,
@@ -214,8 +236,8 @@ def cmd_env(sandbox: Sandbox) -> int:
         "DIPRO_AUDIT__ENABLED": "true",
         "DIPRO_IMAGING__LOCATOR": "geometric",  # synthetic films (settings.SYNTHETIC_LOCATOR)
     }
-    for key, value in values.items():
-        print(f"export {key}='{value}'")
+    for line in shell_exports(values, str(VENV_BIN), sandbox.config.extra_env):
+        print(line)
     return 0
 
 
@@ -266,7 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="use (copy) this checkpoint folder instead of the demo checkpoint",
     )
     up.add_argument("--env", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
-                    help="extra DIPRO_*/AIRFLOW__* setting for the Airflow processes")  # fmt: skip
+                    help="a DIPRO_*/AIRFLOW__* setting for the Airflow processes, saved for "
+                    "later ups and applied now (running Airflow processes are restarted); "
+                    "KEY= drops a saved one")  # fmt: skip
     down = sub.add_parser("down", help="stop every sandbox process")
     down.add_argument(
         "--purge",
@@ -280,15 +304,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def configure(args: argparse.Namespace) -> Sandbox:
+    """The sandbox the command line names: its saved configuration, with ``up``'s options
+    over it and ``up --env`` merged into the saved settings (``KEY=`` drops one)."""
     overrides: dict[str, Any] = {}
     if args.command == "up":
         fields = set(Config.__dataclass_fields__) - {"extra_env"}
         overrides = {name: getattr(args, name) for name in fields if hasattr(args, name)}
-        if args.env:
-            overrides["extra_env"] = dict(args.env)
     sandbox = load_sandbox(Path(args.dir), overrides)
+    if args.command == "up" and args.env:
+        sandbox.config.extra_env = merge_env(sandbox.config.extra_env, args.env)
+    return sandbox
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    sandbox = configure(args)
     try:
         if args.command == "up":
             return cmd_up(sandbox)

@@ -28,7 +28,7 @@ class DemoTraining:
         seed: Seed of the split, the network and the batch order.
         d_model, dropout, weight_decay, learning_rate: Changes to the small default network
             (``dipro.config.default_config``), chosen on the validation split of the
-            training cohort (README, "Models").
+            training cohort (docs/models.md).
     """
 
     patients: int = 3000

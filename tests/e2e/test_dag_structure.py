@@ -85,6 +85,34 @@ def test_plan_chunk_and_finalize_tasks_retry_with_exponential_backoff(dipro_dag:
         assert task.max_retry_delay == timedelta(minutes=10), task_id
 
 
+def test_every_task_ends_a_failed_log_with_its_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    from _dipro_failure import failure_line, log_failure_last, log_retry_last
+
+    bag = _parse(monkeypatch)
+    for dag in bag.dags.values():
+        assert dag.description, dag.dag_id
+        for task in dag.tasks:
+            for kind, callback in (("failure", log_failure_last), ("retry", log_retry_last)):
+                given = getattr(task, f"on_{kind}_callback")
+                assert callback in (given if isinstance(given, list) else [given]), task.task_id
+
+    class SourceUnavailable(Exception):
+        pass
+
+    error = SourceUnavailable("GET Encounter: ConnectionError after 6 attempts\nsecond line")
+    assert failure_line("extract[3]", error, will_retry=True) == (
+        "extract[3] failed (it will be retried): SourceUnavailable: GET Encounter: "
+        "ConnectionError after 6 attempts"
+    )
+    from airflow.sdk.exceptions import AirflowFailException
+
+    refused = AirflowFailException("patient_ids, entry 2, is not a FHIR id")
+    assert failure_line("plan", refused, will_retry=False) == (
+        "plan failed: patient_ids, entry 2, is not a FHIR id"
+    )
+    assert failure_line("plan", KeyError(), will_retry=False) == "plan failed: KeyError"
+
+
 def test_a_runs_kind_follows_airflows_run_type() -> None:
     from airflow.utils.types import DagRunType
 

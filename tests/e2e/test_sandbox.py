@@ -13,7 +13,10 @@ when a test failed. Against it:
 * a run with ``extraction_mode`` ``bulk`` waits for its ``$export`` in Airflow's triggerer
   (a real one, not ``dag.test``'s inline loop) and scores every patient in the ICU;
 * in chromium, the *Trigger Dag* form of ``dipro_nightly`` shows the DAG's params; a run
-  triggered there with two ``patient_ids`` scores exactly those two.
+  triggered there with two ``patient_ids`` scores exactly those two;
+* last, ``up --env KEY=VALUE`` on the running sandbox restarts the Airflow processes with the
+  setting, ``env`` prints it, and the printed ``eval "$(sandbox.sh env)"; dipro-fhir check``
+  (in a shell without the venv on its PATH) sees it; ``up --env KEY=`` drops it again.
 
 Screenshots go to ``var/screenshots/`` (and the test's tmp folder).
 """
@@ -573,3 +576,77 @@ def test_dipro_page_in_chromium_shows_the_nights_a_night_and_a_patient(
         assert f"<b>{death.probability:.1%}</b> death in hospital" in page
         assert shown in page
         ui.screenshot(*shots["patient"], full_page=True)
+
+
+def _check_in_the_printed_env(sandbox: RunningSandbox) -> subprocess.CompletedProcess[str]:
+    """What ``up`` tells a user to run: ``eval "$(sandbox.sh env)"; dipro-fhir check``, in a
+    shell whose PATH has no venv on it."""
+    command = f'eval "$(bash {SANDBOX_SH} --dir {sandbox.root} env)"; dipro-fhir check'
+    environ = {**os.environ, "PATH": "/usr/bin:/bin"}
+    return subprocess.run(["bash", "-c", command], env=environ, capture_output=True, text=True,
+                          timeout=180, check=False)  # fmt: skip
+
+
+def _task_log_errors(sandbox: RunningSandbox, run_id: str, task_id: str) -> list[str]:
+    """The error messages of a task's log files (Airflow 3 writes JSON lines), in order."""
+    runs = sandbox.root / "airflow" / "logs" / f"dag_id={DAG_ID}"
+    files = sorted((runs / f"run_id={run_id}" / f"task_id={task_id}").glob("*.log"))
+    assert files, sorted(p.name for p in runs.iterdir())
+    errors = []
+    for line in files[-1].read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("level") == "error":
+            errors.append(str(record.get("event", "")))
+    return errors
+
+
+def test_up_env_applies_a_setting_to_the_running_airflow_and_check_sees_it(
+    sandbox: RunningSandbox,
+) -> None:
+    """Last in this module: it restarts the Airflow processes twice."""
+    setting = "DIPRO_MODEL__MIN_MORTALITY_AUROC"  # a site minimum no checkpoint here meets
+    assert _check_in_the_printed_env(sandbox).returncode == 0
+    before = sandbox.pids()
+
+    up = _sandbox(sandbox.root, "up", f"--env={setting}=0.999", timeout_s=300)
+    assert up.returncode == 0, up.stdout + up.stderr
+    after = sandbox.pids()
+    for service in [s for s in SERVICES if s.startswith("airflow-")]:
+        assert f"{service}: restarting to apply its settings (changed: {setting}" in up.stdout
+        assert after[service] != before[service], service
+    assert (after["hapi"], after["orthanc"]) == (before["hapi"], before["orthanc"])
+    assert f"export {setting}=0.999" in _sandbox(sandbox.root, "env").stdout
+    refused = _check_in_the_printed_env(sandbox)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert setting in refused.stdout, refused.stdout  # the gate names the site's minimum
+
+    # The restarted scheduler runs tasks with the setting: the plan refuses the checkpoint,
+    # and the task log's last error line says so (after Airflow's traceback).
+    rest = sandbox.rest()
+    as_of = (sandbox.reference_time - timedelta(minutes=100)).replace(second=0)
+    as_of = max(as_of, sandbox.nights[0] + timedelta(minutes=3))
+    created = rest.post(
+        f"{sandbox.airflow_url}/api/v2/dags/{DAG_ID}/dagRuns",
+        json={"logical_date": _iso(as_of), "conf": {}},
+        timeout=30,
+    )
+    assert created.status_code == 200, created.text
+    run_id = created.json()["dag_run_id"]
+    assert _wait_for_runs(sandbox, rest, [run_id])[run_id]["state"] == "failed"
+    errors = _task_log_errors(sandbox, run_id, "plan")
+    assert "Task failed with exception" in errors[:-1], errors
+    assert errors[-1].startswith("plan failed: checkpoint "), errors[-1]
+    assert f"({setting})" in errors[-1], errors[-1]
+
+    dropped = _sandbox(sandbox.root, "up", f"--env={setting}=", timeout_s=300)
+    assert dropped.returncode == 0, dropped.stdout + dropped.stderr
+    assert f"airflow-scheduler: restarting to apply its settings (changed: {setting}" in (
+        dropped.stdout
+    )
+    assert setting not in _sandbox(sandbox.root, "env").stdout
+    assert _check_in_the_printed_env(sandbox).returncode == 0
+    status = _sandbox(sandbox.root, "status")
+    assert status.returncode == 0, status.stdout
