@@ -52,7 +52,7 @@ class FhirSettings(BaseModel):
     # A server behind a reverse proxy may put its internal base into ``next`` links: name
     # it here and such links are rewritten onto ``base_url`` (default: same origin only).
     next_link_base: str | None = None
-    # Fewer REST requests (README "Population extraction: Bulk Data and batched searches"):
+    # Fewer REST requests (docs/extraction.md):
     # a chunk's Encounters, windowed Observations and ImagingStudies in batched searches
     # (per-patient searches on servers that refuse them). ``auto`` (measured 4.4x faster end
     # to end at 1,000 patients on HAPI): batched when the server's CapabilityStatement lists
@@ -224,7 +224,7 @@ class RunSettings(BaseModel):
 
 
 # --- Site data: code maps and cohort rules -------------------------------------------------
-# (kept together in one block; see README "Site data: code maps, codes command, data quality")
+# (kept together in one block; see docs/site-data.md)
 
 
 class MappingSettings(BaseModel):

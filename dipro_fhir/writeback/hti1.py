@@ -8,7 +8,7 @@ them. Attributes the card cannot answer are listed with ``value`` ``None`` and
 which a checkpoint cannot know). Nothing is invented: every non-empty value is a card field
 or a fact computed from one (which protected-characteristic variables are input features).
 
-The table is documented in ``README.md`` ("AI transparency, retraction, audit, SMART keys").
+The table is documented in ``docs/governance.md``.
 """
 
 from __future__ import annotations
