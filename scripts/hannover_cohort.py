@@ -215,7 +215,9 @@ def imaging_study(record: PatientRecord, film: Film, at: Clock) -> dict[str, Any
 
 
 def write_film(record: PatientRecord, film: Film, at: Clock, png_dir: Path, out: Path) -> Path:
-    """Wrap the real PNG film as DICOM (12 bits stored; the 8-bit values scale exactly)."""
+    """Wrap the real PNG film as DICOM: 16 bits stored (the 8-bit values times 257, exact) and
+    no display window, so the pipeline decodes it exactly as ``dipro-fhir regions`` decodes
+    the PNG (issue 23)."""
     pixels = np.asarray(Image.open(png_dir / f"{film.image_id}.png").convert("L"), dtype=np.float64)
     study, series, instance = _uids(film)
     ds = to_dicom(
@@ -230,6 +232,8 @@ def write_film(record: PatientRecord, film: Film, at: Clock, png_dir: Path, out:
         acquired=at(film.day, "film"),
         modality=film.modality if film.modality in ("CR", "DX") else "CR",
         view_position=film.view if film.view in ("AP", "PA") else "AP",
+        bits_stored=16,
+        window=False,
     )
     ds.Manufacturer = "Hannover Medical School (COVID-19 Image Repository, CC BY 3.0)"
     return write_dicom(ds, out / "dicom" / study / f"{instance}.dcm")

@@ -12,9 +12,12 @@ films (Candemir et al., IEEE TMI 2014, did it for lung fields with non-rigid reg
    shift per axis, three starting scales) that maximises normalised cross-correlation, first
    at 32 px for all atlases, then at ``S`` px for the :data:`SHORTLIST` best.
 3. The ten boxes of the :attr:`AtlasRegionLocator.top_k` best-matching atlases are mapped
-   onto the new film. Each of these atlas films is registered once more around each lung
-   base at the finer thumbnail size (:func:`~dipro_fhir.imaging.registration.refine_bases`),
-   and the boxes are fused by their per-coordinate median.
+   onto the new film. Each of these atlas films is registered once more inside the thorax
+   (:func:`~dipro_fhir.imaging.registration.register_window`) and then around each lung
+   base (:func:`~dipro_fhir.imaging.registration.refine_bases`), both at the finer thumbnail
+   size, and the boxes are fused by their per-coordinate median; each costophrenic angle box
+   is widened until it holds the recess its lung box places
+   (:func:`~dipro_fhir.imaging.registration.hold_recess`).
 
 Besides the boxes the locator reports, per region, how much the ``top_k`` atlases agree (the
 mean IoU of each one's box with the fused box, :attr:`RegionBoxes.confidence`), and how much
@@ -48,7 +51,18 @@ import torch.nn.functional as F
 
 from dipro.vocab import REGIONS
 from dipro_fhir.imaging.boxes import Box, RegionBoxes
-from dipro_fhir.imaging.registration import box_iou, ncc, refine_bases, register, transfer, warp
+from dipro_fhir.imaging.registration import (
+    RECESS_MARGIN,
+    box_iou,
+    hold_recess,
+    ncc,
+    refine_bases,
+    register,
+    register_window,
+    thorax_window,
+    transfer,
+    warp,
+)
 
 #: The shipped atlas: the annotated development films (CC BY 3.0).
 SHIPPED_ATLAS = Path(__file__).resolve().parent / "weights" / "region_atlas.npz"
@@ -223,6 +237,7 @@ class AtlasRegionLocator:
     atlas: RegionAtlas = field(repr=False)
     top_k: int = 5
     version: str = "unknown"  # the atlas file's digest: part of the feature-cache key
+    recess_margin: tuple[float, float] = RECESS_MARGIN  # hold_recess; (0, 0): as annotated
 
     @classmethod
     def load(cls, path: Path = SHIPPED_ATLAS, top_k: int = 5) -> AtlasRegionLocator:
@@ -260,10 +275,14 @@ class AtlasRegionLocator:
         thorax = _thorax_match(atlas.thumbs[picked], p[order], film, fused)
         if atlas.fine is not None:
             fine = equalise(image[cy0:cy1, cx0:cx1], int(atlas.fine.shape[-1]))
+            p = register_window(atlas.fine[picked], fine, p[order], thorax_window(fused))
+            candidates = transfer(atlas.boxes[picked], p).clamp(0.0, 1.0)
+            fused = candidates.median(dim=0).values
             candidates = refine_bases(
-                atlas.fine[picked], atlas.boxes[picked], fine, p[order], candidates, fused
+                atlas.fine[picked], atlas.boxes[picked], fine, p, candidates, fused
             )
             fused = candidates.median(dim=0).values
+        fused = hold_recess(fused, self.recess_margin)
         scale = torch.tensor([cx1 - cx0, cy1 - cy0] * 2, dtype=torch.float32)
         shift = torch.tensor([cx0, cy0] * 2, dtype=torch.float32)
         boxes: list[Box | None] = []

@@ -8,16 +8,26 @@ robust 0.5-99.5 percentile window when the file has neither) -> MONOCHROME1 inve
 photometric. Compressed pixel data (JPEG 2000 via pylibjpeg-openjpeg) is decoded by pydicom.
 Bits Stored below Bits Allocated (12, 15) is masked by pydicom. A file that cannot be
 decoded raises :class:`CorruptImage`.
+
+A PNG film (:func:`decode_png`) goes down the same chain: its gray values are the stored
+values of a MONOCHROME2 image with no Modality or VOI LUT, exactly what a PNG wrapped as DICOM
+without a display window is, so ``dipro-fhir regions`` on the PNG and the pipeline on that
+DICOM see the same image (issue 23: dividing by 255 instead moved boxes by up to 56 px and
+changed QC on 5 of 176 films).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import numpy.typing as npt
-from pydicom.dataset import Dataset
+from PIL import Image
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
+from pydicom.uid import ExplicitVRLittleEndian
 
 from dipro_fhir.core.errors import InvalidResource
 from dipro_fhir.core.limits import DEFAULT_LIMITS, InputLimits
@@ -184,6 +194,45 @@ def decode_radiograph(ds: Dataset, limits: InputLimits = DEFAULT_LIMITS) -> Floa
     if str(ds.PhotometricInterpretation) == "MONOCHROME1":
         display = 1.0 - display
     return np.ascontiguousarray(display, dtype=np.float32)
+
+
+def grayscale_dataset(pixels: npt.NDArray[np.uint8] | npt.NDArray[np.uint16]) -> Dataset:
+    """A dataset holding ``pixels`` (``[H, W]``, 8 or 16 bits) as the stored values of a
+    MONOCHROME2 image (PS3.3 C.7.6.3) without Modality or VOI LUT: bright = dense, no window."""
+    bits = 8 if pixels.dtype == np.uint8 else 16
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.Rows, ds.Columns = int(pixels.shape[0]), int(pixels.shape[1])
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, bits, bits - 1, 0
+    ds.PixelData = np.ascontiguousarray(pixels, dtype=np.uint8 if bits == 8 else "<u2").tobytes()
+    ds["PixelData"].VR = "OB" if bits == 8 else "OW"
+    return ds
+
+
+def decode_png(path: Path, limits: InputLimits = DEFAULT_LIMITS) -> FloatImage:
+    """Decode a grayscale PNG film (8 or 16 bits; colour is converted to gray) through
+    :func:`decode_radiograph`, as a MONOCHROME2 image without display window (module
+    docstring).
+
+    Raises:
+        CorruptImage: Not a readable PNG, not a film's shape (:func:`check_film_shape`).
+        ImageTooLarge: Past ``limits``.
+    """
+    try:
+        with Image.open(path) as pic:
+            check_image_size(pic.height, pic.width, 0, limits)
+            wide = pic.mode.startswith("I")  # 16-bit gray ("I;16", "I;16B", or "I")
+            arr = np.asarray(pic if wide else pic.convert("L"))
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise CorruptImage(f"not a readable PNG: {type(exc).__name__}") from exc
+    if wide:
+        if arr.size and (int(arr.min()) < 0 or int(arr.max()) > 0xFFFF):
+            raise CorruptImage("PNG gray values outside 16 bits")
+        arr = arr.astype(np.uint16)
+    check_film_shape(arr.shape)
+    return decode_radiograph(grayscale_dataset(arr), limits)
 
 
 def pixel_spacing_mm(ds: Dataset) -> tuple[float, float] | None:

@@ -8,7 +8,9 @@ preamble unless the dataset has one, and Orthanc then serves back files pydicom 
 
 Pixels: ``round(image * (2**bits_stored - 1))`` for MONOCHROME2, inverted for MONOCHROME1,
 with a VOI window (centre ``2**(bits-1)``, width ``2**bits``) that maps the stored range
-linearly onto the display range, so both photometrics decode to the same image. JPEG 2000
+linearly onto the display range, so both photometrics decode to the same image; or, with
+``window=False``, no VOI window (the decoder's percentile window then applies, as to a PNG
+film: :func:`~dipro_fhir.imaging.decode.decode_png`). JPEG 2000
 lossless (PS3.5 A.4.4, ``1.2.840.10008.1.2.4.90``) is encoded by pylibjpeg-openjpeg.
 """
 
@@ -92,6 +94,7 @@ def to_dicom(
     photometric: str = "MONOCHROME2",
     compress_j2k: bool = False,
     accession_number: str | None = None,
+    window: bool = True,
 ) -> Dataset:
     """Build a Part 10 CR or DX (for presentation) object from a display image.
 
@@ -111,6 +114,8 @@ def to_dicom(
         photometric: ``MONOCHROME1`` (bright = low) or ``MONOCHROME2``.
         compress_j2k: Encode as JPEG 2000 lossless.
         accession_number: AccessionNumber, or ``None`` (empty).
+        window: Write the linear VOI window over the stored range; without it the film
+            decodes as a PNG of the same pixels does.
 
     Returns:
         A dataset with preamble and file meta, ready for :func:`write_dicom` or STOW-RS.
@@ -156,7 +161,7 @@ def to_dicom(
     ds.PatientOrientation = _ORIENTATION[view_position]
     if modality == "DX":
         ds.PresentationIntentType = "FOR PRESENTATION"
-    _image_pixel(ds, image, bits_stored, photometric)
+    _image_pixel(ds, image, bits_stored, photometric, window)
     if compress_j2k:
         # Lossless: the image is the same, so it keeps its SOP Instance UID (PS3.3 C.12.1.1.1).
         ds.compress(JPEG2000Lossless, encoding_plugin="pylibjpeg", generate_instance_uid=False)
@@ -164,7 +169,11 @@ def to_dicom(
 
 
 def _image_pixel(
-    ds: Dataset, image: npt.NDArray[np.floating], bits_stored: int, photometric: str
+    ds: Dataset,
+    image: npt.NDArray[np.floating],
+    bits_stored: int,
+    photometric: str,
+    window: bool = True,
 ) -> None:
     """Image Pixel (PS3.3 C.7.6.3), Modality LUT identity and the VOI window (C.11.2)."""
     pixels = _pixels(image, bits_stored, photometric)
@@ -175,7 +184,8 @@ def _image_pixel(
     spacing = round(DETECTOR_MM / max(pixels.shape), 4)
     ds.PixelSpacing = ds.ImagerPixelSpacing = [spacing, spacing]
     ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = 0, 1, "US"
-    ds.WindowCenter, ds.WindowWidth = 1 << (bits_stored - 1), 1 << bits_stored
+    if window:
+        ds.WindowCenter, ds.WindowWidth = 1 << (bits_stored - 1), 1 << bits_stored
     ds.PixelData = pixels.tobytes()
     ds["PixelData"].VR = "OW"
 

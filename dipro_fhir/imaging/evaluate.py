@@ -1,8 +1,9 @@
 """``dipro-fhir regions``: run a locator and quality control on a folder of films, draw them,
 and measure them against annotated boxes (issue 11).
 
-For every ``*.png`` / ``*.dcm`` under the folder: decode (PNG: 8/16-bit grayscale, taken as
-display-oriented; DICOM: :func:`~dipro_fhir.imaging.decode.decode_radiograph`), locate,
+For every ``*.png`` / ``*.dcm`` under the folder: decode as the pipeline does
+(:func:`~dipro_fhir.imaging.decode.decode_radiograph`; a PNG, 8/16-bit grayscale taken as
+display-oriented, as a DICOM without display window), locate,
 check (:mod:`dipro_fhir.imaging.qc`), time both, and write ``<out>/overlays/<name>.png``
 (flagged regions drawn thin with ``!``), ``<out>/closeups/<name>.png`` (the hila and
 costophrenic angles zoomed, with the annotated boxes in cyan when there is a truth file:
@@ -30,7 +31,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pydicom
-from PIL import Image
 from tqdm import tqdm
 
 from dipro.vocab import REGIONS
@@ -39,7 +39,7 @@ from dipro_fhir.imaging.boxes import Box
 from dipro_fhir.imaging.decode import (
     DECODE_ERRORS,
     CorruptImage,
-    check_film_shape,
+    decode_png,
     decode_radiograph,
 )
 from dipro_fhir.imaging.overlay import closeups, overlay
@@ -114,25 +114,16 @@ def load_patients(path: Path) -> dict[str, str]:
 
 
 def read_film(path: Path) -> npt.NDArray[np.float32]:
-    """A PNG or DICOM film as a display image ``[H, W]`` in [0, 1].
+    """A PNG or DICOM film as a display image ``[H, W]`` in [0, 1], decoded as the pipeline
+    decodes a film (:func:`~dipro_fhir.imaging.decode.decode_radiograph`; a PNG as a DICOM
+    without display window, :func:`~dipro_fhir.imaging.decode.decode_png`).
 
     Raises:
         ValueError: The file cannot be read as a grayscale film.
     """
-    if path.suffix.lower() == ".png":
-        try:
-            with Image.open(path) as pic:
-                gray = pic.convert("I") if pic.mode in ("I;16", "I") else pic.convert("L")
-                arr = np.asarray(gray)
-        except (OSError, ValueError, Image.DecompressionBombError) as exc:
-            raise ValueError(f"not a readable PNG: {type(exc).__name__}") from exc
-        try:
-            check_film_shape(arr.shape)
-        except CorruptImage as exc:
-            raise ValueError(str(exc)) from exc
-        scale = 65535.0 if arr.dtype != np.uint8 and arr.max() > 255 else 255.0
-        return (arr.astype(np.float32) / scale).clip(0.0, 1.0)
     try:
+        if path.suffix.lower() == ".png":
+            return decode_png(path)
         return decode_radiograph(pydicom.dcmread(path))
     except CorruptImage as exc:
         raise ValueError(str(exc)) from exc

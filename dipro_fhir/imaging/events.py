@@ -63,7 +63,7 @@ from dipro_fhir.imaging.sources import CHEST_MODALITIES, ImageSource
 log = logging.getLogger(__name__)
 
 #: Version of the region QC verdict (which codes an image raises); part of the cache key.
-QC_VERSION = "qc/5"
+QC_VERSION = "qc/6"
 #: DICOM frame numbers start at 1; a radiograph is one frame.
 FRAME = 1
 #: Codes of the QC verdict, replayed from the cache when the image is not read again.

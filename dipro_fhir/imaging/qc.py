@@ -26,6 +26,15 @@ ten boxes is checked against the film and against the other boxes:
   development films (``tests/data/regions/hannover_regions.coco.json``), widened by
   :data:`SIZE_SLACK`; the thorax (union of the lung boxes) within its range of the film.
 
+* ``below-dome`` (registered placements): a lower zone or costophrenic angle whose middle
+  lies more than :data:`DOME_TOLERANCE` lung heights below a plainly visible diaphragm
+  (:func:`~dipro_fhir.imaging.qc_measures.visible_dome`; the lower of the two sides' when
+  they are close, as for ``below-diaphragm``): a box mostly over the abdomen or bowel gas.
+  The twice wider tolerance of ``below-diaphragm`` lets such a box pass (issue 23: a left
+  angle box mostly below the diaphragm, kept unflagged). Where the dome is not plainly seen
+  (a hazy base) nothing is measured, and the lung, lower zone and angle of that side get at
+  most :data:`UNSEEN_BASE_CONFIDENCE`: their base could not be checked.
+
 * ``locator-disagreement``: when the locator reports its own confidence per region (the
   atlas locator: how much its best-matching atlas films agree), it must reach
   :data:`MIN_AGREEMENT` (:data:`MIN_AGREEMENT_ANGLE` for the small costophrenic boxes).
@@ -43,7 +52,8 @@ Each check gives a margin; the region's confidence is ``min(1, 0.5 + margin / 2)
 checks, so a region fails (``confidence < 0.5``) exactly when a check fails. A failed region
 goes downstream as missing. The whole film fails when the boxes are not measured from
 lung fields (``template`` placement), when a registered placement's thorax is unlike the
-films it was registered from (:data:`MIN_THORAX_MATCH`), when a lung fails, or when
+films it was registered from (:data:`MIN_THORAX_MATCH`) or it placed a region outside the film
+(``region-off-film``), when a lung fails, or when
 :data:`MAX_FAILED_REGIONS` (registered placements: :data:`MAX_FAILED_REGISTERED`) or more
 regions fail.
 """
@@ -60,6 +70,7 @@ from dipro_fhir.imaging.qc_measures import (
     lung_base,
     measure_film,
     reference_bases,
+    visible_dome,
 )
 
 #: Per region: (width, height) as fractions of the thorax box and aspect (w/h) ranges,
@@ -115,6 +126,14 @@ BASES_APART = 0.2
 #: base but a wrong measurement of one of them (on the development films: an abdomen taken
 #: for the base, 0.4-0.55 lung heights below the other side's); each side keeps its own.
 MAX_RAISED = 0.3
+#: ``below-dome``: the middle of a lower zone or angle box may lie this far (lung heights)
+#: below a plainly visible diaphragm. On the development films (atlas, leave-patient-out)
+#: the plausible boxes under a visible dome lay at most 0.04 below it, the geometric
+#: locator's boxes judged wrong by eye for lying below the diaphragm 0.13..0.42.
+DOME_TOLERANCE = 0.1
+#: The most confidence a lung, lower zone or angle gets when its side's dome is not plainly
+#: seen (a hazy base: the box cannot be checked there, so it is not sure, yet not failed).
+UNSEEN_BASE_CONFIDENCE = 0.7
 _SIDE = {
     r: ("left" if r.startswith("left") else "right" if r.startswith("right") else "")
     for r in REGIONS
@@ -220,6 +239,17 @@ def check_placement(image: Image, boxes: RegionBoxes) -> PlacementQC:
     bases, base_from_other = reference_bases(
         measured, BASES_APART * lung_height, MAX_RAISED * lung_height
     )
+    domes, _ = reference_bases(
+        {
+            side: visible_dome(film, lung, side == "right")
+            for side, lung in (("right", rl), ("left", ll))
+        },
+        BASES_APART * lung_height,
+        MAX_RAISED * lung_height,
+    )
+    for side, lung in (("right", rl), ("left", ll)):
+        if registered:
+            _check_dome(margins, placed, side, domes[side], lung[3] - lung[1])
     for side, lung in (("right", rl), ("left", ll)):
         image_left = side == "right"
         base = bases[side]
@@ -278,11 +308,38 @@ def check_placement(image: Image, boxes: RegionBoxes) -> PlacementQC:
         reason = "thorax-size"
     elif registered and boxes.match is not None and boxes.match < MIN_THORAX_MATCH:
         reason = "thorax-unmatched"
+    elif registered and len(placed) < len(REGIONS):
+        # It put a region outside the film: the thorax runs out of the frame (issue 23: a
+        # rotated white-out with its left angle off the film was kept).
+        reason = "region-off-film"
     elif "left_lung" in failed or "right_lung" in failed:
         reason = "lung-failed"
     elif len(failed) >= (MAX_FAILED_REGISTERED if registered else MAX_FAILED_REGIONS):
         reason = "regions-failed"
     return PlacementQC(verdicts, not reason, reason, film.no_air, base_from_other)
+
+
+def _check_dome(
+    margins: dict[str, list[tuple[float, str]]],
+    placed: dict[str, Box],
+    side: str,
+    dome: float | None,
+    lung_height: float,
+) -> None:
+    """``below-dome`` for ``side``'s lower zone and angle, or, with no visible dome, the
+    confidence cap of its base regions (module docstring)."""
+    if dome is None:
+        for part in _BASE_REGIONS:
+            if f"{side}_{part}" in placed:
+                cap = 2 * (UNSEEN_BASE_CONFIDENCE - 0.5)  # _score(cap) == the cap
+                margins[f"{side}_{part}"].append((cap, "base-not-seen"))
+        return
+    for part in ("lower_lung_zone", "costophrenic_angle"):
+        box = placed.get(f"{side}_{part}")
+        if box is not None:
+            below = 0.5 * (box[1] + box[3]) - dome
+            margin = (DOME_TOLERANCE * lung_height - below) / (0.05 * lung_height)
+            margins[f"{side}_{part}"].append((margin, "below-dome"))
 
 
 def _verdicts(

@@ -6,7 +6,8 @@ pixels not connected to the outside air at the film border; the whole frame when
 shows no outside air); :func:`inside_body` is how much of a box lies inside it.
 :func:`lung_base` measures a lung's base in the lateral part of its box: the first row below
 mid-lung from which the profile stays bright, or, for a registered placement, the steepest
-dark-to-bright rise near the box. :func:`reference_bases` decides which measured base each
+dark-to-bright rise near the box; :func:`visible_dome` is that rise only where it is steep
+(the dome plainly seen). :func:`reference_bases` decides which measured base each
 lung is checked against (an opacity at one base only raises what is measured there).
 """
 
@@ -35,6 +36,10 @@ STAYS_BRIGHT = 0.7
 RISE_RUN = 0.06
 MIN_RISE = 0.05
 BASE_SEARCH_BELOW = 0.3
+#: The diaphragm is plainly seen (:func:`visible_dome`) where the steepest rise is at least
+#: this (of the normalised range). On the development films the kept, plausible atlas angle
+#: and lower-zone boxes had rises 0.04..0.41; 0.15 keeps the clear edges only (issue 23).
+DOME_RISE = 0.15
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,15 +93,43 @@ def _rise(profile: npt.NDArray[np.float64], start: int, run: int, level: float =
     return None
 
 
-def _steepest_rise(profile: npt.NDArray[np.float64], start: int, stop: int, run: int) -> int | None:
+def _steepest_rise(
+    profile: npt.NDArray[np.float64], start: int, stop: int, run: int
+) -> tuple[int, float] | None:
     """The row in ``[start, stop)`` where the mean of the next ``run`` rows exceeds the mean
-    of the previous ``run`` the most (at least by :data:`MIN_RISE`): the diaphragm's edge."""
+    of the previous ``run`` the most (at least by :data:`MIN_RISE`): the diaphragm's edge,
+    with that rise (of the normalised range)."""
     best, rise = None, MIN_RISE
     for row in range(max(start, run), min(stop, profile.size - run)):
         step = float(profile[row : row + run].mean() - profile[row - run : row].mean())
         if step > rise:
             best, rise = row, step
-    return best
+    return None if best is None else (best, rise)
+
+
+def _strip_bases(
+    film: Film, lung: Box, image_left: bool, near_box: bool
+) -> list[tuple[int, float]]:
+    """Per lateral strip of ``lung`` the base row (working pixels) and its rise (the first
+    rule's rise is not measured: 0)."""
+    f, n = film.f, film.norm
+    x0, y0, x1, y1 = (v / f for v in lung)
+    w, h = x1 - x0, y1 - y0
+    strips = ((0.08, 0.4), (0.05, 0.22)) if image_left else ((0.6, 0.92), (0.78, 0.95))
+    out = []
+    for a, b in strips:  # the lateral third, and the outermost part of it
+        c0, c1 = x0 + a * w, x0 + b * w
+        cols = n[:, max(0, int(c0)) : max(int(c0) + 1, int(c1))]
+        profile = box_blur(cols.mean(axis=1)[None, :], 2)[0]
+        if near_box:
+            run = max(2, int(RISE_RUN * n.shape[0]))
+            found = _steepest_rise(profile, int(y0 + 0.5 * h), int(y1 + BASE_SEARCH_BELOW * h), run)
+        else:
+            row = _rise(profile, int(y0 + 0.5 * h), max(2, int(BASE_RUN * n.shape[0])))
+            found = None if row is None else (row, 0.0)
+        if found is not None:
+            out.append(found)
+    return out
 
 
 def lung_base(film: Film, lung: Box, image_left: bool, *, near_box: bool = False) -> float | None:
@@ -108,24 +141,20 @@ def lung_base(film: Film, lung: Box, image_left: bool, *, near_box: bool = False
     dark-to-bright rise between mid-lung and :data:`BASE_SEARCH_BELOW` of the box's height
     below it (on the development films: within 0.1 lung heights of the annotated base for
     73 % of the lungs, against 61 % for the first rule on the same boxes)."""
-    f, n = film.f, film.norm
-    x0, y0, x1, y1 = (v / f for v in lung)
-    w, h = x1 - x0, y1 - y0
-    strips = ((0.08, 0.4), (0.05, 0.22)) if image_left else ((0.6, 0.92), (0.78, 0.95))
-    rows = []
-    for a, b in strips:  # the lateral third, and the outermost part of it
-        c0, c1 = x0 + a * w, x0 + b * w
-        cols = n[:, max(0, int(c0)) : max(int(c0) + 1, int(c1))]
-        profile = box_blur(cols.mean(axis=1)[None, :], 2)[0]
-        if near_box:
-            run = max(2, int(RISE_RUN * n.shape[0]))
-            row = _steepest_rise(profile, int(y0 + 0.5 * h), int(y1 + BASE_SEARCH_BELOW * h), run)
-        else:
-            row = _rise(profile, int(y0 + 0.5 * h), max(2, int(BASE_RUN * n.shape[0])))
-        if row is not None:
-            rows.append(row)
+    found = _strip_bases(film, lung, image_left, near_box)
     # A heart or an opacity reaching into a strip only raises what that strip measures.
-    return float(max(rows) * f) if rows else None
+    return float(max(row for row, _ in found) * film.f) if found else None
+
+
+def visible_dome(film: Film, lung: Box, image_left: bool) -> float | None:
+    """The steepest-rise base of ``lung`` (:func:`lung_base` with ``near_box``), only where
+    the diaphragm is plainly seen: the rise at that row is at least :data:`DOME_RISE`. None
+    on a hazy base (opacified, a bedside film's haze): there nothing is measured."""
+    found = _strip_bases(film, lung, image_left, near_box=True)
+    if not found:
+        return None
+    row, rise = max(found)
+    return float(row * film.f) if rise >= DOME_RISE else None
 
 
 def inside_body(film: Film, box: Box) -> float:

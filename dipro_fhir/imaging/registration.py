@@ -1,9 +1,17 @@
 """Axis-aligned affine registration of atlas thumbnails onto a film, box transfer, and the
-local refinement of the lung bases (the ``atlas`` locator's geometry, issue 11).
+local refinement of the thorax and of the lung bases (the ``atlas`` locator's geometry,
+issue 11).
 
 Coordinates are normalised to [-1, 1] over the film's content crop (``grid_sample``,
 ``align_corners=False``). A film point ``u`` samples atlas film ``i`` at ``s_i * u + t_i``
 (:func:`scale_shift` of its four parameters).
+
+The whole-film map is fitted to everything in the frame, the neck, the shoulders and the
+abdomen too: on a film with more abdomen than the atlas films (an adult PA film, not a bedside
+one) it fits the frame and leaves the thorax shifted up (on the NEMA PA film the right lung
+box ended 0.12 lung heights above the recess). :func:`register_window` therefore fits each
+atlas film once more, with the same four parameters, inside the thorax only (the fused lung
+boxes widened by :data:`THORAX_PAD`) at the finer thumbnail size (issue 23).
 
 One map per atlas film cannot fit both the apex and the bases of two different chests, and
 the bases carry the smallest boxes (the costophrenic angles). :func:`refine_bases` therefore
@@ -11,6 +19,11 @@ registers each atlas film once more inside a window around each lung's lower lat
 at the finer thumbnail size, and moves that lung's lateral and lower edges, its lower zone's,
 and its costophrenic angle with it (leave-patient-out on the 67 development films: mean IoU
 of the angles 0.375/0.407 to 0.394/0.458, of the lower zones 0.604/0.597 to 0.622/0.623).
+
+The annotated angle boxes put the recess on their lateral and lower edges, so an angle box
+placed a few pixels medial of or above the recess misses it. :func:`hold_recess` widens each
+angle box outward and downward until the recess the lung box places (its lower lateral
+corner) lies inside it by :data:`RECESS_MARGIN` (issue 23).
 """
 
 from __future__ import annotations
@@ -35,6 +48,16 @@ BASE_GRID = 32
 BASE_STEPS = 40
 BASE_MAX_LOG_SCALE = 0.3
 BASE_MAX_SHIFT = 0.1
+#: The thorax window of :func:`register_window`: the union of the fused lung boxes widened
+#: by these fractions of its width (each side) and height (above, below: the bases and the
+#: recesses must be inside). Chosen before any measurement, not tuned.
+THORAX_PAD = (0.1, 0.1, 0.25)
+THORAX_GRID = 48
+#: How far inside an angle box the recess must lie (:func:`hold_recess`), as fractions of
+#: the lung box's width (outward) and height (downward): the 85th percentile of how far the
+#: annotated recess lay outward of / below the placed lung box's corner on the 64 annotated
+#: development films, leave-patient-out (``scripts/regions_base_offset.py --derive``).
+RECESS_MARGIN = (0.09, 0.09)
 _SIDES = ("right", "left")
 _LUNG = {side: REGIONS.index(f"{side}_lung") for side in _SIDES}
 _ZONE = {side: REGIONS.index(f"{side}_lower_lung_zone") for side in _SIDES}
@@ -100,6 +123,77 @@ def transfer(boxes: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     """Atlas boxes ``[K, 10, 4]`` (fractions) mapped onto the new film by params ``[K, 4]``."""
     s, t = scale_shift(p[:, None, :])
     return (((boxes * 2 - 1) - t.repeat(1, 1, 2)) / s.repeat(1, 1, 2) + 1) / 2
+
+
+def thorax_window(fused: torch.Tensor) -> tuple[float, float, float, float]:
+    """The window (fractions of the film, clipped) of :func:`register_window`: the union of
+    the fused lung boxes ``fused[[right, left]]`` widened by :data:`THORAX_PAD`."""
+    lungs = fused[[_LUNG["right"], _LUNG["left"]]]
+    x0, y0 = float(lungs[:, 0].min()), float(lungs[:, 1].min())
+    x1, y1 = float(lungs[:, 2].max()), float(lungs[:, 3].max())
+    side, above, below = THORAX_PAD
+    w, h = x1 - x0, y1 - y0
+    return (
+        max(x0 - side * w, 0.0),
+        max(y0 - above * h, 0.0),
+        min(x1 + side * w, 1.0),
+        min(y1 + below * h, 1.0),
+    )
+
+
+def register_window(
+    atlas: torch.Tensor,
+    film: torch.Tensor,
+    start: torch.Tensor,
+    window: tuple[float, float, float, float],
+    steps: int = STEPS,
+) -> torch.Tensor:
+    """Refit the whole-film params ``start`` ``[K, 4]`` of each ``atlas[i]`` (``[K, 1, S,
+    S]``) onto ``film`` (``[1, 1, S, S]``) with the correlation taken inside ``window``
+    (fractions ``x0, y0, x1, y1`` of the film) only; the params keep their meaning
+    (:func:`transfer`)."""
+    x0, y0, x1, y1 = window
+    steps_ = torch.linspace(0.0, 1.0, THORAX_GRID)
+    gy, gx = torch.meshgrid(y0 + (y1 - y0) * steps_, x0 + (x1 - x0) * steps_, indexing="ij")
+    u = (torch.stack([gx, gy], dim=-1) * 2 - 1)[None]  # [1, G, G, 2]
+    target = F.grid_sample(film, u, align_corners=False, padding_mode="border")
+    target = target.expand(atlas.shape[0], -1, -1, -1)
+
+    def sample(q: torch.Tensor) -> torch.Tensor:
+        s, t = scale_shift(q)
+        at = s[:, None, None, :] * u + t[:, None, None, :]
+        return F.grid_sample(atlas, at, align_corners=False, padding_mode="border")
+
+    p = start.clone().requires_grad_(True)
+    opt = torch.optim.Adam([p], lr=_LR)
+    with torch.enable_grad():
+        for _ in range(steps):
+            loss = -ncc(sample(p), target).sum()
+            opt.zero_grad()
+            loss.backward()  # type: ignore[no-untyped-call]
+            opt.step()
+    return p.detach()
+
+
+def hold_recess(fused: torch.Tensor, margin: tuple[float, float] = RECESS_MARGIN) -> torch.Tensor:
+    """The fused boxes ``[10, 4]`` with each costophrenic angle box widened outward and
+    downward so that its lung box's lower lateral corner lies ``margin`` (fractions of the
+    lung box's width, height) inside it (module docstring). An angle box near the film's edge
+    is widened by at most half its distance to that edge: the widening must not make it reach
+    the frame (quality control's ``angle-at-frame-edge``)."""
+    out = fused.clone()
+    for side in _SIDES:
+        lung, angle = fused[_LUNG[side]], out[_ANGLE[side]]
+        w, h = float(lung[2] - lung[0]), float(lung[3] - lung[1])
+        if side == "right":  # the image's left: the lateral edge is x0
+            want = float(lung[0]) - margin[0] * w
+            angle[0] = min(float(angle[0]), max(want, 0.5 * float(angle[0])))
+        else:
+            want = float(lung[2]) + margin[0] * w
+            angle[2] = max(float(angle[2]), min(want, 0.5 * (1.0 + float(angle[2]))))
+        want = float(lung[3]) + margin[1] * h
+        angle[3] = max(float(angle[3]), min(want, 0.5 * (1.0 + float(angle[3]))))
+    return out.clamp(0.0, 1.0)
 
 
 def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

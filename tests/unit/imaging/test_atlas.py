@@ -128,8 +128,12 @@ def test_the_base_refinement_follows_bases_a_whole_film_map_cannot_fit(
     def base_iou(found: RegionBoxes) -> float:
         return float(np.mean([_iou(found.boxes[i], truth[i]) for i in bases]))
 
-    whole_film = base_iou(AtlasRegionLocator(replace(atlas, fine=None), top_k=1).locate(film))
-    refined = base_iou(AtlasRegionLocator(atlas, top_k=1).locate(film))
+    # Angle boxes as placed, not widened to hold the recess (hold_recess: its own test below).
+    exact = (0.0, 0.0)
+    whole_film = base_iou(
+        AtlasRegionLocator(replace(atlas, fine=None), top_k=1, recess_margin=exact).locate(film)
+    )
+    refined = base_iou(AtlasRegionLocator(atlas, top_k=1, recess_margin=exact).locate(film))
     assert refined > whole_film
     assert refined > 0.88
 
@@ -231,22 +235,24 @@ def test_train_locator_builds_an_atlas_the_regions_command_uses(
 
 # --- the development films ------------------------------------------------------------------
 
-# Measured 2026-11-28, leave-patient-out (`dipro-fhir regions <films> --truth <coco>
-# --locator atlas`, bases refined): mean IoU of placed boxes, films usable and with all ten
-# regions kept.
+# Measured 2026-12-07, leave-patient-out (`dipro-fhir regions <films> --truth <coco>
+# --locator atlas`, thorax fit, bases refined, angles widened to hold the recess): mean IoU of
+# placed boxes, films usable and with all ten regions kept. The angles' IoU fell from
+# 0.395/0.461 when they were widened (issue 23: the annotated recess lies on the annotated
+# box's edge, and the wider box holds it on 69-72 % of the films instead of 28-45 %).
 MEASURED_IOU = {
-    "left_lung": 0.747,
-    "right_lung": 0.767,
-    "left_lower_lung_zone": 0.623,
-    "right_lower_lung_zone": 0.624,
-    "left_hilar_structures": 0.535,
-    "right_hilar_structures": 0.553,
-    "left_costophrenic_angle": 0.395,
-    "right_costophrenic_angle": 0.461,
-    "cardiac_silhouette": 0.690,
-    "mediastinum": 0.649,
+    "left_lung": 0.758,
+    "right_lung": 0.765,
+    "left_lower_lung_zone": 0.625,
+    "right_lower_lung_zone": 0.623,
+    "left_hilar_structures": 0.545,
+    "right_hilar_structures": 0.552,
+    "left_costophrenic_angle": 0.371,
+    "right_costophrenic_angle": 0.420,
+    "cardiac_silhouette": 0.683,
+    "mediastinum": 0.651,
 }
-MEASURED_USABLE = 62
+MEASURED_USABLE = 61
 MEASURED_ALL_TEN = 53
 # By-eye wrong regions (hannover_verdicts.json, "atlas") left unflagged by quality control:
 # 0 (the two white-out films are not used: 563118e4 its lungs fail, 93fd0adb its thorax
@@ -295,6 +301,66 @@ def test_atlas_wrong_boxes_seen_by_eye_are_flagged(
         if record["boxes"][region] is not None and region not in record["qc"]["failed"]
     ]
     assert len(unflagged) <= MEASURED_WRONG_UNFLAGGED, unflagged
+
+
+# Measured with scripts/regions_base_offset.py (leave-patient-out, issue 23): the median
+# base offset (annotated lung base - placed lung base, in annotated lung heights) and the
+# share of angle boxes holding the recess (the annotated lung box's lower lateral corner);
+# before the thorax fit and hold_recess: -0.006/+0.001 and 28 %/45 % (right/left).
+MEASURED_RECESS_HELD = {"right": 0.69, "left": 0.72}
+MAX_BASE_OFFSET = 0.03
+
+
+@needs_films
+def test_lung_bases_are_unbiased_and_angle_boxes_hold_the_recess(
+    development: tuple[dict[str, Any], list[dict[str, Any]]],
+) -> None:
+    _, records = development
+    truth = load_coco(COCO)
+    for side in ("right", "left"):
+        offsets, held = [], []
+        for record in records:
+            want = truth.get(Path(record["file"]).stem, {})
+            lung, angle = (
+                record["boxes"][f"{side}_lung"],
+                record["boxes"][f"{side}_costophrenic_angle"],
+            )
+            if set(want) < set(REGIONS) or lung is None:
+                continue
+            annotated = want[f"{side}_lung"]
+            offsets.append((annotated[3] - lung[3]) / (annotated[3] - annotated[1]))
+            x = annotated[0] if side == "right" else annotated[2]
+            held.append(
+                angle is not None
+                and angle[0] <= x <= angle[2]
+                and angle[1] <= annotated[3] <= angle[3]
+            )
+        assert len(offsets) == 64
+        assert abs(float(np.median(offsets))) <= MAX_BASE_OFFSET, side
+        assert np.mean(held) >= MEASURED_RECESS_HELD[side] - 0.08, side
+
+
+# The recesses of the NEMA PA film (tests/data/dicom), read off by eye on a 50 px grid: the
+# lowest lateral points of the right and left lung. Its abdomen fills a quarter of the film;
+# the whole-film fit put the right lung box's base 0.15 lung heights above the recess.
+NEMA_RECESS = {"right": (115.0, 1545.0), "left": (1650.0, 1555.0)}
+
+
+def test_an_adult_pa_films_lung_bases_reach_the_recesses_in_spite_of_its_abdomen() -> None:
+    import pydicom
+
+    from dipro_fhir.imaging.decode import decode_radiograph
+
+    image = decode_radiograph(pydicom.dcmread(REPO / "tests" / "data" / "dicom" / "RG1_J2KR.dcm"))
+    boxes = AtlasRegionLocator.load(SHIPPED_ATLAS).locate(image)
+    assert check_placement(image, boxes).film_ok
+    for side, (x, y) in NEMA_RECESS.items():
+        lung, angle = boxes.get(f"{side}_lung"), boxes.get(f"{side}_costophrenic_angle")
+        assert lung is not None
+        assert angle is not None
+        assert abs(lung[3] - y) <= 0.05 * (lung[3] - lung[1]), side
+        assert angle[0] <= x <= angle[2], side
+        assert angle[1] <= y <= angle[3], side
 
 
 def test_images_that_are_no_frontal_chest_film_get_no_usable_placement() -> None:

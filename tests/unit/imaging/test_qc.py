@@ -9,7 +9,8 @@ import pytest
 
 from dipro.vocab import REGIONS
 from dipro_fhir.imaging.boxes import Box, RegionBoxes
-from dipro_fhir.imaging.qc import apply_qc, check_placement
+from dipro_fhir.imaging.qc import UNSEEN_BASE_CONFIDENCE, apply_qc, check_placement
+from dipro_fhir.imaging.regions import box_blur
 from dipro_fhir.synth.radiograph import random_anatomy, render_chest, true_regions
 
 
@@ -103,3 +104,50 @@ def test_an_angle_box_at_the_films_lateral_edge_is_flagged() -> None:
     assert "left_costophrenic_angle" in qc.failed
     right = qc.regions[REGIONS.index("right_costophrenic_angle")]
     assert "angle-at-frame-edge" not in right.reasons
+
+
+def _registered(boxes: RegionBoxes) -> RegionBoxes:
+    """``boxes`` as an atlas placement that agrees with itself and matches its thorax."""
+    return replace(boxes, method="atlas", confidence=(1.0,) * len(REGIONS), match=0.8)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_registered_angle_box_mostly_below_a_visible_diaphragm_is_flagged(seed: int) -> None:
+    # Issue 23: a left angle box mostly below the diaphragm passed the (twice wider)
+    # registered tolerance of below-diaphragm unflagged.
+    image, truth = _film(seed)
+    lung = truth.get("left_lung")
+    assert lung is not None
+    names = ("left_costophrenic_angle", "left_lower_lung_zone")
+    wrong = _registered(_moved(truth, names, 0.0, 0.3 * (lung[3] - lung[1])))
+    qc = check_placement(image, wrong)
+    for region in qc.regions:
+        if region.region in names:
+            assert "below-dome" in region.reasons, region
+            assert region.confidence < 0.5
+    assert set(names) <= set(qc.failed)
+    # The same boxes in place pass.
+    assert check_placement(image, _registered(truth)).failed == ()
+
+
+def test_a_hazy_base_lowers_the_confidence_of_the_regions_there_without_failing_them() -> None:
+    image, truth = _film(4)
+    lung = truth.get("right_lung")
+    assert lung is not None
+    clear = check_placement(image, _registered(truth))
+    # Bedside haze over the bases: from mid-lung down the film fades into its heavy blur, so
+    # no dark-to-bright edge is left where the diaphragm was.
+    rows = np.arange(image.shape[0], dtype=np.float64)[:, None]
+    mid, base = 0.5 * (lung[1] + lung[3]), lung[3]
+    weight = np.clip((rows - mid) / (base - mid), 0.0, 1.0)
+    blurred = box_blur(np.asarray(image, dtype=np.float64), 120)
+    hazy = weight * blurred + (1.0 - weight) * image
+    qc = check_placement(hazy, _registered(truth))
+    by_name = {r.region: r for r in qc.regions}
+    assert qc.film_ok
+    for side in ("left", "right"):
+        for part in ("lung", "lower_lung_zone", "costophrenic_angle"):
+            region = by_name[f"{side}_{part}"]
+            assert region.ok, region
+            assert region.confidence <= UNSEEN_BASE_CONFIDENCE
+    assert max(r.confidence for r in clear.regions if "lower" in r.region) > UNSEEN_BASE_CONFIDENCE

@@ -33,8 +33,11 @@ MEASURED_IOU = {
     "mediastinum": 0.675,
 }
 # By-eye wrong regions (hannover_verdicts.json) that quality control leaves unflagged:
-# measured 7 (angles inside a short lung, one lateral overshoot), the goal is 0.
-MEASURED_WRONG_UNFLAGGED = 7
+# measured 7 (angles inside a short lung, one lateral overshoot), the goal is 0. Since issue 23
+# a PNG is decoded with the pipeline's percentile window, the geometric locator's placements
+# moved and 13 of the regions judged wrong *on the earlier placements* are unflagged; the
+# geometric verdicts have not been re-made for the new placements (docs/regions.md).
+MEASURED_WRONG_UNFLAGGED = 13
 
 
 @pytest.fixture(scope="module")
