@@ -101,7 +101,7 @@ SYMMETRY_MAX = 1.45
 #: Minimum locator agreement (``RegionBoxes.confidence``) of a region, and of a
 #: costophrenic angle (small boxes: a 10 px shift halves their IoU). On the development
 #: films, leave-patient-out, the lowest agreements were those of films that cannot be read
-#: (thorax out of frame, white-out) and of angles outside the film (see the README).
+#: (thorax out of frame, white-out) and of angles outside the film (docs/regions.md).
 MIN_AGREEMENT = 0.4
 MIN_AGREEMENT_ANGLE = 0.3
 #: A registered placement whose thorax correlates less than this with the films it was
