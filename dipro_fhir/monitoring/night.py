@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from dipro_fhir.core.errors import DiproFhirError
 from dipro_fhir.core.risk import RiskThresholds
 from dipro_fhir.core.settings import Settings
+from dipro_fhir.monitoring.alerts import Alert, drift_alerts, performance_alerts
+from dipro_fhir.monitoring.drift import DriftItem, compare_inputs
 from dipro_fhir.monitoring.performance import Figure, window_figures
+from dipro_fhir.monitoring.reference import choose_reference, run_inputs
 from dipro_fhir.run import connections
 from dipro_fhir.store.monitoring import (
     NightlyRun,
@@ -39,8 +43,8 @@ class NightResult:
 
     night: NightRecord
     figures: tuple[Figure, ...]
-    drift: tuple[Any, ...] = ()
-    alerts: tuple[Any, ...] = field(default_factory=tuple)
+    drift: tuple[DriftItem, ...] = ()
+    alerts: tuple[Alert, ...] = ()
 
 
 def thresholds_of(settings: Settings) -> RiskThresholds:
@@ -72,7 +76,11 @@ def performance_figures(settings: Settings, model_version: str, as_of: datetime)
             engine, model_version=model_version, since=as_of - timedelta(days=days), until=as_of
         )
         figures += window_figures(
-            scores, days, thresholds_of(settings), resamples=settings.monitor.resamples
+            scores,
+            days,
+            thresholds_of(settings),
+            resamples=settings.monitor.resamples,
+            min_group_stays=settings.monitor.min_group_outcomes,
         )
     return figures
 
@@ -85,28 +93,71 @@ def _counts(figures: Sequence[Figure], longest: int) -> dict[str, Any]:
     return out
 
 
+def card_validation(settings: Settings, model_version: str) -> dict[str, Any] | None:
+    """The configured checkpoint's validation record, when it is of ``model_version``."""
+    from dipro_fhir.scoring.card import read_model_card
+
+    try:
+        card = read_model_card(settings.model.checkpoint)
+    except DiproFhirError:
+        return None
+    return dict(card.validation) if card.version == model_version else None
+
+
+def night_drift(
+    settings: Settings, runs: Sequence[NightlyRun], run: NightlyRun | None
+) -> tuple[list[DriftItem], dict[str, Any]]:
+    """Tonight's drift items and what they were compared with."""
+    if run is None:
+        return [], {"source": None, "detail": "no nightly run of this version tonight"}
+    engine = connections.engine(settings)
+    version = run.model_version
+    reference = choose_reference(settings, engine, runs, run, card_validation(settings, version))
+    if isinstance(reference, str):
+        return [], {"source": None, "detail": reference}
+    items = compare_inputs(run_inputs(engine, run), reference.inputs, settings.monitor)
+    return items, reference.describe()
+
+
 def compute_night(settings: Settings, as_of: datetime) -> list[NightResult]:
     """Compute and record the night of every version scored in the longest window."""
     engine = connections.engine(settings)
-    longest = max(settings.monitor.windows_days)
-    runs = nightly_runs(engine, until=as_of)
+    limits = settings.monitor
+    longest = max(limits.windows_days)
     results = []
-    for version, version_runs in versions_to_monitor(runs, as_of, longest).items():
-        run = tonight(version_runs, as_of)
+    for version, runs in versions_to_monitor(
+        nightly_runs(engine, until=as_of), as_of, longest
+    ).items():
+        run = tonight(runs, as_of)
         figures = performance_figures(settings, version, as_of)
+        drift, reference = night_drift(settings, runs, run)
+        alerts = performance_alerts(figures, limits) + drift_alerts(drift, limits)
         night = NightRecord(
             id=night_id(as_of, version),
             as_of=as_of,
-            model_name=version_runs[-1].model_name,
+            model_name=runs[-1].model_name,
             model_version=version,
             run_id=None if run is None else run.run_id,
-            status="ok",
+            status="breach" if alerts else "ok",
             counts=_counts(figures, longest),
-            reference={},
+            reference=reference,
         )
-        record_night(engine, night, [_row(f) for f in figures], [], [])
-        results.append(NightResult(night, tuple(figures)))
-        logger.info("monitor: version %s, %d figures", version, len(figures))
+        record_night(
+            engine,
+            night,
+            [_row(f) for f in figures],
+            [asdict(d) for d in drift],
+            [asdict(a) for a in alerts],
+        )
+        results.append(NightResult(night, tuple(figures), tuple(drift), tuple(alerts)))
+        logger.info(
+            "monitor: version %s, %d figures, %d drift items (%d flagged), %d alerts",
+            version,
+            len(figures),
+            len(drift),
+            sum(d.flagged for d in drift),
+            len(alerts),
+        )
     return results
 
 

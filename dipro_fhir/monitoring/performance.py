@@ -237,6 +237,8 @@ def subgroup_window(stays: Stays, window: int, resamples: int, seed: int) -> lis
         for attribute, names in stays.groups.items()
     }
     out = []
+    # Every group's figures, by the evaluation's subgroup code; a group of one stay has none.
+    groups = {a: {g: rows for g, rows in gs.items() if rows.size >= 2} for a, gs in groups.items()}
     for entry in subgroup_figures({"dipro": stays.predictions()}, groups, resamples, seed):
         attribute, group = entry["attribute"], entry["group"]
         rows = groups[attribute][group]
@@ -268,13 +270,19 @@ def window_figures(
     *,
     resamples: int,
     seed: int = 0,
+    min_group_stays: int = 2,
 ) -> list[Figure]:
-    """Every figure of one window's scores (module docstring)."""
+    """Every figure of one window's scores (module docstring); subgroups only in a window
+    with at least ``min_group_stays`` stays of known outcome (a quarter of the resamples)."""
     stays = gather_stays(scores, thresholds)
     return [
         *count_figures(scores, window),
         *mortality_window(stays, window, resamples, seed),
         *decile_figures(stays, window),
         *threshold_figures(scores, stays, thresholds, window),
-        *subgroup_window(stays, window, max(resamples // 2, 10), seed),
+        *(
+            subgroup_window(stays, window, max(resamples // 4, 10), seed)
+            if stays.size >= min_group_stays
+            else []
+        ),
     ]

@@ -24,6 +24,7 @@ from dipro_fhir.store.models import (
     MonitorFigureRow,
     MonitorNightRow,
     Run,
+    ScoreRow,
 )
 from dipro_fhir.store.runs import as_utc, insert_for
 
@@ -185,3 +186,14 @@ def nightly_runs(
     with engine.connect() as conn:
         rows = conn.execute(stmt).all()
     return [NightlyRun(r[0], as_utc(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
+
+
+def run_risks(engine: Engine, run_id: str) -> list[float]:
+    """The mortality risks a run scored (not retracted)."""
+    stmt = select(ScoreRow.probability).where(
+        ScoreRow.run_id == run_id,
+        ScoreRow.task == "mortality",
+        ScoreRow.retracted_at.is_(None),
+    )
+    with engine.connect() as conn:
+        return [float(p) for p in conn.execute(stmt).scalars()]

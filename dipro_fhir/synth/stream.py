@@ -14,6 +14,8 @@ whole world, :func:`write_world_images`, and the night's ImagingStudies point at
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from dipro_fhir.synth.drift import Drift, SubgroupOutcome, apply_drifts
 from dipro_fhir.synth.images import DEFAULT_SIZE
-from dipro_fhir.synth.load import LoadReport, write_files
+from dipro_fhir.synth.load import DICOM_DIR, LoadReport, write_files
 from dipro_fhir.synth.world import SyntheticPatient, generate_cohort, ground_truth
 
 
@@ -59,7 +61,9 @@ def view_as_of(patient: SyntheticPatient, as_of: datetime) -> SyntheticPatient |
     stay = patient.stay
     if stay.admitted >= as_of:
         return None
-    finished = stay.discharged <= as_of
+    if stay.discharged <= as_of:
+        return patient  # ended: FHIR holds all of it, as generated
+    finished = False
     cutoff = stay.discharged if finished else as_of
     observations = tuple(
         o for o in patient.observations if o.effective < cutoff and o.issued <= cutoff
@@ -107,9 +111,40 @@ def nightly_world(
     return NightlyWorld(first_night, nights, tuple(apply_drifts(p, drifts) for p in patients))
 
 
-def write_night(world: NightlyWorld, as_of: datetime, folder: Path) -> LoadReport:
-    """The FHIR NDJSON and ``truth.jsonl`` of the world at ``as_of``, without films."""
-    return write_files(world.view(as_of), folder, images=False)
+def write_night(
+    world: NightlyWorld, as_of: datetime, folder: Path, *, films: Path | None = None
+) -> LoadReport:
+    """The FHIR NDJSON and ``truth.jsonl`` of the world at ``as_of``, without rendering films.
+
+    Every stay admitted by then is written (Patient, Encounter, studies and reports: what
+    outcomes are read from), with the Observations of the stays under way only: a stay that
+    has ended is no night's input, and its Observations would only make the files big (its
+    truth then holds no values either). With ``films`` (the folder of
+    :func:`write_world_images`), ``folder/dicom`` holds the films of the stays under way
+    (hard links, copies across file systems), so a night's image source indexes only the
+    films it can use.
+    """
+    patients = [
+        replace(p, observations=(), truth=replace(p.truth, values=())) if p.stay.finished else p
+        for p in world.view(as_of)
+    ]
+    report = write_files(patients, folder, images=False)
+    if films is not None:
+        for patient in patients:
+            for study in patient.studies if not patient.stay.finished else ():
+                source = films / DICOM_DIR / study.study_uid
+                if source.is_dir():
+                    _link_folder(source, folder / DICOM_DIR / study.study_uid)
+    return report
+
+
+def _link_folder(source: Path, target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    for file in source.iterdir():
+        try:
+            os.link(file, target / file.name)
+        except OSError:  # another file system
+            shutil.copy2(file, target / file.name)
 
 
 def write_world_images(
