@@ -17,18 +17,17 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from sqlalchemy import Engine
 
 from dipro_fhir.core.settings import Settings
 from dipro_fhir.core.timeline import RunId
+from dipro_fhir.evaluation.reference import read_reference
 from dipro_fhir.mapping.profile import InputProfile
 from dipro_fhir.monitoring.drift import Inputs, score_histogram
 from dipro_fhir.store.monitoring import NightlyRun, run_risks
 from dipro_fhir.store.quality import read_data_quality
-
-REFERENCE_KIND: Final[str] = "dipro-fhir/input-reference/1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,26 +76,11 @@ def merged_inputs(items: Sequence[Inputs]) -> Inputs:
 
 def card_reference(validation: Mapping[str, Any]) -> Inputs | None:
     """The reference a model card's validation record holds, if any."""
-    record = validation.get("input_reference")
-    if not isinstance(record, dict) or record.get("kind") != REFERENCE_KIND:
+    found = read_reference(validation)
+    if found is None:
         return None
-    return Inputs(
-        profile=InputProfile.from_json(record["profile"]),
-        scores=tuple(int(c) for c in record["scores"]),
-        unmapped_codes=None,
-    )
-
-
-def reference_record(
-    profile: InputProfile, risk_histogram: Sequence[int], source: str
-) -> dict[str, Any]:
-    """The model card's ``validation.input_reference`` entry."""
-    return {
-        "kind": REFERENCE_KIND,
-        "source": source,
-        "profile": profile.to_json(),
-        "scores": [int(c) for c in risk_histogram],
-    }
+    profile, scores = found
+    return Inputs(profile=profile, scores=scores, unmapped_codes=None)
 
 
 def choose_reference(

@@ -20,12 +20,16 @@ import sqlalchemy as sa
 
 from dipro_fhir.core.settings import Settings
 from dipro_fhir.monitoring.alerts import MonitorBreach, check_night
+from dipro_fhir.monitoring.metrics import openmetrics_text
 from dipro_fhir.monitoring.night import NightResult
+from dipro_fhir.monitoring.report import render_report, summary_text
+from dipro_fhir.monitoring.view import load_view
 from dipro_fhir.store.monitoring import read_figures, read_nights
 from dipro_fhir.synth.drift import LabStops, ScannerFault, SubgroupOutcome, UnitSwitch
 from dipro_fhir.synth.stream import NightlyWorld, night_start, nightly_world
 from tests.checkpoints import write_tiny_checkpoint
 from tests.unit.monitoring.nights import MONITOR_DELAY, run_nights, world_settings
+from tests.unit.monitoring.openmetrics import parse
 
 pytestmark = pytest.mark.slow
 
@@ -128,3 +132,28 @@ def test_the_monitor_tables_hold_no_patient_identifier(
             assert text
             assert not any(i in text for i in ids), table
             assert "night-0" not in text, table
+
+
+def test_the_report_and_the_metrics_show_the_nights_and_no_patient(thirty: Thirty) -> None:
+    settings, nights, world = thirty
+    engine = sa.create_engine(settings.store.url.get_secret_value())
+    view = load_view(engine)
+    (version,) = view.versions
+    assert len(version.nights) == NIGHTS
+    page = render_report(view)
+    assert page.count("<svg") == 3  # AUROC over time, calibration, drift per variable
+    assert '<tr class="breach"><td>sex</td><td>female</td>' in page
+    assert "coverage of creatinine" in page
+    auroc = version.over_time(30, "auroc")
+    assert sum(row is not None for _, row in auroc) >= NIGHTS - 5
+    samples = parse(openmetrics_text(view))
+    gaps = [labels for name, labels, value in samples
+            if name == "dipro_monitor_alerts" and labels["kind"] == "subgroup-gap"]  # fmt: skip
+    assert len(gaps) == 1
+    flagged = {labels["item"] for name, labels, value in samples
+               if name == "dipro_monitor_drift_flagged" and value == 1.0}  # fmt: skip
+    assert {"creatinine", "temperature"} <= flagged
+    ids = {p.patient_id for p in world.patients} | {p.stay.encounter_id for p in world.patients}
+    for text in (page, openmetrics_text(view), summary_text(view)):
+        assert not any(i in text for i in ids)
+    assert nights[NIGHTS - 1].night.id == version.latest.id
