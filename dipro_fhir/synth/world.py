@@ -136,10 +136,12 @@ def _generate_patient(
     age = (admitted.date() - demographics.birth_date).days / 365.25
     course = _draw_course(rng)
     inverted = outcome_inverted is not None and outcome_inverted(demographics, admitted)
-    died, los_days = _draw_outcome(rng, course, age, inverted=inverted)
+    drawn, died, los_days = _draw_outcome(rng, course, age, inverted=inverted)
     discharged = (admitted + timedelta(days=los_days)).replace(microsecond=0)
     finished = reference_time is None or discharged <= reference_time
-    disposition = "exp" if died else (_pick(rng, _DISPOSITIONS) or "home")
+    disposition = "exp" if drawn else (_pick(rng, _DISPOSITIONS) or "home")  # the stream as ever
+    if died != drawn:  # an inverted outcome (no draw: the stream stays the same)
+        disposition = "exp" if died else "home"
     stay = Stay(f"{patient_id}-enc", admitted, discharged, died, disposition, finished)
     cutoff = discharged if reference_time is None else min(discharged, reference_time)
     chart = physiology.Charting(
@@ -193,17 +195,22 @@ def _draw_course(rng: np.random.Generator) -> physiology.Course:
     return physiology.Course(z0=z0, slope_per_day=float(rng.uniform(low, high)), wiggle=wiggle)
 
 
+def _death_risk(z48: float, slope: float, age: float) -> float:
+    return 1.0 / (1.0 + math.exp(-(-4.1 + 1.4 * z48 + 2.0 * slope + 0.025 * (age - 60.0))))
+
+
 def _draw_outcome(
     rng: np.random.Generator, course: physiology.Course, age: float, *, inverted: bool = False
-) -> tuple[bool, float]:
-    z48 = course.at(48.0)
-    slope = course.slope_per_day
-    if inverted:  # the course mirrored about the typical one (z0 1.0, flat)
-        z48, slope = 2.0 - z48, -slope
-    logit = -4.1 + 1.4 * z48 + 2.0 * slope + 0.025 * (age - 60.0)
-    died = bool(rng.random() < 1.0 / (1.0 + math.exp(-logit)))
+) -> tuple[bool, bool, float]:
+    """``(died by the world's rule, died, length of stay in days)``: an inverted patient dies
+    by the course mirrored about the typical one (z0 1.0, flat), with the same random draw,
+    so the random stream, and everything else about the patient, stays as it was."""
+    z48, slope = course.at(48.0), course.slope_per_day
+    draw = rng.random()
+    drawn = bool(draw < _death_risk(z48, slope, age))
+    died = bool(draw < _death_risk(2.0 - z48, -slope, age)) if inverted else drawn
     los = 2.8 + 1.4 * course.z0 + 3.0 * course.slope_per_day + float(rng.normal(0.0, 0.5))
-    return died, float(np.clip(los, 2.05, 9.95))
+    return drawn, died, float(np.clip(los, 2.05, 9.95))
 
 
 def _uid(*parts: object) -> str:

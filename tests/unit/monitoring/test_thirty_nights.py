@@ -90,13 +90,17 @@ def test_drift_from_night_20_is_flagged_on_night_20_or_21_and_names_the_variable
     assert not any(a.kind == "calibration" for n in nights.values() for a in n.alerts)
 
 
-def test_a_subgroup_the_model_gets_wrong_is_flagged_and_no_other_group(
-    thirty: Thirty,
-) -> None:
+def test_a_subgroup_the_model_gets_wrong_is_flagged_and_no_other_group(thirty: Thirty) -> None:
     _, nights, _ = thirty
-    gaps = {a.subject for n in nights.values() for a in n.alerts if a.kind == "subgroup-gap"}
-    assert gaps == {"sex=female"}
-    assert any(a.kind == "subgroup-gap" for a in nights[NIGHTS - 1].alerts)
+
+    def gaps(ks: range) -> set[str]:
+        return {a.subject for k in ks for a in nights[k].alerts if a.kind == "subgroup-gap"}
+
+    assert gaps(range(DRIFT_NIGHT)) == {"sex=female"}
+    assert any(a.subject == "sex=female" for a in nights[NIGHTS - 1].alerts)
+    # From night 20 the data drift (films refused by QC, labs lost) puts more stays on the
+    # EHR-only path with poorer inputs: that path may be flagged too, nothing else.
+    assert gaps(range(DRIFT_NIGHT, NIGHTS)) <= {"sex=female", "path=ehr_only"}
 
 
 def test_a_breach_fails_the_check_in_one_line_and_the_night_stays_written(
