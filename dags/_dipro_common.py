@@ -58,6 +58,7 @@ RESULTS_DB_CONN_ID = "dipro_results_db"
 
 _LIBPQ_OPTIONS = ("sslmode", "sslrootcert", "sslcert", "sslkey", "connect_timeout")
 _DEFAULT_SCHEDULE = "0 2 * * *"
+_DEFAULT_MONITOR_SCHEDULE = "0 6 * * *"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,9 @@ class DagOptions:
         retries: Retries of the per-chunk tasks (``DIPRO_TASK_RETRIES``, default 2).
         retry_delay: First retry delay (``DIPRO_RETRY_DELAY_S``, default 30 s); it doubles on
             every retry, up to ``max_retry_delay`` (10 min).
+        monitor_schedule: Cron expression of the ``dipro_monitor`` DAG
+            (``DIPRO_MONITOR_SCHEDULE``, default ``0 6 * * *``: after the night's scoring);
+            ``none`` for manual runs only.
     """
 
     schedule: str | None = _DEFAULT_SCHEDULE
@@ -84,6 +88,7 @@ class DagOptions:
     retries: int = 2
     retry_delay: timedelta = timedelta(seconds=30)
     max_retry_delay: timedelta = timedelta(minutes=10)
+    monitor_schedule: str | None = _DEFAULT_MONITOR_SCHEDULE
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] = os.environ) -> DagOptions:
@@ -93,6 +98,7 @@ class DagOptions:
             return environ.get(name, "").strip() or default
 
         schedule = read("DIPRO_SCHEDULE", _DEFAULT_SCHEDULE)
+        monitor = read("DIPRO_MONITOR_SCHEDULE", _DEFAULT_MONITOR_SCHEDULE)
         return cls(
             schedule=None if schedule.lower() == "none" else schedule,
             timezone=read("DIPRO_SCHEDULE_TIMEZONE", "UTC"),
@@ -100,6 +106,7 @@ class DagOptions:
             gpu_pool=read("DIPRO_GPU_POOL", "") or None,
             retries=int(read("DIPRO_TASK_RETRIES", "2")),
             retry_delay=timedelta(seconds=float(read("DIPRO_RETRY_DELAY_S", "30"))),
+            monitor_schedule=None if monitor.lower() == "none" else monitor,
         )
 
 

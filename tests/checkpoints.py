@@ -44,3 +44,19 @@ def write_untrained_checkpoint(directory: Path, *, name: str = "dipro-untrained"
         version="0",
         preprocessing=fit_preprocessing([]).to_json(),
     )
+
+
+def write_miscalibrated_checkpoint(directory: Path, *, shift: float = 2.5) -> Path:
+    """The demo checkpoint whose mortality calibration is pushed ``shift`` logits up: it ranks
+    patients as well as the demo, and overstates every risk (a deliberately miscalibrated
+    model, for the monitor's calibration alert)."""
+    from dipro.checkpoint import read_card, write_card
+
+    write_tiny_checkpoint(directory, name="dipro-miscalibrated", version="9-miscalibrated")
+    card = read_card(directory)
+    calibration = dict(card.calibration)
+    mortality = dict(calibration["mortality"])
+    mortality["shift"] = float(mortality["shift"]) + shift
+    calibration["mortality"] = mortality
+    write_card(dataclasses.replace(card, calibration=calibration), directory)
+    return directory

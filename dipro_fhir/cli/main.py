@@ -20,6 +20,7 @@ from dipro_fhir.cli.arguments import fhir_id
 from dipro_fhir.cli.cds_commands import cmd_cds_serve
 from dipro_fhir.cli.image_commands import cmd_regions, cmd_train_locator
 from dipro_fhir.cli.model_commands import cmd_evaluate, cmd_train, cmd_train_demo
+from dipro_fhir.cli.monitor_commands import cmd_monitor
 from dipro_fhir.cli.run_commands import (
     cmd_check,
     cmd_codes,
@@ -104,6 +105,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--record", action="store_true", help="store the result as the checkpoint's validation"
     )
     evaluate.set_defaults(func=cmd_evaluate)
+
+    monitor = sub.add_parser("monitor", help=cmd_monitor.__doc__)
+    monitor.add_argument(
+        "action",
+        nargs="?",
+        choices=["run", "reference"],
+        default="run",
+        help="run (default): the night's monitor; reference: write a checkpoint's input "
+        "reference into its model card",
+    )
+    monitor.add_argument("--as-of", help="the night (ISO time; default: now)")
+    monitor.add_argument("--out", default="var/monitor", help="folder for the report")
+    monitor.add_argument(
+        "--report-only", action="store_true", help="gather and compute nothing: report only"
+    )
+    monitor.add_argument("--checkpoint", help="reference: the checkpoint folder")
+    monitor.add_argument("--patient", action="append", type=fhir_id, help="reference: patient")
+    monitor.add_argument("--patients-file", help="reference: one patient id per line")
+    monitor.add_argument("--site", help="reference: what the patients are, in words")
+    monitor.add_argument(
+        "--demo-heldout",
+        type=int,
+        metavar="N",
+        help="reference: read N patients of the demo checkpoint's held-out synthetic cohort",
+    )
+    monitor.add_argument(
+        "--workdir", default="var/monitor-reference", help="reference: where that cohort goes"
+    )
+    monitor.set_defaults(func=cmd_monitor)
 
     from dipro_fhir.training.recipe import DemoTraining
 

@@ -2,8 +2,9 @@
 
 Everything here is small and JSON-able, because Airflow passes it through XCom: a
 :class:`RunRequest` (what to score), a :class:`ChunkManifest` per chunk (patients, staging
-paths, failures, counts, timings, the chunk's data-quality counts and the problems of no
-patient), and the JSON form of a :class:`Score` in staging files.
+paths, failures, counts, timings, the chunk's data-quality counts, the problems of no
+patient and the scored patients' input profile), and the JSON form of a :class:`Score` in
+staging files.
 Run ids are deterministic, so a re-run of a night converges on the same run.
 """
 
@@ -81,12 +82,15 @@ class ChunkManifest:
     attempt: str = ""
     ndjson_dir: str | None = None  # a Bulk Data export of the run (extraction_mode bulk)
     kind: str = "nightly"  # RunKind of the run (:attr:`RunRequest.run_kind`)
+    # The scored patients' inputs summarised (an InputProfile's JSON; the score stage's).
+    profile: Mapping[str, Any] = field(default_factory=dict)
 
     def to_xcom(self) -> dict[str, Any]:
         """A JSON-able dict."""
         data = asdict(self)
         data["counts"], data["timings_s"] = dict(self.counts), dict(self.timings_s)
         data["quality"] = dict(self.quality)
+        data["profile"] = dict(self.profile)
         return data
 
     @classmethod
@@ -110,6 +114,7 @@ class ChunkManifest:
             attempt=str(data.get("attempt", "")),
             ndjson_dir=data.get("ndjson_dir"),
             kind=str(data.get("kind", "nightly")),
+            profile=dict(data.get("profile") or {}),
         )
 
     @property

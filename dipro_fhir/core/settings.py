@@ -345,6 +345,50 @@ class CdsSettings(BaseModel):
         return template
 
 
+class MonitorSettings(BaseModel):
+    """How the monitor judges a model each night (:mod:`dipro_fhir.monitoring`, issue 25).
+
+    Windows: every night, the last ``1``, ``7`` and ``30`` days of nightly scores
+    (``windows_days``). A performance figure is judged only in a window with at least
+    ``min_outcomes`` stays of known outcome (``min_events`` deaths and as many survivors),
+    a subgroup only with ``min_group_outcomes`` and ``min_events``. An alert needs the
+    bootstrap interval past the threshold, not only the point: a small window's noise never
+    raises one.
+
+    * calibration: expected calibration error above ``max_ece``;
+    * discrimination: mortality AUROC below ``min_auroc``;
+    * subgroup gap: a group's AUROC ``max_subgroup_gap`` or more below everyone else's;
+    * drift: a variable's coverage moved by ``coverage_change`` or more, its distribution
+      or the score distribution by a population stability index of ``max_psi`` or more, the
+      share of unmapped Observations or of unusable films up by ``unmapped_change`` /
+      ``unusable_change``, or a new unmapped code on ``new_code_observations`` or more
+      Observations; each only when a two-sample test agrees at ``drift_alpha`` (shared by all
+      tests of a night).
+
+    Reference of the inputs: ``card`` (the model card's, written at training or by
+    ``dipro-fhir monitor reference``), ``nights`` (the first ``reference_nights`` nightly runs
+    of the model version), or ``auto`` (the card's when it has one). Env:
+    ``DIPRO_MONITOR__MAX_ECE`` and so on.
+    """
+
+    windows_days: tuple[int, ...] = (1, 7, 30)
+    resamples: int = Field(default=200, ge=10)
+    min_outcomes: int = Field(default=30, ge=2)
+    min_group_outcomes: int = Field(default=20, ge=2)
+    min_events: int = Field(default=3, ge=1)
+    max_ece: float = Field(default=0.1, ge=0.0, le=1.0)
+    min_auroc: float = Field(default=0.6, ge=0.0, le=1.0)
+    max_subgroup_gap: float = Field(default=0.1, ge=0.0, le=1.0)
+    max_psi: float = Field(default=0.25, ge=0.0)
+    coverage_change: float = Field(default=0.2, ge=0.0, le=1.0)
+    unmapped_change: float = Field(default=0.1, ge=0.0, le=1.0)
+    unusable_change: float = Field(default=0.15, ge=0.0, le=1.0)
+    new_code_observations: int = Field(default=50, ge=1)
+    drift_alpha: float = Field(default=0.01, gt=0.0, lt=1.0)
+    reference: Literal["auto", "card", "nights"] = "auto"
+    reference_nights: int = Field(default=7, ge=1)
+
+
 class Settings(BaseSettings):
     """The whole configuration. Build it once per process, at the entry point."""
 
@@ -365,6 +409,8 @@ class Settings(BaseSettings):
     limits: LimitSettings = LimitSettings()
     imaging: ImagingSettings = ImagingSettings()
     cds: CdsSettings = CdsSettings()
+
+    monitor: MonitorSettings = MonitorSettings()
 
     def require_sources(self) -> None:
         """Raise :class:`ConfigError` unless a FHIR and an image source are configured."""

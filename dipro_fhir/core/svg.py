@@ -1,14 +1,14 @@
 """Inline SVG figures for the HTML reports: no plotting library, no network, no script.
 
 Each function returns one ``<figure>`` with a fixed-size SVG and a caption; values are
-escaped. Used by the demo's run report and by the evaluation report.
+escaped. Used by the demo's run report, the evaluation report and the monitor's report.
 """
 
 from __future__ import annotations
 
 import html
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -148,4 +148,96 @@ def interval_chart(
             f'<text x="{at(float(tick)):.1f}" y="{H - PAD + 14}" text-anchor="middle">'
             f"{float(tick):.2g}</text>"
         )
+    return svg_figure("".join(body), title)
+
+
+def series_chart(
+    series: Mapping[str, Sequence[tuple[str, float | None, float | None, float | None]]],
+    title: str,
+    lo: float = 0.0,
+    hi: float = 1.0,
+    threshold: float | None = None,
+) -> str:
+    """Values over time, one coloured line per series, its intervals as a shaded band.
+
+    Args:
+        series: Name -> ``(label, value, low, high)`` per point, oldest first; the labels of
+            the first series name the x axis (a few are shown); a missing value breaks
+            nothing, it is left out.
+        title: The caption.
+        lo, hi: The y axis range.
+        threshold: Drawn as a dashed line, when given.
+    """
+    labels = [p[0] for p in next(iter(series.values()), [])]
+    n = max(len(labels), 2)
+    body = []
+
+    def x(i: int) -> float:
+        return x_at(i, 0, n - 1)
+
+    def y(v: float) -> float:
+        return y_at(min(max(v, lo), hi), lo, hi)
+
+    for i, (name, points) in enumerate(series.items()):
+        colour = COLOURS[i % len(COLOURS)]
+        band = [
+            (j, p[2], p[3]) for j, p in enumerate(points) if p[2] is not None and p[3] is not None
+        ]
+        if band:
+            upper = " ".join(f"{x(j):.1f},{y(high):.1f}" for j, _, high in band)
+            lower = " ".join(f"{x(j):.1f},{y(low):.1f}" for j, low, _ in reversed(band))
+            body.append(f'<polygon points="{upper} {lower}" fill="{colour}" opacity="0.15"/>')
+        line = [(j, p[1]) for j, p in enumerate(points) if p[1] is not None]
+        if line:
+            pts = " ".join(f"{x(j):.1f},{y(v):.1f}" for j, v in line)
+            body.append(
+                f'<polyline points="{pts}" fill="none" stroke="{colour}" stroke-width="2"/>'
+            )
+            body += [f'<circle cx="{x(j):.1f}" cy="{y(v):.1f}" r="2.5" fill="{colour}"/>'
+                     for j, v in line]  # fmt: skip
+        label = html.escape(name)
+        body.append(f'<text x="{PAD + 8}" y="{PAD + 12 + 13 * i}" fill="{colour}">{label}</text>')
+    if threshold is not None:
+        body.append(
+            f'<line x1="{PAD}" y1="{y(threshold):.1f}" x2="{W - PAD}" y2="{y(threshold):.1f}" '
+            'stroke="#999" stroke-dasharray="4"/>'
+        )
+    for tick in np.linspace(lo, hi, 5):
+        body.append(f'<text x="{PAD - 4}" y="{y(float(tick)) + 4:.1f}" text-anchor="end">'
+                    f"{float(tick):.2g}</text>")  # fmt: skip
+    shown = sorted({0, len(labels) // 2, len(labels) - 1}) if labels else []
+    body += [
+        f'<text x="{x(j):.1f}" y="{H - PAD + 14}" text-anchor="middle">'
+        f"{html.escape(labels[j])}</text>"
+        for j in shown
+    ]
+    return svg_figure("".join(body), title)
+
+
+def horizontal_bars(
+    rows: Sequence[tuple[str, float, bool]], title: str, threshold: float | None = None
+) -> str:
+    """One bar per row (label, value, flagged: flagged bars are red), largest first, at most
+    ten; the threshold as a dashed line."""
+    shown = sorted(rows, key=lambda r: -abs(r[1]))[:10]
+    top = max([abs(v) for _, v, _ in shown] + [threshold or 0.0, 1e-9])
+    left = PAD + 150
+    step = (H - 2 * PAD) / max(len(shown), 1)
+
+    def at(v: float) -> float:
+        return left + abs(v) / top * (W - PAD - left)
+
+    body = []
+    for i, (label, value, flagged) in enumerate(shown):
+        y = PAD + step * i
+        colour = "#c0504d" if flagged else "#4a78b5"
+        body.append(f'<text x="{left - 6}" y="{y + step / 2 + 4:.1f}" text-anchor="end">'
+                    f"{html.escape(label[:28])}</text>")  # fmt: skip
+        body.append(f'<rect x="{left}" y="{y + 2:.1f}" width="{at(value) - left:.1f}" '
+                    f'height="{max(step - 4, 2):.1f}" fill="{colour}"/>')  # fmt: skip
+    if threshold is not None:
+        body.append(f'<line x1="{at(threshold):.1f}" y1="{PAD}" x2="{at(threshold):.1f}" '
+                    f'y2="{H - PAD}" stroke="#999" stroke-dasharray="4"/>')  # fmt: skip
+    body.append(f'<text x="{left}" y="{H - PAD + 14}" text-anchor="middle">0</text>')
+    body.append(f'<text x="{W - PAD}" y="{H - PAD + 14}" text-anchor="end">{top:.2g}</text>')
     return svg_figure("".join(body), title)

@@ -31,10 +31,10 @@ import torch
 
 from dipro.batch import DiproTargets
 from dipro.predictions import Predictions, predict
-from dipro.vocab import DEMOGRAPHIC_COLUMNS
 from dipro_fhir.evaluation.baseline import EhrBaseline
 from dipro_fhir.evaluation.examples import ExampleCounts, LabelledTimeline
 from dipro_fhir.evaluation.figures import model_figures, subgroup_figures
+from dipro_fhir.evaluation.groups import demographic_groups
 from dipro_fhir.evaluation.notes import evaluation_notes
 from dipro_fhir.evaluation.summaries import summarise
 from dipro_fhir.scoring.preprocess import collate
@@ -52,12 +52,6 @@ MODELS: Final[dict[str, str]] = {
 }
 #: Patients per scoring chunk.
 CHUNK: Final[int] = 32
-AGE_BANDS: Final[tuple[tuple[float, str], ...]] = (
-    (45.0, "18-44"),
-    (65.0, "45-64"),
-    (80.0, "65-79"),
-    (float("inf"), "80+"),
-)
 
 
 def targets_of(examples: Sequence[LabelledTimeline]) -> DiproTargets:
@@ -71,27 +65,10 @@ def targets_of(examples: Sequence[LabelledTimeline]) -> DiproTargets:
 
 def attributes_of(example: LabelledTimeline) -> dict[str, str]:
     """The subgroups a patient belongs to (from the mapped demographics and the films)."""
-    demo = example.timeline.demographics
-    col = {name: i for i, name in enumerate(DEMOGRAPHIC_COLUMNS)}
-    sex = (
-        "female"
-        if demo[col["gender_F"]] > 0
-        else "male"
-        if demo[col["gender_M"]] > 0
-        else "unknown"
-    )
-    age = float(demo[col["age"]])
-    band = "unknown" if not np.isfinite(age) else next(b for top, b in AGE_BANDS if age < top)
-    races = [
-        (demo[i], name.removeprefix("race_")) for name, i in col.items() if name.startswith("race_")
-    ]
-    value, race = max(races)
     images = example.timeline.images
     lost = any(issue.code == "regions-qc-film" for issue in example.timeline.issues)
     return {
-        "sex": sex,
-        "age_band": band,
-        "race_ethnicity": race.lower() if value > 0 else "unknown",
+        **demographic_groups(example.timeline.demographics),
         "cxr_path": "cxr_pairs" if len(images) >= 2 else "ehr_only",
         "films_lost_to_qc": "yes" if lost else "no",
     }

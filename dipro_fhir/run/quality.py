@@ -5,8 +5,9 @@ Extraction adds each mapped patient's counts to the chunk's summary
 that belong to no patient (:func:`chunk_orphans`). :func:`finish_quality` merges the
 chunks (a problem of no patient is seen by every chunk that reads the same file, so those
 are counted once by their code, resource and detail), records the summary in the results
-database, compares it with the previous successful night and returns the part of the run
-summary that says so. Counts only: no patient data (DESIGN.md, "nothing vanishes
+database (with the scored patients' input profile, :mod:`dipro_fhir.mapping.profile`),
+compares it with the previous successful night and returns the part of the run summary that
+says so. Counts only: no patient data (DESIGN.md, "nothing vanishes
 unreported").
 """
 
@@ -14,13 +15,14 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from dipro_fhir.core.manifest import ChunkManifest
 from dipro_fhir.core.settings import Settings
 from dipro_fhir.core.timeline import MappingIssue, RunId
 from dipro_fhir.fhir.source import FhirSource
+from dipro_fhir.mapping.profile import InputProfile
 from dipro_fhir.mapping.quality import (
     DataQuality,
     compare,
@@ -28,6 +30,7 @@ from dipro_fhir.mapping.quality import (
     unattributed_quality,
 )
 from dipro_fhir.run import connections
+from dipro_fhir.store.monitoring import record_profile
 from dipro_fhir.store.quality import previous_success, read_data_quality, record_data_quality
 
 logger = logging.getLogger(__name__)
@@ -55,6 +58,14 @@ def merged_quality(chunks: Sequence[ChunkManifest]) -> DataQuality:
         quality = quality.merged(DataQuality.from_json(chunk.quality))
     orphans = {issue for chunk in chunks for issue in chunk.orphan_issues}
     return quality.merged(unattributed_quality(MappingIssue(c, r, d) for c, r, d in orphans))
+
+
+def merged_profile(profiles: Sequence[Mapping[str, Any]]) -> InputProfile:
+    """The chunks' input profiles added up."""
+    total = InputProfile()
+    for profile in profiles:
+        total = total.merged(InputProfile.from_json(profile))
+    return total
 
 
 def summary_part(quality: DataQuality, change: dict[str, Any] | None) -> dict[str, Any]:
@@ -87,6 +98,10 @@ def finish_quality(
         store = connections.result_store(settings)
         engine = store.engine
         store.with_retry("data quality", lambda: record_data_quality(engine, run_id, quality))
+        profiles = [c.profile for c in chunks if c.profile]
+        if profiles:
+            profile = merged_profile(profiles).to_json()
+            store.with_retry("input profile", lambda: record_profile(engine, run_id, profile))
         previous = store.with_retry(
             "previous night",
             lambda: previous_success(

@@ -2,7 +2,9 @@
 
 :func:`score_chunk` reads the timelines :func:`~dipro_fhir.run.extract_stage.extract_chunk`
 staged and writes the scores (with the model, stay starts and mapping issues) to a staging
-JSON file for :func:`~dipro_fhir.run.writeback_stage.write_back_chunk`. When a batch fails,
+JSON file for :func:`~dipro_fhir.run.writeback_stage.write_back_chunk`, and summarises the
+scored patients' inputs in the manifest (:mod:`dipro_fhir.mapping.profile`: what the monitor
+measures drift on). When a batch fails,
 each patient is scored alone, so a defect fails only its patient. A patient with no usable
 data in its window (no mapped EHR value, no placed radiograph) is not scored: it is recorded
 as a ``no-usable-data`` failure of the score stage and gets no RiskAssessment.
@@ -24,6 +26,7 @@ from dipro_fhir.core.scores import PatientFailure
 from dipro_fhir.core.settings import Settings
 from dipro_fhir.core.threads import use_torch_threads
 from dipro_fhir.core.timeline import PatientId, RunId
+from dipro_fhir.mapping.profile import profile_timelines
 from dipro_fhir.run import connections
 from dipro_fhir.run.stage_common import heartbeat, next_manifest
 
@@ -101,7 +104,11 @@ def score_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, An
         },
     }
     staging.write_bytes(path, json.dumps(payload).encode())
-    return next_manifest(
+    prep = model.preprocessing
+    profile = profile_timelines(
+        (t for t in timelines if t.patient_id not in failed), prep.ehr_mean, prep.ehr_std
+    )
+    done = next_manifest(
         chunk,
         "score",
         started,
@@ -115,6 +122,8 @@ def score_chunk(settings: Settings, manifest: Mapping[str, Any]) -> dict[str, An
         },
         timings={"model_load": model.load_seconds, "score.backbone": stats.backbone_s},
     )
+    done["profile"] = profile.to_json()  # what drift is measured on (issue 25)
+    return done
 
 
 def _score_failure(patient_id: PatientId, exc: Exception) -> PatientFailure:

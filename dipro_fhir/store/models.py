@@ -6,9 +6,13 @@ key ``(model_version, task, patient_id, as_of, outcome)``), ``patient_failures``
 patient that can be told has ``patient_id`` ``''``), ``data_quality`` (a run's data-quality
 summary, counts only, keyed ``(run_id, kind, item)``), ``retractions`` (one row per
 retraction of a model version's results; retracted scores carry ``retracted_at``),
-``watermarks`` (the as-of time of the last successful run per pipeline and model) and
+``watermarks`` (the as-of time of the last successful run per pipeline and model),
 ``feature_cache`` (cached CXR region features shared by all workers,
-:mod:`dipro_fhir.store.feature_cache`).
+:mod:`dipro_fhir.store.feature_cache`), and the monitor's tables (0008, issue 25):
+``input_profiles`` (a run's inputs summarised, counts only), ``outcomes`` (the outcome of a
+scored stay, keyed by its mortality score row: no patient id of its own), ``monitor_nights``,
+``monitor_figures``, ``monitor_drift`` and ``monitor_alerts`` (a monitored night's results;
+figures of groups and counts, never a patient).
 
 The Alembic migrations in the repository's ``migrations/`` create exactly this schema; a test
 compares the two (``alembic.autogenerate.compare_metadata``). Patient ids are stored as given:
@@ -225,3 +229,123 @@ class FeatureCacheRow(Base):
     payload: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_used_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+# --- Monitoring (0008, issue 25): what the monitor gathers and finds, no patient ids -------
+
+
+class InputProfileRow(Base):
+    """A run's inputs summarised (:class:`~dipro_fhir.mapping.profile.InputProfile` JSON:
+    counts per variable, histogram bin and film problem; no patient data)."""
+
+    __tablename__ = "input_profiles"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    profile: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class OutcomeRow(Base):
+    """The outcome of the stay a mortality score was about, once known.
+
+    Keyed by the score row (``scores.id``): the patient is the score's, so this table holds
+    no identifier of its own, and no date (``lead_time_h`` is a duration). ``status`` is
+    ``pending`` (the stay goes on), ``known`` or ``missing`` (the stay is no longer in
+    FHIR). Groups (``sex``, ``age_band``, ``race_ethnicity``, ``unit``) are coarse labels.
+    """
+
+    __tablename__ = "outcomes"
+
+    score_id: Mapped[int] = mapped_column(
+        ForeignKey("scores.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[str] = mapped_column(String(16))
+    died: Mapped[bool | None] = mapped_column(Boolean)
+    los_days: Mapped[float | None] = mapped_column(Float)
+    los_bin: Mapped[int | None] = mapped_column(Integer)
+    progression: Mapped[list[int] | None] = mapped_column(JSON)
+    lead_time_h: Mapped[float | None] = mapped_column(Float)
+    sex: Mapped[str] = mapped_column(String(CODE_LENGTH))
+    age_band: Mapped[str] = mapped_column(String(CODE_LENGTH))
+    race_ethnicity: Mapped[str] = mapped_column(String(CODE_LENGTH))
+    unit: Mapped[str] = mapped_column(String(CODE_LENGTH))
+    checked_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    known_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class MonitorNightRow(Base):
+    """One monitored night of one model version: status, counts and the reference used."""
+
+    __tablename__ = "monitor_nights"
+    __table_args__ = (UniqueConstraint("as_of", "model_version"),)
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    as_of: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    model_name: Mapped[str] = mapped_column(String(CODE_LENGTH))
+    model_version: Mapped[str] = mapped_column(String(CODE_LENGTH))
+    run_id: Mapped[str | None] = mapped_column(String(RUN_ID_LENGTH))
+    status: Mapped[str] = mapped_column(String(16))
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON)
+    reference: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class MonitorFigureRow(Base):
+    """One figure of a night: window, group (``''`` = everyone), metric, value, interval."""
+
+    __tablename__ = "monitor_figures"
+    __table_args__ = (
+        # Named by hand: the convention's name would pass PostgreSQL's 63 characters.
+        UniqueConstraint(
+            "night_id", "window_days", "attribute", "group_name", "metric",
+            name="uq_monitor_figures_key",
+        ),
+    )  # fmt: skip
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    night_id: Mapped[str] = mapped_column(ForeignKey("monitor_nights.id", ondelete="CASCADE"))
+    window_days: Mapped[int] = mapped_column(Integer)
+    attribute: Mapped[str] = mapped_column(String(CODE_LENGTH))
+    group_name: Mapped[str] = mapped_column(String(CODE_LENGTH))
+    metric: Mapped[str] = mapped_column(String(CODE_LENGTH))
+    value: Mapped[float | None] = mapped_column(Float)
+    low: Mapped[float | None] = mapped_column(Float)
+    high: Mapped[float | None] = mapped_column(Float)
+    n: Mapped[int] = mapped_column(Integer)
+
+
+class MonitorDriftRow(Base):
+    """One drift comparison of a night with the reference (a variable, a share, the scores)."""
+
+    __tablename__ = "monitor_drift"
+    __table_args__ = (UniqueConstraint("night_id", "kind", "item"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    night_id: Mapped[str] = mapped_column(ForeignKey("monitor_nights.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    item: Mapped[str] = mapped_column(String(250))
+    value: Mapped[float | None] = mapped_column(Float)
+    reference: Mapped[float | None] = mapped_column(Float)
+    statistic: Mapped[float | None] = mapped_column(Float)
+    p_value: Mapped[float | None] = mapped_column(Float)
+    flagged: Mapped[bool] = mapped_column(Boolean)
+
+
+class MonitorAlertRow(Base):
+    """A threshold a night breached: metric, window, group or item, value and threshold."""
+
+    __tablename__ = "monitor_alerts"
+    __table_args__ = (
+        UniqueConstraint(
+            "night_id", "kind", "metric", "window", "subject", name="uq_monitor_alerts_key"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    night_id: Mapped[str] = mapped_column(ForeignKey("monitor_nights.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))
+    metric: Mapped[str] = mapped_column(String(CODE_LENGTH))
+    window: Mapped[str] = mapped_column(String(16))
+    subject: Mapped[str] = mapped_column(String(250))
+    value: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    message: Mapped[str] = mapped_column(Text)

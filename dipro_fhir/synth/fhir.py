@@ -171,7 +171,13 @@ def to_observation(p: SyntheticPatient, o: SynthObservation) -> Resource:
         "meta": {"lastUpdated": instant(o.issued)},
         "status": o.status,
         "category": [{"coding": [_coding(_OBS_CATEGORY, o.category)]}],
-        "code": {"coding": [_coding(LOINC_SYSTEM, o.panel_loinc or o.measurements[0].loinc)]},
+        "code": {
+            "coding": [
+                _coding(LOINC_SYSTEM, o.panel_loinc)
+                if o.panel_loinc
+                else _coding(o.measurements[0].system, o.measurements[0].loinc)
+            ]
+        },
         "subject": {"reference": f"Patient/{p.patient_id}"},
         "encounter": {"reference": f"Encounter/{p.stay.encounter_id}"},
         "effectiveDateTime": instant(o.effective),
@@ -179,7 +185,7 @@ def to_observation(p: SyntheticPatient, o: SynthObservation) -> Resource:
     }
     if o.panel_loinc:  # FHIR vital-signs BP profile: values in components
         res["component"] = [
-            {"code": {"coding": [_coding(LOINC_SYSTEM, m.loinc)]}}
+            {"code": {"coding": [_coding(m.system, m.loinc)]}}
             | (
                 {"valueQuantity": _quantity(m)}
                 if m.value is not None

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+import numpy as np
+import numpy.typing as npt
 from pydicom.dataset import Dataset
 
 from dipro_fhir.synth.radiograph import render_chest, to_dicom
@@ -37,8 +39,12 @@ def render_study(
     severity = study.severity_map()
     demo = patient.demographics
     for image in study.images:
-        pixels = render_chest(
-            image.render_seed, patient.anatomy, severity, view=image.view_position, size=size
+        pixels = (
+            faulty_film(image.render_seed, size)
+            if image.faulty
+            else render_chest(
+                image.render_seed, patient.anatomy, severity, view=image.view_position, size=size
+            )
         )
         yield to_dicom(
             pixels,
@@ -57,6 +63,12 @@ def render_study(
             compress_j2k=image.compress_j2k,
             accession_number=study.imaging_study_id.replace("-", "")[-16:],
         )
+
+
+def faulty_film(seed: int, size: tuple[int, int]) -> npt.NDArray[np.float32]:
+    """What a failing detector delivers: a flat, saturated field with noise and no chest."""
+    rng = np.random.default_rng(seed)
+    return np.clip(0.92 + rng.normal(0.0, 0.02, size), 0.0, 1.0).astype(np.float32)
 
 
 def render_patient(

@@ -96,6 +96,7 @@ def write_files(
     dicomweb_base_url: str = "http://127.0.0.1:8042/dicom-web",
     image_size: tuple[int, int] = DEFAULT_SIZE,
     progress: Progress | None = None,
+    images: bool = True,
 ) -> LoadReport:
     """Write FHIR NDJSON, DICOM files and ``truth.jsonl`` into ``directory`` (created).
 
@@ -107,6 +108,8 @@ def write_files(
         dicomweb_base_url: ``Endpoint.address`` the ImagingStudies point to.
         image_size: Rendered ``(height, width)``.
         progress: Called with the number of patients written so far.
+        images: Also render and write the DICOM files (``False``: a night of a world whose
+            films are written once, :mod:`dipro_fhir.synth.stream`).
     """
     out = Path(directory)
     (out / DICOM_DIR).mkdir(parents=True, exist_ok=True)
@@ -124,7 +127,7 @@ def write_files(
                     counts[res["resourceType"]] += 1
                 truth.write(truth_to_json(patient.truth) + "\n")
                 t1 = time.perf_counter()
-                for ds in render_patient(patient, size=image_size):
+                for ds in render_patient(patient, size=image_size) if images else ():
                     study_dir = out / DICOM_DIR / ds.StudyInstanceUID
                     study_dir.mkdir(exist_ok=True)
                     write_dicom(ds, study_dir / f"{ds.SOPInstanceUID}.dcm")

@@ -85,7 +85,9 @@ class Measurement:
         value: The value as written, in ``unit``; ``None`` with a ``dataAbsentReason``.
         unit: UCUM code written in ``valueQuantity.code``.
         canonical_value: ``value`` converted to the variable's canonical unit with the map's
-            conversion, or ``None`` when absent.
+            conversion, or ``None`` when absent (or sent under a code no map knows).
+        system: The code system of ``loinc`` (a drifting world sends local codes,
+            :mod:`dipro_fhir.synth.drift`).
     """
 
     variable: str
@@ -93,6 +95,7 @@ class Measurement:
     value: float | None
     unit: str
     canonical_value: float | None
+    system: str = "http://loinc.org"
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +140,8 @@ class SynthImage:
         photometric: ``MONOCHROME1`` or ``MONOCHROME2``.
         compress_j2k: Written with JPEG 2000 lossless transfer syntax.
         render_seed: Seed for the renderer (noise, positioning).
+        faulty: Made by a failing detector: the film shows no chest (a drifting world's
+            scanner fault, :mod:`dipro_fhir.synth.drift`), so quality control refuses it.
     """
 
     series_uid: str
@@ -146,6 +151,7 @@ class SynthImage:
     photometric: str
     compress_j2k: bool
     render_seed: int
+    faulty: bool = False
 
     @property
     def frontal(self) -> bool:

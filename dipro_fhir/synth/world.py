@@ -18,7 +18,7 @@ import hashlib
 import itertools
 import math
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -85,6 +85,7 @@ def generate_cohort(
     admission_span_days: float = 14.0,
     reference_time: datetime | None = None,
     id_prefix: str = "synth",
+    outcome_inverted: Callable[[Demographics, datetime], bool] | None = None,
 ) -> Iterator[SyntheticPatient]:
     """Yield ``n_patients`` synthetic ICU stays, lazily, one at a time.
 
@@ -98,6 +99,11 @@ def generate_cohort(
             nothing dated (or issued) later exists. ``None``: every stay has ended.
         id_prefix: Prefix of every id (alphanumeric); distinct prefixes let several cohorts
             share one server.
+        outcome_inverted: Called with a patient's demographics and admission time; where it
+            says so, death follows the *mirrored* severity course (the sickest-looking
+            survive, the healthiest-looking die, about as many as otherwise): a subgroup
+            whose outcomes a model trained on this world gets wrong
+            (:mod:`dipro_fhir.synth.drift`). Everything else about the patient stays the same.
 
     Raises:
         ValueError: A naive ``start`` or ``reference_time``, or a bad prefix.
@@ -109,8 +115,9 @@ def generate_cohort(
     for index in range(n_patients):
         rng = np.random.default_rng([seed, index])
         yield _generate_patient(
-            rng, index, seed, start.astimezone(UTC), admission_span_days, reference_time, id_prefix
-        )
+            rng, index, seed, start.astimezone(UTC), admission_span_days, reference_time, id_prefix,
+            outcome_inverted,
+        )  # fmt: skip
 
 
 def _generate_patient(
@@ -121,16 +128,20 @@ def _generate_patient(
     span_days: float,
     reference_time: datetime | None,
     prefix: str,
+    outcome_inverted: Callable[[Demographics, datetime], bool] | None = None,
 ) -> SyntheticPatient:
     patient_id = f"{prefix}-{index:06d}"
     admitted = (start + timedelta(days=float(rng.uniform(0.0, span_days)))).replace(microsecond=0)
     demographics = _draw_demographics(rng, admitted)
     age = (admitted.date() - demographics.birth_date).days / 365.25
     course = _draw_course(rng)
-    died, los_days = _draw_outcome(rng, course, age)
+    inverted = outcome_inverted is not None and outcome_inverted(demographics, admitted)
+    drawn, died, los_days = _draw_outcome(rng, course, age, inverted=inverted)
     discharged = (admitted + timedelta(days=los_days)).replace(microsecond=0)
     finished = reference_time is None or discharged <= reference_time
-    disposition = "exp" if died else (_pick(rng, _DISPOSITIONS) or "home")
+    disposition = "exp" if drawn else (_pick(rng, _DISPOSITIONS) or "home")  # the stream as ever
+    if died != drawn:  # an inverted outcome (no draw: the stream stays the same)
+        disposition = "exp" if died else "home"
     stay = Stay(f"{patient_id}-enc", admitted, discharged, died, disposition, finished)
     cutoff = discharged if reference_time is None else min(discharged, reference_time)
     chart = physiology.Charting(
@@ -148,7 +159,7 @@ def _generate_patient(
     )
     anatomy = random_anatomy(rng)
     studies = _draw_studies(rng, course, stay, seed, patient_id, cutoff)
-    truth = _truth(patient_id, stay, observations, studies, finished)
+    truth = ground_truth(patient_id, stay, observations, studies, finished)
     return SyntheticPatient(patient_id, index, demographics, stay, anatomy, observations,
                             studies, truth)  # fmt: skip
 
@@ -184,14 +195,22 @@ def _draw_course(rng: np.random.Generator) -> physiology.Course:
     return physiology.Course(z0=z0, slope_per_day=float(rng.uniform(low, high)), wiggle=wiggle)
 
 
+def _death_risk(z48: float, slope: float, age: float) -> float:
+    return 1.0 / (1.0 + math.exp(-(-4.1 + 1.4 * z48 + 2.0 * slope + 0.025 * (age - 60.0))))
+
+
 def _draw_outcome(
-    rng: np.random.Generator, course: physiology.Course, age: float
-) -> tuple[bool, float]:
-    z48 = course.at(48.0)
-    logit = -4.1 + 1.4 * z48 + 2.0 * course.slope_per_day + 0.025 * (age - 60.0)
-    died = bool(rng.random() < 1.0 / (1.0 + math.exp(-logit)))
+    rng: np.random.Generator, course: physiology.Course, age: float, *, inverted: bool = False
+) -> tuple[bool, bool, float]:
+    """``(died by the world's rule, died, length of stay in days)``: an inverted patient dies
+    by the course mirrored about the typical one (z0 1.0, flat), with the same random draw,
+    so the random stream, and everything else about the patient, stays as it was."""
+    z48, slope = course.at(48.0), course.slope_per_day
+    draw = rng.random()
+    drawn = bool(draw < _death_risk(z48, slope, age))
+    died = bool(draw < _death_risk(2.0 - z48, -slope, age)) if inverted else drawn
     los = 2.8 + 1.4 * course.z0 + 3.0 * course.slope_per_day + float(rng.normal(0.0, 0.5))
-    return died, float(np.clip(los, 2.05, 9.95))
+    return drawn, died, float(np.clip(los, 2.05, 9.95))
 
 
 def _uid(*parts: object) -> str:
@@ -247,13 +266,14 @@ def _draw_studies(
     return tuple(studies)
 
 
-def _truth(
+def ground_truth(
     patient_id: str,
     stay: Stay,
     observations: tuple[SynthObservation, ...],
     studies: tuple[SynthStudy, ...],
     finished: bool,
 ) -> GroundTruth:
+    """What a correct pipeline must find in a stay (values, films, labels) as written."""
     values = sorted(
         (
             TruthValue(m.variable, o.effective, m.canonical_value, o.issued, o.id)

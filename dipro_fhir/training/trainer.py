@@ -10,7 +10,9 @@
 5. Fit the calibration maps on the validation split, and the logistic-regression baseline on
    the training split (its penalty chosen on validation).
 6. Evaluate on the test split, patients never used to fit or select anything, against the
-   baselines; the figures go into the card (``validation``) and ``evaluation.json``/``.html``.
+   baselines; the figures go into the card (``validation``) and ``evaluation.json``/``.html``,
+   with the reference of the inputs the monitor compares each night with
+   (``validation.input_reference``, :mod:`dipro_fhir.evaluation.reference`).
 7. Move the finished checkpoint into place. Until then it lives in a scratch folder beside the
    destination, removed whatever happens: a failed run leaves no checkpoint behind.
 """
@@ -39,6 +41,7 @@ from dipro_fhir.core.errors import TrainingError
 from dipro_fhir.evaluation.baseline import fit_baseline
 from dipro_fhir.evaluation.evaluate import collect, evaluation_record
 from dipro_fhir.evaluation.examples import ExampleCounts, LabelledTimeline
+from dipro_fhir.evaluation.reference import profile_examples, reference_record
 from dipro_fhir.evaluation.report import write_evaluation
 from dipro_fhir.evaluation.summaries import summarise
 from dipro_fhir.scoring.preprocess import fit_preprocessing
@@ -260,6 +263,11 @@ def _train(
         resamples=plan.resamples,
         seed=plan.seed,
     )
+    record["input_reference"] = reference_record(
+        profile_examples(store.read("test"), prep),
+        record["risk_histogram"],
+        "the test split: held-out patients at the prediction point (hour 48 of the stay)",
+    )  # what the monitor compares each night's inputs with (issue 25)
     write_card(dataclasses.replace(read_card(staged), validation=record), staged)
     write_evaluation(record, staged)
     if out_dir.exists():

@@ -135,7 +135,7 @@ def _token(stack: Stack) -> str | None:
     return token
 
 
-DAG_IDS = {"dipro_nightly", "dipro_retract"}
+DAG_IDS = {"dipro_nightly", "dipro_retract", "dipro_monitor"}
 
 
 def _dag_ids(stack: Stack, token: str) -> set[str] | None:

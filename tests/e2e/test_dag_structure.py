@@ -33,7 +33,7 @@ def _parse(monkeypatch: pytest.MonkeyPatch, **environ: str) -> Any:
 
 def test_dags_folder_parses_without_import_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     bag = _parse(monkeypatch)
-    assert set(bag.dag_ids) == {"dipro_nightly", "dipro_retract"}
+    assert set(bag.dag_ids) == {"dipro_nightly", "dipro_retract", "dipro_monitor"}
 
 
 def test_retract_dag_has_one_task_and_required_params(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -182,6 +182,43 @@ def test_parsing_the_dag_file_does_not_import_torch_or_pydicom() -> None:
         "heavy = sorted(heavy & set(sys.modules))\n"
         "assert not heavy, heavy\n"
         "assert 'airflow' in sys.modules\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=airflow_subprocess_environ(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_monitor_dag_gathers_outcomes_then_computes_then_checks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow.sdk import CronTriggerTimetable
+
+    dag = _parse(monkeypatch).dags["dipro_monitor"]
+    assert set(dag.task_ids) == {"gather_outcomes", "compute", "check"}
+    assert dag.get_task("compute").upstream_task_ids == {"gather_outcomes"}
+    assert dag.get_task("check").upstream_task_ids == {"compute"}
+    assert dag.get_task("check").retries == 0  # a breach is not retried
+    assert isinstance(dag.timetable, CronTriggerTimetable)
+    assert dag.timetable.expression == "0 6 * * *"
+    assert "as_of" in dag.params
+    later = _parse(monkeypatch, DIPRO_MONITOR_SCHEDULE="15 7 * * *").dags["dipro_monitor"]
+    assert later.timetable.expression == "15 7 * * *"
+
+
+@pytest.mark.slow
+def test_parsing_the_monitor_dag_does_not_import_torch_or_the_monitor() -> None:
+    script = (
+        "import runpy, sys\n"
+        f"runpy.run_path({str(DAGS_FOLDER / 'dipro_monitor.py')!r})\n"
+        "heavy = {'torch', 'pydicom', 'dipro', 'numpy', 'dipro_fhir.monitoring'}\n"
+        "heavy = sorted(heavy & set(sys.modules))\n"
+        "assert not heavy, heavy\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script],

@@ -36,6 +36,12 @@ TABLES = {
     "feature_cache",
     "retractions",
     "watermarks",
+    "input_profiles",
+    "outcomes",
+    "monitor_nights",
+    "monitor_figures",
+    "monitor_drift",
+    "monitor_alerts",
 }
 
 # pytest-alembic's built-in checks, bound here with its runner fixture (the plugin's own

@@ -89,6 +89,11 @@ def test_training_learns_calibrates_and_saves_card_baseline_and_test_figures(
     assert record["checkpoint"]["weights_sha256"] == card.weights_sha256
     assert set(record["models"]) == {"dipro", "ehr_only", "last_pair", "logistic", "prevalence"}
     assert json.loads((out / "evaluation.json").read_text()) == record
+    # The reference of the inputs the monitor compares nights with: the same test patients.
+    reference = record["input_reference"]
+    assert reference["profile"]["patients"] == outcome.split_counts["test"]
+    assert sum(reference["scores"]) == outcome.split_counts["test"]
+    assert reference["profile"]["variable_patients"]["heart_rate"] == outcome.split_counts["test"]
     assert load_baseline(out).mortality is not None
     # Not the initial weights: a fresh network of the same seed differs.
     seed_everything(SEED)
