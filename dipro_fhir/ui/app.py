@@ -11,7 +11,9 @@ Routes (all ``GET``, HTML, read-only):
 * ``/runs/{run_id}``: one night; ``/airflow-runs/{dag_id}/{dag_run_id}`` finds the night an
   Airflow DAG run recorded (the link on each run's page in the Airflow UI);
 * ``/patients/{patient_id}``: a patient's latest assessments (the CDS Hooks cards link here);
-* ``/monitoring``: room for the monitoring issue's figures (a placeholder until then).
+* ``/monitoring``: the monitor's figures per model version (:mod:`dipro_fhir.monitoring`:
+  performance over the nights, calibration, subgroups, drift, alerts); ``/metrics``: the
+  same as OpenMetrics text.
 
 ``settings`` is called per request, so a results-database connection made after the server
 started is picked up; one engine is kept per database URL.
@@ -157,10 +159,20 @@ def create_app(
 
     @app.get("/monitoring", response_class=HTML)
     def monitoring(request: Request) -> HTMLResponse:
+        from dipro_fhir.monitoring.view import load_view
         from dipro_fhir.ui.night_pages import monitoring_view
 
-        # Room for the monitoring issue (performance, drift): it fills this route.
-        return HTML(monitoring_view(_base(request)))
+        store, _config = stores()
+        return HTML(monitoring_view(load_view(store.engine), _base(request)))
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        """The monitor's figures as OpenMetrics text (a site's Prometheus scrapes it)."""
+        from dipro_fhir.monitoring.metrics import CONTENT_TYPE, openmetrics_text
+        from dipro_fhir.monitoring.view import load_view
+
+        store, _config = stores()
+        return Response(openmetrics_text(load_view(store.engine)), media_type=CONTENT_TYPE)
 
     return app
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+from dipro_fhir.monitoring.report import report_fragment
+from dipro_fhir.monitoring.view import MonitorView
 from dipro_fhir.reports.run_report import patient_values, risk_figure
 from dipro_fhir.store.results import RunRecord, StoredScore
 from dipro_fhir.ui.layout import badge, change, e, facts, page, percent, query, segment, table, when
@@ -20,8 +22,8 @@ BANDS = ("low", "moderate", "high")
 #: The run's counts shown first (the rest are folded).
 MAIN_COUNTS = ("patients", "scored", "failed_patients", "written", "unchanged")
 MONITORING_NOTE = (
-    "Performance and drift monitoring will be shown here. Nothing is measured yet: the "
-    "monitoring issue of this wave fills this section (and /monitoring)."
+    "Performance over the nights (as outcomes arrive), calibration, subgroups and input drift "
+    "are on the Monitoring page, filled by the dipro_monitor DAG."
 )
 
 
@@ -260,7 +262,17 @@ def _quality_figures(night: Night) -> str:
     return f"<p class='muted'>Δ {baseline}.</p>" + table(["Figure", "Value", "Δ"], rows, {1, 2})
 
 
-def monitoring_view(base: str) -> str:
-    """The monitoring section's own page: a placeholder until the monitoring issue fills it."""
-    body = f"<h1>Monitoring</h1><div class='placeholder'>{e(MONITORING_NOTE)}</div>"
+def monitoring_view(view: MonitorView, base: str) -> str:
+    """The monitor's page: one section per monitored model version (its report fragment), or
+    a line saying that no night has been monitored yet."""
+    sections = "".join(report_fragment(v) for v in view.versions)
+    empty = (
+        "<p>No night monitored yet: the <code>dipro_monitor</code> DAG (or "
+        "<code>dipro-fhir monitor</code>) gathers outcomes and computes the figures.</p>"
+    )
+    body = (
+        "<h1>Monitoring</h1><p class='muted'>Per model version: performance over the nights as "
+        f"outcomes arrive, calibration, subgroups, input drift and alerts. As OpenMetrics: "
+        f"<a href='{e(base)}/metrics'>metrics</a>.</p>" + (sections or empty)
+    )
     return page("Monitoring", body, base, here="monitoring")

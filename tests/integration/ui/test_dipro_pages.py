@@ -132,7 +132,7 @@ def test_night_page_shows_failures_films_risks_and_the_model_status(
     assert "Validated: passes the validation gate" in text
     assert "Not for clinical use" in text
     assert "<h2>Monitoring</h2>" in text
-    assert "Nothing is measured yet" in text
+    assert "Monitoring page" in text
     dag_run = second.dag_run_id.replace(":", "%3A").replace("+", "%2B")
     assert f'href="/dags/dipro_nightly/runs/{dag_run}" target="_top"' in text
     assert not any(p in text for p in _patients([first, second])), "the night page names a patient"
@@ -185,7 +185,7 @@ def test_airflow_run_link_leads_to_its_night_and_unknown_runs_are_404(
     assert found.headers["location"] == f"/dipro/runs/{second.run_id}"
     assert client.get("/dipro/airflow-runs/dipro_nightly/manual__never").status_code == 404
     assert client.get("/dipro/runs/run-never").status_code == 404
-    assert "Nothing is measured yet" in client.get("/dipro/monitoring").text
+    assert "No night monitored yet" in client.get("/dipro/monitoring").text
 
 
 def test_a_request_the_host_refuses_never_reaches_the_database(
