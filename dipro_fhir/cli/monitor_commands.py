@@ -60,7 +60,7 @@ def _reference(args: argparse.Namespace) -> int:
     settings, source = Settings(), args.site or ""
     if args.demo_heldout:
         settings, source = _demo_heldout(settings, Path(args.workdir), args.demo_heldout)
-    with show_progress(args.quiet, "patients") as bar:
+    with show_progress(args.quiet, "patient-nights") as bar:
         entry = record_input_reference(
             settings,
             Path(args.checkpoint),
@@ -70,8 +70,8 @@ def _reference(args: argparse.Namespace) -> int:
         )
     profile = entry["profile"]
     print(
-        f"input reference of {profile['patients']} patients ({entry['source']}) written to "
-        f"the model card of {args.checkpoint}"
+        f"input reference of {profile['patients']} patient-nights ({entry['source']}) written "
+        f"to the model card of {args.checkpoint}"
     )
     return 0
 

@@ -367,8 +367,8 @@ class MonitorSettings(BaseModel):
 
     Reference of the inputs: ``card`` (the model card's, written at training or by
     ``dipro-fhir monitor reference``), ``nights`` (the first ``reference_nights`` nightly runs
-    of the model version), or ``auto`` (the card's when it has one). Env:
-    ``DIPRO_MONITOR__MAX_ECE`` and so on.
+    of the model version), or ``auto`` (the card's when it was read as nights read patients,
+    else the first nights). Env: ``DIPRO_MONITOR__MAX_ECE`` and so on.
     """
 
     windows_days: tuple[int, ...] = (1, 7, 30)

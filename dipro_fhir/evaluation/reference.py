@@ -9,35 +9,45 @@ goes into the card's validation record as ``input_reference``
 :func:`record_input_reference` computes it from any finished stays of the configured sources
 (``dipro-fhir monitor reference``; the demo checkpoint's own held-out synthetic cohort).
 
-These patients are read at the prediction point (hour 48 of a finished stay); a night's
-patients are at every hour of their stays. Coverage of slow labs is therefore somewhat higher
-in such a reference than on a night; docs/monitoring.md says when a site should prefer its
-first nights (``DIPRO_MONITOR__REFERENCE=nights``).
+Training's reference reads its patients at the prediction point (hour 48 of a finished stay,
+``sampling`` ``prediction-point``); a night's patients are at every hour of their stays, so a
+variable charted once at admission (height) is in every hour-48 window and in few of a
+night's, and a night sees more patients with two films. Such a reference is kept, but the
+monitor compares nights with it only when told to (``DIPRO_MONITOR__REFERENCE=card``).
+:func:`record_input_reference` instead reads each finished stay as the nights of its stay
+would have (``sampling`` ``nightly``: one time a day from its first day to its end): nights
+compare with that one by default.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 
 from dipro.checkpoint import write_card
-from dipro.predictions import predict
+from dipro_fhir.core.scores import PatientFailure
 from dipro_fhir.core.settings import Settings
-from dipro_fhir.evaluation.evaluate import CHUNK, targets_of
-from dipro_fhir.evaluation.examples import ExampleCounts, LabelledTimeline, stream_examples
+from dipro_fhir.core.timeline import EncounterId, PatientId, PatientTimeline, RunId
+from dipro_fhir.evaluation.evaluate import CHUNK
+from dipro_fhir.evaluation.examples import LabelledTimeline
 from dipro_fhir.evaluation.run import NothingToEvaluate
-from dipro_fhir.mapping.profile import InputProfile, profile_timeline
+from dipro_fhir.fhir.source import FhirSource
+from dipro_fhir.imaging.sources import ImageSource
+from dipro_fhir.mapping.labels import stay_period
+from dipro_fhir.mapping.profile import InputProfile, profile_timeline, profile_timelines
 from dipro_fhir.run import connections
-from dipro_fhir.run.extract import extract_options
+from dipro_fhir.run.extract import ExtractOptions, extract_options, extract_patient
 from dipro_fhir.scoring.card import read_model_card
-from dipro_fhir.scoring.preprocess import Preprocessing, collate
-from dipro_fhir.scoring.scorer import LoadedModel, load_model
+from dipro_fhir.scoring.preprocess import Preprocessing
+from dipro_fhir.scoring.scorer import has_usable_data, load_model, score_timelines
 
 logger = logging.getLogger(__name__)
 
@@ -46,24 +56,44 @@ SCORE_BINS: Final[int] = 20
 
 
 def reference_record(
-    profile: InputProfile, risk_histogram: Sequence[int], source: str
+    profile: InputProfile, risk_histogram: Sequence[int], source: str, *, sampling: str
 ) -> dict[str, Any]:
-    """The model card's ``validation.input_reference`` entry (counts only)."""
+    """The model card's ``validation.input_reference`` entry (counts only).
+
+    ``sampling``: ``nightly`` (each stay seen as the nights of its stay saw it: comparable
+    with a night) or ``prediction-point`` (each stay at hour 48, as training reads it).
+    """
     return {
         "kind": REFERENCE_KIND,
         "source": source,
+        "sampling": sampling,
         "created": datetime.now(UTC).replace(microsecond=0).isoformat(),
         "profile": profile.to_json(),
         "scores": [int(c) for c in risk_histogram],
     }
 
 
-def read_reference(validation: Mapping[str, Any]) -> tuple[InputProfile, tuple[int, ...]] | None:
-    """The profile and risk histogram a validation record's reference holds, if any."""
+@dataclass(frozen=True, slots=True)
+class CardReference:
+    """A model card's input reference."""
+
+    profile: InputProfile
+    scores: tuple[int, ...]
+    sampling: str
+    source: str
+
+
+def read_reference(validation: Mapping[str, Any]) -> CardReference | None:
+    """The reference a validation record holds, if any."""
     record = validation.get("input_reference")
     if not isinstance(record, Mapping) or record.get("kind") != REFERENCE_KIND:
         return None
-    return InputProfile.from_json(record["profile"]), tuple(int(c) for c in record["scores"])
+    return CardReference(
+        InputProfile.from_json(record["profile"]),
+        tuple(int(c) for c in record["scores"]),
+        str(record.get("sampling", "prediction-point")),
+        str(record.get("source", "")),
+    )
 
 
 def profile_examples(examples: Iterable[LabelledTimeline], prep: Preprocessing) -> InputProfile:
@@ -80,12 +110,35 @@ def risk_histogram(risks: Sequence[float]) -> list[int]:
     return [int(c) for c in counts]
 
 
-def _risks(loaded: LoadedModel, examples: Sequence[LabelledTimeline]) -> list[float]:
-    config = loaded.network.config
-    batch = collate([e.timeline for e in examples], loaded.preprocessing,
-                    max_cxrs=config.max_cxrs, crop_size=config.crop_size)  # fmt: skip
-    pred = predict(loaded.network, [(batch, targets_of(examples))], loaded.calibration)
-    return [] if pred.mortality is None else [float(p) for p in pred.mortality]
+def stay_nights(encounter: Mapping[str, Any]) -> list[datetime]:
+    """The times a nightly run would see a finished stay: one a day from a point in its
+    first day (fixed by the encounter's id, so the same stay gives the same times) to its
+    end."""
+    start, end = stay_period(encounter)
+    if start is None or end is None:
+        return []
+    key = hashlib.sha256(str(encounter.get("id")).encode()).digest()
+    at = start + timedelta(hours=1 + 23 * key[0] / 255)
+    times = []
+    while at < end:
+        times.append(at)
+        at += timedelta(days=1)
+    return times
+
+
+def nightly_timelines(
+    fhir: FhirSource, images: ImageSource, patient_ids: Iterable[str], options: ExtractOptions
+) -> Iterator[PatientTimeline]:
+    """Each finished stay of each patient, extracted as the nights of its stay saw it (the
+    patients a night would score: a mapped value or a placed film)."""
+    for patient_id in patient_ids:
+        for encounter in fhir.encounters(patient_id):
+            encounter_id = EncounterId(str(encounter.get("id")))
+            for as_of in stay_nights(encounter):
+                found = extract_patient(fhir, images, PatientId(patient_id), encounter_id,
+                                        as_of, options)  # fmt: skip
+                if not isinstance(found, PatientFailure) and has_usable_data(found):
+                    yield found
 
 
 def record_input_reference(
@@ -96,18 +149,19 @@ def record_input_reference(
     source: str = "",
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Compute the reference of ``checkpoint`` from finished stays of the configured sources
-    and write it into its model card (the weights, and their hash, stay as they are).
+    """Compute the reference of ``checkpoint`` from finished stays of the configured sources,
+    each seen as the nights of its stay would have seen it, and write it into its model card
+    (the weights, and their hash, stay as they are).
 
     Args:
         settings: The sources to read patients from.
         checkpoint: The checkpoint folder.
         patient_ids: Patients to read; empty: all with a finished stay.
         source: What the patients are, in words (kept in the entry).
-        progress: Called with the number of patients read so far.
+        progress: Called with the number of patient-nights read so far.
 
     Raises:
-        NothingToEvaluate: No patient gave an example.
+        NothingToEvaluate: No stay gave a patient-night.
         ModelContractError: The checkpoint cannot be read.
     """
     loaded = load_model(checkpoint, settings.model.device)
@@ -115,30 +169,37 @@ def record_input_reference(
     options = extract_options(settings, crop_size=config.crop_size, max_cxrs=config.max_cxrs)
     fhir = connections.fhir_source(settings)
     ids = list(patient_ids) or list(fhir.finished_stay_patients(datetime.now(UTC)))
-    counts = ExampleCounts()
-    examples = stream_examples(
-        fhir, connections.image_source(settings.dicomweb), ids, options, counts, progress
-    )
-    profile, risks, chunk = InputProfile(), [], []
-    for example in examples:
-        chunk.append(example)
-        if len(chunk) == CHUNK:
-            profile = profile.merged(profile_examples(chunk, loaded.preprocessing))
-            risks += _risks(loaded, chunk)
-            chunk = []
-    if chunk:
-        profile = profile.merged(profile_examples(chunk, loaded.preprocessing))
-        risks += _risks(loaded, chunk)
-    if counts.examples == 0:
-        raise NothingToEvaluate(
-            f"none of {counts.patients} patients gave an example; skipped: "
-            f"{dict(counts.skipped) or 'none'}"
-        )
+    timelines = nightly_timelines(fhir, connections.image_source(settings.dicomweb), ids, options)
+    prep = loaded.preprocessing
+    profile, risks, seen = InputProfile(), [], 0
+    for chunk in _chunks(timelines, CHUNK):
+        profile = profile.merged(profile_timelines(chunk, prep.ehr_mean, prep.ehr_std))
+        scores = score_timelines(loaded, chunk, run_id=RunId("reference"))
+        risks += [s.probability for s in scores if s.task == "mortality"]
+        seen += len(chunk)
+        if progress is not None:
+            progress(seen)
+    if profile.patients == 0:
+        raise NothingToEvaluate(f"none of {len(ids)} patients gave a finished stay to read")
     entry = reference_record(
-        profile, risk_histogram(risks), source or f"{counts.examples} finished stays at hour 48"
+        profile,
+        risk_histogram(risks),
+        source or f"{len(ids)} patients' finished stays",
+        sampling="nightly",
     )
     card = read_model_card(checkpoint)
-    validation = {**card.validation, "input_reference": entry}
-    write_card(dataclasses.replace(card, validation=validation), checkpoint)
-    logger.info("input reference of %d patients written to the model card", counts.examples)
+    write_card(dataclasses.replace(card, validation={**card.validation, "input_reference": entry}),
+               checkpoint)  # fmt: skip
+    logger.info("input reference of %d patient-nights written to the model card", seen)
     return entry
+
+
+def _chunks(items: Iterable[PatientTimeline], size: int) -> Iterator[list[PatientTimeline]]:
+    chunk: list[PatientTimeline] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -1,9 +1,12 @@
 """What a night's inputs are compared with: the model card's reference, or the first nights.
 
 * ``card``: the reference written into the checkpoint's model card (``validation.
-  input_reference``) at training, or afterwards by ``dipro-fhir monitor reference``: the
-  inputs of held-out patients at the prediction point, and the distribution of their risks.
-  Only the configured checkpoint's card is at hand, so only its version can use it.
+  input_reference``) at training (held-out patients at the prediction point, hour 48), or
+  afterwards by ``dipro-fhir monitor reference`` (finished stays seen as their nights saw
+  them), with the distribution of the model's risks. Only the configured checkpoint's card is
+  at hand, so only its version can use it. ``auto`` takes only a reference sampled as nights
+  see patients: an hour-48 reference differs from any night by construction (a variable
+  charted at admission is in every hour-48 window, in few of a night's).
 * ``nights``: the first ``reference_nights`` nightly runs of the model version at the site,
   merged. Until that many nights exist, nights are reference, and drift is not judged.
 
@@ -74,13 +77,13 @@ def merged_inputs(items: Sequence[Inputs]) -> Inputs:
     return Inputs(profile, tuple(scores), dict(codes) if known else None, profile.observations)
 
 
-def card_reference(validation: Mapping[str, Any]) -> Inputs | None:
-    """The reference a model card's validation record holds, if any."""
+def card_reference(validation: Mapping[str, Any], *, any_sampling: bool) -> Inputs | None:
+    """The reference a model card's validation record holds, if any: one sampled as nights
+    see patients, or (``any_sampling``) one of any sampling."""
     found = read_reference(validation)
-    if found is None:
+    if found is None or not (any_sampling or found.sampling == "nightly"):
         return None
-    profile, scores = found
-    return Inputs(profile=profile, scores=scores, unmapped_codes=None)
+    return Inputs(profile=found.profile, scores=found.scores, unmapped_codes=None)
 
 
 def choose_reference(
@@ -99,7 +102,11 @@ def choose_reference(
     }
     nights = merged_inputs([run_inputs(engine, r) for r in first]) if ready else None
     ids = tuple(r.run_id for r in first) if ready else ()
-    card = card_reference(card_validation or {}) if limits.reference != "nights" else None
+    card = (
+        card_reference(card_validation or {}, any_sampling=limits.reference == "card")
+        if limits.reference != "nights"
+        else None
+    )
     if card is not None:
         codes = None if nights is None else nights.unmapped_codes
         seen = 0 if nights is None else nights.observations

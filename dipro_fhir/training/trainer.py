@@ -267,6 +267,7 @@ def _train(
         profile_examples(store.read("test"), prep),
         record["risk_histogram"],
         "the test split: held-out patients at the prediction point (hour 48 of the stay)",
+        sampling="prediction-point",
     )  # what the monitor compares each night's inputs with (issue 25)
     write_card(dataclasses.replace(read_card(staged), validation=record), staged)
     write_evaluation(record, staged)

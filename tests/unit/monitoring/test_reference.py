@@ -1,6 +1,8 @@
-"""A checkpoint without an input reference gets one from finished stays (the demo's way:
-its held-out synthetic cohort), written into its model card; the monitor then compares
-nights with it from the first night on, and the unmapped codes with the site's first nights."""
+"""A checkpoint without an input reference gets one from finished stays, each read as the
+nights of its stay saw it (the demo's way: its held-out synthetic cohort), written into its
+model card; the monitor then compares nights with it from the first night on, and the
+unmapped codes with the site's first nights. A reference read at the prediction point
+(training's) is used only when the site asks for it."""
 
 from __future__ import annotations
 
@@ -46,10 +48,12 @@ def test_a_reference_computed_for_an_existing_checkpoint_lands_in_its_card(
     assert hash_file(checkpoint / "weights.pt") == weights == card.weights_sha256
     found = read_reference(card.validation)
     assert found is not None
-    profile, scores = found
-    assert 0 < profile.patients <= PATIENTS
-    assert sum(scores) == profile.patients
+    assert found.sampling == "nightly"
+    profile = found.profile
+    assert profile.patients > PATIENTS  # a stay is read once a day, as its nights saw it
+    assert sum(found.scores) == profile.patients
     assert profile.coverage("heart_rate") == 1.0
+    assert profile.coverage("height") < 0.9  # charted at admission: out of later windows
 
     # The monitor uses it on the first night; unmapped codes wait for the first nights.
     store = sqlite_store(tmp_path)
@@ -59,3 +63,13 @@ def test_a_reference_computed_for_an_existing_checkpoint_lands_in_its_card(
     assert chosen.source == "card"
     assert chosen.inputs.profile == profile
     assert chosen.inputs.unmapped_codes is None
+
+    # A reference read at the prediction point (training's) is used only when asked for.
+    hour48 = {**card.validation, "input_reference": {**entry, "sampling": "prediction-point"}}
+    assert isinstance(choose_reference(settings, store.engine, [tonight], tonight, hour48), str)
+    asked = settings.model_copy(
+        update={"monitor": settings.monitor.model_copy(update={"reference": "card"})}
+    )
+    chosen = choose_reference(asked, store.engine, [tonight], tonight, hour48)
+    assert isinstance(chosen, Reference)
+    assert chosen.source == "card"

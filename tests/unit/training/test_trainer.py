@@ -91,6 +91,7 @@ def test_training_learns_calibrates_and_saves_card_baseline_and_test_figures(
     assert json.loads((out / "evaluation.json").read_text()) == record
     # The reference of the inputs the monitor compares nights with: the same test patients.
     reference = record["input_reference"]
+    assert reference["sampling"] == "prediction-point"
     assert reference["profile"]["patients"] == outcome.split_counts["test"]
     assert sum(reference["scores"]) == outcome.split_counts["test"]
     assert reference["profile"]["variable_patients"]["heart_rate"] == outcome.split_counts["test"]
