@@ -7,12 +7,12 @@
 # var/docker-e2e/figures.json. The engine keeps running afterwards (its image cache makes the
 # next build fast): `scripts/docker.sh stop` stops it.
 #
-#   scripts/docker_e2e.sh [pytest args]
+#   scripts/docker_e2e.sh [pytest args]         (PYTHON=... to use another virtualenv)
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/docker.sh up
 eval "$(bash scripts/docker.sh env)"
-python=.venv/bin/python
-[ -x "$python" ] || python=python3
+# The project's virtualenv (scripts/install.sh), or PYTHON.
+python=${PYTHON:-.venv/bin/python}
 DIPRO_DOCKER_E2E=1 "$python" -m pytest -q -s -p no:cacheprovider tests/e2e/test_docker_compose.py "$@"
