@@ -4,7 +4,8 @@ Read from ``docker compose config`` (as :mod:`tests.unit.test_compose` does) and
 Dockerfiles and ``.dockerignore`` themselves; no engine is needed. Building and running the
 stack for real is ``tests/e2e/test_docker_compose.py`` (opt-in: ``scripts/docker_e2e.sh``).
 
-* Every service is built here, and every Dockerfile starts FROM the one Debian base whose tag
+* Every image is built here (by one service each; the others never pull it), and every
+  Dockerfile starts FROM the one Debian base whose tag
   ``scripts/docker.sh base`` makes (or pulls).
 * The build context (the repository root, filtered by ``.dockerignore``, the only ignore file
   the legacy builder reads) holds every file a Dockerfile copies, and not the HAPI jar
@@ -107,10 +108,38 @@ def dockerignore_rules() -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
-def test_every_service_is_built_here(all_profiles: Config) -> None:
+def test_every_image_is_built_here_and_never_pulled(all_profiles: Config) -> None:
+    built = {s["image"] for s in services(all_profiles).values() if s.get("build")}
     for name, service in services(all_profiles).items():
-        assert service.get("build"), f"{name} would be pulled from a registry"
-        assert dockerfile_of(service).is_file(), name
+        if service.get("build"):
+            assert dockerfile_of(service).is_file(), name
+            continue
+        # Built by another service (once: Compose builds per service, not per image).
+        assert service["image"] in built, f"{name} would pull {service['image']}"
+        assert service.get("pull_policy") == "never", name
+
+
+def test_the_services_that_build_an_image_start_before_its_other_users(
+    all_profiles: Config,
+) -> None:
+    all_services = services(all_profiles)
+    builder = {s["image"]: n for n, s in all_services.items() if s.get("build")}
+    for name, service in all_services.items():
+        if service.get("build"):
+            continue
+        waits = set(service.get("depends_on") or {})
+        assert builder[service["image"]] in waits | _transitive(all_services, waits), name
+
+
+def _transitive(all_services: dict[str, Service], names: set[str]) -> set[str]:
+    found: set[str] = set()
+    todo = list(names)
+    while todo:
+        for dependency in all_services[todo.pop()].get("depends_on") or {}:
+            if dependency not in found:
+                found.add(dependency)
+                todo.append(dependency)
+    return found
 
 
 def test_every_image_starts_from_the_base_scripts_docker_sh_makes(all_profiles: Config) -> None:
@@ -126,6 +155,8 @@ def test_every_image_starts_from_the_base_scripts_docker_sh_makes(all_profiles: 
         DOCKER_SH.read_text()
     )
     for name, service in services(all_profiles).items():
+        if not service.get("build"):
+            continue
         bases = set(dockerfile_bases(dockerfile_of(service), service["build"].get("args") or {}))
         assert bases == {made}, (name, bases)
 
@@ -133,6 +164,8 @@ def test_every_image_starts_from_the_base_scripts_docker_sh_makes(all_profiles: 
 def test_the_build_context_holds_what_the_dockerfiles_copy(all_profiles: Config) -> None:
     rules = dockerignore_rules()
     for name, service in services(all_profiles).items():
+        if not service.get("build"):
+            continue
         assert Path(service["build"]["context"]) == REPO, f"{name}: context is not the repo root"
         for source in copy_sources(dockerfile_of(service)):
             path = REPO / source
@@ -158,7 +191,9 @@ def test_every_health_check_runs_a_program_its_image_has(all_profiles: Config) -
         test = (service.get("healthcheck") or {}).get("test") or []
         if not test or test[0] != "CMD":
             continue  # CMD-SHELL: the Celery and Airflow commands of the image's venv
-        program, stage = test[1], final_stage(dockerfile_of(service))
+        builder = next(s for s in services(all_profiles).values() if s.get("build")
+                       and s["image"] == service["image"])  # fmt: skip
+        program, stage = test[1], final_stage(dockerfile_of(builder))
         if program.startswith("/"):
             assert re.search(rf"^COPY \S+ {re.escape(program)}$", stage, re.M), (name, program)
         else:
@@ -192,7 +227,7 @@ def test_a_site_ca_override_mounts_the_bundle_into_every_airflow_container(
         env_file=empty_env_file,
     )
     for name, service in services(config).items():
-        if dockerfile_of(service).parent.name != "airflow":
+        if not service["image"].startswith("dipro-fhir-airflow:"):
             continue
         mounts = {v["target"]: v for v in service.get("volumes") or []}
         mount = mounts.get("/etc/ssl/certs/ca-certificates.crt")
