@@ -13,7 +13,9 @@
 #   - the docker compose plugin, built from its Go module when `docker compose` is missing
 #     (deploy/compose/install-compose-plugin.sh; the compose file's test needs only the CLI);
 #   - PostgreSQL from Debian if missing, trust auth on loopback, started on 127.0.0.1:5432.
-# With --python-only (used by scripts/demo.sh) it stops after the Python environment.
+# With --python-only (used by scripts/demo.sh) it stops after the Python environment. With
+# --docker it also installs and starts the project's Docker engine and makes the Debian base
+# image (scripts/docker.sh up: only when asked; CI does not).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -165,4 +167,8 @@ hapi_server
 fhir_harness
 compose_plugin
 browser
+if [ "${1:-}" = "--docker" ]; then
+  # The Docker stack's engine, base image and CA (docs/docker.md); never by default.
+  bash "$REPO_ROOT/scripts/docker.sh" up
+fi
 say "done"

@@ -40,9 +40,15 @@ def cmd_synth(args: argparse.Namespace) -> int:
             settings = Settings()
             if not settings.dicomweb.base_url:
                 raise DiproFhirError("synth load needs DIPRO_DICOMWEB__BASE_URL")
+            # The configured DICOMweb auth (basic or bearer) goes with STOW, as with reads.
+            store = connections.dicomweb_client(settings.dicomweb)
             with connections.fhir_client(settings.fhir) as client:
                 report = load_into_servers(
-                    patients, client, settings.dicomweb.base_url, progress=progress
+                    patients,
+                    client,
+                    store,
+                    dicomweb_base_url=settings.dicomweb.base_url,
+                    progress=progress,
                 )
     print(
         f"{report.patients} patients, {report.instances} DICOM instances, "

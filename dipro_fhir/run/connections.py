@@ -129,6 +129,31 @@ def fhir_source(
     return NdjsonFhirSource(settings.fhir.ndjson_dir, limits)
 
 
+def dicomweb_client(dicomweb: DicomWebSettings) -> DicomWebClient:
+    """A DICOMweb client for ``dicomweb.base_url`` with the configured auth, TLS and retries.
+
+    Raises:
+        ConfigError: No base URL is configured.
+    """
+    if not dicomweb.base_url:
+        raise ConfigError("no DICOMweb server: set DIPRO_DICOMWEB__BASE_URL")
+    session = requests.Session()
+    session.verify = dicomweb.verify_tls
+    return DicomWebClient(
+        dicomweb.base_url,
+        session=session,
+        timeout_s=dicomweb.timeout_s,
+        retry=RetryPolicy(max_attempts=dicomweb.max_retries + 1),
+        username=dicomweb.username if dicomweb.auth == "basic" else None,
+        password=dicomweb.password.get_secret_value() if dicomweb.password else None,
+        token=(
+            dicomweb.token.get_secret_value()
+            if dicomweb.auth == "bearer" and dicomweb.token
+            else None
+        ),
+    )
+
+
 def image_source(dicomweb: DicomWebSettings) -> ImageSource:
     """The image source: a DICOMweb server when ``dicomweb.base_url`` is set, else a folder.
 
@@ -136,22 +161,7 @@ def image_source(dicomweb: DicomWebSettings) -> ImageSource:
         ConfigError: Neither is configured.
     """
     if dicomweb.base_url:
-        session = requests.Session()
-        session.verify = dicomweb.verify_tls
-        client = DicomWebClient(
-            dicomweb.base_url,
-            session=session,
-            timeout_s=dicomweb.timeout_s,
-            retry=RetryPolicy(max_attempts=dicomweb.max_retries + 1),
-            username=dicomweb.username if dicomweb.auth == "basic" else None,
-            password=dicomweb.password.get_secret_value() if dicomweb.password else None,
-            token=(
-                dicomweb.token.get_secret_value()
-                if dicomweb.auth == "bearer" and dicomweb.token
-                else None
-            ),
-        )
-        return DicomWebImageSource(client)
+        return DicomWebImageSource(dicomweb_client(dicomweb))
     if dicomweb.folder is not None:
         return FolderImageSource(dicomweb.folder)
     raise ConfigError("no image source: set DIPRO_DICOMWEB__BASE_URL or DIPRO_DICOMWEB__FOLDER")

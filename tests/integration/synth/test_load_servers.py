@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import requests
 from dicomweb_client.api import DICOMwebClient
 
+from dipro_fhir.cli.main import main as cli_main
 from dipro_fhir.dicomweb.client import DicomWebClient
 from dipro_fhir.fhir.client import FhirClient
 from dipro_fhir.synth import generate_cohort
 from dipro_fhir.synth.fhir import to_resources
 from dipro_fhir.synth.load import RESOURCE_TYPES, load_into_servers
-from tests.servers.orthanc import OrthancServer
+from tests.servers.orthanc import AUTH_PASSWORD, AUTH_USER, OrthancServer
 
 pytestmark = pytest.mark.integration
 
@@ -62,3 +64,39 @@ def test_loading_twice_changes_no_counts(fhir_base_url: str, orthanc_clean: Orth
         assert client.count("Patient", {}) == 2
     stored = DICOMwebClient(orthanc_clean.dicomweb_url).search_for_instances(get_remaining=True)
     assert len(stored) == sum(len(s.images) for p in patients for s in p.studies)
+
+
+def test_synth_load_command_sends_the_configured_dicomweb_basic_auth(
+    fhir_base_url: str, orthanc_auth: OrthancServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``dipro-fhir synth load`` against an Orthanc that wants Basic auth, as in the compose
+    stack: STOW carries the credentials of DIPRO_DICOMWEB__* (it was refused with 401)."""
+    for name, value in {
+        "DIPRO_FHIR__BASE_URL": fhir_base_url,
+        "DIPRO_DICOMWEB__BASE_URL": orthanc_auth.dicomweb_url,
+        "DIPRO_DICOMWEB__AUTH": "basic",
+        "DIPRO_DICOMWEB__USERNAME": AUTH_USER,
+        "DIPRO_DICOMWEB__PASSWORD": AUTH_PASSWORD,
+    }.items():
+        monkeypatch.setenv(name, value)
+    with_auth = DICOMwebClient(
+        orthanc_auth.dicomweb_url, session=_basic_session(AUTH_USER, AUTH_PASSWORD)
+    )
+    before = len(with_auth.search_for_instances(get_remaining=True))
+
+    reference = datetime(2026, 5, 15, tzinfo=UTC)
+    argv = ["--quiet", "synth", "load", "--patients", "2", "--seed", "11"]
+    assert cli_main([*argv, "--reference-time", reference.isoformat(), "--span-days", "14"]) == 0
+
+    start = reference - timedelta(days=14)
+    patients = list(generate_cohort(2, seed=11, start=start, reference_time=reference))
+    stored = with_auth.search_for_instances(get_remaining=True)
+    assert len(stored) - before == sum(len(s.images) for p in patients for s in p.studies) > 0
+    with FhirClient(fhir_base_url) as client:
+        assert client.count("Patient", {}) == 2
+
+
+def _basic_session(user: str, password: str) -> requests.Session:
+    session = requests.Session()
+    session.auth = (user, password)
+    return session
