@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from _dipro_common import DagOptions, build_settings
+from _dipro_failure import FAILURE_CALLBACKS
 from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -60,8 +61,11 @@ def _as_of() -> datetime:
     start_date=datetime(1970, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,
+    description="Gather outcomes of scored stays, compute performance and drift, check the "
+    "site's thresholds",
     doc_md=DOC_MD,
     tags=["dipro", "monitoring"],
+    default_args=FAILURE_CALLBACKS,
     params={
         "as_of": Param(
             None,
