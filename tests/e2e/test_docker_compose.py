@@ -9,6 +9,7 @@ checks and loads a synthetic cohort with ``dipro-fhir synth load`` inside the wo
 (DICOMweb with Basic auth, as the compose Orthanc wants). Then:
 
 * every long-running service is healthy and the one-shot services completed;
+* HAPI keeps the cohort in the compose PostgreSQL;
 * the night the scheduler starts when the DAG is unpaused, and a night triggered over
   Airflow's REST API, score every patient in the ICU then: exactly one RiskAssessment per
   patient and task on HAPI, each a target of a Provenance, and score rows in PostgreSQL;
@@ -35,7 +36,7 @@ from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, func, select, text
 
 from tests.e2e.docker_stack import REPO, ComposeStack
 
@@ -209,6 +210,20 @@ def test_every_service_is_healthy_and_the_one_shots_completed(night: Night) -> N
             assert (container["State"], container["ExitCode"]) == ("exited", 0), container
         else:
             assert (container["State"], container["Health"]) == ("running", "healthy"), container
+
+
+def test_hapi_stores_the_cohort_in_postgresql(night: Night) -> None:
+    """HAPI's JPA store is the compose PostgreSQL (database hapi), not an in-memory default."""
+    port = night.stack.variables["POSTGRES_PORT"]
+    engine = create_engine(f"postgresql+psycopg2://hapi:hapi@127.0.0.1:{port}/hapi")
+    try:
+        with engine.connect() as conn:
+            patients = conn.execute(
+                text("SELECT count(*) FROM hfj_resource WHERE res_type = 'Patient'")
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    assert patients == PATIENTS
 
 
 def test_nights_score_every_patient_in_the_icu_with_scoring_on_its_own_worker(

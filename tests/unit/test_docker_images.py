@@ -19,6 +19,7 @@ stack for real is ``tests/e2e/test_docker_compose.py`` (opt-in: ``scripts/docker
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -219,6 +220,18 @@ def test_hapi_is_built_from_the_test_servers_sources(all_profiles: Config) -> No
     version = re.search(r"<hapi-fhir\.version>([^<]+)<", pom)
     assert version, "pom.xml names no hapi-fhir.version"
     assert hapi["image"].endswith(f"-hapi{version.group(1)}"), hapi["image"]
+
+
+def test_hapi_runs_without_a_shell_that_would_drop_its_dotted_settings(
+    all_profiles: Config,
+) -> None:
+    hapi = services(all_profiles)["hapi"]
+    assert any("." in name for name in hapi["environment"]), "no spring.* settings any more?"
+    entrypoint = re.findall(r"^ENTRYPOINT (.+)$", final_stage(dockerfile_of(hapi)), re.M)
+    assert entrypoint, "the HAPI image has no ENTRYPOINT"
+    program = json.loads(entrypoint[-1])[0]
+    assert program == "java", f"HAPI starts through {program}: dash drops spring.datasource.url"
+    assert not hapi.get("entrypoint"), "docker-compose.yml overrides HAPI's entrypoint"
 
 
 def test_a_site_ca_override_mounts_the_bundle_into_every_airflow_container(
