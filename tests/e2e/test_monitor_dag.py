@@ -4,17 +4,14 @@ and threshold."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from dipro_fhir.synth.stream import nightly_world, write_night
 from tests.e2e.conftest import DAGS_FOLDER, AirflowEnv
-from tests.unit.monitoring.worlds import record_night, sqlite_store
-
-FIRST = datetime(2026, 7, 1, 2, tzinfo=UTC)
+from tests.unit.monitoring.worlds import uninformative_nights
 
 
 @pytest.mark.e2e
@@ -24,21 +21,7 @@ def test_monitor_dag_writes_the_night_and_fails_check_on_a_breach(
 ) -> None:
     from airflow.dag_processing.dagbag import DagBag
 
-    world = nightly_world(nights=8, first_night=FIRST, admissions_per_day=4, seed=8)
-    store = sqlite_store(tmp_path)
-    for k in range(6):  # scores that say nothing: the same risk for everyone
-        record_night(store, world.view(world.night(k)), world.night(k))
-    night = world.night(6)
-    write_night(world, night, tmp_path / "night")
-    for name, value in {
-        "DIPRO_STORE__URL": store.engine.url.render_as_string(hide_password=False),
-        "DIPRO_FHIR__NDJSON_DIR": str(tmp_path / "night"),
-        "DIPRO_MODEL__CHECKPOINT": str(tmp_path / "no-checkpoint"),
-        "DIPRO_MONITOR__MIN_OUTCOMES": "5",
-        "DIPRO_MONITOR__MIN_EVENTS": "1",
-        "DIPRO_MONITOR__MIN_AUROC": "0.9",
-    }.items():
-        monkeypatch.setenv(name, value)
+    _world, night, store = uninformative_nights(tmp_path, monkeypatch)
     dag = DagBag(dag_folder=str(DAGS_FOLDER)).dags["dipro_monitor"]
     as_of = night + timedelta(hours=4)
     run = dag.test(logical_date=as_of, run_conf={"as_of": as_of.isoformat()})

@@ -3,37 +3,20 @@ the OpenMetrics text, and exits 1 on a breach; the report and the metrics name n
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from dipro_fhir.cli.main import main
-from dipro_fhir.synth.stream import nightly_world, write_night
 from tests.unit.monitoring.openmetrics import parse
-from tests.unit.monitoring.worlds import record_night, sqlite_store
-
-FIRST = datetime(2026, 7, 1, 2, tzinfo=UTC)
+from tests.unit.monitoring.worlds import uninformative_nights
 
 
 def test_the_monitor_command_reports_and_exits_1_on_a_breach(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    world = nightly_world(nights=8, first_night=FIRST, admissions_per_day=4, seed=8)
-    store = sqlite_store(tmp_path)
-    for k in range(6):  # scores that say nothing: the same risk for everyone
-        record_night(store, world.view(world.night(k)), world.night(k))
-    night = world.night(6)
-    write_night(world, night, tmp_path / "night")
-    for name, value in {
-        "DIPRO_STORE__URL": store.engine.url.render_as_string(hide_password=False),
-        "DIPRO_FHIR__NDJSON_DIR": str(tmp_path / "night"),
-        "DIPRO_MODEL__CHECKPOINT": str(tmp_path / "no-checkpoint"),
-        "DIPRO_MONITOR__MIN_OUTCOMES": "5",
-        "DIPRO_MONITOR__MIN_EVENTS": "1",
-        "DIPRO_MONITOR__MIN_AUROC": "0.9",
-    }.items():
-        monkeypatch.setenv(name, value)
+    world, night, _store = uninformative_nights(tmp_path, monkeypatch)
     as_of = (night + timedelta(hours=4)).isoformat()
     out = tmp_path / "report"
 

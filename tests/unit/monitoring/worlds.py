@@ -4,9 +4,10 @@ run records them, and a FHIR source over a night's NDJSON."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from dipro_fhir.core.scores import Score
@@ -14,7 +15,11 @@ from dipro_fhir.core.timeline import EncounterId, PatientId, RunId
 from dipro_fhir.fhir.ndjson_source import NdjsonFhirSource
 from dipro_fhir.store.migrate import upgrade_database
 from dipro_fhir.store.results import ResultStore
+from dipro_fhir.synth.stream import NightlyWorld, nightly_world, write_night
 from dipro_fhir.synth.world import SyntheticPatient
+
+#: The first night of the monitoring tests' worlds.
+FIRST_NIGHT = datetime(2026, 7, 1, 2, tzinfo=UTC)
 
 
 def sqlite_store(folder: Path) -> ResultStore:
@@ -58,3 +63,28 @@ def expected_progression(scored: SyntheticPatient) -> tuple[int, ...] | None:
     if not pairs or all(v == 3 for v in pairs[-1].labels):
         return None
     return pairs[-1].labels
+
+
+def uninformative_nights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[NightlyWorld, datetime, ResultStore]:
+    """Six recorded nights whose scores say nothing (the same risk for everyone), the
+    seventh night's files, and the monitor's settings in the environment with a minimum
+    AUROC of 0.9, so that monitoring the seventh night breaches it. Returns the world, the
+    seventh night and the store."""
+    world = nightly_world(nights=8, first_night=FIRST_NIGHT, admissions_per_day=4, seed=8)
+    store = sqlite_store(tmp_path)
+    for k in range(6):
+        record_night(store, world.view(world.night(k)), world.night(k))
+    night = world.night(6)
+    write_night(world, night, tmp_path / "night")
+    for name, value in {
+        "DIPRO_STORE__URL": store.engine.url.render_as_string(hide_password=False),
+        "DIPRO_FHIR__NDJSON_DIR": str(tmp_path / "night"),
+        "DIPRO_MODEL__CHECKPOINT": str(tmp_path / "no-checkpoint"),
+        "DIPRO_MONITOR__MIN_OUTCOMES": "5",
+        "DIPRO_MONITOR__MIN_EVENTS": "1",
+        "DIPRO_MONITOR__MIN_AUROC": "0.9",
+    }.items():
+        monkeypatch.setenv(name, value)
+    return world, night, store

@@ -3,7 +3,7 @@ serves it as OpenMetrics text (issue 25, surfaces); before a night is monitored 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -13,12 +13,9 @@ from pydantic import SecretStr
 
 from dipro_fhir.cli.main import main
 from dipro_fhir.core.settings import Settings, StoreSettings
-from dipro_fhir.synth.stream import nightly_world, write_night
 from dipro_fhir.ui.app import create_app
 from tests.unit.monitoring.openmetrics import parse
-from tests.unit.monitoring.worlds import record_night, sqlite_store
-
-FIRST = datetime(2026, 7, 1, 2, tzinfo=UTC)
+from tests.unit.monitoring.worlds import sqlite_store, uninformative_nights
 
 
 def _client(url: str) -> TestClient:
@@ -31,28 +28,13 @@ def _client(url: str) -> TestClient:
 def test_the_monitoring_page_and_metrics_show_the_monitors_figures(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    world = nightly_world(nights=8, first_night=FIRST, admissions_per_day=4, seed=8)
-    store = sqlite_store(tmp_path)
-    url = store.engine.url.render_as_string(hide_password=False)
-    client = _client(url)
+    client = _client(sqlite_store(tmp_path).engine.url.render_as_string(hide_password=False))
     empty = client.get("/dipro/monitoring")
     assert empty.status_code == 200
     assert "No night monitored yet" in empty.text
     assert parse(client.get("/dipro/metrics").text) == []
 
-    for k in range(6):  # scores that say nothing: the same risk for everyone
-        record_night(store, world.view(world.night(k)), world.night(k))
-    night = world.night(6)
-    write_night(world, night, tmp_path / "night")
-    for name, value in {
-        "DIPRO_STORE__URL": url,
-        "DIPRO_FHIR__NDJSON_DIR": str(tmp_path / "night"),
-        "DIPRO_MODEL__CHECKPOINT": str(tmp_path / "no-checkpoint"),
-        "DIPRO_MONITOR__MIN_OUTCOMES": "5",
-        "DIPRO_MONITOR__MIN_EVENTS": "1",
-        "DIPRO_MONITOR__MIN_AUROC": "0.9",
-    }.items():
-        monkeypatch.setenv(name, value)
+    world, night, _store = uninformative_nights(tmp_path, monkeypatch)
     as_of = (night + timedelta(hours=4)).isoformat()
     assert main(["-q", "monitor", "--as-of", as_of, "--out", str(tmp_path / "report")]) == 1
 
