@@ -22,6 +22,11 @@ BACKBONES: Final[tuple[str, ...]] = ("small_cnn", "resnet50")
 CONFIG_DIR: Final[Path] = Path(__file__).resolve().parent.parent / "configs"
 
 
+#: Fields added after checkpoints were shipped, with the value that rebuilds the network those
+#: checkpoints were trained with; a card without such a field loads with this value.
+_ADDED_LATER: Final[dict[str, Any]] = {"summary_path": False}
+
+
 @dataclass(frozen=True, slots=True)
 class LossWeights:
     """Weights of the loss terms (reference §2.8, code form of the total loss).
@@ -71,6 +76,9 @@ class DiproConfig:
         region_embedding: Add a learned per-region embedding to the dynamic region tokens so
             class tokens can tell regions apart by position, not only by appearance (not in
             the paper; the paper configs leave it off for parameter fidelity).
+        summary_path: Add linear logits from per-variable window statistics and the
+            demographics to every head (``dipro.summary``; not in the paper, off in the paper
+            configs and by default; the demo checkpoint turns it on).
         small_cnn_width: Channels of the first small-CNN stage (unused by ResNet-50).
         dropout: Dropout everywhere (§2.1: 0.1).
         loss_weights: Weights of the loss terms.
@@ -98,6 +106,7 @@ class DiproConfig:
     ehr_mask_channels: bool = True
     region_embedding: bool = True
     direct_demographics: bool = True
+    summary_path: bool = False
     small_cnn_width: int = 16
     dropout: float = 0.1
     loss_weights: LossWeights = field(default_factory=LossWeights)
@@ -125,12 +134,14 @@ class DiproConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DiproConfig:
-        """Build a config from ``to_dict`` output; unknown or missing fields raise ``ValueError``.
+        """Build a config from ``to_dict`` output; unknown or missing fields raise ``ValueError``
+        (except the fields of ``_ADDED_LATER``, which older cards lack).
 
         Args:
             data: The mapping read from a JSON model card or config file.
         """
         names = {f.name for f in dataclasses.fields(cls)}
+        data = {**{k: v for k, v in _ADDED_LATER.items() if k not in data}, **data}
         if set(data) != names:
             raise ValueError(
                 f"config fields differ from the code: unknown {sorted(set(data) - names)}, "

@@ -49,6 +49,23 @@ class TaskHeads(nn.Module):
         """Total class tokens C over all tasks."""
         return sum(tokens for tokens, _ in self.layout.values())
 
+    @property
+    def num_outputs(self) -> int:
+        """Total logits over all tasks (tokens x outputs per token)."""
+        return sum(tokens * out for tokens, out in self.layout.values())
+
+    def add_flat(
+        self, logits: dict[str, torch.Tensor], flat: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """``logits`` plus ``flat`` [B, num_outputs], cut per task in layout order."""
+        out: dict[str, torch.Tensor] = {}
+        start = 0
+        for task, (tokens, width) in self.layout.items():
+            part = flat[:, start : start + tokens * width].to(logits[task].dtype)
+            start += tokens * width
+            out[task] = logits[task] + part.reshape(logits[task].shape)
+        return out
+
     def forward(self, class_tokens: torch.Tensor) -> dict[str, torch.Tensor]:
         """[B, C, D] -> logits per task: progression [B, K, 3], mortality [B], los [B, 4]."""
         logits: dict[str, torch.Tensor] = {}

@@ -1,4 +1,5 @@
-"""The DiPro network: regions -> STD -> PAE -> MMF -> static fusion -> task heads.
+"""The DiPro network: regions -> STD -> PAE -> MMF -> static fusion -> task heads
+(+ the optional EHR summary path, ``dipro.summary``).
 
 Paper: Liu et al., "Multimodal Disease Progression Modeling via Spatiotemporal Disentanglement
 and Multiscale Alignment", NeurIPS 2025 (reference §2). The constructor takes a config, never a
@@ -27,6 +28,7 @@ from dipro.heads import TaskHeads
 from dipro.padding import LearnableRegionPadding
 from dipro.pae import ProgressionHeads
 from dipro.static import StaticFusion
+from dipro.summary import SummaryPath
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +108,11 @@ class DiPro(nn.Module):
             drop,
             direct_demographics=config.direct_demographics,
         )
+        self.summary: SummaryPath | None = None
+        if config.summary_path:
+            self.summary = SummaryPath(
+                config.num_variables, config.num_demographics, self.heads.num_outputs, drop
+            )
         self.region_embedding: nn.Parameter | None = None
         if config.region_embedding:
             self.region_embedding = nn.Parameter(torch.randn(config.num_regions, d))
@@ -218,6 +225,11 @@ class DiPro(nn.Module):
             fused, parts.static.flatten(1, 2).to(fused.dtype), token_valid, batch.demographics
         )
         logits = self.heads(fused)
+        if self.summary is not None:
+            wide = self.summary(
+                batch.ehr_values, batch.ehr_mask, batch.ehr_row_mask, batch.demographics
+            )
+            logits = self.heads.add_flat(logits, wide)
         return DiproOutput(
             progression=logits.get("progression"),
             mortality=logits.get("mortality"),

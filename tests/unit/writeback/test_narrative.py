@@ -16,7 +16,7 @@ from dipro_fhir.core.errors import InvalidResource
 from dipro_fhir.core.model_use import NOT_FOR_CLINICAL_USE, NOT_VALIDATED, model_use
 from dipro_fhir.core.scores import ModelInfo, Score
 from dipro_fhir.fhir.resources import round_trip
-from dipro_fhir.training.demo_checkpoint import PACKAGED
+from dipro_fhir.training.demo_checkpoint import DEMO_VERSION, PACKAGED
 from dipro_fhir.writeback.assessment import (
     AssessmentOptions,
     check_risk_assessment,
@@ -57,13 +57,16 @@ def test_the_demo_models_assessment_says_not_for_clinical_use_first() -> None:
     ra = to_risk_assessment(_scores("mortality"), model=DEMO)
     check_risk_assessment(ra)
     assert ra["text"]["status"] == "generated"
-    assert ra["note"][0]["text"].startswith(f"{NOT_FOR_CLINICAL_USE}. Model dipro-demo 0.2.0-demo.")
+    assert ra["note"][0]["text"].startswith(
+        f"{NOT_FOR_CLINICAL_USE}. Model dipro-demo {DEMO_VERSION}."
+    )
     div = ra["text"]["div"]
     assert div.startswith(f'<div xmlns="{XHTML_NS}"><p><b>{NOT_FOR_CLINICAL_USE}.</b>')
     text = _text(div)
     assert "validated on 1000 held-out patients (synthetic held-out cohort, seed 4242)" in text
-    assert "In-hospital mortality: risk assessment by dipro-demo 0.2.0-demo, asserted by an AI" in (
-        text
+    assert (
+        f"In-hospital mortality: risk assessment by dipro-demo {DEMO_VERSION}, asserted by an AI"
+        in text
     )
     assert "as of 2026-11-24 02:00 UTC" in text
     assert "Death in hospital50.0 %High likelihood" in text  # outcome, probability, band

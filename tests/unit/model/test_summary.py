@@ -1,0 +1,103 @@
+"""The EHR summary path (dipro.summary): its statistics, its start at zero, old cards."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+import torch
+
+from dipro import DiPro, DiproConfig
+from dipro.config import DiproConfig as Config
+from dipro.summary import STATISTICS, window_statistics
+from dipro.vocab import DEMOGRAPHIC_COLUMNS, VARIABLES
+from dipro_fhir.core.timeline import PatientId, PatientTimeline
+from dipro_fhir.evaluation.summaries import FEATURE_NAMES, summarise
+from tests.unit.model.conftest import synthetic
+
+
+def test_window_statistics_read_only_observed_values_of_real_rows() -> None:
+    values = torch.tensor([[[5.0, 1.0], [7.0, 9.0], [3.0, 9.0], [100.0, 100.0]]])  # [1, 4, 2]
+    mask = torch.tensor([[[True, False], [False, False], [True, False], [True, True]]])
+    rows = torch.tensor([[True, True, True, False]])  # the last row is padding
+    stats = window_statistics(values, mask, rows).reshape(2, len(STATISTICS))
+    by_name = dict(zip(STATISTICS, stats[0].tolist(), strict=True))
+    assert by_name == pytest.approx(
+        {
+            "last": 3.0,
+            "mean": 4.0,
+            "min": 3.0,
+            "max": 5.0,
+            "change": -2.0,
+            "observed": 2 / 3,
+        }
+    )
+    assert stats[1].tolist() == [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # never observed: all zero
+
+
+def test_the_summary_path_starts_at_zero_and_learns(tiny_config: DiproConfig) -> None:
+    model = DiPro(dataclasses.replace(tiny_config, summary_path=True))
+    assert model.summary is not None
+    batch, _ = synthetic(3)
+    model.eval()
+    with torch.no_grad():
+        wide = model(batch)
+        path, model.summary = model.summary, None
+        plain = model(batch)
+        model.summary = path
+    for task in ("mortality", "los", "progression"):
+        a, b = getattr(wide, task), getattr(plain, task)
+        assert a is not None
+        assert b is not None
+        assert torch.equal(a, b), task
+    model.train()
+    out = model(batch)
+    assert out.mortality is not None
+    out.mortality.sum().backward()
+    grad = path.linear.weight.grad
+    assert grad is not None
+    assert bool((grad != 0).any())
+
+
+def test_a_card_written_before_the_summary_path_loads_without_it(
+    tiny_config: DiproConfig,
+) -> None:
+    data = tiny_config.to_dict()
+    del data["summary_path"]
+    assert Config.from_dict(data).summary_path is False
+    data["made_up"] = 1
+    with pytest.raises(ValueError, match="made_up"):
+        Config.from_dict(data)
+
+
+def test_window_statistics_agree_with_the_baseline_summaries() -> None:
+    """The network's statistics are the logistic-regression baseline's, variable by variable."""
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=(1, 6, len(VARIABLES))).astype(np.float32)
+    mask = rng.random(size=values.shape) < 0.5
+    mask[0, :, 0] = False  # one variable never observed
+    rows = np.ones((1, 6), dtype=bool)
+    ours = window_statistics(
+        torch.from_numpy(values), torch.from_numpy(mask), torch.from_numpy(rows)
+    ).numpy()
+    theirs = np.concatenate(
+        [summarise(_timeline(values[0], mask[0])), np.zeros(len(DEMOGRAPHIC_COLUMNS))]
+    )[: ours.shape[1]]
+    assert ours.shape[1] == len(FEATURE_NAMES) - len(DEMOGRAPHIC_COLUMNS)
+    np.testing.assert_allclose(ours[0], np.nan_to_num(theirs, nan=0.0), rtol=1e-5, atol=1e-6)
+
+
+def _timeline(values: np.ndarray, mask: np.ndarray) -> PatientTimeline:
+    when = datetime(2026, 1, 2, tzinfo=UTC)
+    return PatientTimeline(
+        patient_id=PatientId("p"),
+        encounter_id=None,
+        as_of=when,
+        window_start=when - timedelta(hours=values.shape[0]),
+        ehr_values=np.where(mask, values, np.nan).astype(np.float32),
+        ehr_mask=mask,
+        ehr_hours=np.arange(values.shape[0], dtype=np.float32),
+        demographics=np.zeros(len(DEMOGRAPHIC_COLUMNS), dtype=np.float32),
+    )
