@@ -154,9 +154,11 @@ def _headline(view: VersionView) -> str:
     cells = []
     for window in sorted({r["window_days"] for r in view.figures}):
         known, pending = view.figure(window, "stays_known"), view.figure(window, "stays_pending")
+        beyond = view.figure(window, "stays_pending_beyond_horizon")
+        apart = "" if beyond is None else f" <small>({beyond['value']:.0f} beyond)</small>"
         cells.append(
             f"<tr><td>{window} days</td><td>{_number(known and known['value'], 0)}</td>"
-            f"<td>{_number(pending and pending['value'], 0)}</td>"
+            f"<td>{_number(pending and pending['value'], 0)}{apart}</td>"
             + "".join(
                 f"<td>{_cell(view.figure(window, m))}</td>"
                 for m in ("auroc", "brier", "ece", "ppv:high", "sensitivity:high",
@@ -164,8 +166,11 @@ def _headline(view: VersionView) -> str:
             )
             + "</tr>"
         )  # fmt: skip
+    horizon = view.latest.counts.get("pending_horizon_days")
+    label = "pending" if horizon is None else f"pending (beyond {horizon:g} days)"
     head = (
-        "<tr><th>window</th><th>stays known</th><th>pending</th><th>AUROC</th><th>Brier</th>"
+        f"<tr><th>window</th><th>stays known</th><th>{label}</th><th>AUROC</th>"
+        "<th>Brier</th>"
         "<th>ECE</th><th>PPV (high)</th><th>sensitivity (high)</th><th>alert rate (high)</th>"
         "<th>lead time h (median, IQR)</th></tr>"
     )

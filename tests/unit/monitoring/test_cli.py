@@ -66,3 +66,6 @@ def test_the_summary_counts_stays_open_beyond_the_horizon_apart(
     assert "30 days: " in printed
     line = next(x for x in printed.splitlines() if x.strip().startswith("30 days:"))
     assert f"{len(pending)} pending ({len(beyond)} open beyond the 3-day horizon)" in line
+    page = (tmp_path / "report" / "monitor.html").read_text()
+    assert "<th>pending (beyond 3 days)</th>" in page
+    assert f"<td>{len(pending)} <small>({len(beyond)} beyond)</small></td>" in page
