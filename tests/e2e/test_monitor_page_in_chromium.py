@@ -11,7 +11,9 @@ three nights are the drift reference. The API server with the plugin reads that 
 * the last night's page: that night's own monitoring figures (alerts, the performance of the
   windows ending that night, length of stay and progression included, drift per variable
   against the reference, unusable films, unmapped codes, the score distribution's shift);
-* ``/dipro/monitoring``: the report with its plots.
+* ``/dipro/monitoring``: the report with its plots;
+
+and ``/dipro/metrics`` is scraped as Prometheus would, with a token.
 
 None shows a patient or encounter id. Screenshots: ``var/screenshots/monitor-*.png``.
 """
@@ -42,6 +44,7 @@ from tests.e2e.dipro_page import ApiServer, page_api_server, results_database
 from tests.e2e.sandbox_browser import AirflowUI, chromium, require_browser
 from tests.servers.postgres import PgServer
 from tests.unit.monitoring.nights import run_nights, world_settings
+from tests.unit.monitoring.openmetrics import parse
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -167,3 +170,23 @@ def test_the_monitor_in_chromium_night_list_a_nights_figures_and_the_report(
         assert "Mortality AUROC over the nights" in page
         assert not [i for i in ids if i in page], "the monitoring page names a patient"
         ui.screenshot(*_shots("monitor-page", tmp_path), full_page=True)
+
+
+def test_the_metrics_endpoint_serves_the_last_nights_figures(monitored: Monitored) -> None:
+    """What a site's Prometheus scrapes, through Airflow's auth: the last night's figures,
+    length of stay, progression and the pending stays beyond the horizon among them."""
+    answer = monitored.server.authed("/dipro/metrics")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("application/openmetrics-text")
+    last = monitored.nights[-1]
+    stored = {(f["window_days"], f["metric"]): f["value"]
+              for f in read_figures(monitored.engine, [last.id]) if not f["attribute"]}  # fmt: skip
+    scraped = {(int(labels["window_days"]), labels["metric"]): value
+               for name, labels, value in parse(answer.text)
+               if name == "dipro_monitor_figure" and not labels["attribute"]}  # fmt: skip
+    for key in ((30, "los:accuracy"), (30, "progression:auroc"),
+                (30, "stays_pending_beyond_horizon"), (30, "auroc")):  # fmt: skip
+        assert stored[key] is not None, key
+        assert scraped[key] == pytest.approx(stored[key]), key
+    assert not [i for i in monitored.identifiers() if i in answer.text]
+    assert monitored.server.get("/dipro/metrics").status_code == 401
