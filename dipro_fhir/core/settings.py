@@ -358,6 +358,10 @@ class MonitorSettings(BaseModel):
     * calibration: expected calibration error above ``max_ece``;
     * discrimination: mortality AUROC below ``min_auroc``;
     * subgroup gap: a group's AUROC ``max_subgroup_gap`` or more below everyone else's;
+    * length of stay: macro-F1 over the ``LOS_BINS`` below ``min_los_macro_f1``, and
+      progression: AUROC over the coded findings below ``min_progression_auroc`` (both 0,
+      off, by default: a site sets them from its own validation figures), in a window with
+      ``min_outcomes`` stays with that outcome;
     * drift: a variable's coverage moved by ``coverage_change`` or more, its distribution
       or the score distribution by a population stability index of ``max_psi`` or more, the
       share of unmapped Observations or of unusable films up by ``unmapped_change`` /
@@ -369,6 +373,9 @@ class MonitorSettings(BaseModel):
     ``dipro-fhir monitor reference``), ``nights`` (the first ``reference_nights`` nightly runs
     of the model version), or ``auto`` (the card's when it was read as nights read patients,
     else the first nights). Env: ``DIPRO_MONITOR__MAX_ECE`` and so on.
+
+    Pending stays: a stay still open ``pending_horizon_days`` after it began is also counted
+    as pending beyond the horizon (its outcome is still not guessed).
     """
 
     windows_days: tuple[int, ...] = (1, 7, 30)
@@ -379,6 +386,9 @@ class MonitorSettings(BaseModel):
     max_ece: float = Field(default=0.1, ge=0.0, le=1.0)
     min_auroc: float = Field(default=0.6, ge=0.0, le=1.0)
     max_subgroup_gap: float = Field(default=0.1, ge=0.0, le=1.0)
+    min_los_macro_f1: float = Field(default=0.0, ge=0.0, le=1.0)
+    min_progression_auroc: float = Field(default=0.0, ge=0.0, le=1.0)
+    pending_horizon_days: float = Field(default=30.0, gt=0.0)
     max_psi: float = Field(default=0.25, ge=0.0)
     coverage_change: float = Field(default=0.2, ge=0.0, le=1.0)
     unmapped_change: float = Field(default=0.1, ge=0.0, le=1.0)

@@ -217,9 +217,9 @@ def series_chart(
 def horizontal_bars(
     rows: Sequence[tuple[str, float, bool]], title: str, threshold: float | None = None
 ) -> str:
-    """One bar per row (label, value, flagged: flagged bars are red), largest first, at most
-    ten; the threshold as a dashed line."""
-    shown = sorted(rows, key=lambda r: -abs(r[1]))[:10]
+    """One bar per row (label, value, flagged: flagged bars are red), flagged ones first, then
+    the largest, at most ten; the threshold as a dashed line."""
+    shown = sorted(rows, key=lambda r: (not r[2], -abs(r[1])))[:10]
     top = max([abs(v) for _, v, _ in shown] + [threshold or 0.0, 1e-9])
     left = PAD + 150
     step = (H - 2 * PAD) / max(len(shown), 1)

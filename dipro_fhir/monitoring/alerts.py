@@ -9,6 +9,10 @@ the bootstrap interval past the threshold, so noise in a small window never rais
 * ``subgroup-gap``: a group's AUROC ``max_subgroup_gap`` or more below everyone else's, with
   the group's interval's high end below everyone else's AUROC (groups with enough stays,
   deaths and survivors only);
+* ``length-of-stay``: the LoS macro-F1 interval's high end below ``min_los_macro_f1``, and
+  ``progression``: the progression AUROC interval's high end below
+  ``min_progression_auroc``, each in a window with ``min_outcomes`` stays of that outcome
+  (:mod:`dipro_fhir.monitoring.task_performance`; both off at 0, the default);
 * ``drift``: every flagged drift item (:mod:`dipro_fhir.monitoring.drift`).
 
 :func:`check_night` reads the alerts recorded for a night and raises :class:`MonitorBreach`
@@ -86,6 +90,34 @@ def performance_alerts(figures: Sequence[Figure], limits: MonitorSettings) -> li
         if auroc and auroc.value is not None and auroc.high is not None:
             out += _discrimination(auroc, window, limits)
         out += _gaps(at, window, limits)
+    for window in sorted({f.window_days for f in figures}):
+        out += _task_alerts(at, window, limits)
+    return out
+
+
+#: Kind, the stays counted, the figure judged, its words, the setting's name.
+_TASK_RULES = (
+    ("length-of-stay", "los:stays", "los:macro_f1", "length-of-stay macro-F1",
+     "min_los_macro_f1"),
+    ("progression", "progression:stays", "progression:auroc", "progression AUROC",
+     "min_progression_auroc"),
+)  # fmt: skip
+
+
+def _task_alerts(at: Mapping[Key, Figure], window: int, limits: MonitorSettings) -> list[Alert]:
+    """Length-of-stay and progression breaches: the interval's high end below the minimum."""
+    out = []
+    for kind, count, metric, words, setting in _TASK_RULES:
+        threshold: float = getattr(limits, setting)
+        stays, figure = at.get((window, "", "", count)), at.get((window, "", "", metric))
+        if threshold <= 0 or stays is None or (stays.value or 0) < limits.min_outcomes:
+            continue
+        if figure is None or figure.value is None or figure.high is None:
+            continue
+        if figure.high < threshold:
+            out.append(Alert(kind, metric, f"{window}d", "", figure.value, threshold,
+                             f"{kind}: {words} {figure.value:.3f}{_span(figure)} over {window} "
+                             f"days below the threshold {threshold:.3f}"))  # fmt: skip
     return out
 
 

@@ -25,7 +25,14 @@ from typing import Final
 from dipro_fhir.monitoring.view import MonitorView
 
 CONTENT_TYPE: Final[str] = "application/openmetrics-text; version=1.0.0; charset=utf-8"
-ALERT_KINDS: Final[tuple[str, ...]] = ("calibration", "discrimination", "subgroup-gap", "drift")
+ALERT_KINDS: Final[tuple[str, ...]] = (
+    "calibration",
+    "discrimination",
+    "subgroup-gap",
+    "length-of-stay",
+    "progression",
+    "drift",
+)
 
 _FAMILIES: Final[dict[str, str]] = {
     "dipro_monitor_figure": "A monitored figure of the latest night (value).",

@@ -21,6 +21,7 @@ from dipro_fhir.monitoring.alerts import Alert, drift_alerts, performance_alerts
 from dipro_fhir.monitoring.drift import DriftItem, compare_inputs
 from dipro_fhir.monitoring.performance import Figure, window_figures
 from dipro_fhir.monitoring.reference import choose_reference, run_inputs
+from dipro_fhir.monitoring.task_performance import los_window, progression_window
 from dipro_fhir.run import connections
 from dipro_fhir.store.monitoring import (
     NightlyRun,
@@ -29,12 +30,20 @@ from dipro_fhir.store.monitoring import (
     nightly_runs,
     record_night,
 )
-from dipro_fhir.store.outcomes import labelled_scores
+from dipro_fhir.store.outcomes import labelled_scores, task_probabilities
 
 logger = logging.getLogger(__name__)
 
 #: Figures the night's row counts (of the longest window, and of tonight).
-COUNTS = ("scores", "stays", "stays_known", "stays_pending", "stays_missing", "deaths")
+COUNTS = (
+    "scores",
+    "stays",
+    "stays_known",
+    "stays_pending",
+    "stays_pending_beyond_horizon",
+    "stays_missing",
+    "deaths",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,23 +79,29 @@ def tonight(runs: Sequence[NightlyRun], as_of: datetime) -> NightlyRun | None:
 def performance_figures(settings: Settings, model_version: str, as_of: datetime) -> list[Figure]:
     """Every window's figures of one version as of ``as_of``."""
     engine = connections.engine(settings)
+    limits = settings.monitor
     figures: list[Figure] = []
-    for days in settings.monitor.windows_days:
-        scores = labelled_scores(
-            engine, model_version=model_version, since=as_of - timedelta(days=days), until=as_of
-        )
+    for days in limits.windows_days:
+        since = as_of - timedelta(days=days)
+        scores = labelled_scores(engine, model_version=model_version, since=since, until=as_of)
         figures += window_figures(
             scores,
             days,
             thresholds_of(settings),
-            resamples=settings.monitor.resamples,
-            min_group_stays=settings.monitor.min_group_outcomes,
+            resamples=limits.resamples,
+            min_group_stays=limits.min_group_outcomes,
+            pending_horizon_days=limits.pending_horizon_days,
         )
+        for task, measure in (("los", los_window), ("progression", progression_window)):
+            predicted = task_probabilities(
+                engine, task=task, model_version=model_version, since=since, until=as_of
+            )
+            figures += measure(scores, predicted, days, limits.resamples, 0)
     return figures
 
 
-def _counts(figures: Sequence[Figure], longest: int) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def _counts(figures: Sequence[Figure], longest: int, horizon_days: float) -> dict[str, Any]:
+    out: dict[str, Any] = {"pending_horizon_days": horizon_days}
     for f in figures:
         if f.attribute == "" and f.metric in COUNTS and f.window_days in (1, longest):
             out[f"{f.metric}_{f.window_days}d"] = int(f.value or 0)
@@ -139,7 +154,7 @@ def compute_night(settings: Settings, as_of: datetime) -> list[NightResult]:
             model_version=version,
             run_id=None if run is None else run.run_id,
             status="breach" if alerts else "ok",
-            counts=_counts(figures, longest),
+            counts=_counts(figures, longest, limits.pending_horizon_days),
             reference=reference,
         )
         record_night(

@@ -6,7 +6,8 @@ and evaluation use (:mod:`dipro_fhir.mapping.labels`):
 
 * death: ``Encounter.hospitalization.dischargeDisposition`` through the discharge-outcome
   ConceptMaps, or ``Patient.deceased[x]`` inside the admission (``partOf`` followed); unknown
-  while the admission goes on: the stay is ``pending``, counted, never guessed;
+  while the admission goes on: the stay is ``pending``, counted, never guessed (with the
+  days it has been open, so a stay open beyond the monitor's horizon is counted apart);
 * length of stay: ``Encounter.period`` end minus start (days, and ``LOS_BINS``);
 * progression: the coded radiology report comparing the last two CXR studies acquired before
   the score (``DiagnosticReport.result``).
@@ -147,7 +148,8 @@ def outcome_of(
         demographics, _issues = encode_demographics(stay.patient, score.as_of, None, None)
         groups = demographic_groups(demographics)
     if missing or stay is None or stay.encounter is None:
-        return Outcome(score.score_id, "missing", None, None, None, None, None, **groups,
+        return Outcome(score.score_id, "missing", None, None, None, None, None,
+                       groups["sex"], groups["age_band"], groups["race_ethnicity"],
                        unit=UNKNOWN, checked_at=checked_at)  # fmt: skip
     encounter = stay.encounter
     mortality = mortality_label(stay.patient, encounter, stay.encounters, rules)
@@ -162,6 +164,7 @@ def outcome_of(
     if mortality == 1.0:
         died_at = _death_time(stay.patient, admission_chain(encounter, stay.encounters), rules)
         lead = None if died_at is None else (died_at - score.as_of) / timedelta(hours=1)
+    open_days = (checked_at - start) / timedelta(days=1) if mortality is None and start else None
     return Outcome(
         score_id=score.score_id,
         status="pending" if mortality is None else "known",
@@ -170,9 +173,12 @@ def outcome_of(
         los_bin=None if bin_index is None or bin_index < 0 else bin_index,
         progression=progression,
         lead_time_h=lead,
-        **groups,
+        sex=groups["sex"],
+        age_band=groups["age_band"],
+        race_ethnicity=groups["race_ethnicity"],
         unit=unit_of(encounter),
         checked_at=checked_at,
+        open_days=open_days,
     )
 
 

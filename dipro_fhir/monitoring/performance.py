@@ -6,7 +6,9 @@ aggregation), so the bootstrap resamples stays, not nights. Only stays whose out
 known count; open ones are counted as pending. Figures (``metric`` names):
 
 * counts: ``scores`` (patient-nights), ``stays``, ``stays_known``, ``stays_pending``,
-  ``stays_missing``, ``deaths``;
+  ``stays_missing``, ``deaths``; ``stays_pending_beyond_horizon``: the pending stays open
+  longer than the site's horizon (``DIPRO_MONITOR__PENDING_HORIZON_DAYS``) when the monitor
+  last looked, counted apart (and still among ``stays_pending``: never guessed);
 * discrimination and calibration, with bootstrap 95 % intervals, by the evaluation room's own
   code (:func:`~dipro_fhir.evaluation.figures.mortality_figures`): ``auroc``, ``auprc``,
   ``brier``, ``ece``, and ``observed_rate`` / ``mean_predicted``; observed against predicted
@@ -141,15 +143,30 @@ def gather_stays(scores: Sequence[LabelledScore], thresholds: RiskThresholds) ->
     )
 
 
-def count_figures(scores: Sequence[LabelledScore], window: int) -> list[Figure]:
-    """Scores, stays and stays by the status of their outcome."""
+def count_figures(
+    scores: Sequence[LabelledScore], window: int, pending_horizon_days: float | None = None
+) -> list[Figure]:
+    """Scores, stays and stays by the status of their outcome; the pending ones open longer
+    than ``pending_horizon_days`` also apart."""
     rank = {"known": 3, "missing": 2, "pending": 1, "new": 0}
     status: dict[tuple[str, str | None], str] = {}
+    open_days: dict[tuple[str, str | None], float] = {}
     for score in scores:
         found = "new" if score.outcome is None else score.outcome.status
         key = _stay_key(score)
         status[key] = max(status.get(key, "new"), found, key=rank.__getitem__)
+        if score.outcome is not None and score.outcome.open_days is not None:
+            open_days[key] = max(open_days.get(key, 0.0), score.outcome.open_days)
     values = list(status.values())
+    beyond = (
+        None
+        if pending_horizon_days is None
+        else sum(
+            1
+            for key, found in status.items()
+            if found == "pending" and open_days.get(key, 0.0) > pending_horizon_days
+        )
+    )
     counts = {
         "scores": len(scores),
         "stays": len(values),
@@ -158,6 +175,8 @@ def count_figures(scores: Sequence[LabelledScore], window: int) -> list[Figure]:
         "stays_pending": values.count("pending") + values.count("new"),
         "stays_missing": values.count("missing"),
     }
+    if beyond is not None:
+        counts["stays_pending_beyond_horizon"] = beyond
     return [Figure(window, "", "", name, float(v), n=v) for name, v in counts.items()]
 
 
@@ -271,12 +290,14 @@ def window_figures(
     resamples: int,
     seed: int = 0,
     min_group_stays: int = 2,
+    pending_horizon_days: float | None = None,
 ) -> list[Figure]:
     """Every figure of one window's scores (module docstring); subgroups only in a window
-    with at least ``min_group_stays`` stays of known outcome (a quarter of the resamples)."""
+    with at least ``min_group_stays`` stays of known outcome (a quarter of the resamples);
+    pending stays beyond ``pending_horizon_days`` counted apart when it is given."""
     stays = gather_stays(scores, thresholds)
     return [
-        *count_figures(scores, window),
+        *count_figures(scores, window, pending_horizon_days),
         *mortality_window(stays, window, resamples, seed),
         *decile_figures(stays, window),
         *threshold_figures(scores, stays, thresholds, window),

@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 from typing import Any, Final
 
+from dipro.vocab import FINDINGS
 from dipro_fhir.core.svg import horizontal_bars, reliability_plot, series_chart
 from dipro_fhir.monitoring.performance import ATTRIBUTES, DECILES
 from dipro_fhir.monitoring.view import MonitorView, VersionView
@@ -153,9 +154,11 @@ def _headline(view: VersionView) -> str:
     cells = []
     for window in sorted({r["window_days"] for r in view.figures}):
         known, pending = view.figure(window, "stays_known"), view.figure(window, "stays_pending")
+        beyond = view.figure(window, "stays_pending_beyond_horizon")
+        apart = "" if beyond is None else f" <small>({beyond['value']:.0f} beyond)</small>"
         cells.append(
             f"<tr><td>{window} days</td><td>{_number(known and known['value'], 0)}</td>"
-            f"<td>{_number(pending and pending['value'], 0)}</td>"
+            f"<td>{_number(pending and pending['value'], 0)}{apart}</td>"
             + "".join(
                 f"<td>{_cell(view.figure(window, m))}</td>"
                 for m in ("auroc", "brier", "ece", "ppv:high", "sensitivity:high",
@@ -163,12 +166,40 @@ def _headline(view: VersionView) -> str:
             )
             + "</tr>"
         )  # fmt: skip
+    horizon = view.latest.counts.get("pending_horizon_days")
+    label = "pending" if horizon is None else f"pending (beyond {horizon:g} days)"
     head = (
-        "<tr><th>window</th><th>stays known</th><th>pending</th><th>AUROC</th><th>Brier</th>"
+        f"<tr><th>window</th><th>stays known</th><th>{label}</th><th>AUROC</th>"
+        "<th>Brier</th>"
         "<th>ECE</th><th>PPV (high)</th><th>sensitivity (high)</th><th>alert rate (high)</th>"
         "<th>lead time h (median, IQR)</th></tr>"
     )
     return f"<table>{head}{''.join(cells)}</table>"
+
+
+def task_table(view: VersionView) -> str:
+    """Length of stay and progression per window: stays, figures with intervals, and the
+    progression AUROC of each finding."""
+    findings = FINDINGS
+    rows = []
+    for window in sorted({r["window_days"] for r in view.figures}):
+        los, prog = view.figure(window, "los:stays"), view.figure(window, "progression:stays")
+        rows.append(
+            f"<tr><td>{window} days</td><td>{_number(los and los['value'], 0)}</td>"
+            + "".join(f"<td>{_cell(view.figure(window, f'los:{m}'))}</td>"
+                      for m in ("accuracy", "macro_f1"))
+            + f"<td>{_number(prog and prog['value'], 0)}</td>"
+            + "".join(f"<td>{_cell(view.figure(window, f'progression:{m}'))}</td>"
+                      for m in ("auroc", *(f"auroc:{f}" for f in findings)))
+            + "</tr>"
+        )  # fmt: skip
+    head = (
+        "<tr><th>window</th><th>LoS stays</th><th>LoS accuracy</th><th>LoS macro-F1</th>"
+        "<th>progression stays</th><th>progression AUROC</th>"
+        + "".join(f"<th>AUROC {html.escape(f.replace('_', ' '))}</th>" for f in findings)
+        + "</tr>"
+    )
+    return f"<table>{head}{''.join(rows)}</table>"
 
 
 def report_fragment(view: VersionView) -> str:
@@ -189,6 +220,8 @@ def report_fragment(view: VersionView) -> str:
         + _headline(view)
         + auroc_figure(view)
         + calibration_figure(view)
+        + "<h3>Length of stay and progression</h3>"
+        + task_table(view)
         + f"<h3>Subgroups over {MAIN_WINDOW} days</h3>"
         + subgroup_table(view)
         + "<h3>Drift tonight</h3>"
@@ -229,10 +262,25 @@ def summary_text(view: MonitorView) -> str:
         for window in sorted({r["window_days"] for r in v.figures}):
             known, pending = v.figure(window, "stays_known"), v.figure(window, "stays_pending")
             auroc, ece = v.figure(window, "auroc"), v.figure(window, "ece")
+            beyond = v.figure(window, "stays_pending_beyond_horizon")
+            horizon = night.counts.get("pending_horizon_days")
+            apart = (
+                ""
+                if beyond is None or horizon is None
+                else f" ({beyond['value']:.0f} open beyond the {horizon:g}-day horizon)"
+            )
             lines.append(
                 f"  {window:>2} days: {_number(known and known['value'], 0)} stays known, "
-                f"{_number(pending and pending['value'], 0)} pending; AUROC "
+                f"{_number(pending and pending['value'], 0)} pending{apart}; AUROC "
                 f"{_plain(auroc)}, ECE {_plain(ece)}"
+            )
+            los, prog = v.figure(window, "los:stays"), v.figure(window, "progression:stays")
+            lines.append(
+                f"           length of stay ({_number(los and los['value'], 0)} stays): accuracy "
+                f"{_plain(v.figure(window, 'los:accuracy'))}, macro-F1 "
+                f"{_plain(v.figure(window, 'los:macro_f1'))}; progression "
+                f"({_number(prog and prog['value'], 0)} stays): AUROC "
+                f"{_plain(v.figure(window, 'progression:auroc'))}"
             )
         flagged = [d for d in v.drift if d["flagged"]]
         lines.append(f"  drift: {len(flagged)} flagged of {len(v.drift)} compared "

@@ -4,7 +4,9 @@
 night's figures, drift items and alerts, and the history of the headline figures over the
 nights: everything the HTML report (:mod:`dipro_fhir.monitoring.report`), the terminal
 summary, the OpenMetrics text (:mod:`dipro_fhir.monitoring.metrics`) and the Airflow UI page
-need, and nothing of a patient (the tables hold none).
+need, and nothing of a patient (the tables hold none). :func:`night_of_run` finds the
+monitored night of one scoring run (the night page), :func:`run_summaries` a few figures of
+the monitored nights of many runs (the night list).
 """
 
 from __future__ import annotations
@@ -94,6 +96,70 @@ def _version(engine: Engine, nights: Sequence[NightRecord]) -> VersionView:
         alerts=tuple(read_alerts(engine, [latest.id])),
         history=tuple(history),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class NightSummary:
+    """A few figures of the monitored night of one scoring run (for a list of runs).
+
+    Attributes:
+        night: The monitored night (the latest one that monitored the run).
+        alerts: Its threshold breaches.
+        drift_flagged: Drift items flagged that night, of ``drift_compared``.
+        window_days: The longest window of the night.
+        stays_known: Stays of known outcome in it.
+        auroc: The mortality AUROC over it (``value``, ``low``, ``high``), if computed.
+    """
+
+    night: NightRecord
+    alerts: int
+    drift_flagged: int
+    drift_compared: int
+    window_days: int | None
+    stays_known: int | None
+    auroc: dict[str, Any] | None
+
+
+def run_summaries(engine: Engine, run_ids: Sequence[str]) -> dict[str, NightSummary]:
+    """Scoring run id -> the summary of the latest monitored night that judged that run."""
+    latest: dict[str, NightRecord] = {}
+    for night in read_nights(engine, run_ids=run_ids):
+        if night.run_id is not None:
+            latest[night.run_id] = night  # oldest first: the last one wins
+    ids = [n.id for n in latest.values()]
+    figures = [r for r in read_figures(engine, ids) if r["attribute"] == ""]
+    drift, alerts = read_drift(engine, ids), read_alerts(engine, ids)
+    out = {}
+    for run_id, night in latest.items():
+        own = [r for r in figures if r["night_id"] == night.id]
+        longest = max((r["window_days"] for r in own), default=None)
+
+        def at(metric: str, rows: list[dict[str, Any]] = own, w: int | None = longest) -> Any:
+            return next((r for r in rows if (r["window_days"], r["metric"]) == (w, metric)), None)
+
+        known = at("stays_known")
+        items = [d for d in drift if d["night_id"] == night.id]
+        out[run_id] = NightSummary(
+            night=night,
+            alerts=sum(a["night_id"] == night.id for a in alerts),
+            drift_flagged=sum(bool(d["flagged"]) for d in items),
+            drift_compared=len(items),
+            window_days=longest,
+            stays_known=None if known is None else int(known["value"] or 0),
+            auroc=at("auroc"),
+        )
+    return out
+
+
+def night_of_run(engine: Engine, run_id: str) -> VersionView | None:
+    """The monitor's view as of the latest monitored night that judged scoring run
+    ``run_id`` (that night is its ``latest``), or ``None`` when no night judged it."""
+    found = read_nights(engine, run_ids=[run_id])
+    if not found:
+        return None
+    night = found[-1]
+    view = load_view(engine, until=night.as_of, model_version=night.model_version)
+    return view.versions[0] if view.versions else None
 
 
 def load_view(

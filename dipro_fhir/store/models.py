@@ -251,6 +251,7 @@ class OutcomeRow(Base):
     no identifier of its own, and no date (``lead_time_h`` is a duration). ``status`` is
     ``pending`` (the stay goes on), ``known`` or ``missing`` (the stay is no longer in
     FHIR). Groups (``sex``, ``age_band``, ``race_ethnicity``, ``unit``) are coarse labels.
+    ``open_days`` (pending stays): days from the stay's start to ``checked_at``, a duration.
     """
 
     __tablename__ = "outcomes"
@@ -264,6 +265,7 @@ class OutcomeRow(Base):
     los_bin: Mapped[int | None] = mapped_column(Integer)
     progression: Mapped[list[int] | None] = mapped_column(JSON)
     lead_time_h: Mapped[float | None] = mapped_column(Float)
+    open_days: Mapped[float | None] = mapped_column(Float)
     sex: Mapped[str] = mapped_column(String(CODE_LENGTH))
     age_band: Mapped[str] = mapped_column(String(CODE_LENGTH))
     race_ethnicity: Mapped[str] = mapped_column(String(CODE_LENGTH))

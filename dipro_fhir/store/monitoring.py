@@ -107,13 +107,20 @@ def _night(row: Any) -> NightRecord:
 
 
 def read_nights(
-    engine: Engine, *, model_version: str | None = None, until: datetime | None = None
+    engine: Engine,
+    *,
+    model_version: str | None = None,
+    until: datetime | None = None,
+    run_ids: Sequence[str] | None = None,
 ) -> list[NightRecord]:
-    """Monitored nights, oldest first (of one version, up to ``until``, when given)."""
+    """Monitored nights, oldest first (of one version, up to ``until``, of the scoring runs
+    ``run_ids``, when given)."""
     table = _table(MonitorNightRow)
     stmt = select(table).order_by(table.c.as_of, table.c.model_version)
     if model_version is not None:
         stmt = stmt.where(table.c.model_version == model_version)
+    if run_ids is not None:
+        stmt = stmt.where(table.c.run_id.in_(list(run_ids)))
     if until is not None:
         stmt = stmt.where(table.c.as_of <= as_utc(until))
     with engine.connect() as conn:

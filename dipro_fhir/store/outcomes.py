@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import Engine, Table, and_, or_, select
+from sqlalchemy.orm import aliased
 
 from dipro_fhir.core.scores import MORTALITY_OUTCOME
 from dipro_fhir.store.models import OutcomeRow, Run, ScoreRow
@@ -52,6 +53,8 @@ class Outcome:
         lead_time_h: Hours from the score to the death (deaths only).
         sex, age_band, race_ethnicity, unit: The groups the stay is counted in.
         checked_at: The monitor night that looked last.
+        open_days: A pending stay's days from its start to ``checked_at`` (``None`` when
+            the stay has ended or its start is not known).
     """
 
     score_id: int
@@ -66,6 +69,7 @@ class Outcome:
     race_ethnicity: str
     unit: str
     checked_at: datetime
+    open_days: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +166,7 @@ def _outcome(row: Any) -> Outcome | None:
         race_ethnicity=row.race_ethnicity,
         unit=row.unit,
         checked_at=as_utc(row.checked_at),
+        open_days=row.open_days,
     )
 
 
@@ -192,6 +197,7 @@ def labelled_scores(
             OutcomeRow.race_ethnicity,
             OutcomeRow.unit,
             OutcomeRow.checked_at,
+            OutcomeRow.open_days,
         )
         .join(Run, Run.id == ScoreRow.run_id)
         .outerjoin(OutcomeRow, OutcomeRow.score_id == ScoreRow.id)
@@ -220,3 +226,41 @@ def labelled_scores(
         )
         for r in rows
     ]
+
+
+def task_probabilities(
+    engine: Engine, *, task: str, model_version: str, since: datetime, until: datetime
+) -> dict[int, dict[str, float]]:
+    """The ``task`` scores (``los``, ``progression``) made beside each nightly mortality score
+    of ``model_version`` with ``since < as_of <= until``: mortality score id -> outcome code
+    -> probability. Beside means the same patient, as-of time and version (the natural key
+    of a score, whichever run wrote it); retracted scores are left out."""
+    death = aliased(ScoreRow)
+    stmt = (
+        select(death.id, ScoreRow.outcome, ScoreRow.probability)
+        .join(
+            death,
+            and_(
+                death.model_version == ScoreRow.model_version,
+                death.patient_id == ScoreRow.patient_id,
+                death.as_of == ScoreRow.as_of,
+                death.task == "mortality",
+                death.outcome == MORTALITY_OUTCOME,
+                death.retracted_at.is_(None),
+            ),
+        )
+        .join(Run, Run.id == death.run_id)
+        .where(
+            Run.kind == "nightly",
+            ScoreRow.task == task,
+            ScoreRow.retracted_at.is_(None),
+            ScoreRow.model_version == model_version,
+            ScoreRow.as_of > as_utc(since),
+            ScoreRow.as_of <= as_utc(until),
+        )
+    )
+    out: dict[int, dict[str, float]] = {}
+    with engine.connect() as conn:
+        for score_id, outcome, probability in conn.execute(stmt):
+            out.setdefault(int(score_id), {})[str(outcome)] = float(probability)
+    return out

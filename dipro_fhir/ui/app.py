@@ -114,12 +114,14 @@ def create_app(
         per_page: int = Query(20, ge=1, le=100),
         pipeline: str | None = Query(None, max_length=64),
     ) -> HTMLResponse:
+        from dipro_fhir.monitoring.view import run_summaries
         from dipro_fhir.ui.night_pages import night_list
         from dipro_fhir.ui.queries import night_page
 
         store, _ = stores()
         listing = night_page(store, page=page_, per_page=per_page, pipeline=pipeline)
-        return HTML(night_list(listing, _base(request), pipeline))
+        monitored = run_summaries(store.engine, [n.run.id for n in listing.nights])
+        return HTML(night_list(listing, _base(request), pipeline, monitored))
 
     @app.get("/runs/{run_id}", response_class=HTML)
     def one_night(request: Request, run_id: str) -> HTMLResponse:
@@ -178,6 +180,7 @@ def create_app(
 
 
 def _night_html(store: ResultStore, config: Settings, run: Any, request: Request) -> str:
+    from dipro_fhir.monitoring.view import night_of_run
     from dipro_fhir.reports.run_report import quality_text
     from dipro_fhir.ui.model_status import model_status
     from dipro_fhir.ui.night_pages import night_view
@@ -191,4 +194,5 @@ def _night_html(store: ResultStore, config: Settings, run: Any, request: Request
         quality_text(store.engine, run),
         _base(request),
         _airflow(request),
+        night_of_run(store.engine, run.id),
     )

@@ -22,6 +22,8 @@ STATUS_COLOURS = {
     "stale": "#6d4c41",
     "empty": "#616161",
     "running": "#1565c0",
+    "ok": "#2f7d32",  # a monitored night without a breach
+    "breach": "#c62828",
 }
 
 CSS = """
@@ -38,7 +40,7 @@ th,td{border:1px solid #e0e0e0;padding:4px 8px;text-align:left;vertical-align:to
 th{background:#f0f3f6;font-weight:600}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 tr:nth-child(even) td{background:#fbfcfd}
 .badge{display:inline-block;border-radius:10px;padding:1px 8px;color:#fff;font-size:12px}
-.muted{color:#6a737d}.up{color:#c62828}.down{color:#2f7d32}
+.muted{color:#6a737d}.breach{color:#b00;font-weight:bold}.up{color:#c62828}.down{color:#2f7d32}
 .warn{background:#fff4e5;border:1px solid #f0b35a;padding:8px 12px;margin:8px 0}
 .ok{background:#edf7ee;border:1px solid #8bc48f;padding:8px 12px;margin:8px 0}
 .placeholder{border:2px dashed #b0bec5;padding:12px;color:#546e7a;background:#fff}

@@ -8,10 +8,10 @@ risk_figure`) and its data-quality text (:func:`~dipro_fhir.reports.run_report.q
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from dipro_fhir.monitoring.report import report_fragment
-from dipro_fhir.monitoring.view import MonitorView
+from dipro_fhir.monitoring.view import MonitorView, NightSummary, VersionView
 from dipro_fhir.reports.run_report import patient_values, risk_figure
 from dipro_fhir.store.results import RunRecord, StoredScore
 from dipro_fhir.ui.layout import badge, change, e, facts, page, percent, query, segment, table, when
@@ -25,6 +25,11 @@ MONITORING_NOTE = (
     "Performance over the nights (as outcomes arrive), calibration, subgroups and input drift "
     "are on the Monitoring page, filled by the dipro_monitor DAG."
 )
+NOT_MONITORED = (
+    "No monitored night has judged this run yet: the dipro_monitor DAG (or dipro-fhir "
+    "monitor) computes the night's drift and performance a few hours after a nightly run. "
+    "Manual and backfill runs are not monitored."
+)
 
 
 def _count(run: RunRecord, key: str) -> str:
@@ -32,7 +37,26 @@ def _count(run: RunRecord, key: str) -> str:
     return "—" if value is None else e(value)
 
 
-def _night_row(night: Night, base: str) -> list[str]:
+def _monitor_cell(summary: NightSummary | None, run_href: str) -> str:
+    if summary is None:
+        return "<span class='muted'>—</span>"
+    auroc = summary.auroc
+    figure = (
+        "AUROC —"
+        if auroc is None or auroc["value"] is None
+        else f"AUROC {auroc['value']:.2f}"
+        + ("" if auroc["low"] is None else f" ({auroc['low']:.2f}–{auroc['high']:.2f})")
+    )
+    window = "" if summary.window_days is None else f" over {summary.window_days} d"
+    known = "" if summary.stays_known is None else f", {summary.stays_known} stays known"
+    return (
+        f'<a href="{run_href}#monitoring">{badge(summary.night.status)}</a> '
+        f"{e(figure)}{e(window)}{e(known)};<br><small>drift flagged "
+        f"{summary.drift_flagged} of {summary.drift_compared}; alerts {summary.alerts}</small>"
+    )
+
+
+def _night_row(night: Night, base: str, summary: NightSummary | None = None) -> list[str]:
     run, now, then = night.run, night.figures, night.baseline_figures
 
     def figure(name: str) -> float | None:
@@ -42,8 +66,9 @@ def _night_row(night: Night, base: str) -> list[str]:
         return None if then is None else getattr(then, name)
 
     cov, unm, films = "coverage", "unmapped_observations", "films_left_out"
+    href = f"{e(base)}/runs/{segment(run.id)}"
     return [
-        f'<a href="{e(base)}/runs/{segment(run.id)}">{when(run.as_of)}</a>',
+        f'<a href="{href}">{when(run.as_of)}</a>',
         e(run.kind),
         e(run.mode),
         badge(run.status),
@@ -57,6 +82,7 @@ def _night_row(night: Night, base: str) -> list[str]:
         "—"
         if now is None
         else f"{now.films_left_out} <small>{change(figure(films), before(films))}</small>",
+        _monitor_cell(summary, href),
         e(f"{run.model_name} {run.model_version}"),
     ]
 
@@ -72,6 +98,7 @@ NIGHT_HEAD = [
     "Coverage (Δ)",
     "Unmapped obs. (Δ)",
     "Films left out (Δ)",
+    "Monitor",
     "Model",
 ]
 
@@ -87,9 +114,16 @@ def _pager(listing: NightPage, base: str, pipeline: str | None) -> str:
     return f'<div class="pager">{"".join(parts)}</div>'
 
 
-def night_list(listing: NightPage, base: str, pipeline: str | None = None) -> str:
-    """The runs, newest first, with their counts and data quality against the baseline."""
-    rows = [_night_row(n, base) for n in listing.nights]
+def night_list(
+    listing: NightPage,
+    base: str,
+    pipeline: str | None = None,
+    monitored: Mapping[str, NightSummary] | None = None,
+) -> str:
+    """The runs, newest first, with their counts, data quality against the baseline and the
+    monitor's verdict on them (``monitored``: run id -> summary)."""
+    found = monitored or {}
+    rows = [_night_row(n, base, found.get(n.run.id)) for n in listing.nights]
     scope = f" of {e(pipeline)}" if pipeline else ""
     body = (
         f"<h1>Nights{scope}</h1><p class='muted'>Every run recorded in the results database, "
@@ -101,7 +135,9 @@ def night_list(listing: NightPage, base: str, pipeline: str | None = None) -> st
             else "<p>No run is recorded in the results database yet.</p>"
         )
         + _pager(listing, base, pipeline)
-        + f"<h2>Monitoring</h2><div class='placeholder'>{e(MONITORING_NOTE)}</div>"
+        + f"<p class='muted'>Monitor: the verdict of the dipro_monitor night that judged the "
+        f"run (ok or breach), the mortality AUROC over its longest window, drift items flagged "
+        f"and alerts. {e(MONITORING_NOTE)} <a href='{e(base)}/monitoring'>Monitoring</a></p>"
     )
     return page("Nights", body, base, here="nights")
 
@@ -215,8 +251,10 @@ def night_view(
     quality_text: str,
     base: str,
     airflow: str,
+    monitored: VersionView | None = None,
 ) -> str:
-    """One night: facts, model, risk distribution, failures, films left out, data quality."""
+    """One night: facts, model, risk distribution, failures, films left out, data quality,
+    and the monitor's figures of the night that judged it (``monitored``)."""
     run = night.run
     figures = night.figures
     dq = (
@@ -233,9 +271,21 @@ def night_view(
         + f"<h2>Failures by reason class and reason</h2>{_failure_section(failures)}"
         + f"<h2>Films left out</h2>{_films_section(night)}"
         + f"<h2>Data quality</h2>{dq}<pre>{e(quality_text)}</pre>"
-        + f"<h2>Monitoring</h2><div class='placeholder'>{e(MONITORING_NOTE)}</div>"
+        + f"<h2 id='monitoring'>Monitoring</h2>{_monitoring_section(monitored, base)}"
     )
     return page(f"Night of {run.as_of:%Y-%m-%d %H:%M}", body, base, here="nights")
+
+
+def _monitoring_section(view: VersionView | None, base: str) -> str:
+    if view is None:
+        return f"<div class='placeholder'>{e(NOT_MONITORED)}</div>"
+    night = view.latest
+    return (
+        f"<p class='muted'>The dipro_monitor night of {when(night.as_of)} judged this run: "
+        "its drift against the reference, and the performance of the windows ending that "
+        f"night over the stays whose outcome was known by then. Every night: "
+        f"<a href='{e(base)}/monitoring'>Monitoring</a>.</p>" + report_fragment(view)
+    )
 
 
 def _quality_figures(night: Night) -> str:

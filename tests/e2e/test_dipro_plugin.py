@@ -4,30 +4,25 @@ and Airflow's auth guards every page.
 ``airflow api-server`` runs on loopback with the project's plugins folder, on the session's
 SQLite metadata database; the results database is a fresh PostgreSQL one with three recorded
 runs (tests/ui_nights.py), named by the Airflow connection ``dipro_results_db`` (as an
-``AIRFLOW_CONN_`` variable), as the DAGs name it. Pages are fetched over HTTP like a browser
-or a script would: without a login, with a forged token, and with a token from
-``POST /auth/token``.
+``AIRFLOW_CONN_`` variable), as the DAGs name it (tests/e2e/dipro_page.py starts both). Pages
+are fetched over HTTP like a browser or a script would: without a login, with a forged token,
+and with a token from ``POST /auth/token``.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import requests
 from sqlalchemy import create_engine
 
-from dipro_fhir.store import ResultStore, upgrade_database
+from dipro_fhir.store import ResultStore
 from tests.checkpoints import write_tiny_checkpoint
-from tests.e2e.conftest import REPO, AirflowEnv
-from tests.e2e.test_airflow_services import Stack, _free_port, _stop, _token, _wait_for
-from tests.servers.postgres import PgServer, admin
+from tests.e2e.conftest import AirflowEnv
+from tests.e2e.dipro_page import ApiServer, page_api_server, results_database
+from tests.servers.postgres import PgServer
 from tests.ui_nights import MODEL_NAME, MODEL_VERSION, SeededRun, seed_nights
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -37,27 +32,25 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 class PageServer:
     """The API server with the plugin, its admin token and the recorded runs."""
 
-    stack: Stack
-    token: str
+    server: ApiServer
     runs: list[SeededRun]
 
+    @property
+    def token(self) -> str:
+        return self.server.token
+
     def get(self, path: str, **kwargs: object) -> requests.Response:
-        return requests.get(f"{self.stack.base_url}{path}", timeout=30, **kwargs)  # type: ignore[arg-type]
+        return self.server.get(path, **kwargs)
 
     def authed(self, path: str) -> requests.Response:
-        return self.get(path, headers={"Authorization": f"Bearer {self.token}"})
+        return self.server.authed(path)
 
 
 @pytest.fixture(scope="module")
 def results_url(pg_server: PgServer) -> Iterator[str]:
     """A results database of this module, migrated; dropped afterwards."""
-    name = f"dipro_page_{uuid.uuid4().hex[:12]}"
-    admin(pg_server, f'CREATE DATABASE "{name}"')
-    try:
-        upgrade_database(pg_server.url(name))
-        yield pg_server.url(name)
-    finally:
-        admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with results_database(pg_server) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -70,39 +63,12 @@ def page_server(
     runs = seed_nights(ResultStore(engine))
     engine.dispose()
     checkpoint = write_tiny_checkpoint(work / "ckpt", name=MODEL_NAME, version=MODEL_VERSION)
-    port = _free_port()
-    base_url = f"http://127.0.0.1:{port}"
     environ = {
-        **airflow_env.environ,
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__API__WORKERS": "1",
-        "AIRFLOW__API__BASE_URL": base_url,
-        "AIRFLOW__API_AUTH__JWT_SECRET": "dipro-e2e-page-secret",
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-        "AIRFLOW_CONN_DIPRO_RESULTS_DB": json.dumps(
-            {"conn_type": "postgres", "extra": {"sqlalchemy_url": results_url}}
-        ),
         "DIPRO_MODEL__CHECKPOINT": str(checkpoint),
         "DIPRO_MODEL__MIN_VALIDATION_PATIENTS": "10",
-        # This checkout's package first (another checkout may be installed in the venv).
-        "PYTHONPATH": os.pathsep.join([str(REPO), airflow_env.environ["PYTHONPATH"]]),
     }
-    log = work / "api-server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(Path(environ["PATH"].split(os.pathsep)[0]) / "airflow"), "api-server"],
-            env=environ,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    stack = Stack(base_url, airflow_env.home, {"api-server": log}, {"api-server": process})
-    try:
-        token = _wait_for(lambda: _token(stack), 120, "an API token", stack)
-        yield PageServer(stack, token, runs)
-    finally:
-        assert _stop(process) is not None, "had to SIGKILL the API server"
+    with page_api_server(airflow_env, results_url, work, environ) as server:
+        yield PageServer(server, runs)
 
 
 def test_every_page_refuses_a_request_without_a_valid_login(page_server: PageServer) -> None:

@@ -131,8 +131,8 @@ def test_night_page_shows_failures_films_risks_and_the_model_status(
     assert f"{MODEL_NAME} <b>{MODEL_VERSION}</b>" in text
     assert "Validated: passes the validation gate" in text
     assert "Not for clinical use" in text
-    assert "<h2>Monitoring</h2>" in text
-    assert "Monitoring page" in text
+    assert "<h2 id='monitoring'>Monitoring</h2>" in text
+    assert "No monitored night has judged this run yet" in text
     dag_run = second.dag_run_id.replace(":", "%3A").replace("+", "%2B")
     assert f'href="/dags/dipro_nightly/runs/{dag_run}" target="_top"' in text
     assert not any(p in text for p in _patients([first, second])), "the night page names a patient"

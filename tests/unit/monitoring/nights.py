@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from dipro_fhir.core.settings import Settings, embedded_settings
 from dipro_fhir.monitoring.night import NightResult, compute_night
 from dipro_fhir.monitoring.outcomes import gather_outcomes
@@ -21,9 +23,13 @@ MONITOR_DELAY = timedelta(hours=4)
 
 
 def world_settings(
-    world: NightlyWorld, folder: Path, checkpoint: Callable[[Path], Path]
+    world: NightlyWorld,
+    folder: Path,
+    checkpoint: Callable[[Path], Path],
+    store_url: str | None = None,
 ) -> Settings:
-    """Embedded settings over the world's films (written once), in shadow mode."""
+    """Embedded settings over the world's films (written once), in shadow mode; the results
+    database is ``store_url`` when given (else SQLite in ``folder``)."""
     write_world_images(world, folder / "films", image_size=(96, 96))
     settings = embedded_settings(folder)
     settings = settings.model_copy(
@@ -32,6 +38,9 @@ def world_settings(
             "run": settings.run.model_copy(update={"max_failed_share": 1.0}),
         }
     )
+    if store_url is not None:
+        store = settings.store.model_copy(update={"url": SecretStr(store_url)})
+        settings = settings.model_copy(update={"store": store})
     upgrade_database(settings.store.url.get_secret_value())
     checkpoint(settings.model.checkpoint)
     return settings

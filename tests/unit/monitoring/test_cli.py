@@ -45,3 +45,27 @@ def test_the_monitor_command_reports_and_exits_1_on_a_breach(
 
     # The report alone, later: nothing gathered or computed, exit 0.
     assert main(["-q", "monitor", "--as-of", as_of, "--out", str(out), "--report-only"]) == 0
+
+
+def test_the_summary_counts_stays_open_beyond_the_horizon_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world, night, _store = uninformative_nights(tmp_path, monkeypatch)
+    monkeypatch.setenv("DIPRO_MONITOR__PENDING_HORIZON_DAYS", "3")
+    as_of = night + timedelta(hours=4)
+
+    main(["-q", "monitor", "--as-of", as_of.isoformat(), "--out", str(tmp_path / "report")])
+
+    # Scored on nights 0-5 (uninformative_nights), still open on the monitored night.
+    scored = {p.patient_id for k in range(6) for p in world.view(world.night(k))
+              if not p.stay.finished}  # fmt: skip
+    pending = [p for p in world.view(night) if p.patient_id in scored and not p.stay.finished]
+    beyond = [p for p in pending if as_of - p.stay.admitted > timedelta(days=3)]
+    assert 0 < len(beyond) < len(pending)
+    printed = capsys.readouterr().out
+    assert "30 days: " in printed
+    line = next(x for x in printed.splitlines() if x.strip().startswith("30 days:"))
+    assert f"{len(pending)} pending ({len(beyond)} open beyond the 3-day horizon)" in line
+    page = (tmp_path / "report" / "monitor.html").read_text()
+    assert "<th>pending (beyond 3 days)</th>" in page
+    assert f"<td>{len(pending)} <small>({len(beyond)} beyond)</small></td>" in page

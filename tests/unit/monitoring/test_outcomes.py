@@ -70,12 +70,16 @@ def test_outcomes_equal_the_truth_for_closed_stays_and_open_ones_are_pending(
             if row.outcome.died:
                 assert row.outcome.lead_time_h is not None
                 assert row.outcome.lead_time_h > 0
+            assert row.outcome.open_days is None
         else:
             assert (row.outcome.status, row.outcome.died, row.outcome.los_days) == (
                 "pending",
                 None,
                 None,
             )
+            # How long it has been open when the monitor looked: the horizon is judged by it.
+            admitted = seen[pid].stay.admitted
+            assert row.outcome.open_days == pytest.approx((later - admitted) / timedelta(days=1))
         assert row.outcome.progression == expected_progression(seen[pid])
         assert row.outcome.sex in ("female", "male")
         assert row.outcome.unit == "ICU"

@@ -99,3 +99,29 @@ def test_groups_carry_their_auroc_and_everyone_elses() -> None:
     assert _get(figures, "stays", "path", "ehr_only").value == 40
     stays = gather_stays(scores, THRESHOLDS)
     assert stays.groups["path"].count("cxr_pairs") == 80
+
+
+def _pending(stay: int, night: int, open_days: float | None) -> LabelledScore:
+    outcome = Outcome(stay * 10 + night, "pending", None, None, None, None, None, "female",
+                      "45-64", "white", "ICU", NIGHT, open_days=open_days)  # fmt: skip
+    return LabelledScore(stay * 10 + night, f"p{stay}", f"e{stay}", NIGHT + timedelta(night),
+                         "m", "1", 0.3, None, "pairs", outcome)  # fmt: skip
+
+
+def test_stays_open_beyond_the_horizon_are_counted_apart_and_still_pending() -> None:
+    scores = [
+        _pending(1, 0, 3.0),
+        _pending(1, 1, 31.5),  # the same stay, looked at again later: 31.5 days open by then
+        _pending(2, 0, 45.0),
+        _pending(3, 0, 29.0),
+        _pending(4, 0, None),  # start unknown: not judged beyond the horizon
+        _score(5, 0.4, died=True),
+    ]
+    figures = window_figures(scores, 30, THRESHOLDS, resamples=10, pending_horizon_days=30)
+    assert _get(figures, "stays_pending").value == 4
+    assert _get(figures, "stays_pending_beyond_horizon").value == 2
+    assert _get(figures, "stays_known").value == 1
+    # The known stay alone is measured: nothing pending is guessed.
+    assert _get(figures, "deaths").value == 1
+    without = window_figures(scores, 30, THRESHOLDS, resamples=10)
+    assert not [f for f in without if f.metric == "stays_pending_beyond_horizon"]
