@@ -26,9 +26,9 @@ class DemoTraining:
         epochs: Most training epochs; patience: epochs without improvement before stopping.
         train_seed, heldout_seed: Seeds of the two cohorts.
         seed: Seed of the split, the network and the batch order.
-        d_model, dropout, weight_decay, learning_rate: Changes to the small default network
-            (``dipro.config.default_config``), chosen on the validation split of the
-            training cohort (docs/models.md).
+        d_model, dropout, weight_decay, learning_rate, summary_path: Changes to the small
+            default network (``dipro.config.default_config``), chosen on the validation
+            split of the training cohort (docs/models.md).
     """
 
     patients: int = 3000
@@ -42,6 +42,7 @@ class DemoTraining:
     dropout: float = 0.3
     weight_decay: float = 0.1
     learning_rate: float = 5e-4
+    summary_path: bool = True
 
     def config(self) -> DiproConfig:
         """The network configuration of the demo checkpoint."""
@@ -54,4 +55,5 @@ class DemoTraining:
             dropout=self.dropout,
             weight_decay=self.weight_decay,
             learning_rate=self.learning_rate,
+            summary_path=self.summary_path,
         )

@@ -6,7 +6,9 @@
    comparisons: progression on MIMIC-IV) is left out of the network and the card, and said so.
 3. Fit the normalisation statistics on the training split only (reference §7.1.11).
 4. Train (:func:`dipro.train.fit`: unweighted losses, the epoch chosen on the validation loss
-   over the prevalence, :class:`~dipro.train.TrainingFailed` when it does not learn).
+   over the prevalence, :class:`~dipro.train.TrainingFailed` when it does not learn). With
+   ``config.summary_path`` the network starts as a regression fitted on the training split
+   (:mod:`dipro.linear_start`) and must beat it.
 5. Fit the calibration maps on the validation split, and the logistic-regression baseline on
    the training split (its penalty chosen on validation).
 6. Evaluate on the test split, patients never used to fit or select anything, against the
@@ -33,6 +35,7 @@ import numpy as np
 from dipro.calibration import fit_calibration
 from dipro.checkpoint import read_card, save_checkpoint, write_card
 from dipro.config import DiproConfig
+from dipro.linear_start import start_from_linear
 from dipro.network import DiPro
 from dipro.predictions import Predictions, predict
 from dipro.train import FitResult, FitSettings, TrainingFailed, fit, seed_everything
@@ -214,6 +217,9 @@ def _train(
     val = write_batches(store.read("validation"), prep, config, work / "batches" / "validation")
     seed_everything(plan.seed)
     model = DiPro(config)
+    if config.summary_path:
+        penalties = start_from_linear(model, train, val)
+        say(f"the summary path starts as a fitted regression (L2 by task: {penalties})")
     say(f"training {', '.join(tasks)} for at most {plan.epochs} epochs")
     result = fit(
         model,

@@ -11,6 +11,7 @@ import torch
 
 from dipro import DiPro, DiproConfig
 from dipro.config import DiproConfig as Config
+from dipro.linear_start import start_from_linear
 from dipro.summary import STATISTICS, window_statistics
 from dipro.vocab import DEMOGRAPHIC_COLUMNS, VARIABLES
 from dipro_fhir.core.timeline import PatientId, PatientTimeline
@@ -101,3 +102,30 @@ def _timeline(values: np.ndarray, mask: np.ndarray) -> PatientTimeline:
         ehr_hours=np.arange(values.shape[0], dtype=np.float32),
         demographics=np.zeros(len(DEMOGRAPHIC_COLUMNS), dtype=np.float32),
     )
+
+
+def test_the_network_starts_as_the_fitted_regression_and_keeps_it(
+    tiny_config: DiproConfig,
+) -> None:
+    model = DiPro(dataclasses.replace(tiny_config, summary_path=True))
+    data = [synthetic(16, seed=s) for s in range(4)]
+    chosen = start_from_linear(model, data[:3], data[3:])
+    assert model.summary is not None
+    assert "mortality" in chosen
+    assert "los" in chosen
+    assert not any(p.requires_grad for p in model.summary.parameters())
+    batch, targets = data[0]
+    model.eval()
+    with torch.no_grad():
+        out = model(batch)
+        wide = model.summary(
+            batch.ehr_values, batch.ehr_mask, batch.ehr_row_mask, batch.demographics
+        )
+    assert out.mortality is not None
+    torch.testing.assert_close(out.mortality, wide[:, model.heads.layout["progression"][0] * 3])
+    # A regression, not a constant: it separates the training labels better than the rate does.
+    p = torch.sigmoid(out.mortality).clamp(1e-6, 1 - 1e-6)
+    y = targets.mortality
+    rate = y.mean().clamp(1e-6, 1 - 1e-6)
+    nll = -(y * p.log() + (1 - y) * (1 - p).log()).mean()
+    assert float(nll) < float(-(y * rate.log() + (1 - y) * (1 - rate).log()).mean())
