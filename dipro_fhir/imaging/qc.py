@@ -134,6 +134,11 @@ DOME_TOLERANCE = 0.1
 #: The most confidence a lung, lower zone or angle gets when its side's dome is not plainly
 #: seen (a hazy base: the box cannot be checked there, so it is not sure, yet not failed).
 UNSEEN_BASE_CONFIDENCE = 0.7
+#: A placement from the thorax outline (:mod:`dipro_fhir.imaging.thorax`, a white lung whose
+#: fields could not be measured): not checked against the film-measured lung base (what
+#: could not be seen), and no region's confidence above :data:`THORAX_CONFIDENCE`.
+THORAX_METHOD = "thorax"
+THORAX_CONFIDENCE = 0.6
 _SIDE = {
     r: ("left" if r.startswith("left") else "right" if r.startswith("right") else "")
     for r in REGIONS
@@ -250,9 +255,14 @@ def check_placement(image: Image, boxes: RegionBoxes) -> PlacementQC:
     for side, lung in (("right", rl), ("left", ll)):
         if registered:
             _check_dome(margins, placed, side, domes[side], lung[3] - lung[1])
+    from_outline = boxes.method == THORAX_METHOD
+    if from_outline:
+        cap = 2 * (THORAX_CONFIDENCE - 0.5)  # _score(cap) == the cap
+        for region in placed:
+            margins[region].append((cap, "from-thorax-outline"))
     for side, lung in (("right", rl), ("left", ll)):
         image_left = side == "right"
-        base = bases[side]
+        base = None if from_outline else bases[side]
         lh, lw = lung[3] - lung[1], lung[2] - lung[0]
         other = (ll[2] - mid) if image_left else (mid - rl[0])
         for part in _BASE_REGIONS:
