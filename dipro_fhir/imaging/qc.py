@@ -48,6 +48,11 @@ is the steepest dark-to-bright rise near the box
 (:func:`~dipro_fhir.imaging.qc_measures.lung_base`), and the locator's own
 agreement and thorax match are checked as well.
 
+A placement from the thorax outline (``method == "thorax"``,
+:mod:`dipro_fhir.imaging.thorax`: a white lung whose fields the locator could not measure) is
+checked like any other, except against the film-measured lung base (what could not be
+seen); every region's confidence is at most :data:`THORAX_CONFIDENCE`.
+
 Each check gives a margin; the region's confidence is ``min(1, 0.5 + margin / 2)`` over its
 checks, so a region fails (``confidence < 0.5``) exactly when a check fails. A failed region
 goes downstream as missing. The whole film fails when the boxes are not measured from

@@ -23,13 +23,15 @@ outside air, and the spine and mediastinum, a bright column in the middle of it.
   heights too high).
 
 It applies only where the outline itself is found and plausible (:func:`thorax_outline`):
-outside air in the frame, the outline inside the frame on both sides (or on one side, the
-other mirrored across the midline between the lung fields the locator found, when that lies
-in the outline's middle third), a trunk at least :data:`MIN_TRUNK_ROWS` of the film high,
-and a bright central column (the columns within :data:`MAX_OFF_CENTRE` of the outline's
-width from its centre: spine and mediastinum) at least :data:`MIN_SPINE_CONTRAST` brighter
-than the chest wall (:data:`CHEST_WALL`). A blank film, noise, a lateral film (the locator
-places nothing on those) or a shape without a spine gets nothing, and QC's refusal stands.
+outside air in the frame; the outline inside the frame on both sides, or on one side with
+the other mirrored across the midline between the lung fields the locator measured when
+that lies in the outline's middle third (never across a template's or a mirrored
+placement's midline, which is the outline's own centre); a trunk at least
+:data:`MIN_TRUNK_ROWS` of the film high; and a bright central column (the columns within
+:data:`MAX_OFF_CENTRE` of the outline's width from its centre: spine and mediastinum) at
+least :data:`MIN_SPINE_CONTRAST` brighter than the chest wall (:data:`CHEST_WALL`). A blank
+film, noise, a lateral film (the locator places nothing on those) or a shape without a
+spine gets nothing, and QC's refusal stands.
 
 The placement is marked (``RegionBoxes.method == "thorax"``); quality control checks it
 like any other (body outline, sizes, sides, heart) except against the film-measured lung
@@ -44,7 +46,13 @@ from dataclasses import replace
 
 import numpy as np
 
-from dipro_fhir.imaging.boxes import Box, RegionBoxes, ThoraxLandmarks, place_regions
+from dipro_fhir.imaging.boxes import (
+    APPROXIMATE_METHODS,
+    Box,
+    RegionBoxes,
+    ThoraxLandmarks,
+    place_regions,
+)
 from dipro_fhir.imaging.qc import THORAX_METHOD, PlacementQC, check_placement
 from dipro_fhir.imaging.qc_measures import Film, Image, measure_film
 from dipro_fhir.imaging.regions import _body_columns, box_blur
@@ -137,7 +145,9 @@ def thorax_landmarks(image: Image, placed: RegionBoxes | None = None) -> ThoraxL
     lung fields and end in the lower part of the film (their bases were not checkable)."""
     film = measure_film(image)
     midline = None
-    if placed is not None:
+    if placed is not None and placed.method not in APPROXIMATE_METHODS:
+        # A midline between lung fields the locator measured (a template's is the outline's
+        # own centre: mirroring across it would take a cut-off outline for a whole one).
         rl, ll = placed.get("right_lung"), placed.get("left_lung")
         if rl is not None and ll is not None and rl[2] <= ll[0]:
             midline = 0.5 * (rl[2] + ll[0]) / film.f

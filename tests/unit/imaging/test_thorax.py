@@ -150,3 +150,18 @@ def test_the_rendered_film_round_trips_through_dicom() -> None:
         acquired=T0,
     )
     assert decode_radiograph(ds).shape == image.shape
+
+
+@pytest.mark.parametrize("seed", [0, 2, 5])
+def test_a_template_on_a_film_cut_at_one_side_is_not_mirrored_across_its_own_centre(
+    seed: int,
+) -> None:
+    """With one side of the body out of the frame, only a midline between measured lung
+    fields can stand in for the missing edge; a template's midline is the cut outline's own
+    centre, and mirroring across it would take the cut outline for a whole one."""
+    image, _ = _white_lungs(seed)
+    cut = image[:, : int(0.8 * image.shape[1])].copy()
+    boxes = LOCATOR.locate(cut)
+    qc = check_placement(cut, boxes)
+    assert qc.film_reason == "regions-template"
+    assert fallback_placement(cut, boxes, qc) is None
