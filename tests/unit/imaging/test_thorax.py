@@ -78,8 +78,15 @@ def test_the_pipeline_uses_a_white_lung_film_and_says_how_it_was_placed() -> Non
     assert event is not None, codes
     assert "regions-qc-film" not in codes
     assert "regions-from-thorax" in codes
-    assert event.region_mask.all()
-    assert ("regions-from-thorax" in [code for code, _ in event.qc]) is True
+    used = dict(zip(REGIONS, event.region_mask.tolist(), strict=True))
+    for region in ("right_lung", "left_lung", "cardiac_silhouette", "mediastinum"):
+        assert used[region], region
+    # A lower zone or angle left out is one below an edge seen as the diaphragm, and says so.
+    failed = " ".join(i.detail for i in issues if i.code == "regions-qc-failed")
+    for region, kept in used.items():
+        if not kept:
+            assert f"{region}: below-dome" in failed, region
+    assert "regions-from-thorax" in [code for code, _ in event.qc]
 
 
 def test_a_clear_film_is_not_placed_from_the_outline() -> None:
@@ -165,3 +172,29 @@ def test_a_template_on_a_film_cut_at_one_side_is_not_mirrored_across_its_own_cen
     qc = check_placement(cut, boxes)
     assert qc.film_reason == "regions-template"
     assert fallback_placement(cut, boxes, qc) is None
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_thorax_placement_is_checked_against_a_visible_diaphragm(seed: int) -> None:
+    """Its base is a prior (or the locator's unchecked one): where the dome is plainly seen,
+    a lower zone and angle far below it go as missing (``below-dome``), the film is used.
+    On a development film (cb706009) this caught a right lower zone in the liver."""
+    anatomy = random_anatomy(np.random.default_rng(seed))
+    image, truth = render_chest(seed, anatomy, {}), true_regions(anatomy, {})
+    lung = truth.get("left_lung")
+    assert lung is not None
+    names = ("left_costophrenic_angle", "left_lower_lung_zone")
+    drop = 0.3 * (lung[3] - lung[1])
+    moved = tuple(
+        (b[0], b[1] + drop, b[2], b[3] + drop) if b is not None and r in names else b
+        for r, b in zip(REGIONS, truth.boxes, strict=True)
+    )
+    qc = check_placement(image, replace(truth, boxes=moved, method="thorax"))
+    assert qc.film_ok
+    assert set(qc.failed) == set(names)
+    for region in qc.regions:
+        if region.region in names:
+            assert region.reasons == ("below-dome",)
+    in_place = check_placement(image, replace(truth, method="thorax"))
+    assert in_place.failed == ()
+    assert max(r.confidence for r in in_place.regions) <= THORAX_CONFIDENCE
