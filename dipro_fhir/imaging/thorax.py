@@ -30,12 +30,13 @@ placement's midline, which is the outline's own centre); a trunk at least
 :data:`MIN_TRUNK_ROWS` of the film high; and a bright central column (the columns within
 :data:`MAX_OFF_CENTRE` of the outline's width from its centre: spine and mediastinum) at
 least :data:`MIN_SPINE_CONTRAST` brighter than the chest wall (:data:`CHEST_WALL`). A blank
-film, noise, a lateral film (the locator places nothing on those) or a shape without a
-spine gets nothing, and QC's refusal stands.
+film, noise, a lateral film (the geometric locator places nothing on those: no refusal to
+undo) or a shape without a spine gets nothing, and QC's refusal stands.
 
 The placement is marked (``RegionBoxes.method == "thorax"``); quality control checks it
 like any other (body outline, sizes, sides, heart) except against the film-measured lung
-base (the base is what could not be seen), and caps every region's confidence at
+base (the base is what could not be seen; a lower zone or angle far below a plainly seen
+dome still fails, ``below-dome``), and caps every region's confidence at
 ``THORAX_CONFIDENCE`` (:mod:`dipro_fhir.imaging.qc`). The pipeline reports each such film
 (``regions-from-thorax``, :mod:`dipro_fhir.imaging.events`).
 """
