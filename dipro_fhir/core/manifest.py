@@ -205,6 +205,7 @@ def score_to_json(score: Score) -> dict[str, Any]:
         "missing_regions": list(score.missing_regions),
         "images_not_used": score.images_not_used,
         "films_left_out": list(score.films_left_out),
+        "films_from_thorax": list(score.films_from_thorax),
     }
 
 
@@ -224,4 +225,5 @@ def score_from_json(data: Mapping[str, Any]) -> Score:
         missing_regions=tuple(data.get("missing_regions", ())),
         images_not_used=int(data.get("images_not_used", 0)),
         films_left_out=tuple(str(f) for f in data.get("films_left_out", ())),
+        films_from_thorax=tuple(str(f) for f in data.get("films_from_thorax", ())),
     )

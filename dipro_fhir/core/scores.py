@@ -93,6 +93,9 @@ class Score:
             ``<resource> (<reason code>)``: ``instance/<SOP UID>`` or ``study/<UID>`` or
             ``ImagingStudy/<id>`` with e.g. ``regions-qc-film``, ``corrupt-dicom``,
             ``patient-mismatch`` (the RiskAssessment's note names them).
+        films_from_thorax: Films used whose regions were placed from the thorax outline
+            (white lungs, ``regions-from-thorax``: less sure than measured lung fields), as
+            ``<resource>`` (the RiskAssessment's note names them).
     """
 
     patient_id: PatientId
@@ -109,6 +112,7 @@ class Score:
     missing_regions: tuple[str, ...] = ()
     images_not_used: int = 0
     films_left_out: tuple[str, ...] = ()
+    films_from_thorax: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.outcome not in outcomes_for(self.task):

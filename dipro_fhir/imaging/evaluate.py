@@ -13,7 +13,12 @@ film's path under the folder without its suffix, ``__`` for ``/``.
 With a COCO truth file (``images[].file_name`` matched on the file stem, categories named as
 ``dipro.vocab.REGIONS``) it adds, per region, the IoU of every placed box with the truth and
 the quality-control confusion: a placed box counts as *wrong* when its IoU with the truth is
-under :data:`WRONG_IOU`, and as *flagged* when quality control failed it (or the film).
+under :data:`WRONG_IOU`, and as *flagged* when quality control failed it (or the film). A
+film QC refused as a white lung's and placed again from its thorax outline
+(:mod:`dipro_fhir.imaging.thorax`) is used: its record keeps the locator's boxes and IoUs
+(``boxes``, ``iou``: the mean IoU per region is the locator's) and adds the boxes used
+(``qc.thorax_boxes``, ``qc.thorax_iou``); the confusion counts the boxes used, each of
+such a film flagged.
 A locator that learnt from annotated films and can leave a patient out (``leave_out``, the
 atlas locator) never sees the film's own patient (``images[].patient_id`` of the truth), so
 the figures are leave-patient-out.
@@ -45,6 +50,7 @@ from dipro_fhir.imaging.decode import (
 from dipro_fhir.imaging.overlay import closeups, overlay
 from dipro_fhir.imaging.qc import check_placement
 from dipro_fhir.imaging.regions import RegionLocator
+from dipro_fhir.imaging.thorax import fallback_placement
 
 #: A placed box whose IoU with the annotated one is below this counts as wrong. On the
 #: development films, boxes judged wrong by eye had IoU 0.0..0.65 (90 % under 0.48), boxes
@@ -211,6 +217,7 @@ class Evaluation:
             "films_with_truth": sum(1 for r in read if "iou" in r),
             "films_usable": len(usable),
             "films_all_ten_kept": sum(1 for r in usable if not r["qc"]["failed"]),
+            "films_from_thorax": sum(1 for r in usable if r["qc"].get("from_thorax")),
             "mean_iou": {
                 k: float(np.mean([v for _, v in pairs])) if pairs else None
                 for k, pairs in self.ious.items()
@@ -266,8 +273,14 @@ def evaluate_folder(
         boxes = film_locator.locate(image)
         located = time.perf_counter()
         qc = check_placement(image, boxes)
+        # What is used: the placement, or for a white lung the one from the thorax outline.
+        used, from_thorax = (boxes, qc), None
+        fallback = fallback_placement(image, boxes, qc)
+        if fallback is not None:
+            used, from_thorax = fallback, qc.film_reason
         checked = time.perf_counter()
         ev.seconds.append(checked - started)
+        qc = used[1]
         failed = set(qc.failed)
         record: dict[str, Any] = {
             "file": str(path.relative_to(folder)),
@@ -283,8 +296,11 @@ def evaluate_folder(
                 "film_ok": qc.film_ok,
                 "film_reason": qc.film_reason,
                 "no_outside_air": qc.no_outside_air,
+                # Why QC refused the locator's placement, when the film was placed again
+                # from its thorax outline (``thorax_boxes``; ``boxes`` stay the locator's).
+                "from_thorax": from_thorax,
                 "failed": sorted(
-                    failed & {r for r, b in zip(REGIONS, boxes.boxes, strict=True) if b}
+                    failed & {r for r, b in zip(REGIONS, used[0].boxes, strict=True) if b}
                 ),
                 "regions": {
                     r.region: {"confidence": round(r.confidence, 3), "reasons": list(r.reasons)}
@@ -294,27 +310,41 @@ def evaluate_folder(
             "seconds": {"locate": located - started, "qc": checked - located},
             "left_out_patient": patient is not None and film_locator is not locator,
         }
+        if from_thorax:
+            record["qc"]["thorax_boxes"] = dict(zip(REGIONS, used[0].boxes, strict=True))
         want = (truth or {}).get(path.stem)
         if want:
             record["iou"] = {}
             for region, box in zip(REGIONS, boxes.boxes, strict=True):
-                if box is None or region not in want:
-                    continue
-                value = iou(box, want[region])
-                record["iou"][region] = round(value, 3)
-                ev.ious[region].append((patient or path.stem, value))
+                if box is not None and region in want:
+                    value = iou(box, want[region])
+                    record["iou"][region] = round(value, 3)
+                    ev.ious[region].append((patient or path.stem, value))
+            if from_thorax:
+                record["qc"]["thorax_iou"] = {
+                    r: round(iou(b, want[r]), 3)
+                    for r, b in zip(REGIONS, used[0].boxes, strict=True)
+                    if b is not None and r in want
+                }
+            # The confusion is of the boxes used: from the thorax outline, each is flagged.
+            used_iou = record["qc"]["thorax_iou"] if from_thorax else record["iou"]
+            for region, value in used_iou.items():
+                flagged = region in failed or from_thorax is not None
                 key = ("wrong" if value < WRONG_IOU else "ok") + (
-                    "_flagged" if region in failed else "_unflagged"
+                    "_flagged" if flagged else "_unflagged"
                 )
                 ev.confusion[key] += 1
         ev.records.append(record)
         if out is not None:
             flags = [r in failed for r in REGIONS]
-            title = f"{path.stem} {boxes.method} {'ok' if qc.film_ok else qc.film_reason}"
+            title = f"{path.stem} {used[0].method} {'ok' if qc.film_ok else qc.film_reason}"
+            if from_thorax:
+                title += f" (locator: {from_thorax}; all flagged)"
+            drawn = used[0].boxes
             # Films in subfolders may share a stem: their drawings must not overwrite.
             name = "__".join(path.relative_to(folder).with_suffix("").parts) + ".png"
-            overlay(image, boxes.boxes, flagged=flags, title=title).save(out / "overlays" / name)
-            closeups(image, boxes.boxes, truth=want, flagged=flags).save(out / "closeups" / name)
+            overlay(image, drawn, flagged=flags, title=title).save(out / "overlays" / name)
+            closeups(image, drawn, truth=want, flagged=flags).save(out / "closeups" / name)
     if out is not None:
         payload = {"summary": ev.summary(), "films": ev.records}
         (out / "regions.json").write_text(json.dumps(payload, indent=1) + "\n")
@@ -327,6 +357,7 @@ def render_summary(summary: Mapping[str, Any]) -> str:
         f"films {summary['films']}, unreadable {summary['films_unreadable']}, "
         f"usable {summary['films_usable']}, "
         f"all ten regions kept {summary['films_all_ten_kept']}, "
+        f"placed from the thorax outline {summary.get('films_from_thorax', 0)}, "
         f"{1e3 * (summary['seconds_per_film'] or 0.0):.0f} ms per film (locate + QC)"
     ]
     ious = {k: v for k, v in summary["mean_iou"].items() if v is not None}

@@ -14,6 +14,10 @@ the patient:
 - ``regions-opacified-base``: one lung's base was measured well above the other's (an
   opacity at that base looks like the diaphragm) and its boxes were checked against the
   other lung's base (:func:`~dipro_fhir.imaging.qc_measures.reference_bases`); the film is used;
+- ``regions-from-thorax``: the locator's lung fields were refused by quality control as a
+  white lung's are (only the apices found, none, or both bases hidden) and the regions were
+  placed from the thorax outline instead (:mod:`dipro_fhir.imaging.thorax`; detail: the
+  refusal), every region at most ``qc.THORAX_CONFIDENCE``; the film is used;
 - ``regions-partial``: the event is produced with some regions missing (detail: which);
   missing regions are zero crops with a False mask, which the model replaces by its
   learnable padding;
@@ -56,14 +60,15 @@ from dipro_fhir.imaging.decode import (
     decode_radiograph,
 )
 from dipro_fhir.imaging.frontal import ImageCandidate, acquisition_time, select_frontal
-from dipro_fhir.imaging.qc import apply_qc, check_placement
+from dipro_fhir.imaging.qc import THORAX_CONFIDENCE, THORAX_METHOD, apply_qc, check_placement
 from dipro_fhir.imaging.regions import GeometricRegionLocator, RegionLocator
 from dipro_fhir.imaging.sources import CHEST_MODALITIES, ImageSource
+from dipro_fhir.imaging.thorax import fallback_placement
 
 log = logging.getLogger(__name__)
 
 #: Version of the region QC verdict (which codes an image raises); part of the cache key.
-QC_VERSION = "qc/6"
+QC_VERSION = "qc/7"
 #: DICOM frame numbers start at 1; a radiograph is one frame.
 FRAME = 1
 #: Codes of the QC verdict, replayed from the cache when the image is not read again.
@@ -74,6 +79,7 @@ QC_CODES = frozenset(
         "regions-approximate",
         "regions-qc-failed",
         "regions-opacified-base",
+        "regions-from-thorax",
     }
 )
 
@@ -149,6 +155,10 @@ def image_event_from_dataset(
     if not placed.any():
         return None, [MappingIssue("regions-not-found", resource, "thorax not found")]
     qc = check_placement(image, boxes)
+    refused = qc.film_reason
+    fallback = fallback_placement(image, boxes, qc)
+    if fallback is not None:
+        boxes, qc = fallback
     if not qc.film_ok:
         # The placement as a whole is not plausible: the film is not used (issue 11).
         return None, [MappingIssue("regions-qc-film", resource, qc.film_reason)]
@@ -158,6 +168,15 @@ def image_event_from_dataset(
                 "regions-opacified-base",
                 resource,
                 f"{side} lung base measured high (an opacity?): checked against the other base",
+            )
+        )
+    if boxes.method == THORAX_METHOD:
+        issues.append(
+            MappingIssue(
+                "regions-from-thorax",
+                resource,
+                f"lung fields refused ({refused}): regions placed from the thorax outline, "
+                f"confidence at most {THORAX_CONFIDENCE}",
             )
         )
     if boxes.approximate:

@@ -48,6 +48,13 @@ is the steepest dark-to-bright rise near the box
 (:func:`~dipro_fhir.imaging.qc_measures.lung_base`), and the locator's own
 agreement and thorax match are checked as well.
 
+A placement from the thorax outline (``method == "thorax"``,
+:mod:`dipro_fhir.imaging.thorax`: a white lung whose fields the locator could not measure) is
+checked like any other, except against the film-measured lung base (what could not be
+seen) but against a plainly visible dome (``below-dome``, a lower zone or angle alone goes as
+missing then, without failing the film); every region's confidence is at most
+:data:`THORAX_CONFIDENCE`.
+
 Each check gives a margin; the region's confidence is ``min(1, 0.5 + margin / 2)`` over its
 checks, so a region fails (``confidence < 0.5``) exactly when a check fails. A failed region
 goes downstream as missing. The whole film fails when the boxes are not measured from
@@ -134,6 +141,11 @@ DOME_TOLERANCE = 0.1
 #: The most confidence a lung, lower zone or angle gets when its side's dome is not plainly
 #: seen (a hazy base: the box cannot be checked there, so it is not sure, yet not failed).
 UNSEEN_BASE_CONFIDENCE = 0.7
+#: A placement from the thorax outline (:mod:`dipro_fhir.imaging.thorax`, a white lung whose
+#: fields could not be measured): not checked against the film-measured lung base (what
+#: could not be seen), and no region's confidence above :data:`THORAX_CONFIDENCE`.
+THORAX_METHOD = "thorax"
+THORAX_CONFIDENCE = 0.6
 _SIDE = {
     r: ("left" if r.startswith("left") else "right" if r.startswith("right") else "")
     for r in REGIONS
@@ -247,12 +259,17 @@ def check_placement(image: Image, boxes: RegionBoxes) -> PlacementQC:
         BASES_APART * lung_height,
         MAX_RAISED * lung_height,
     )
+    from_outline = boxes.method == THORAX_METHOD
     for side, lung in (("right", rl), ("left", ll)):
-        if registered:
+        if registered or from_outline:
             _check_dome(margins, placed, side, domes[side], lung[3] - lung[1])
+    if from_outline:
+        cap = 2 * (THORAX_CONFIDENCE - 0.5)  # _score(cap) == the cap
+        for region in placed:
+            margins[region].append((cap, "from-thorax-outline"))
     for side, lung in (("right", rl), ("left", ll)):
         image_left = side == "right"
-        base = bases[side]
+        base = None if from_outline else bases[side]
         lh, lw = lung[3] - lung[1], lung[2] - lung[0]
         other = (ll[2] - mid) if image_left else (mid - rl[0])
         for part in _BASE_REGIONS:
@@ -314,9 +331,22 @@ def check_placement(image: Image, boxes: RegionBoxes) -> PlacementQC:
         reason = "region-off-film"
     elif "left_lung" in failed or "right_lung" in failed:
         reason = "lung-failed"
-    elif len(failed) >= (MAX_FAILED_REGISTERED if registered else MAX_FAILED_REGIONS):
+    elif len(_doubtful(verdicts, from_outline)) >= (
+        MAX_FAILED_REGISTERED if registered else MAX_FAILED_REGIONS
+    ):
         reason = "regions-failed"
     return PlacementQC(verdicts, not reason, reason, film.no_air, base_from_other)
+
+
+def _doubtful(verdicts: tuple[RegionQC, ...], from_outline: bool) -> list[str]:
+    """The failed regions that put the whole placement in doubt. On a placement from the
+    thorax outline a lower zone or angle below a plainly seen dome (``below-dome``) does not:
+    its base is a prior, not a fit, and the region alone goes as missing."""
+    return [
+        v.region
+        for v in verdicts
+        if not v.ok and not (from_outline and set(v.reasons) == {"below-dome"})
+    ]
 
 
 def _check_dome(

@@ -11,6 +11,8 @@ variable names, reason codes and counts only):
   window (``PatientTimeline.ehr_mask``).
 * ``image_problems``: radiographs or studies that gave no usable image, by reason
   (:data:`IMAGE_UNUSABLE`).
+* ``image_flags``: radiographs used with a flag on how their regions were placed, by code
+  (:data:`IMAGE_FLAGGED`: a white lung placed from its thorax outline).
 * ``unattributed_problems``: data problems that belong to no patient that can be told
   (a line that is not JSON, a reference that resolves to nobody), by code.
 
@@ -46,6 +48,8 @@ IMAGE_UNUSABLE: Final[frozenset[str]] = frozenset(
         "after-as-of",
     }
 )
+#: Issue codes of radiographs that are used, with regions placed less surely than usual.
+IMAGE_FLAGGED: Final[frozenset[str]] = frozenset({"regions-from-thorax"})
 #: Smallest coverage change (share of patients) worth reporting between two nights.
 COVERAGE_CHANGE: Final[float] = 0.05
 _DISPLAY_CHARS: Final[int] = 80
@@ -69,6 +73,7 @@ class DataQuality:
     variable_patients: Mapping[str, int] = field(default_factory=_empty)
     image_problems: Mapping[str, int] = field(default_factory=_empty)
     unattributed_problems: Mapping[str, int] = field(default_factory=_empty)
+    image_flags: Mapping[str, int] = field(default_factory=_empty)
 
     def coverage(self) -> dict[str, float]:
         """Per variable (``dipro.vocab`` order): share of patients with >= 1 value."""
@@ -94,6 +99,7 @@ class DataQuality:
             variable_patients=add(self.variable_patients, other.variable_patients),
             image_problems=add(self.image_problems, other.image_problems),
             unattributed_problems=add(self.unattributed_problems, other.unattributed_problems),
+            image_flags=add(self.image_flags, other.image_flags),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -105,6 +111,7 @@ class DataQuality:
             "variable_patients": dict(self.variable_patients),
             "image_problems": dict(self.image_problems),
             "unattributed_problems": dict(self.unattributed_problems),
+            "image_flags": dict(self.image_flags),
         }
 
     @classmethod
@@ -124,6 +131,7 @@ class DataQuality:
             variable_patients=counts("variable_patients"),
             image_problems=counts("image_problems"),
             unattributed_problems=counts("unattributed_problems"),
+            image_flags=counts("image_flags"),
         )
 
 
@@ -159,8 +167,12 @@ def timeline_quality(timeline: PatientTimeline) -> DataQuality:
     )
     variables = {v: 1 for v, seen in zip(VARIABLES, observed, strict=False) if seen}
     images = Counter(i.code for i in timeline.issues if i.code in IMAGE_UNUSABLE)
+    flags = Counter(i.code for i in timeline.issues if i.code in IMAGE_FLAGGED)
     return DataQuality(
-        patients=1, variable_patients=_frozen(variables), image_problems=_frozen(images)
+        patients=1,
+        variable_patients=_frozen(variables),
+        image_problems=_frozen(images),
+        image_flags=_frozen(flags),
     )
 
 
@@ -239,6 +251,9 @@ def render_quality(quality: DataQuality, change: QualityChange | None = None, to
     lines.append("  " + (", ".join(reversed(seen)) if seen else "no variable has a value"))
     images = ", ".join(f"{k} {v}" for k, v in sorted(quality.image_problems.items()))
     lines.append(f"images unusable {images or 'none'}")
+    if quality.image_flags:
+        flagged = ", ".join(f"{k} {v}" for k, v in sorted(quality.image_flags.items()))
+        lines.append(f"images flagged  {flagged}")
     orphans = ", ".join(f"{k} {v}" for k, v in sorted(quality.unattributed_problems.items()))
     lines.append(f"no patient      {orphans or 'no problems without a patient'}")
     if change is not None:

@@ -78,6 +78,7 @@ def summary_part(quality: DataQuality, change: dict[str, Any] | None) -> dict[st
         "unmapped_code_count": len(quality.unmapped_codes),
         "coverage": {k: round(v, 4) for k, v in quality.coverage().items()},
         "image_problems": dict(quality.image_problems),
+        "image_flags": dict(quality.image_flags),
         "unattributed_problems": dict(quality.unattributed_problems),
         "compared_with": change,
     }

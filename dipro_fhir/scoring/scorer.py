@@ -172,6 +172,13 @@ def films_left_out(tl: PatientTimeline) -> tuple[str, ...]:
     return tuple(dict.fromkeys(found))
 
 
+def films_from_thorax(tl: PatientTimeline) -> tuple[str, ...]:
+    """The films used whose regions were placed from the thorax outline (white lungs:
+    ``regions-from-thorax`` issues), in the order met."""
+    found = [i.resource for i in tl.issues if i.code == "regions-from-thorax" and i.resource]
+    return tuple(dict.fromkeys(found))
+
+
 def _basis(tl: PatientTimeline) -> tuple[ResourceRef, ...]:
     studies = {img.imaging_study for img in tl.images if img.imaging_study is not None}
     return tuple(sorted(studies, key=lambda r: r.id)) + tuple(
@@ -187,6 +194,7 @@ def _scores_of(
     basis = _basis(tl)
     missing, not_used = region_problems(tl)
     left_out = films_left_out(tl)
+    from_thorax = films_from_thorax(tl)
 
     def make(task: str, outcome: str, p: float) -> Score:
         return Score(
@@ -204,6 +212,7 @@ def _scores_of(
             missing_regions=missing,
             images_not_used=not_used,
             films_left_out=left_out,
+            films_from_thorax=from_thorax,
         )
 
     if result.mortality is not None:

@@ -180,8 +180,8 @@ class DataQualityRow(Base):
 
     ``kind`` is ``patients`` (item ``''``), ``unmapped-code`` (item ``system|code``, count =
     Observations, ``detail`` = a display), ``variable-coverage`` (item = variable, count =
-    patients with a value, ``share`` = count / patients), ``image-problem`` or
-    ``unattributed-problem`` (item = issue code).
+    patients with a value, ``share`` = count / patients), ``image-problem``, ``image-flag``
+    (a radiograph used with a flag) or ``unattributed-problem`` (item = issue code).
     """
 
     __tablename__ = "data_quality"

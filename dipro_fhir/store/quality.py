@@ -26,6 +26,7 @@ _COUNTS: Final[dict[str, str]] = {
     "variable-coverage": "variable_patients",
     "image-problem": "image_problems",
     "unattributed-problem": "unattributed_problems",
+    "image-flag": "image_flags",
 }
 
 

@@ -61,6 +61,10 @@ EHR_ONLY_NOTE = "scored without CXR pairs (EHR-only path)"
 REGIONS_MISSING_NOTE = "anatomical regions missing on the radiographs used (model padding)"
 FILMS_NOT_USED_NOTE = "region placement failed quality control"
 FILMS_LEFT_OUT_NOTE = "films of the window not used (resource, reason)"
+FROM_THORAX_NOTE = (
+    "films used with regions placed from the thorax outline (white lungs: lung fields not "
+    "measurable; regions less sure)"
+)
 #: At most this many films are named in the note (the rest are counted).
 MAX_FILMS_NAMED = 10
 SOURCE_URI_SYSTEM = "urn:ietf:rfc:3986"
@@ -230,6 +234,7 @@ def regions_notes(scores: Sequence[Score]) -> list[str]:
     missing = sorted({r for s in scores for r in s.missing_regions}, key=REGIONS.index)
     not_used = max((s.images_not_used for s in scores), default=0)
     left_out = list(dict.fromkeys(f for s in scores for f in s.films_left_out))
+    from_thorax = list(dict.fromkeys(f for s in scores for f in s.films_from_thorax))
     notes = []
     if missing:
         notes.append(f"{REGIONS_MISSING_NOTE}: {', '.join(missing)}")
@@ -243,6 +248,14 @@ def regions_notes(scores: Sequence[Score]) -> list[str]:
             else ""
         )
         notes.append(f"{FILMS_LEFT_OUT_NOTE}: {named}{more}")
+    if from_thorax:
+        named = "; ".join(from_thorax[:MAX_FILMS_NAMED])
+        more = (
+            f"; and {len(from_thorax) - MAX_FILMS_NAMED} more"
+            if len(from_thorax) > MAX_FILMS_NAMED
+            else ""
+        )
+        notes.append(f"{FROM_THORAX_NOTE}: {named}{more}")
     return notes
 
 

@@ -24,6 +24,7 @@ TONIGHT = DataQuality.from_json(
         "variable_patients": {"heart_rate": 4, "sodium": 1},
         "image_problems": {"image-missing": 2},
         "unattributed_problems": {"invalid-json": 1},
+        "image_flags": {"regions-from-thorax": 3},
     }
 )
 

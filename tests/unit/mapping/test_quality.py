@@ -32,6 +32,7 @@ summaries = st.builds(
     variable_patients=variables,
     image_problems=reasons,
     unattributed_problems=reasons,
+    image_flags=st.dictionaries(st.just("regions-from-thorax"), st.integers(1, 5)),
 )
 
 
@@ -105,9 +106,12 @@ def test_coverage_and_image_problems_come_from_the_timeline() -> None:
         extra_issues=[
             MappingIssue("image-missing", "study/1.2.3"),
             MappingIssue("regions-partial", "instance/1.2.3.4"),  # usable: not counted
+            MappingIssue("regions-from-thorax", "instance/1.2.3.5"),  # used, flagged
         ],
     )
     quality = timeline_quality(timeline).merged(DataQuality(patients=1))
     assert quality.coverage()["heart_rate"] == 0.5
     assert quality.coverage()["sodium"] == 0.0
     assert dict(quality.image_problems) == {"image-missing": 1}
+    assert dict(quality.image_flags) == {"regions-from-thorax": 1}
+    assert "images flagged  regions-from-thorax 1" in render_quality(quality)

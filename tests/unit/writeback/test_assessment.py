@@ -219,3 +219,33 @@ def test_the_note_names_which_films_were_left_out_and_why() -> None:
         for n in to_risk_assessment([replace(s, films_left_out=many) for s in base])["note"]
     ]
     assert any(n.endswith("; and 3 more") for n in notes)
+
+
+def test_the_note_names_the_films_placed_from_the_thorax_outline() -> None:
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from dipro_fhir.core.timeline import MappingIssue
+    from dipro_fhir.scoring.scorer import films_from_thorax
+    from dipro_fhir.writeback.assessment import FROM_THORAX_NOTE
+
+    timeline: Any = SimpleNamespace(  # films_from_thorax reads the timeline's issues only
+        issues=(
+            MappingIssue("regions-from-thorax", "instance/1.2.3", "lung fields refused"),
+            MappingIssue("regions-partial", "instance/1.2.4", "missing: left_lung"),
+            MappingIssue("regions-from-thorax", "instance/1.2.3", "again"),
+        )
+    )
+    flagged = films_from_thorax(timeline)
+    assert flagged == ("instance/1.2.3",)
+    base = _task(patient_scores("p1"), "mortality")
+    notes = [
+        n["text"]
+        for n in to_risk_assessment([replace(s, films_from_thorax=flagged) for s in base])["note"]
+    ]
+    assert f"{FROM_THORAX_NOTE}: instance/1.2.3" in notes
+    # The chunk manifests carry it from scoring to the write-back.
+    from dipro_fhir.core.manifest import score_from_json, score_to_json
+
+    flagged_score = replace(base[0], films_from_thorax=flagged)
+    assert score_from_json(score_to_json(flagged_score)) == flagged_score
