@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The compose stack for real (opt-in; not part of scripts/test.sh): the project's Docker engine
+# The compose stack for real (opt-in; `DIPRO_TEST_DOCKER=1 scripts/test.sh` runs it after the
+# suite): the project's Docker engine
 # (scripts/docker.sh up: docker.io from Debian, dockerd under /var/lib/dipro-docker, the Debian
 # base image, the host's CA bundle for the builds), then tests/e2e/test_docker_compose.py with
 # DIPRO_DOCKER_E2E=1: build, up with health checks, a synthetic cohort, nights over Airflow's

@@ -7,8 +7,8 @@
 3. Fit the normalisation statistics on the training split only (reference §7.1.11).
 4. Train (:func:`dipro.train.fit`: unweighted losses, the epoch chosen on the validation loss
    over the prevalence, :class:`~dipro.train.TrainingFailed` when it does not learn). With
-   ``config.summary_path`` the network starts as a regression fitted on the training split
-   (:mod:`dipro.linear_start`) and must beat it.
+   ``config.summary_path`` the network is then stacked with a regression on the window
+   statistics, the mixture chosen on validation (:mod:`dipro.stacking`).
 5. Fit the calibration maps on the validation split, and the logistic-regression baseline on
    the training split (its penalty chosen on validation).
 6. Evaluate on the test split, patients never used to fit or select anything, against the
@@ -35,9 +35,9 @@ import numpy as np
 from dipro.calibration import fit_calibration
 from dipro.checkpoint import read_card, save_checkpoint, write_card
 from dipro.config import DiproConfig
-from dipro.linear_start import start_from_linear
 from dipro.network import DiPro
 from dipro.predictions import Predictions, predict
+from dipro.stacking import fit_regression, stack
 from dipro.train import FitResult, FitSettings, TrainingFailed, fit, seed_everything
 from dipro.vocab import PROGRESSION_IGNORE
 from dipro_fhir.core.errors import TrainingError
@@ -217,9 +217,7 @@ def _train(
     val = write_batches(store.read("validation"), prep, config, work / "batches" / "validation")
     seed_everything(plan.seed)
     model = DiPro(config)
-    if config.summary_path:
-        penalties = start_from_linear(model, train, val)
-        say(f"the summary path starts as a fitted regression (L2 by task: {penalties})")
+    path, model.summary = model.summary, None  # trained alone, stacked afterwards
     say(f"training {', '.join(tasks)} for at most {plan.epochs} epochs")
     result = fit(
         model,
@@ -239,6 +237,10 @@ def _train(
         else f"epoch {result.best_epoch}"
     )
     say(f"chose {chosen}: validation loss / prevalence {result.criterion:.3f}")
+    if path is not None:
+        fit_regression(path, model.heads.layout, train, val)
+        mix = stack(model, path, val)
+        say(f"stacked with the regression on the window statistics, its weight by task: {mix}")
     calibration = fit_calibration(predict(model, val))
     baseline = fit_baseline(*_labels(store.read("train")), *_labels(store.read("validation")))
     staged = work / "checkpoint"

@@ -105,8 +105,7 @@ class FitResult:
     Attributes:
         best_epoch: The chosen epoch (0-based).
         criterion: Its mean validation loss ratio (lower is better; 1 = the prevalence).
-        initial_criterion: The starting network's (untrained, or the summary path's fitted
-            regression, ``dipro.linear_start``).
+        initial_criterion: The untrained network's.
         tasks: The tasks the criterion covers (those with validation labels).
         prevalence: The training split's label shares (the constant predictor).
         history: Every epoch run.
@@ -306,9 +305,8 @@ def _check_learned(result: FitResult) -> None:
     every task beats its prevalence."""
     if result.best_epoch < 0 or not result.criterion < result.initial_criterion:
         raise TrainingFailed(
-            f"no epoch beat the starting network on validation loss "
-            f"(best {result.criterion:.4f}, at the start {result.initial_criterion:.4f}; the "
-            "start is the fitted regression when the summary path is on)"
+            f"no epoch beat the untrained network on validation loss "
+            f"(best {result.criterion:.4f}, untrained {result.initial_criterion:.4f})"
         )
     weak = {t: r for t, r in result.ratios.items() if not r < 1.0}
     if weak:

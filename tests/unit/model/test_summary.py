@@ -11,7 +11,7 @@ import torch
 
 from dipro import DiPro, DiproConfig
 from dipro.config import DiproConfig as Config
-from dipro.linear_start import start_from_linear
+from dipro.stacking import fit_regression, stack
 from dipro.summary import STATISTICS, window_statistics
 from dipro.vocab import DEMOGRAPHIC_COLUMNS, VARIABLES
 from dipro_fhir.core.timeline import PatientId, PatientTimeline
@@ -104,28 +104,39 @@ def _timeline(values: np.ndarray, mask: np.ndarray) -> PatientTimeline:
     )
 
 
-def test_the_network_starts_as_the_fitted_regression_and_keeps_it(
+def test_stacking_mixes_the_network_with_the_fitted_regression(
     tiny_config: DiproConfig,
 ) -> None:
     model = DiPro(dataclasses.replace(tiny_config, summary_path=True))
+    path, model.summary = model.summary, None
+    assert path is not None
     data = [synthetic(16, seed=s) for s in range(4)]
-    chosen = start_from_linear(model, data[:3], data[3:])
-    assert model.summary is not None
-    assert "mortality" in chosen
-    assert "los" in chosen
-    assert not any(p.requires_grad for p in model.summary.parameters())
-    batch, targets = data[0]
+    batch, targets = data[3]
     model.eval()
     with torch.no_grad():
-        out = model(batch)
-        wide = model.summary(
-            batch.ehr_values, batch.ehr_mask, batch.ehr_row_mask, batch.demographics
-        )
-    assert out.mortality is not None
-    torch.testing.assert_close(out.mortality, wide[:, model.heads.layout["progression"][0] * 3])
-    # A regression, not a constant: it separates the training labels better than the rate does.
-    p = torch.sigmoid(out.mortality).clamp(1e-6, 1 - 1e-6)
+        alone = model(batch).mortality
+    penalties = fit_regression(path, model.heads.layout, data[:3], data[3:])
+    assert {"mortality", "los"} <= set(penalties)
+    assert not any(p.requires_grad for p in path.parameters())
+    with torch.no_grad():
+        regression = path(batch.ehr_values, batch.ehr_mask, batch.ehr_row_mask, batch.demographics)
+    mortality_column = model.heads.layout["progression"][0] * 3
+    weights = stack(model, path, data[3:])
+    assert model.summary is path
+    assert set(weights) == {f"progression:{k}" for k in range(7)} | {"mortality", "los"}
+    w = weights["mortality"]
+    assert 0.0 <= w <= 1.0
+    with torch.no_grad():
+        stacked = model(batch).mortality
+    assert alone is not None
+    assert stacked is not None
+    torch.testing.assert_close(
+        stacked, (1 - w) * alone + w * regression[:, mortality_column], rtol=1e-4, atol=1e-5
+    )
+    # Chosen on these patients' log-loss: never worse than the network alone.
     y = targets.mortality
-    rate = y.mean().clamp(1e-6, 1 - 1e-6)
-    nll = -(y * p.log() + (1 - y) * (1 - p).log()).mean()
-    assert float(nll) < float(-(y * rate.log() + (1 - y) * (1 - rate).log()).mean())
+
+    def loss(z: torch.Tensor) -> float:
+        return float(torch.nn.functional.binary_cross_entropy_with_logits(z, y))
+
+    assert loss(stacked) <= loss(alone) + 1e-6
