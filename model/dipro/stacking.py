@@ -8,8 +8,9 @@ is, into the summary path; and (2) chooses per task (per finding for progression
 ``(1 - w) * network + w * regression`` by scaling the heads' last layers and the summary
 path's rows. ``w = 0`` (the network alone) is always a candidate, so on validation patients
 the stack is never worse than the network. Calibration is fitted afterwards, on the stacked
-logits. Stacking (Wolpert, 1992) with a simple model: on the synthetic world the network and
-the regression were level on mortality, their errors differ, and the mixture beat both.
+logits. Stacking (Wolpert, 1992) with a simple model. On the synthetic world it improved the
+demo checkpoint's mortality Brier score, calibration and progression slightly; mortality AUROC
+stayed level with the regression's (docs/models.md).
 """
 
 from __future__ import annotations

@@ -4,10 +4,10 @@ Not in the paper (off in the paper configs). On EHR-driven tasks a logistic regr
 per-variable summaries of the window (last, mean, lowest, highest value, change, share of
 hours observed, and the demographics) was level with the whole network on held-out synthetic
 patients (docs/models.md): the attention stack has to rediscover from 48 hourly rows what the
-summaries state outright. This path gives the network those summaries directly, "wide and
-deep" (Cheng et al., 2016): its logits are added to the heads' logits, it starts at zero (the
-network begins as without it) and is trained jointly with the rest, so the network can learn
-the linear solution and what the sequence adds beyond it.
+summaries state outright. This path gives the network those summaries directly: its logits
+are added to the heads' logits. It starts at zero (the network begins as without it);
+``dipro_fhir``'s trainer fits it as a regression after training the rest and stacks the two
+(``dipro.stacking``).
 
 The statistics are computed here from the batch, so scoring needs nothing new from the
 pipeline. Values are the caller's normalised ones, read only where observed; a variable never
