@@ -241,22 +241,16 @@ def regions_notes(scores: Sequence[Score]) -> list[str]:
     if not_used:
         notes.append(f"{not_used} radiograph(s) not used: {FILMS_NOT_USED_NOTE}")
     if left_out:
-        named = "; ".join(left_out[:MAX_FILMS_NAMED])
-        more = (
-            f"; and {len(left_out) - MAX_FILMS_NAMED} more"
-            if len(left_out) > MAX_FILMS_NAMED
-            else ""
-        )
-        notes.append(f"{FILMS_LEFT_OUT_NOTE}: {named}{more}")
+        notes.append(f"{FILMS_LEFT_OUT_NOTE}: {_named(left_out)}")
     if from_thorax:
-        named = "; ".join(from_thorax[:MAX_FILMS_NAMED])
-        more = (
-            f"; and {len(from_thorax) - MAX_FILMS_NAMED} more"
-            if len(from_thorax) > MAX_FILMS_NAMED
-            else ""
-        )
-        notes.append(f"{FROM_THORAX_NOTE}: {named}{more}")
+        notes.append(f"{FROM_THORAX_NOTE}: {_named(from_thorax)}")
     return notes
+
+
+def _named(films: Sequence[str]) -> str:
+    """At most ``MAX_FILMS_NAMED`` films, then how many more."""
+    more = len(films) - MAX_FILMS_NAMED
+    return "; ".join(films[:MAX_FILMS_NAMED]) + (f"; and {more} more" if more > 0 else "")
 
 
 def _notes(

@@ -34,8 +34,8 @@ def _white_lungs(seed: int) -> tuple[np.ndarray, dict[str, dict[str, float]]]:  
     return render_chest(seed, anatomy, severity, view="AP", size=SIZE), severity
 
 
-def _event(image: np.ndarray):  # type: ignore[no-untyped-def,type-arg]
-    ds = to_dicom(
+def _dicom(image: np.ndarray):  # type: ignore[no-untyped-def,type-arg]
+    return to_dicom(
         image,
         patient_id="p1",
         patient_name="TEST^P1",
@@ -47,7 +47,10 @@ def _event(image: np.ndarray):  # type: ignore[no-untyped-def,type-arg]
         acquired=T0,
         view_position="AP",
     )
-    return image_event_from_dataset(ds, window_start=T0, crop_size=32, locator=LOCATOR)
+
+
+def _event(image: np.ndarray):  # type: ignore[no-untyped-def,type-arg]
+    return image_event_from_dataset(_dicom(image), window_start=T0, crop_size=32, locator=LOCATOR)
 
 
 @pytest.mark.parametrize("seed", [0, 2, 5])
@@ -145,18 +148,7 @@ def test_a_white_lung_film_without_outside_air_is_still_refused() -> None:
 def test_the_rendered_film_round_trips_through_dicom() -> None:
     """The tests above feed ``to_dicom`` films; the pipeline decodes them as rendered."""
     image, _ = _white_lungs(2)
-    ds = to_dicom(
-        image,
-        patient_id="p1",
-        patient_name="TEST^P1",
-        birth_date=None,
-        sex="F",
-        study_uid="1",
-        series_uid="1.1",
-        instance_uid="1.1.1",
-        acquired=T0,
-    )
-    assert decode_radiograph(ds).shape == image.shape
+    assert decode_radiograph(_dicom(image)).shape == image.shape
 
 
 @pytest.mark.parametrize("seed", [0, 2, 5])
