@@ -150,3 +150,35 @@ def test_an_occupied_destination_is_never_overwritten(cohort: Path, tmp_path: Pa
     with pytest.raises(FileExistsError):
         train_from_settings(_settings(cohort), ["t-000000"], out, name="t", version="1", epochs=1)
     assert (out / "weights.pt").read_text() == "a site's file"
+
+
+def test_with_the_summary_path_the_network_is_stacked_with_a_fitted_regression(
+    cohort: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "checkpoint"
+    config = dataclasses.replace(default_config(), summary_path=True)
+    train_from_settings(
+        _settings(cohort),
+        cohort_patient_ids(cohort),
+        out,
+        name="t",
+        version="1",
+        epochs=25,
+        seed=SEED,
+        config=config,
+    )
+    card = read_card(out)
+    assert card.config.summary_path is True
+    saved = torch.load(out / "weights.pt", weights_only=True)
+    rows = saved["summary.linear.weight"]  # [outputs, features]: the regression, times its weight
+    model = DiPro(card.config)
+    model.load_state_dict(saved)  # the saved network is the one scoring builds
+    assert rows.shape[0] == model.heads.num_outputs
+    assert bool((rows != 0).any()), "no task took any of the regression"
+    assert set(card.validation["models"]) == {
+        "dipro",
+        "ehr_only",
+        "last_pair",
+        "logistic",
+        "prevalence",
+    }
