@@ -351,9 +351,9 @@ class MonitorSettings(BaseModel):
     Windows: every night, the last ``1``, ``7`` and ``30`` days of nightly scores
     (``windows_days``). A performance figure is judged only in a window with at least
     ``min_outcomes`` stays of known outcome (``min_events`` deaths and as many survivors),
-    a subgroup only with ``min_group_outcomes`` and ``min_events``. An alert needs the
-    bootstrap interval past the threshold, not only the point: a small window's noise never
-    raises one.
+    a subgroup gap only when the group and everyone else each have ``min_group_outcomes`` and
+    ``min_events``. An alert needs the bootstrap interval past the threshold, not only the
+    point: a small window's noise never raises one.
 
     * calibration: expected calibration error above ``max_ece``;
     * discrimination: mortality AUROC below ``min_auroc``;

@@ -71,6 +71,30 @@ def _enough(at: Mapping[Key, Figure], key: tuple[int, str, str], stays: int, eve
     return known.value >= stays and deaths.value >= events and survivors >= events
 
 
+def _enough_rest(
+    at: Mapping[Key, Figure], key: tuple[int, str, str], limits: MonitorSettings
+) -> bool:
+    """Everyone else than the group meets the group minimums too: an AUROC of 1.000 from two
+    deaths is no yardstick for a gap."""
+    window, attribute, group = key
+    figures = [
+        at.get((window, "", "", "stays_known")),
+        at.get((window, "", "", "deaths")),
+        at.get((window, attribute, group, "stays")),
+        at.get((window, attribute, group, "deaths")),
+    ]
+    values = [float(f.value) for f in figures if f is not None and f.value is not None]
+    if len(values) < len(figures):
+        return False
+    known, deaths, group_known, group_deaths = values
+    rest_known, rest_deaths = known - group_known, deaths - group_deaths
+    return (
+        rest_known >= limits.min_group_outcomes
+        and rest_deaths >= limits.min_events
+        and rest_known - rest_deaths >= limits.min_events
+    )
+
+
 def _span(f: Figure) -> str:
     return "" if f.low is None or f.high is None else f" ({f.low:.3f}-{f.high:.3f})"
 
@@ -138,7 +162,7 @@ def _gaps(at: Mapping[Key, Figure], window: int, limits: MonitorSettings) -> lis
     for attribute, group in groups:
         if not _enough(
             at, (window, attribute, group), limits.min_group_outcomes, limits.min_events
-        ):
+        ) or not _enough_rest(at, (window, attribute, group), limits):
             continue
         auroc = at.get((window, attribute, group, "auroc"))
         rest = at.get((window, attribute, group, "auroc_rest"))

@@ -87,7 +87,9 @@ def test_drift_from_night_20_is_flagged_on_night_20_or_21_and_names_the_variable
     assert _first_night(nights, "new-unmapped-code", code) in (20, 21)
     assert _first_night(nights, "unusable-films", "regions-not-found") in (20, 21, 22)
     assert {a.kind for a in nights[29].alerts} >= {"drift"}
-    assert not any(a.kind == "calibration" for n in nights.values() for a in n.alerts)
+    # Before the drift the model is calibrated; after it a calibration alert is a true alarm
+    # (lost creatinine and unmapped temperatures shift the risks), not checked either way.
+    assert not any(a.kind == "calibration" for k in range(DRIFT_NIGHT) for a in nights[k].alerts)
 
 
 def test_a_subgroup_the_model_gets_wrong_is_flagged_and_no_other_group(thirty: Thirty) -> None:
