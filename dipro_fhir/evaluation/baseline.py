@@ -24,6 +24,7 @@ import numpy.typing as npt
 import torch
 
 from dipro.predictions import Predictions, Prevalence, task_nll
+from dipro.stacking import PENALTIES, fit_linear
 from dipro.vocab import FINDINGS, PROGRESSION_IGNORE
 from dipro_fhir.core.errors import ModelContractError
 from dipro_fhir.evaluation.summaries import FEATURE_NAMES
@@ -33,8 +34,6 @@ IntArray = npt.NDArray[np.int64]
 
 BASELINE_FILE: Final[str] = "baseline.json"
 BASELINE_KIND: Final[str] = "dipro-fhir/ehr-logistic/1"
-#: L2 penalties tried (mean loss + penalty * |w|^2); the validation split picks one.
-PENALTIES: Final[tuple[float, ...]] = (1e-4, 1e-3, 1e-2, 1e-1)
 #: A task (or finding) with fewer labels than this, or one class only, gets no model.
 MIN_LABELS: Final[int] = 10
 
@@ -162,28 +161,8 @@ def load_baseline(directory: Path) -> EhrBaseline:
 
 def _fit_linear(x: FloatArray, y: IntArray, classes: int, penalty: float) -> Linear:
     """Minimise mean cross-entropy + ``penalty * |W|^2`` by L-BFGS (``classes == 1``: binary)."""
-    xt = torch.as_tensor(x)
-    outputs = 1 if classes == 1 else classes
-    weights = torch.zeros((x.shape[1], outputs), dtype=torch.float64, requires_grad=True)
-    bias = torch.zeros(outputs, dtype=torch.float64, requires_grad=True)
-    target = torch.as_tensor(y)
-    optimiser = torch.optim.LBFGS(
-        [weights, bias], lr=1.0, max_iter=500, line_search_fn="strong_wolfe"
-    )
-
-    def closure() -> torch.Tensor:
-        optimiser.zero_grad()
-        z = xt @ weights + bias
-        if classes == 1:
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(z[:, 0], target.double())
-        else:
-            loss = torch.nn.functional.cross_entropy(z, target)
-        loss = loss + penalty * (weights**2).sum()
-        loss.backward()  # type: ignore[no-untyped-call]
-        return loss
-
-    optimiser.step(closure)  # type: ignore[no-untyped-call]
-    return Linear(weights.detach().numpy().copy(), bias.detach().numpy().copy(), penalty)
+    w = fit_linear(torch.as_tensor(x), torch.as_tensor(y), classes, penalty).numpy()
+    return Linear(w[:-1].copy(), w[-1].copy(), penalty)
 
 
 def _nll(model: Linear, x: FloatArray, y: IntArray) -> float:

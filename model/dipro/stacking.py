@@ -51,7 +51,7 @@ def _loss(z: torch.Tensor, y: torch.Tensor, binary: bool) -> torch.Tensor:
     return nn.functional.cross_entropy(z, y)
 
 
-def _fit(x: torch.Tensor, y: torch.Tensor, outputs: int, penalty: float) -> torch.Tensor:
+def fit_linear(x: torch.Tensor, y: torch.Tensor, outputs: int, penalty: float) -> torch.Tensor:
     """Weights ``[F + 1, outputs]`` (the last row the bias) minimising loss + L2 by L-BFGS."""
     w = torch.zeros((x.shape[1] + 1, outputs), dtype=torch.float64, requires_grad=True)
     optimiser = torch.optim.LBFGS([w], lr=1.0, max_iter=500, line_search_fn="strong_wolfe")
@@ -74,7 +74,7 @@ def _choose(
     (xt, yt), (xv, yv) = train, val
     if yt.numel() < MIN_LABELS or int(torch.unique(yt).numel()) < 2:
         return None
-    fits = [(_fit(xt, yt, outputs, p), p) for p in PENALTIES]
+    fits = [(fit_linear(xt, yt, outputs, p), p) for p in PENALTIES]
     if yv.numel() == 0:
         return fits[len(fits) // 2]
 
