@@ -8,7 +8,8 @@
 4. Train (:func:`dipro.train.fit`: unweighted losses, the epoch chosen on the validation loss
    over the prevalence, :class:`~dipro.train.TrainingFailed` when it does not learn). With
    ``config.summary_path`` the network is then stacked with a regression on the window
-   statistics, the mixture chosen on validation (:mod:`dipro.stacking`).
+   statistics (:mod:`dipro.stacking`: equal parts for mortality and length of stay, the
+   weight of each progression finding chosen on validation).
 5. Fit the calibration maps on the validation split, and the logistic-regression baseline on
    the training split (its penalty chosen on validation).
 6. Evaluate on the test split, patients never used to fit or select anything, against the
@@ -237,9 +238,10 @@ def _train(
         else f"epoch {result.best_epoch}"
     )
     say(f"chose {chosen}: validation loss / prevalence {result.criterion:.3f}")
+    mix: dict[str, float] = {}
     if path is not None:
-        fit_regression(path, model.heads.layout, train, val)
-        mix = stack(model, path, val)
+        penalties = fit_regression(path, model.heads.layout, train, val)
+        mix = stack(model, path, val, fitted=penalties)
         say(f"stacked with the regression on the window statistics, its weight by task: {mix}")
     calibration = fit_calibration(predict(model, val))
     baseline = fit_baseline(*_labels(store.read("train")), *_labels(store.read("validation")))
@@ -251,7 +253,7 @@ def _train(
         version=plan.version,
         training_data=_describe(plan, store.counts, left_out),
         intended_use=plan.intended_use,
-        metrics=_fit_metrics(result),
+        metrics=_fit_metrics(result, mix),
         preprocessing=prep.to_json(),
         calibration=calibration.to_json(),
     )
@@ -298,7 +300,9 @@ def _describe(plan: TrainingPlan, split: dict[str, int], left_out: dict[str, str
     return "; ".join(parts)
 
 
-def _fit_metrics(result: FitResult) -> dict[str, float]:
+def _fit_metrics(result: FitResult, mix: dict[str, float]) -> dict[str, float]:
+    """The card's training figures: the chosen epoch, the losses, and the regression's weight
+    per task in the stack (``stacking/<task>/regression_weight``; absent without stacking)."""
     metrics = {
         "best_epoch": float(result.best_epoch),
         "epochs_run": float(len(result.history)),
@@ -308,4 +312,5 @@ def _fit_metrics(result: FitResult) -> dict[str, float]:
     metrics |= {f"{task}/validation_loss_over_prevalence": r for task, r in result.ratios.items()}
     if result.averaged:
         metrics["averaged_epochs"] = float(len(result.averaged))
+    metrics |= {f"stacking/{task}/regression_weight": w for task, w in mix.items()}
     return metrics

@@ -11,9 +11,9 @@ import torch
 
 from dipro import DiPro, DiproConfig
 from dipro.config import DiproConfig as Config
-from dipro.stacking import fit_regression, stack
+from dipro.stacking import EQUAL, MIXES, fit_regression, stack
 from dipro.summary import STATISTICS, window_statistics
-from dipro.vocab import DEMOGRAPHIC_COLUMNS, VARIABLES
+from dipro.vocab import DEMOGRAPHIC_COLUMNS, PROGRESSION_IGNORE, VARIABLES
 from dipro_fhir.core.timeline import PatientId, PatientTimeline
 from dipro_fhir.evaluation.summaries import FEATURE_NAMES, summarise
 from tests.unit.model.conftest import synthetic
@@ -114,29 +114,50 @@ def test_stacking_mixes_the_network_with_the_fitted_regression(
     batch, targets = data[3]
     model.eval()
     with torch.no_grad():
-        alone = model(batch).mortality
+        alone = model(batch)
     penalties = fit_regression(path, model.heads.layout, data[:3], data[3:])
     assert {"mortality", "los"} <= set(penalties)
     assert not any(p.requires_grad for p in path.parameters())
+    path.eval()
     with torch.no_grad():
         regression = path(batch.ehr_values, batch.ehr_mask, batch.ehr_row_mask, batch.demographics)
-    mortality_column = model.heads.layout["progression"][0] * 3
-    weights = stack(model, path, data[3:])
+    columns = model.heads.layout["progression"][0] * 3
+    # Length of stay as if its regression had not been fitted: the network alone.
+    weights = stack(model, path, data[3:], fitted=set(penalties) - {"los"})
     assert model.summary is path
     assert set(weights) == {f"progression:{k}" for k in range(7)} | {"mortality", "los"}
-    w = weights["mortality"]
-    assert 0.0 <= w <= 1.0
+    assert weights["mortality"] == EQUAL
+    assert weights["los"] == 0.0
     with torch.no_grad():
-        stacked = model(batch).mortality
-    assert alone is not None
-    assert stacked is not None
+        stacked = model(batch)
+    assert alone.mortality is not None
+    assert stacked.mortality is not None
     torch.testing.assert_close(
-        stacked, (1 - w) * alone + w * regression[:, mortality_column], rtol=1e-4, atol=1e-5
+        stacked.mortality,
+        (1 - EQUAL) * alone.mortality + EQUAL * regression[:, columns],
+        rtol=1e-4,
+        atol=1e-5,
     )
-    # Chosen on these patients' log-loss: never worse than the network alone.
-    y = targets.mortality
+    assert alone.los is not None
+    assert stacked.los is not None
+    torch.testing.assert_close(stacked.los, alone.los, rtol=1e-5, atol=1e-6)
+    # A finding's weight is chosen on these patients' log-loss: never worse than the network.
+    assert alone.progression is not None
+    assert stacked.progression is not None
+    chosen = 0
+    for k in range(7):
+        w = weights[f"progression:{k}"]
+        assert w in MIXES
+        y = targets.progression[:, k]
+        keep = (y != PROGRESSION_IGNORE) & alone.used_pairs
+        if w == 0.0 or not bool(keep.any()):
+            continue
+        chosen += 1
 
-    def loss(z: torch.Tensor) -> float:
-        return float(torch.nn.functional.binary_cross_entropy_with_logits(z, y))
+        def loss(
+            z: torch.Tensor, k: int = k, y: torch.Tensor = y, keep: torch.Tensor = keep
+        ) -> float:
+            return float(torch.nn.functional.cross_entropy(z[keep, k], y[keep]))
 
-    assert loss(stacked) <= loss(alone) + 1e-6
+        assert loss(stacked.progression) <= loss(alone.progression) + 1e-6
+    assert chosen > 0, weights

@@ -175,6 +175,10 @@ def test_with_the_summary_path_the_network_is_stacked_with_a_fitted_regression(
     model.load_state_dict(saved)  # the saved network is the one scoring builds
     assert rows.shape[0] == model.heads.num_outputs
     assert bool((rows != 0).any()), "no task took any of the regression"
+    mix = {k: v for k, v in card.metrics.items() if k.startswith("stacking/")}
+    assert {"stacking/mortality/regression_weight", "stacking/los/regression_weight"} <= set(mix)
+    assert all(0.0 <= w <= 1.0 for w in mix.values())
+    assert any(w > 0.0 for w in mix.values())  # the card says what the weights show
     assert set(card.validation["models"]) == {
         "dipro",
         "ehr_only",
