@@ -23,7 +23,7 @@ from dipro_fhir.training.recipe import DemoTraining
 from dipro_fhir.training.trainer import TrainingOutcome
 
 DEMO_MODEL: Final[str] = "dipro-demo"
-DEMO_VERSION: Final[str] = "0.3.0-demo"
+DEMO_VERSION: Final[str] = "0.4.0-demo"
 DEMO_INTENDED_USE: Final[str] = (
     "Demonstration and integration testing only. Trained and validated on synthetic "
     "patients; NOT FOR CLINICAL USE."
