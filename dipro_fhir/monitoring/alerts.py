@@ -4,7 +4,8 @@ Thresholds are settings (``DIPRO_MONITOR__...``, :class:`~dipro_fhir.core.settin
 MonitorSettings`). A performance alert needs a window with enough stays of known outcome and
 the bootstrap interval past the threshold, so noise in a small window never raises one:
 
-* ``calibration``: the ECE interval's low end above ``max_ece``;
+* ``calibration``: the ECE interval's low end above ``max_ece``, and the ECE above what a
+  calibrated model would show on as many stays (``ece_if_calibrated``);
 * ``discrimination``: the AUROC interval's high end below ``min_auroc``;
 * ``subgroup-gap``: a group's AUROC ``max_subgroup_gap`` or more below everyone else's, with
   the group's interval's high end below everyone else's AUROC (groups with enough stays,
@@ -107,7 +108,14 @@ def performance_alerts(figures: Sequence[Figure], limits: MonitorSettings) -> li
         if not _enough(at, (window, "", ""), limits.min_outcomes, limits.min_events):
             continue
         ece, auroc = at.get((window, "", "", "ece")), at.get((window, "", "", "auroc"))
-        if ece and ece.value is not None and ece.low is not None and ece.low > limits.max_ece:
+        chance = at.get((window, "", "", "ece_if_calibrated"))
+        if (
+            ece
+            and ece.value is not None
+            and ece.low is not None
+            and ece.low > limits.max_ece
+            and (chance is None or chance.value is None or ece.value > chance.value)
+        ):
             out.append(Alert("calibration", "ece", f"{window}d", "", ece.value, limits.max_ece,
                              f"calibration: ECE {ece.value:.3f}{_span(ece)} over {window} days "
                              f"above the threshold {limits.max_ece:.3f}"))  # fmt: skip
