@@ -14,8 +14,8 @@ known count; open ones are counted as pending. Figures (``metric`` names):
   ``brier``, ``ece``, and ``observed_rate`` / ``mean_predicted``; observed against predicted
   by decile of predicted risk (``decile<k>:predicted``, ``decile<k>:observed``);
   ``ece_if_calibrated``: the 95th percentile of the ECE a perfectly calibrated model would
-  show on these stays (outcomes drawn from the risks themselves; Bröcker and Smith, 2007's
-  consistency resampling). ECE is biased upwards on few stays: a calibrated model's ECE on 35
+  show on these stays (outcomes drawn from the risks themselves: consistency resampling,
+  Bröcker and Smith 2007). ECE is biased upwards on few stays: a calibrated model's ECE on 35
   stays is about 0.13, 0.2 at the 95th percentile; a calibration alert needs the ECE above it;
 * at the site's thresholds (``DIPRO_WRITEBACK__MODERATE_RISK_AT`` / ``HIGH_RISK_AT``):
   ``alert_rate:<level>`` (share of scores at or above it), ``ppv:<level>`` and
