@@ -24,7 +24,7 @@ import numpy.typing as npt
 import torch
 
 from dipro.predictions import Predictions, Prevalence, task_nll
-from dipro.stacking import PENALTIES, fit_linear
+from dipro.stacking import choose_linear
 from dipro.vocab import FINDINGS, PROGRESSION_IGNORE
 from dipro_fhir.core.errors import ModelContractError
 from dipro_fhir.evaluation.summaries import FEATURE_NAMES
@@ -34,8 +34,6 @@ IntArray = npt.NDArray[np.int64]
 
 BASELINE_FILE: Final[str] = "baseline.json"
 BASELINE_KIND: Final[str] = "dipro-fhir/ehr-logistic/1"
-#: A task (or finding) with fewer labels than this, or one class only, gets no model.
-MIN_LABELS: Final[int] = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,31 +157,21 @@ def load_baseline(directory: Path) -> EhrBaseline:
     )
 
 
-def _fit_linear(x: FloatArray, y: IntArray, classes: int, penalty: float) -> Linear:
-    """Minimise mean cross-entropy + ``penalty * |W|^2`` by L-BFGS (``classes == 1``: binary)."""
-    w = fit_linear(torch.as_tensor(x), torch.as_tensor(y), classes, penalty).numpy()
-    return Linear(w[:-1].copy(), w[-1].copy(), penalty)
-
-
-def _nll(model: Linear, x: FloatArray, y: IntArray) -> float:
-    p = model.probabilities(x)
-    if p.ndim == 1:
-        p = np.clip(p, 1e-7, 1 - 1e-7)
-        return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
-    return float(-np.mean(np.log(np.clip(p[np.arange(y.size), y], 1e-7, 1.0))))
-
-
 def _choose(
     train: tuple[FloatArray, IntArray], val: tuple[FloatArray, IntArray], classes: int
 ) -> Linear | None:
-    """The model of the penalty with the lowest validation NLL (None: too few labels)."""
+    """The model of the penalty with the lowest validation NLL (None: too few labels), by the
+    stack's own fit (:func:`dipro.stacking.choose_linear`)."""
     (xt, yt), (xv, yv) = train, val
-    if yt.size < MIN_LABELS or np.unique(yt).size < 2:
+    fit = choose_linear(
+        (torch.as_tensor(xt), torch.as_tensor(yt)),
+        (torch.as_tensor(xv), torch.as_tensor(yv)),
+        classes,
+    )
+    if fit is None:
         return None
-    fits = [_fit_linear(xt, yt, classes, p) for p in PENALTIES]
-    if yv.size == 0:
-        return fits[len(fits) // 2]
-    return min(fits, key=lambda m: _nll(m, xv, yv))
+    w = fit[0].numpy()
+    return Linear(w[:-1].copy(), w[-1].copy(), fit[1])
 
 
 def fit_baseline(

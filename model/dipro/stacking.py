@@ -80,11 +80,14 @@ def fit_linear(x: torch.Tensor, y: torch.Tensor, outputs: int, penalty: float) -
     return w.detach()
 
 
-def _choose(
+def choose_linear(
     train: tuple[torch.Tensor, torch.Tensor],
     val: tuple[torch.Tensor, torch.Tensor],
     outputs: int,
 ) -> tuple[torch.Tensor, float] | None:
+    """:func:`fit_linear` for each of :data:`PENALTIES` on ``train``; the weights and penalty
+    with the lowest validation log-loss (the middle penalty without validation labels; None:
+    fewer than :data:`MIN_LABELS` training labels or one class)."""
     (xt, yt), (xv, yv) = train, val
     if yt.numel() < MIN_LABELS or int(torch.unique(yt).numel()) < 2:
         return None
@@ -119,7 +122,7 @@ def fit_regression(
     for task, (tokens, width) in layout.items():
         for k in range(tokens):
             (yt, keep_t), (yv, keep_v) = _labels(task, k, t_train, t_val)
-            fit = _choose((xt[keep_t], yt[keep_t]), (xv[keep_v], yv[keep_v]), width)
+            fit = choose_linear((xt[keep_t], yt[keep_t]), (xv[keep_v], yv[keep_v]), width)
             if fit is None:
                 blocks.append(torch.zeros((xt.shape[1] + 1, width), dtype=torch.float64))
             else:
