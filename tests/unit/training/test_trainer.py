@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from dipro.checkpoint import read_card
-from dipro.config import default_config
+from dipro.config import DiproConfig, default_config
 from dipro.network import DiPro
 from dipro.train import seed_everything
 from dipro_fhir.core.errors import TrainingError
@@ -22,6 +22,7 @@ from dipro_fhir.core.settings import Settings, embedded_settings
 from dipro_fhir.evaluation.baseline import load_baseline
 from dipro_fhir.synth.cohorts import cohort_patient_ids
 from dipro_fhir.training.from_source import train_from_settings
+from dipro_fhir.training.trainer import TrainingOutcome
 
 PATIENTS = 160
 SEED = 23
@@ -55,19 +56,21 @@ def _settings(cohort: Path) -> Settings:
     )
 
 
+def _train(
+    cohort: Path, out: Path, *, epochs: int = 25, config: DiproConfig | None = None
+) -> TrainingOutcome:
+    """Train on every patient of ``cohort`` with the tests' seed."""
+    return train_from_settings(
+        _settings(cohort), cohort_patient_ids(cohort), out, name="t", version="1",
+        epochs=epochs, config=config, seed=SEED,
+    )  # fmt: skip
+
+
 def test_training_learns_calibrates_and_saves_card_baseline_and_test_figures(
     cohort: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "checkpoint"
-    outcome = train_from_settings(
-        _settings(cohort),
-        cohort_patient_ids(cohort),
-        out,
-        name="t",
-        version="1",
-        epochs=25,
-        seed=SEED,
-    )
+    outcome = _train(cohort, out)
     assert outcome.tasks == ("progression", "mortality", "los")
     assert sum(outcome.split_counts.values()) == PATIENTS
     assert {p.name for p in out.iterdir()} == {
@@ -109,9 +112,7 @@ def test_without_coded_reports_progression_is_left_out_and_the_rest_trained(
     bare = tmp_path / "cohort"
     shutil.copytree(cohort, bare, ignore=shutil.ignore_patterns("DiagnosticReport.ndjson"))
     out = tmp_path / "checkpoint"
-    outcome = train_from_settings(
-        _settings(bare), cohort_patient_ids(bare), out, name="t", version="1", epochs=25, seed=SEED
-    )
+    outcome = _train(bare, out)
     assert outcome.tasks == ("mortality", "los")
     assert "progression" in outcome.left_out
     card = read_card(out)
@@ -126,10 +127,7 @@ def test_a_network_that_does_not_learn_is_refused_and_nothing_is_saved(
     out = tmp_path / "checkpoint"
     frozen = dataclasses.replace(default_config(), learning_rate=0.0)
     with pytest.raises(TrainingError, match="nothing saved: no epoch beat the untrained network"):
-        train_from_settings(
-            _settings(cohort), cohort_patient_ids(cohort), out, name="t", version="1",
-            epochs=3, config=frozen, seed=SEED,
-        )  # fmt: skip
+        _train(cohort, out, epochs=3, config=frozen)
     assert not out.exists()
     assert not any(p.name.startswith(".checkpoint.training-") for p in tmp_path.iterdir())
 
@@ -157,16 +155,7 @@ def test_with_the_summary_path_the_network_is_stacked_with_a_fitted_regression(
 ) -> None:
     out = tmp_path / "checkpoint"
     config = dataclasses.replace(default_config(), summary_path=True)
-    train_from_settings(
-        _settings(cohort),
-        cohort_patient_ids(cohort),
-        out,
-        name="t",
-        version="1",
-        epochs=25,
-        seed=SEED,
-        config=config,
-    )
+    _train(cohort, out, config=config)
     card = read_card(out)
     assert card.config.summary_path is True
     saved = torch.load(out / "weights.pt", weights_only=True)
